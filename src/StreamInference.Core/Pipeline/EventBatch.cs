@@ -1,0 +1,148 @@
+using StreamInference.Core.Features;
+
+namespace StreamInference.Core.Pipeline;
+
+/// <summary>
+/// One micro-batch and every buffer the stages need for it, allocated once and reused forever
+/// (batches circulate through a fixed pool). Row <c>i</c> is the i-th consumed record; rows that
+/// decoded cleanly are listed in <see cref="Rows"/> and occupy consecutive rows of <see cref="Features"/>,
+/// which is handed to the model as one <c>[OkCount, FeatureCount]</c> tensor.
+/// </summary>
+public sealed class EventBatch
+{
+    private int _pendingDeliveries;
+    private int _failedDeliveries;
+    private string? _firstError;
+
+    public EventBatch(FeaturePlan plan, int capacity, int scoreWidth)
+    {
+        ArgumentOutOfRangeException.ThrowIfLessThan(capacity, 1);
+        ArgumentOutOfRangeException.ThrowIfLessThan(scoreWidth, 1);
+        Capacity = capacity;
+        FeatureCount = plan.FeatureCount;
+        NumericWidth = plan.NumericFields.Count;
+        TextWidth = plan.TextFields.Count;
+        LookupWidth = plan.LookupValueCount;
+        ScoreWidth = scoreWidth;
+        Records = new InputRecord[capacity];
+        DeadLetterReasons = new string?[capacity];
+        DeadLetterDetails = new string?[capacity];
+        EventIds = new string?[capacity];
+        EntityKeys = new string?[capacity];
+        EventTimesMs = new long[capacity];
+        Numerics = new double[capacity * Math.Max(1, NumericWidth)];
+        Texts = new string?[capacity * Math.Max(1, TextWidth)];
+        LookupValues = new double[capacity * Math.Max(1, LookupWidth)];
+        Rows = new int[capacity];
+        Features = new float[capacity * FeatureCount];
+        DefaultedCounts = new int[capacity];
+        DefaultedPerFeature = new long[FeatureCount];
+        Scores = new double[capacity * scoreWidth];
+        Labels = new string?[capacity];
+    }
+
+    public int Capacity { get; }
+    public int FeatureCount { get; }
+    public int NumericWidth { get; }
+    public int TextWidth { get; }
+    public int LookupWidth { get; }
+    public int ScoreWidth { get; }
+
+    /// <summary>Number of consumed records in this batch.</summary>
+    public int Count { get; set; }
+    /// <summary>Number of rows that decoded cleanly (the model's batch size).</summary>
+    public int OkCount { get; set; }
+
+    public InputRecord[] Records { get; }
+    /// <summary>Non-null for a record to dead-letter.</summary>
+    public string?[] DeadLetterReasons { get; }
+    public string?[] DeadLetterDetails { get; }
+    public string?[] EventIds { get; }
+    public string?[] EntityKeys { get; }
+    public long[] EventTimesMs { get; }
+    public double[] Numerics { get; }
+    public string?[] Texts { get; }
+    public double[] LookupValues { get; }
+    /// <summary>Row index (into Records) of the k-th clean row.</summary>
+    public int[] Rows { get; }
+    /// <summary>The pooled model input buffer, <c>Capacity × FeatureCount</c>.</summary>
+    public float[] Features { get; }
+    public int[] DefaultedCounts { get; }
+    public long[] DefaultedPerFeature { get; }
+    /// <summary>Model outputs of the k-th clean row: <c>Scores[k*ScoreWidth .. +ScoreWidth]</c>.</summary>
+    public double[] Scores { get; }
+    /// <summary>Classifier label of the k-th clean row, when the model emits one.</summary>
+    public string?[] Labels { get; }
+    public long ScoredAtMs { get; set; }
+    /// <summary>Stopwatch timestamp when the batch was flushed by the batcher.</summary>
+    public long FlushedAt { get; set; }
+
+    public Span<double> NumericRow(int row) => Numerics.AsSpan(row * NumericWidth, NumericWidth);
+    public Span<string?> TextRow(int row) => Texts.AsSpan(row * TextWidth, TextWidth);
+    public Span<double> LookupRow(int row) => LookupValues.AsSpan(row * LookupWidth, LookupWidth);
+    public Span<float> FeatureRow(int k) => Features.AsSpan(k * FeatureCount, FeatureCount);
+    public Span<double> ScoreRow(int k) => Scores.AsSpan(k * ScoreWidth, ScoreWidth);
+
+    public void DeadLetter(int row, string reason, string detail)
+    {
+        DeadLetterReasons[row] = reason;
+        DeadLetterDetails[row] = detail;
+    }
+
+    /// <summary>Lists the clean rows in <see cref="Rows"/>; call after decoding.</summary>
+    public void CollectCleanRows()
+    {
+        var k = 0;
+        for (var i = 0; i < Count; i++)
+            if (DeadLetterReasons[i] is null) Rows[k++] = i;
+        OkCount = k;
+    }
+
+    /// <summary>Invoked once when every message of the batch was acknowledged (or failed).</summary>
+    internal Action<EventBatch>? DeliveryCompleted { get; set; }
+
+    public bool DeliveryFailed => Volatile.Read(ref _failedDeliveries) > 0;
+    public string? DeliveryError => _firstError;
+
+    /// <summary>Arms delivery tracking; the sink calls it before producing <paramref name="messages"/> messages.</summary>
+    public void BeginDelivery(int messages)
+    {
+        _failedDeliveries = 0;
+        _firstError = null;
+        // One extra count held by the sink until all messages were handed over, so a fast
+        // acknowledgement cannot complete the batch while it is still being produced.
+        Volatile.Write(ref _pendingDeliveries, messages + 1);
+    }
+
+    /// <summary>The sink calls this after handing over every message.</summary>
+    public void EndProduce() => Acknowledge();
+
+    /// <summary>Called from the transport's delivery thread once per message.</summary>
+    public void OnDelivered(bool success, string? error)
+    {
+        if (!success)
+        {
+            if (Interlocked.Increment(ref _failedDeliveries) == 1) _firstError = error;
+        }
+        Acknowledge();
+    }
+
+    private void Acknowledge()
+    {
+        if (Interlocked.Decrement(ref _pendingDeliveries) == 0) DeliveryCompleted?.Invoke(this);
+    }
+
+    public void Reset()
+    {
+        Array.Clear(DeadLetterReasons, 0, Count);
+        Array.Clear(DeadLetterDetails, 0, Count);
+        Array.Clear(Records, 0, Count);
+        Array.Clear(EventIds, 0, Count);
+        Array.Clear(EntityKeys, 0, Count);
+        Array.Clear(Texts, 0, Count * TextWidth);
+        Array.Clear(Labels, 0, OkCount);
+        Array.Clear(DefaultedPerFeature);
+        Count = 0;
+        OkCount = 0;
+    }
+}

@@ -1,0 +1,37 @@
+using StreamInference.Core.Offsets;
+
+namespace StreamInference.Core.Pipeline;
+
+/// <summary>
+/// A consumed record as the pipeline sees it: raw bytes plus where it came from and its place in the
+/// partition's offset tracker. <see cref="Headers"/> is the transport's header collection, passed
+/// through untouched to the dead-letter topic.
+/// </summary>
+public readonly record struct InputRecord(
+    PartitionOffsets Partition,
+    long Sequence,
+    long Offset,
+    byte[]? Key,
+    byte[]? Value,
+    long TimestampMs,
+    object? Headers);
+
+/// <summary>Reasons a record goes to the dead-letter topic (header <c>streaminference.dlq.reason</c>).</summary>
+public static class DeadLetterReasons
+{
+    public const string EmptyValue = "empty-value";
+    public const string WrongMagicByte = "wrong-magic-byte";
+    public const string TruncatedHeader = "truncated-header";
+    public const string UnknownSchemaId = "unknown-schema-id";
+    public const string IncompatibleSchema = "incompatible-schema";
+    public const string MalformedAvro = "malformed-avro";
+    public const string MissingEntityKey = "missing-entity-key";
+    public const string MissingEventId = "missing-event-id";
+    public const string TooLarge = "too-large";
+
+    public static readonly string[] All =
+    [
+        EmptyValue, WrongMagicByte, TruncatedHeader, UnknownSchemaId, IncompatibleSchema,
+        MalformedAvro, MissingEntityKey, MissingEventId, TooLarge,
+    ];
+}

@@ -1,0 +1,259 @@
+using System.Diagnostics;
+using System.Threading.Channels;
+using StreamInference.Core.Batching;
+using StreamInference.Core.Features;
+
+namespace StreamInference.Core.Pipeline;
+
+/// <summary>
+/// The one place where the stages and the channels between them are wired:
+/// <code>
+///  consume thread ─[input: InputRecord]─▶ batch stage ─[ready: EventBatch]─▶ score stage ─▶ sink ─▶ (delivery) ─▶ offsets
+///                                         batch + decode + enrich + assemble    score + encode + publish
+/// </code>
+/// Queues exist only where concurrency or batching changes: the consumer blocks in Consume on its own
+/// thread, the batch stage awaits Redis, the score stage runs the model. Stages within one box call
+/// each other directly.
+/// </summary>
+public sealed class PipelineTopology
+{
+    private readonly PipelineOptions _options;
+    private readonly IEventDecoder _decoder;
+    private readonly IFeatureStore _featureStore;
+    private readonly FeatureVectorAssembler _assembler;
+    private readonly IScorer _scorer;
+    private readonly IPredictionSink _sink;
+    private readonly IPipelineObserver _observer;
+    private readonly TimeProvider _time;
+
+    // Input: single writer (the consume thread, via TryWrite: on failure it pauses its partitions),
+    // single reader (the batch stage). Bounded so a slow model or Redis stops consumption instead of
+    // growing memory.
+    private readonly Channel<InputRecord> _input;
+    // Ready: written by the batch stage, read by the score stage. Small: it only overlaps the next
+    // batch's Redis round trip with the current batch's scoring.
+    private readonly Channel<EventBatch> _ready;
+    // Free batches. A batch returns here only when the producer acknowledged all its messages, so
+    // the pool size bounds the records in flight between consume and acknowledgement.
+    private readonly Channel<EventBatch> _free;
+    private readonly int _batchCount;
+    private int _outstanding;
+    private readonly TaskCompletionSource _allReturned = new(TaskCreationOptions.RunContinuationsAsynchronously);
+    private volatile bool _inputDone;
+    private Exception? _deliveryFailure;
+
+    public PipelineTopology(
+        PipelineOptions options,
+        FeaturePlan plan,
+        IEventDecoder decoder,
+        IFeatureStore featureStore,
+        IScorer scorer,
+        IPredictionSink sink,
+        IPipelineObserver? observer = null,
+        TimeProvider? timeProvider = null)
+    {
+        Validate(options);
+        _options = options;
+        _decoder = decoder;
+        _featureStore = featureStore;
+        _assembler = new FeatureVectorAssembler(plan);
+        _scorer = scorer;
+        _sink = sink;
+        _observer = observer ?? NullPipelineObserver.Instance;
+        _time = timeProvider ?? TimeProvider.System;
+
+        _input = Channel.CreateBounded<InputRecord>(new BoundedChannelOptions(options.InputQueueCapacity)
+        {
+            SingleWriter = true,
+            SingleReader = true,
+            FullMode = BoundedChannelFullMode.Wait,
+        });
+        _ready = Channel.CreateBounded<EventBatch>(new BoundedChannelOptions(2)
+        {
+            SingleWriter = true,
+            SingleReader = true,
+        });
+        _batchCount = options.MaxInFlightBatches;
+        _free = Channel.CreateBounded<EventBatch>(_batchCount);
+        for (var i = 0; i < _batchCount; i++)
+        {
+            var batch = new EventBatch(plan, options.MaxBatchSize, scorer.OutputWidth) { DeliveryCompleted = OnDeliveryCompleted };
+            _free.Writer.TryWrite(batch);
+        }
+    }
+
+    /// <summary>Where the consumer writes records. <c>TryWrite</c> failing means: pause and retry later.</summary>
+    public ChannelWriter<InputRecord> Input => _input.Writer;
+
+    /// <summary>Records waiting in the input queue.</summary>
+    public int QueuedRecords => _input.Reader.Count;
+
+    /// <summary>Batches between the batcher and the producer's acknowledgement.</summary>
+    public int InFlightBatches => Volatile.Read(ref _outstanding);
+
+    /// <summary>
+    /// Runs both stages until the input is completed and every record was published and acknowledged.
+    /// Faults with <see cref="PipelineFatalException"/> when a delivery fails or a stage cannot go on.
+    /// </summary>
+    public async Task RunAsync(CancellationToken cancellationToken)
+    {
+        using var linked = CancellationTokenSource.CreateLinkedTokenSource(cancellationToken);
+        var batchStage = Task.Run(() => BatchStageAsync(linked.Token), CancellationToken.None);
+        var scoreStage = Task.Run(() => ScoreStageAsync(linked.Token), CancellationToken.None);
+        try
+        {
+            var first = await Task.WhenAny(batchStage, scoreStage).ConfigureAwait(false);
+            if (first.IsFaulted) await linked.CancelAsync().ConfigureAwait(false);
+            await Task.WhenAll(batchStage, scoreStage).ConfigureAwait(false);
+        }
+        catch (OperationCanceledException) when (cancellationToken.IsCancellationRequested)
+        {
+            throw;
+        }
+        catch
+        {
+            _input.Writer.TryComplete();
+            throw;
+        }
+        _inputDone = true;
+        if (Volatile.Read(ref _outstanding) == 0) _allReturned.TrySetResult();
+        await _allReturned.Task.WaitAsync(cancellationToken).ConfigureAwait(false);
+        if (_deliveryFailure is not null) throw _deliveryFailure;
+    }
+
+    private async Task BatchStageAsync(CancellationToken ct)
+    {
+        var batcher = new MicroBatcher<InputRecord>(_input.Reader, _options.MaxBatchSize, _options.MaxBatchDelay, _time);
+        try
+        {
+            while (true)
+            {
+                ThrowIfDeliveryFailed();
+                var batch = await _free.Reader.ReadAsync(ct).ConfigureAwait(false);
+                Interlocked.Increment(ref _outstanding);
+                var n = await batcher.FillAsync(batch.Records, ct).ConfigureAwait(false);
+                if (n == 0)
+                {
+                    Return(batch);
+                    break;
+                }
+                batch.Count = n;
+                batch.FlushedAt = Stopwatch.GetTimestamp();
+
+                await _decoder.DecodeAsync(batch, ct).ConfigureAwait(false);
+                batch.CollectCleanRows();
+                var decoded = Stopwatch.GetTimestamp();
+
+                if (batch.OkCount > 0)
+                {
+                    await FetchWithRetryAsync(batch, ct).ConfigureAwait(false);
+                    for (var k = 0; k < batch.OkCount; k++)
+                    {
+                        var row = batch.Rows[k];
+                        batch.DefaultedCounts[row] = _assembler.Assemble(
+                            batch.NumericRow(row), batch.TextRow(row), batch.LookupRow(row),
+                            batch.FeatureRow(k), batch.DefaultedPerFeature);
+                    }
+                }
+                var enriched = Stopwatch.GetTimestamp();
+                _observer.OnBatchAssembled(batch,
+                    Stopwatch.GetElapsedTime(batch.FlushedAt, decoded),
+                    Stopwatch.GetElapsedTime(decoded, enriched));
+                await _ready.Writer.WriteAsync(batch, ct).ConfigureAwait(false);
+            }
+            _ready.Writer.TryComplete();
+        }
+        catch (Exception e)
+        {
+            _ready.Writer.TryComplete(e);
+            throw;
+        }
+    }
+
+    private async Task FetchWithRetryAsync(EventBatch batch, CancellationToken ct)
+    {
+        var backoff = TimeSpan.FromMilliseconds(50);
+        while (true)
+        {
+            try
+            {
+                await _featureStore.FetchAsync(batch, ct).ConfigureAwait(false);
+                return;
+            }
+            catch (Exception e) when (e is not OperationCanceledException && e is not PipelineFatalException)
+            {
+                // Retriable (Redis timeout, connection loss). Waiting here fills the input queue, which
+                // pauses consumption: nothing is lost and nothing spins.
+                _observer.OnRetry("enrich", e);
+                await Task.Delay(backoff, _time, ct).ConfigureAwait(false);
+                backoff = TimeSpan.FromTicks(Math.Min(backoff.Ticks * 2, _options.MaxRetryBackoff.Ticks));
+            }
+        }
+    }
+
+    private async Task ScoreStageAsync(CancellationToken ct)
+    {
+        await foreach (var batch in _ready.Reader.ReadAllAsync(ct).ConfigureAwait(false))
+        {
+            ThrowIfDeliveryFailed();
+            var start = Stopwatch.GetTimestamp();
+            if (batch.OkCount > 0)
+            {
+                try
+                {
+                    _scorer.Score(batch);
+                }
+                catch (Exception e) when (e is not OperationCanceledException)
+                {
+                    throw new PipelineFatalException($"Model {_scorer.ModelName}@{_scorer.ModelVersion} failed to score a batch of {batch.OkCount}: {e.Message}", e);
+                }
+            }
+            batch.ScoredAtMs = _time.GetUtcNow().ToUnixTimeMilliseconds();
+            var scored = Stopwatch.GetTimestamp();
+            _observer.OnBatchScored(batch, Stopwatch.GetElapsedTime(start, scored));
+            _sink.Publish(batch);
+            _observer.OnBatchPublished(batch, Stopwatch.GetElapsedTime(scored));
+        }
+    }
+
+    // Runs on the producer's delivery thread.
+    private void OnDeliveryCompleted(EventBatch batch)
+    {
+        if (batch.DeliveryFailed)
+        {
+            // Offsets of this batch are not stored: after the restart that this failure causes, the
+            // records are consumed again (at-least-once).
+            _deliveryFailure ??= new PipelineFatalException($"Publishing failed: {batch.DeliveryError}");
+        }
+        else
+        {
+            for (var i = 0; i < batch.Count; i++)
+            {
+                ref readonly var r = ref batch.Records[i];
+                r.Partition.Complete(r.Sequence);
+            }
+            _observer.OnBatchDelivered(batch, _time.GetUtcNow().ToUnixTimeMilliseconds());
+        }
+        batch.Reset();
+        Return(batch);
+    }
+
+    private void Return(EventBatch batch)
+    {
+        _free.Writer.TryWrite(batch);
+        if (Interlocked.Decrement(ref _outstanding) == 0 && _inputDone) _allReturned.TrySetResult();
+    }
+
+    private void ThrowIfDeliveryFailed()
+    {
+        if (_deliveryFailure is { } e) throw e;
+    }
+
+    private static void Validate(PipelineOptions o)
+    {
+        if (o.MaxBatchSize < 1) throw new ArgumentException("MaxBatchSize must be at least 1.", nameof(o));
+        if (o.MaxBatchDelay < TimeSpan.Zero) throw new ArgumentException("MaxBatchDelay must not be negative.", nameof(o));
+        if (o.InputQueueCapacity < 1) throw new ArgumentException("InputQueueCapacity must be at least 1.", nameof(o));
+        if (o.MaxInFlightBatches < 2) throw new ArgumentException("MaxInFlightBatches must be at least 2.", nameof(o));
+    }
+}

@@ -1,0 +1,60 @@
+namespace StreamInference.Core.Pipeline;
+
+// Stage contracts. Each works on a whole batch so the per-event loop stays inside one method
+// (no interface call per event). Implementations live in StreamInference.Infrastructure.
+
+/// <summary>Decodes <c>batch.Records[0..Count)</c> into the batch's slots; marks undecodable rows as dead letters.</summary>
+public interface IEventDecoder
+{
+    ValueTask DecodeAsync(EventBatch batch, CancellationToken cancellationToken);
+}
+
+/// <summary>Fills <c>LookupValues</c> of the clean rows (NaN for missing or stale) in one round trip.</summary>
+public interface IFeatureStore
+{
+    ValueTask FetchAsync(EventBatch batch, CancellationToken cancellationToken);
+}
+
+/// <summary>Scores the clean rows' feature vectors.</summary>
+public interface IScorer
+{
+    string ModelName { get; }
+    string ModelVersion { get; }
+    /// <summary>Number of score values per row.</summary>
+    int OutputWidth { get; }
+    void Score(EventBatch batch);
+}
+
+/// <summary>
+/// Publishes predictions for clean rows and dead letters for the others. Calls
+/// <see cref="EventBatch.BeginDelivery"/>, produces, then <see cref="EventBatch.EndProduce"/>, and reports
+/// each acknowledgement through <see cref="EventBatch.OnDelivered"/>.
+/// </summary>
+public interface IPredictionSink
+{
+    void Publish(EventBatch batch);
+}
+
+/// <summary>Per-batch notifications for metrics and live views. Called on the stage threads; keep them cheap.</summary>
+public interface IPipelineObserver
+{
+    void OnBatchAssembled(EventBatch batch, TimeSpan decode, TimeSpan enrich);
+    void OnBatchScored(EventBatch batch, TimeSpan score);
+    void OnBatchPublished(EventBatch batch, TimeSpan publish);
+    /// <summary>Called on the delivery thread when every message of the batch was acknowledged.</summary>
+    void OnBatchDelivered(EventBatch batch, long nowMs);
+    void OnRetry(string stage, Exception error);
+}
+
+public sealed class NullPipelineObserver : IPipelineObserver
+{
+    public static readonly NullPipelineObserver Instance = new();
+    public void OnBatchAssembled(EventBatch batch, TimeSpan decode, TimeSpan enrich) { }
+    public void OnBatchScored(EventBatch batch, TimeSpan score) { }
+    public void OnBatchPublished(EventBatch batch, TimeSpan publish) { }
+    public void OnBatchDelivered(EventBatch batch, long nowMs) { }
+    public void OnRetry(string stage, Exception error) { }
+}
+
+/// <summary>A failure the pipeline cannot recover from by itself (stop the host, restart re-delivers).</summary>
+public sealed class PipelineFatalException(string message, Exception? inner = null) : Exception(message, inner);
