@@ -98,6 +98,9 @@ public sealed class EventBatch
         OkCount = k;
     }
 
+    /// <summary>Slot for the sink's per-batch state (e.g. its cached delivery handler); the core never reads it.</summary>
+    public object? TransportState { get; set; }
+
     /// <summary>Invoked once when every message of the batch was acknowledged (or failed).</summary>
     internal Action<EventBatch>? DeliveryCompleted { get; set; }
 

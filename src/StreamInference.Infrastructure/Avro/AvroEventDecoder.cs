@@ -1,0 +1,190 @@
+using System.Globalization;
+using Avro;
+using Avro.Generic;
+using Avro.IO;
+using StreamInference.Core.Features;
+using StreamInference.Core.Pipeline;
+using AvroSchema = Avro.Schema;
+
+namespace StreamInference.Infrastructure.Avro;
+
+/// <summary>
+/// Decodes Confluent-framed Avro events: the writer schema comes from the registry by id (cached), is
+/// resolved against the reader schema from <c>schemas/</c>, and the fields the feature plan needs are
+/// copied into the batch's slots by position. Any record that cannot be decoded becomes a dead letter
+/// with its reason; nothing throws out of here except an unreachable registry.
+/// </summary>
+public sealed class AvroEventDecoder : IEventDecoder
+{
+    private static readonly DateTime Epoch = DateTime.UnixEpoch;
+    private readonly ISchemaRegistryClient _registry;
+    private readonly RecordSchema _reader;
+    private readonly FeaturePlan _plan;
+    private readonly int _maxMessageBytes;
+    private readonly int _idPos, _keyPos, _timePos;
+    private readonly int[] _numericPos;
+    private readonly EventFieldKind[] _numericKinds;
+    private readonly int[] _textPos;
+    // Written only by the batch stage (single reader); no locking needed.
+    private readonly Dictionary<int, DatumReader<GenericRecord>> _readers = [];
+    private readonly Dictionary<int, string> _rejected = [];
+    private GenericRecord? _reuse;
+
+    public AvroEventDecoder(ISchemaRegistryClient registry, AvroSchema readerSchema, FeaturePlan plan, int maxMessageBytes = 1 << 20)
+    {
+        _registry = registry;
+        _reader = readerSchema as RecordSchema
+                  ?? throw new ArgumentException($"The reader schema must be an Avro record, not {readerSchema.Tag}.", nameof(readerSchema));
+        _plan = plan;
+        _maxMessageBytes = maxMessageBytes;
+        _idPos = Position(plan.IdField, "event.idField");
+        _keyPos = Position(plan.EntityKeyField, "event.entityKeyField");
+        _timePos = Position(plan.TimeField, "event.timeField");
+        _numericPos = new int[plan.NumericFields.Count];
+        _numericKinds = new EventFieldKind[plan.NumericFields.Count];
+        foreach (var f in plan.NumericFields)
+        {
+            _numericPos[f.Slot] = Position(f.Name, $"feature field '{f.Name}'");
+            _numericKinds[f.Slot] = f.Kind;
+        }
+        _textPos = new int[plan.TextFields.Count];
+        foreach (var f in plan.TextFields) _textPos[f.Slot] = Position(f.Name, $"feature field '{f.Name}'");
+    }
+
+    private int Position(string field, string usedBy)
+    {
+        if (!_reader.TryGetField(field, out var f))
+            throw new FeatureDefinitionException(
+                $"Feature set '{_plan.Name}' v{_plan.Version}: {usedBy} names '{field}', which is not a field of reader schema {_reader.Fullname}.");
+        return f.Pos;
+    }
+
+    public async ValueTask DecodeAsync(EventBatch batch, CancellationToken cancellationToken)
+    {
+        for (var row = 0; row < batch.Count; row++)
+        {
+            var value = batch.Records[row].Value;
+            var status = ConfluentWireFormat.TryReadHeader(value, out var schemaId);
+            if (status != WireHeaderStatus.Ok)
+            {
+                batch.DeadLetter(row, status switch
+                {
+                    WireHeaderStatus.Empty => DeadLetterReasons.EmptyValue,
+                    WireHeaderStatus.WrongMagicByte => DeadLetterReasons.WrongMagicByte,
+                    _ => DeadLetterReasons.TruncatedHeader,
+                }, status == WireHeaderStatus.WrongMagicByte ? $"first byte 0x{value![0]:x2}, expected 0x00" : $"{value?.Length ?? 0} bytes");
+                continue;
+            }
+            if (value!.Length > _maxMessageBytes)
+            {
+                batch.DeadLetter(row, DeadLetterReasons.TooLarge, $"{value.Length} bytes > limit {_maxMessageBytes}");
+                continue;
+            }
+            if (!_readers.TryGetValue(schemaId, out var reader))
+            {
+                if (_rejected.TryGetValue(schemaId, out var why))
+                {
+                    batch.DeadLetter(row, why.StartsWith("unknown", StringComparison.Ordinal) ? DeadLetterReasons.UnknownSchemaId : DeadLetterReasons.IncompatibleSchema, why);
+                    continue;
+                }
+                reader = await ResolveAsync(schemaId, cancellationToken).ConfigureAwait(false);
+                if (reader is null)
+                {
+                    row--; // re-run this row: it now hits the rejected cache with the reason
+                    continue;
+                }
+            }
+            DecodeRow(batch, row, value, reader);
+        }
+    }
+
+    private async Task<DatumReader<GenericRecord>?> ResolveAsync(int schemaId, CancellationToken ct)
+    {
+        AvroSchema writer;
+        try
+        {
+            writer = await _registry.GetSchemaAsync(schemaId, ct).ConfigureAwait(false);
+        }
+        catch (SchemaRegistryException e) when (e.ErrorCode is SchemaRegistryException.SchemaNotFound or 404)
+        {
+            // Unknown ids stay unknown for this process (ids are never reused by a registry).
+            _rejected[schemaId] = $"unknown schema id {schemaId}";
+            return null;
+        }
+        catch (SchemaParseException e)
+        {
+            _rejected[schemaId] = $"incompatible: schema {schemaId} does not parse: {e.Message}";
+            return null;
+        }
+        if (!_reader.CanRead(writer))
+        {
+            _rejected[schemaId] = $"incompatible: reader {_reader.Fullname} cannot read writer schema {schemaId} ({writer.Fullname})";
+            return null;
+        }
+        var reader = new GenericDatumReader<GenericRecord>(writer, _reader);
+        _readers[schemaId] = reader;
+        return reader;
+    }
+
+    private void DecodeRow(EventBatch batch, int row, byte[] value, DatumReader<GenericRecord> reader)
+    {
+        GenericRecord record;
+        try
+        {
+            using var stream = new MemoryStream(value, ConfluentWireFormat.HeaderSize, value.Length - ConfluentWireFormat.HeaderSize, writable: false);
+            record = reader.Read(_reuse!, new BinaryDecoder(stream));
+            _reuse = record;
+        }
+        catch (Exception e) when (e is AvroException or EndOfStreamException or IOException or InvalidCastException or ArgumentException or OverflowException or IndexOutOfRangeException)
+        {
+            _reuse = null; // a half-filled record must not leak into the next one
+            batch.DeadLetter(row, DeadLetterReasons.MalformedAvro, e.Message);
+            return;
+        }
+
+        var key = AsText(record.GetValue(_keyPos));
+        if (string.IsNullOrEmpty(key))
+        {
+            batch.DeadLetter(row, DeadLetterReasons.MissingEntityKey, $"field '{_plan.EntityKeyField}' is null or empty");
+            return;
+        }
+        var id = AsText(record.GetValue(_idPos));
+        if (string.IsNullOrEmpty(id))
+        {
+            batch.DeadLetter(row, DeadLetterReasons.MissingEventId, $"field '{_plan.IdField}' is null or empty");
+            return;
+        }
+        batch.EntityKeys[row] = key;
+        batch.EventIds[row] = id;
+        var t = AsNumber(record.GetValue(_timePos));
+        batch.EventTimesMs[row] = double.IsFinite(t) ? (long)t : batch.Records[row].TimestampMs;
+
+        var numerics = batch.NumericRow(row);
+        for (var i = 0; i < _numericPos.Length; i++) numerics[i] = AsNumber(record.GetValue(_numericPos[i]));
+        var texts = batch.TextRow(row);
+        for (var i = 0; i < _textPos.Length; i++) texts[i] = AsText(record.GetValue(_textPos[i]));
+    }
+
+    private static double AsNumber(object? v) => v switch
+    {
+        null => double.NaN,
+        double d => d,
+        float f => f,
+        int i => i,
+        long l => l,
+        bool b => b ? 1.0 : 0.0,
+        DateTime dt => (dt.ToUniversalTime() - Epoch).TotalMilliseconds,
+        DateTimeOffset dto => dto.ToUnixTimeMilliseconds(),
+        _ => double.NaN,
+    };
+
+    private static string? AsText(object? v) => v switch
+    {
+        null => null,
+        string s => s,
+        GenericEnum e => e.Value,
+        int i => i.ToString(CultureInfo.InvariantCulture),
+        long l => l.ToString(CultureInfo.InvariantCulture),
+        _ => null,
+    };
+}

@@ -1,0 +1,339 @@
+using Confluent.Kafka;
+using Microsoft.Extensions.Logging;
+using StreamInference.Core.Offsets;
+using StreamInference.Core.Pipeline;
+using StreamInference.Infrastructure.Metrics;
+
+namespace StreamInference.Infrastructure.Kafka;
+
+/// <summary>
+/// The consume side: one dedicated thread blocks in <c>Consume</c>, tracks every record in its
+/// partition's watermark, and hands it to the pipeline's input channel. When the channel is full it
+/// pauses every assigned partition and resumes once the records it held back fit again: memory stays
+/// bounded and librdkafka keeps serving the group protocol. Offsets are stored (never auto-stored) only
+/// up to each partition's contiguous watermark of acknowledged records; librdkafka's auto-commit then
+/// commits what was stored.
+/// </summary>
+public sealed partial class KafkaConsumerLoop : IDisposable
+{
+    private readonly IConsumer<byte[], byte[]> _consumer;
+    private readonly IReadOnlyList<string> _topics;
+    private readonly PipelineTopology _pipeline;
+    private readonly ILogger _log;
+    private readonly ProcessorMetrics _metrics;
+    private readonly TimeSpan _revokeDrainTimeout;
+    private readonly Dictionary<TopicPartition, PartitionOffsets> _partitions = [];
+    private readonly Queue<InputRecord> _held = new();
+    private bool _paused;
+    private bool _pauseNewlyAssigned;
+    private long _lastLagUpdate;
+
+    public KafkaConsumerLoop(ConsumerConfig config, IReadOnlyList<string> topics, PipelineTopology pipeline,
+        ProcessorMetrics metrics, ILogger log, TimeSpan revokeDrainTimeout)
+    {
+        _topics = topics;
+        _pipeline = pipeline;
+        _metrics = metrics;
+        _log = log;
+        _revokeDrainTimeout = revokeDrainTimeout;
+        config.EnableAutoOffsetStore = false;
+        config.EnableAutoCommit ??= true;
+        _consumer = new ConsumerBuilder<byte[], byte[]>(config)
+            .SetPartitionsAssignedHandler((_, list) => OnAssigned(list))
+            .SetPartitionsRevokedHandler((_, list) => OnRevoked(list))
+            .SetPartitionsLostHandler((_, list) => OnLost(list))
+            .SetErrorHandler((_, e) => OnError(e))
+            .SetLogHandler((_, m) => OnLog(m))
+            .Build();
+    }
+
+    /// <summary>Partitions currently assigned to this process.</summary>
+    public int AssignedPartitions => Volatile.Read(ref _assignedCount);
+    private int _assignedCount;
+
+    /// <summary>
+    /// Runs the loop on a dedicated thread until <paramref name="stop"/> is cancelled or
+    /// <paramref name="pipelineRun"/> ends, then drains the pipeline (up to <paramref name="drainTimeout"/>),
+    /// stores the final offsets and closes the consumer (leaving the group, committing).
+    /// </summary>
+    public Task RunAsync(Task pipelineRun, TimeSpan drainTimeout, CancellationToken stop)
+    {
+        var done = new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
+        var thread = new Thread(() =>
+        {
+            try
+            {
+                Loop(pipelineRun, stop);
+                Drain(pipelineRun, drainTimeout);
+                done.TrySetResult();
+            }
+            catch (Exception e)
+            {
+                done.TrySetException(e);
+            }
+        })
+        {
+            IsBackground = true,
+            Name = "kafka-consume",
+        };
+        thread.Start();
+        return done.Task;
+    }
+
+    private void Loop(Task pipelineRun, CancellationToken stop)
+    {
+        _consumer.Subscribe(_topics);
+        var input = _pipeline.Input;
+        while (!stop.IsCancellationRequested && !pipelineRun.IsCompleted)
+        {
+            StoreCompletedOffsets();
+            UpdateLagEvery(TimeSpan.FromSeconds(2));
+
+            if (_held.Count > 0 && !TryReleaseHeld(input))
+            {
+                // Still full: wait for room (bounded) and serve group callbacks without consuming.
+                input.WaitToWriteAsync(CancellationToken.None).AsTask().Wait(50, CancellationToken.None);
+                Accept(TryConsume(TimeSpan.Zero), input);
+                continue;
+            }
+            Accept(TryConsume(TimeSpan.FromMilliseconds(100)), input);
+        }
+    }
+
+    private ConsumeResult<byte[], byte[]>? TryConsume(TimeSpan timeout)
+    {
+        try
+        {
+            return _consumer.Consume(timeout);
+        }
+        catch (ConsumeException e)
+        {
+            if (e.Error.IsFatal) throw new PipelineFatalException($"Fatal Kafka consumer error: {e.Error}", e);
+            Log.ConsumeError(_log, e.Error.Code.ToString(), e.Error.Reason);
+            return null;
+        }
+    }
+
+    private void Accept(ConsumeResult<byte[], byte[]>? result, System.Threading.Channels.ChannelWriter<InputRecord> input)
+    {
+        if (_pauseNewlyAssigned)
+        {
+            _pauseNewlyAssigned = false;
+            if (_paused) _consumer.Pause(_consumer.Assignment);
+        }
+        if (result is null || result.IsPartitionEOF) return;
+        if (!_partitions.TryGetValue(result.TopicPartition, out var partition))
+        {
+            // A record of a partition we no longer own (revoked between fetch and return): drop it,
+            // its new owner consumes it from the committed offset.
+            return;
+        }
+        var offset = result.Offset.Value;
+        var record = new InputRecord(partition, partition.Track(offset), offset, result.Message.Key, result.Message.Value,
+            result.Message.Timestamp.UnixTimestampMs, result.Message.Headers);
+        _metrics.Consumed.Inc();
+        if (_held.Count == 0 && input.TryWrite(record)) return;
+        _held.Enqueue(record);
+        if (!_paused)
+        {
+            _consumer.Pause(_consumer.Assignment);
+            _paused = true;
+            _metrics.Pauses.Inc();
+            _metrics.Paused.Set(1);
+        }
+    }
+
+    private bool TryReleaseHeld(System.Threading.Channels.ChannelWriter<InputRecord> input)
+    {
+        while (_held.Count > 0)
+        {
+            if (!input.TryWrite(_held.Peek())) return false;
+            _held.Dequeue();
+        }
+        if (_paused)
+        {
+            _consumer.Resume(_consumer.Assignment);
+            _paused = false;
+            _metrics.Paused.Set(0);
+        }
+        return true;
+    }
+
+    private void StoreCompletedOffsets()
+    {
+        foreach (var (tp, partition) in _partitions)
+        {
+            if (!partition.TryTakeCommittable(out var next)) continue;
+            try
+            {
+                _consumer.StoreOffset(new TopicPartitionOffset(tp, next));
+            }
+            catch (KafkaException e)
+            {
+                Log.StoreFailed(_log, tp.Topic, tp.Partition.Value, next, e.Error.Reason);
+            }
+        }
+    }
+
+    private void UpdateLagEvery(TimeSpan interval)
+    {
+        var now = Environment.TickCount64;
+        if (now - _lastLagUpdate < interval.TotalMilliseconds) return;
+        _lastLagUpdate = now;
+        foreach (var tp in _partitions.Keys)
+        {
+            var watermarks = _consumer.GetWatermarkOffsets(tp);
+            var position = _consumer.Position(tp);
+            if (watermarks.High.Value < 0 || position.Value < 0) continue;
+            _metrics.Lag.WithLabels(tp.Topic, tp.Partition.Value.ToString(System.Globalization.CultureInfo.InvariantCulture))
+                .Set(Math.Max(0, watermarks.High.Value - position.Value));
+        }
+    }
+
+    private void OnAssigned(List<TopicPartition> list)
+    {
+        foreach (var tp in list)
+        {
+            if (!_partitions.ContainsKey(tp)) _partitions[tp] = new PartitionOffsets(tp.Topic, tp.Partition.Value);
+        }
+        _assignedCount = _partitions.Count;
+        _pauseNewlyAssigned = _paused;
+        Log.Assigned(_log, list.Count, string.Join(", ", list.Select(p => $"{p.Topic}[{p.Partition.Value}]")));
+    }
+
+    private void OnRevoked(List<TopicPartitionOffset> list)
+    {
+        // Records held back (never handed to the pipeline) for these partitions will be consumed again
+        // by the next owner: forget them. Then give in-flight records a bounded time to be acknowledged
+        // so the new owner re-processes as little as possible, store and commit the watermark.
+        var revoked = list.Select(p => p.TopicPartition).Where(_partitions.ContainsKey).ToList();
+        if (revoked.Count == 0) return;
+        var heldPerPartition = new Dictionary<PartitionOffsets, int>();
+        var keep = new Queue<InputRecord>();
+        while (_held.Count > 0)
+        {
+            var r = _held.Dequeue();
+            if (revoked.Contains(new TopicPartition(r.Partition.Topic, r.Partition.Partition)))
+                heldPerPartition[r.Partition] = heldPerPartition.GetValueOrDefault(r.Partition) + 1;
+            else keep.Enqueue(r);
+        }
+        while (keep.Count > 0) _held.Enqueue(keep.Dequeue());
+
+        var deadline = Environment.TickCount64 + (long)_revokeDrainTimeout.TotalMilliseconds;
+        foreach (var tp in revoked)
+        {
+            var p = _partitions[tp];
+            var heldCount = heldPerPartition.GetValueOrDefault(p);
+            while (p.InFlight > heldCount && Environment.TickCount64 < deadline) Thread.Sleep(5);
+        }
+
+        var commits = new List<TopicPartitionOffset>();
+        foreach (var tp in revoked)
+        {
+            var p = _partitions[tp];
+            if (p.Committable >= 0) commits.Add(new TopicPartitionOffset(tp, p.Committable));
+            if (p.InFlight > heldPerPartition.GetValueOrDefault(p))
+                Log.RevokedWithInFlight(_log, tp.Topic, tp.Partition.Value, p.InFlight);
+            p.MarkRevoked();
+            _partitions.Remove(tp);
+        }
+        if (commits.Count > 0)
+        {
+            try
+            {
+                _consumer.Commit(commits);
+            }
+            catch (KafkaException e)
+            {
+                Log.CommitFailed(_log, e.Error.Reason);
+            }
+        }
+        _assignedCount = _partitions.Count;
+        Log.Revoked(_log, revoked.Count);
+    }
+
+    private void OnLost(List<TopicPartitionOffset> list)
+    {
+        foreach (var p in list)
+        {
+            if (_partitions.Remove(p.TopicPartition, out var state)) state.MarkRevoked();
+        }
+        var keep = _held.Where(r => !r.Partition.IsRevoked).ToList();
+        _held.Clear();
+        foreach (var r in keep) _held.Enqueue(r);
+        _assignedCount = _partitions.Count;
+        Log.Lost(_log, list.Count);
+    }
+
+    private void OnError(Error e)
+    {
+        if (e.IsFatal) Log.FatalError(_log, e.Code.ToString(), e.Reason);
+        else Log.TransportError(_log, e.Code.ToString(), e.Reason);
+    }
+
+    private void OnLog(LogMessage m)
+    {
+        if (m.Level <= SyslogLevel.Warning) Log.Librdkafka(_log, m.Facility, m.Message);
+    }
+
+    private void Drain(Task pipelineRun, TimeSpan timeout)
+    {
+        // Held records were never handed over: they stay un-acknowledged and are consumed again next time.
+        _held.Clear();
+        _pipeline.Input.TryComplete();
+        var deadline = Environment.TickCount64 + (long)timeout.TotalMilliseconds;
+        while (!pipelineRun.IsCompleted && Environment.TickCount64 < deadline)
+        {
+            StoreCompletedOffsets();
+            Thread.Sleep(10);
+        }
+        if (!pipelineRun.IsCompleted) Log.DrainTimedOut(_log, timeout.TotalSeconds);
+        StoreCompletedOffsets();
+        try
+        {
+            _consumer.Close();
+        }
+        catch (KafkaException e)
+        {
+            Log.CommitFailed(_log, e.Error.Reason);
+        }
+    }
+
+    public void Dispose() => _consumer.Dispose();
+
+    private static partial class Log
+    {
+        [LoggerMessage(Level = LogLevel.Information, Message = "Assigned {Count} partition(s): {Partitions}")]
+        public static partial void Assigned(ILogger logger, int count, string partitions);
+
+        [LoggerMessage(Level = LogLevel.Information, Message = "Revoked {Count} partition(s); watermarks committed")]
+        public static partial void Revoked(ILogger logger, int count);
+
+        [LoggerMessage(Level = LogLevel.Warning, Message = "Lost {Count} partition(s); their in-flight records will be processed again by the new owner")]
+        public static partial void Lost(ILogger logger, int count);
+
+        [LoggerMessage(Level = LogLevel.Warning, Message = "Revoked {Topic}[{Partition}] with {InFlight} record(s) still in flight; the new owner will process them again")]
+        public static partial void RevokedWithInFlight(ILogger logger, string topic, int partition, int inFlight);
+
+        [LoggerMessage(Level = LogLevel.Warning, Message = "Consume error {Code}: {Reason}")]
+        public static partial void ConsumeError(ILogger logger, string code, string reason);
+
+        [LoggerMessage(Level = LogLevel.Warning, Message = "Could not store offset {Offset} for {Topic}[{Partition}]: {Reason}")]
+        public static partial void StoreFailed(ILogger logger, string topic, int partition, long offset, string reason);
+
+        [LoggerMessage(Level = LogLevel.Warning, Message = "Offset commit failed: {Reason}")]
+        public static partial void CommitFailed(ILogger logger, string reason);
+
+        [LoggerMessage(Level = LogLevel.Critical, Message = "Fatal Kafka error {Code}: {Reason}")]
+        public static partial void FatalError(ILogger logger, string code, string reason);
+
+        [LoggerMessage(Level = LogLevel.Warning, Message = "Kafka error {Code}: {Reason}")]
+        public static partial void TransportError(ILogger logger, string code, string reason);
+
+        [LoggerMessage(Level = LogLevel.Warning, Message = "librdkafka {Facility}: {Message}")]
+        public static partial void Librdkafka(ILogger logger, string facility, string message);
+
+        [LoggerMessage(Level = LogLevel.Warning, Message = "Pipeline did not drain within {Seconds}s; unacknowledged records will be consumed again")]
+        public static partial void DrainTimedOut(ILogger logger, double seconds);
+    }
+}

@@ -1,0 +1,117 @@
+using System.Globalization;
+using System.Text;
+using Confluent.Kafka;
+using StreamInference.Core.Pipeline;
+using StreamInference.Infrastructure.Avro;
+
+namespace StreamInference.Infrastructure.Kafka;
+
+/// <summary>
+/// Produces a batch's predictions (keyed by entity, so per-key order holds downstream) and its dead
+/// letters (original key, value and headers plus reason and source coordinates). One delivery
+/// handler delegate per batch object, created once and reused: acknowledgements count down on the
+/// batch, which then completes its offsets.
+/// </summary>
+public sealed class KafkaPredictionSink : IPredictionSink
+{
+    public const string ReasonHeader = "streaminference.dlq.reason";
+    public const string DetailHeader = "streaminference.dlq.detail";
+    public const string SourceTopicHeader = "streaminference.source.topic";
+    public const string SourcePartitionHeader = "streaminference.source.partition";
+    public const string SourceOffsetHeader = "streaminference.source.offset";
+    public const string SourceTimestampHeader = "streaminference.source.timestamp";
+
+    private readonly IProducer<byte[], byte[]> _producer;
+    private readonly string _outputTopic;
+    private readonly string _deadLetterTopic;
+    private readonly PredictionWriter _writer;
+    private readonly Dictionary<string, byte[]> _reasonBytes = [];
+    private readonly Dictionary<string, byte[]> _topicBytes = [];
+
+    public KafkaPredictionSink(IProducer<byte[], byte[]> producer, string outputTopic, string deadLetterTopic, PredictionWriter writer)
+    {
+        _producer = producer;
+        _outputTopic = outputTopic;
+        _deadLetterTopic = deadLetterTopic;
+        _writer = writer;
+        foreach (var r in DeadLetterReasons.All) _reasonBytes[r] = Encoding.UTF8.GetBytes(r);
+    }
+
+    public void Publish(EventBatch batch)
+    {
+        if (batch.TransportState is not Action<DeliveryReport<byte[], byte[]>> handler)
+        {
+            handler = report => batch.OnDelivered(!report.Error.IsError, report.Error.IsError ? $"{report.Error.Code}: {report.Error.Reason}" : null);
+            batch.TransportState = handler;
+        }
+        batch.BeginDelivery(batch.Count);
+        var k = 0;
+        for (var row = 0; row < batch.Count; row++)
+        {
+            Message<byte[], byte[]> message;
+            string topic;
+            if (batch.DeadLetterReasons[row] is { } reason)
+            {
+                topic = _deadLetterTopic;
+                message = DeadLetter(batch, row, reason);
+            }
+            else
+            {
+                topic = _outputTopic;
+                message = new Message<byte[], byte[]>
+                {
+                    Key = Encoding.UTF8.GetBytes(batch.EntityKeys[row]!),
+                    Value = _writer.Write(batch, row, k++),
+                };
+            }
+            Produce(topic, message, handler);
+        }
+        batch.EndProduce();
+    }
+
+    private Message<byte[], byte[]> DeadLetter(EventBatch batch, int row, string reason)
+    {
+        ref readonly var r = ref batch.Records[row];
+        var headers = new Headers
+        {
+            { ReasonHeader, _reasonBytes.TryGetValue(reason, out var rb) ? rb : Encoding.UTF8.GetBytes(reason) },
+            { DetailHeader, Encoding.UTF8.GetBytes(Truncate(batch.DeadLetterDetails[row] ?? "", 1024)) },
+            { SourceTopicHeader, TopicBytes(r.Partition.Topic) },
+            { SourcePartitionHeader, Encoding.ASCII.GetBytes(r.Partition.Partition.ToString(CultureInfo.InvariantCulture)) },
+            { SourceOffsetHeader, Encoding.ASCII.GetBytes(r.Offset.ToString(CultureInfo.InvariantCulture)) },
+            { SourceTimestampHeader, Encoding.ASCII.GetBytes(r.TimestampMs.ToString(CultureInfo.InvariantCulture)) },
+        };
+        if (r.Headers is Headers original)
+        {
+            foreach (var h in original) headers.Add(h.Key, h.GetValueBytes());
+        }
+        return new Message<byte[], byte[]> { Key = r.Key!, Value = r.Value!, Headers = headers };
+    }
+
+    private byte[] TopicBytes(string topic)
+    {
+        if (!_topicBytes.TryGetValue(topic, out var bytes)) _topicBytes[topic] = bytes = Encoding.UTF8.GetBytes(topic);
+        return bytes;
+    }
+
+    private static string Truncate(string s, int max) => s.Length <= max ? s : s[..max];
+
+    private void Produce(string topic, Message<byte[], byte[]> message, Action<DeliveryReport<byte[], byte[]>> handler)
+    {
+        var backoff = 1;
+        while (true)
+        {
+            try
+            {
+                _producer.Produce(topic, message, handler);
+                return;
+            }
+            catch (ProduceException<byte[], byte[]> e) when (e.Error.Code == ErrorCode.Local_QueueFull)
+            {
+                // librdkafka's queue is full: the broker is slower than we are. Wait for acknowledgements.
+                Thread.Sleep(backoff);
+                backoff = Math.Min(backoff * 2, 100);
+            }
+        }
+    }
+}

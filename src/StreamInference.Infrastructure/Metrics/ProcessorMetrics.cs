@@ -1,0 +1,121 @@
+using System.Diagnostics;
+using Microsoft.Extensions.Logging;
+using Prometheus;
+using StreamInference.Core.Diagnostics;
+using StreamInference.Core.Features;
+using StreamInference.Core.Pipeline;
+
+namespace StreamInference.Infrastructure.Metrics;
+
+/// <summary>
+/// The processor's Prometheus metrics (names <c>streaminference_*</c>, bounded labels only) and the
+/// in-process counters the live view reads. Labelled children are resolved once, never per message.
+/// </summary>
+public sealed partial class ProcessorMetrics : IPipelineObserver
+{
+    private static readonly double[] BatchBuckets = Histogram.ExponentialBuckets(1, 2, 13);        // 1 .. 4096
+    private static readonly double[] StageBuckets = Histogram.ExponentialBuckets(0.00005, 2, 16);  // 50 µs .. 1.6 s
+    private static readonly double[] LatencyBuckets = Histogram.ExponentialBuckets(0.0005, 2, 16); // 0.5 ms .. 16 s
+
+    private readonly ILogger _log;
+    private readonly Counter.Child _published;
+    private readonly Dictionary<string, Counter.Child> _deadLetters = [];
+    private readonly Counter _deadLetterFamily;
+    private readonly Histogram.Child _decode, _enrich, _score, _publish;
+    private readonly Histogram _batchSize;
+    private readonly Histogram _eventToPrediction;
+    private readonly Counter.Child[] _defaulted;
+    private readonly Counter _retries;
+    private long _publishedCount, _deadLetteredCount, _batches, _batchRecords;
+
+    public ProcessorMetrics(IMetricFactory factory, FeaturePlan plan, string inputTopic, string outputTopic, ILogger log)
+    {
+        _log = log;
+        Consumed = factory.CreateCounter("streaminference_records_consumed_total", "Records consumed from the input topic(s).", ["topic"]).WithLabels(inputTopic);
+        _published = factory.CreateCounter("streaminference_predictions_published_total", "Prediction records acknowledged by the broker.", ["topic"]).WithLabels(outputTopic);
+        _deadLetterFamily = factory.CreateCounter("streaminference_dead_letters_total", "Records sent to the dead-letter topic, by reason.", ["reason"]);
+        foreach (var r in DeadLetterReasons.All) _deadLetters[r] = _deadLetterFamily.WithLabels(r);
+        _batchSize = factory.CreateHistogram("streaminference_batch_size", "Records per micro-batch.", new HistogramConfiguration { Buckets = BatchBuckets });
+        var stages = factory.CreateHistogram("streaminference_stage_duration_seconds", "Time per batch spent in each stage.",
+            new HistogramConfiguration { LabelNames = ["stage"], Buckets = StageBuckets });
+        _decode = stages.WithLabels("decode");
+        _enrich = stages.WithLabels("enrich");
+        _score = stages.WithLabels("score");
+        _publish = stages.WithLabels("publish");
+        _eventToPrediction = factory.CreateHistogram("streaminference_event_to_prediction_seconds",
+            "From the input record's timestamp to the broker's acknowledgement of its prediction.", new HistogramConfiguration { Buckets = LatencyBuckets });
+        var defaulted = factory.CreateCounter("streaminference_features_defaulted_total", "Feature values that were missing or stale and took their default.", ["feature"]);
+        _defaulted = plan.Features.Select(f => defaulted.WithLabels(f.Name)).ToArray();
+        _retries = factory.CreateCounter("streaminference_stage_retries_total", "Retriable failures inside a stage (e.g. Redis unavailable).", ["stage"]);
+        Lag = factory.CreateGauge("streaminference_consumer_lag", "High watermark minus consumer position, per assigned partition.", ["topic", "partition"]);
+        Pauses = factory.CreateCounter("streaminference_consumer_pauses_total", "Times the consumer paused its partitions because the pipeline was full.");
+        Paused = factory.CreateGauge("streaminference_consumer_paused", "1 while the consumer is paused by backpressure.");
+        ModelInfo = factory.CreateGauge("streaminference_model_info", "The model being served (value 1).", ["model", "version"]);
+        DeliveryFailures = factory.CreateCounter("streaminference_delivery_failures_total", "Messages the producer failed to deliver.");
+    }
+
+    public Counter.Child Consumed { get; }
+    public Gauge Lag { get; }
+    public Counter Pauses { get; }
+    public Gauge Paused { get; }
+    public Gauge ModelInfo { get; }
+    public Counter DeliveryFailures { get; }
+
+    /// <summary>Event-to-prediction latency for percentiles in live views.</summary>
+    public LatencyRecorder Latency { get; } = new();
+
+    public long PublishedCount => Interlocked.Read(ref _publishedCount);
+    public long DeadLetteredCount => Interlocked.Read(ref _deadLetteredCount);
+    public long Batches => Interlocked.Read(ref _batches);
+    public long BatchedRecords => Interlocked.Read(ref _batchRecords);
+
+    public void OnBatchAssembled(EventBatch batch, TimeSpan decode, TimeSpan enrich)
+    {
+        _batchSize.Observe(batch.Count);
+        _decode.Observe(decode.TotalSeconds);
+        _enrich.Observe(enrich.TotalSeconds);
+        Interlocked.Increment(ref _batches);
+        Interlocked.Add(ref _batchRecords, batch.Count);
+        var perFeature = batch.DefaultedPerFeature;
+        for (var i = 0; i < perFeature.Length; i++)
+            if (perFeature[i] > 0) _defaulted[i].Inc(perFeature[i]);
+    }
+
+    public void OnBatchScored(EventBatch batch, TimeSpan score) => _score.Observe(score.TotalSeconds);
+
+    public void OnBatchPublished(EventBatch batch, TimeSpan publish) => _publish.Observe(publish.TotalSeconds);
+
+    public void OnBatchDelivered(EventBatch batch, long nowMs)
+    {
+        var dead = 0;
+        for (var i = 0; i < batch.Count; i++)
+        {
+            if (batch.DeadLetterReasons[i] is { } reason)
+            {
+                dead++;
+                if (!_deadLetters.TryGetValue(reason, out var c)) c = _deadLetterFamily.WithLabels(reason);
+                c.Inc();
+                continue;
+            }
+            var ms = nowMs - batch.Records[i].TimestampMs;
+            if (ms < 0) ms = 0;
+            _eventToPrediction.Observe(ms / 1000.0);
+            Latency.RecordMicroseconds(ms * 1000);
+        }
+        _published.Inc(batch.Count - dead);
+        Interlocked.Add(ref _publishedCount, batch.Count - dead);
+        Interlocked.Add(ref _deadLetteredCount, dead);
+    }
+
+    public void OnRetry(string stage, Exception error)
+    {
+        _retries.WithLabels(stage).Inc();
+        Log.StageRetry(_log, stage, error.Message);
+    }
+
+    private static partial class Log
+    {
+        [LoggerMessage(Level = LogLevel.Warning, Message = "Stage {Stage} failed and will retry: {Reason}")]
+        public static partial void StageRetry(ILogger logger, string stage, string reason);
+    }
+}

@@ -1,0 +1,203 @@
+using Microsoft.ML.OnnxRuntime;
+using Microsoft.ML.OnnxRuntime.Tensors;
+using StreamInference.Core.Features;
+using StreamInference.Core.Pipeline;
+
+namespace StreamInference.Infrastructure.Onnx;
+
+public sealed class OnnxScorerOptions
+{
+    /// <summary>Threads ONNX Runtime may use inside one operator; 0 lets it choose.</summary>
+    public int IntraOpThreads { get; set; }
+}
+
+/// <summary>
+/// Scores micro-batches with ONNX Runtime. The input OrtValue wraps the batch's pooled feature buffer
+/// (no copy, no tensor allocation). Handles the common output shapes: float [N], [N,1] or [N,K];
+/// classifier pairs label [N] + probabilities [N,K]; and probabilities as a ZipMap sequence of maps,
+/// as scikit-learn and XGBoost converters emit them. A one-row warm-up run at load time discovers the
+/// output width and fails early on a model that cannot run.
+/// </summary>
+public sealed class OnnxScorer : IScorer, IDisposable
+{
+    private readonly InferenceSession _session;
+    private readonly RunOptions _runOptions = new();
+    private readonly string[] _inputNames;
+    private readonly string[] _outputNames;
+    private readonly int _scoreOutput;
+    private readonly int _labelOutput;
+    private readonly int _featureCount;
+    private readonly long[] _shape = new long[2];
+
+    public OnnxScorer(string modelDirectory, FeaturePlan plan, OnnxScorerOptions? options = null)
+    {
+        var manifestPath = Path.Combine(modelDirectory, "manifest.json");
+        var modelPath = Path.Combine(modelDirectory, "model.onnx");
+        if (!File.Exists(manifestPath)) throw new FileNotFoundException($"Model manifest '{manifestPath}' does not exist.");
+        if (!File.Exists(modelPath)) throw new FileNotFoundException($"Model file '{modelPath}' does not exist.");
+        Manifest = ModelManifest.Load(manifestPath);
+        CheckAgainstFeatureSet(Manifest, plan, manifestPath);
+        _featureCount = plan.FeatureCount;
+
+        using var sessionOptions = new SessionOptions { GraphOptimizationLevel = GraphOptimizationLevel.ORT_ENABLE_ALL };
+        if (options?.IntraOpThreads > 0) sessionOptions.IntraOpNumThreads = options.IntraOpThreads;
+        try
+        {
+            _session = new InferenceSession(modelPath, sessionOptions);
+        }
+        catch (OnnxRuntimeException e)
+        {
+            throw new InvalidDataException($"ONNX Runtime cannot load '{modelPath}': {e.Message}", e);
+        }
+
+        try
+        {
+            if (!_session.InputMetadata.TryGetValue(Manifest.Input, out var input))
+                throw new InvalidDataException($"{modelPath}: manifest input '{Manifest.Input}' is not an input of the model (inputs: {string.Join(", ", _session.InputNames)}).");
+            if (input.ElementDataType != TensorElementType.Float || input.Dimensions.Length != 2)
+                throw new InvalidDataException($"{modelPath}: input '{Manifest.Input}' must be float [N, {_featureCount}], found {input.ElementDataType} [{string.Join(", ", input.Dimensions)}].");
+            if (input.Dimensions[1] > 0 && input.Dimensions[1] != _featureCount)
+                throw new InvalidDataException($"{modelPath}: input '{Manifest.Input}' has {input.Dimensions[1]} columns, the feature set has {_featureCount}.");
+            _inputNames = [Manifest.Input];
+            _outputNames = [.. _session.OutputNames];
+            _scoreOutput = PickScoreOutput(modelPath);
+            _labelOutput = PickLabelOutput();
+            // Warm up with one row of zeros: allocates ORT's arena and tells the real output width.
+            OutputWidth = WarmUp();
+            PrimaryScoreIndex = Manifest.PrimaryScoreIndex ?? OutputWidth - 1;
+            if (PrimaryScoreIndex < 0 || PrimaryScoreIndex >= OutputWidth)
+                throw new InvalidDataException($"{manifestPath}: primaryScoreIndex {PrimaryScoreIndex} is outside the model's {OutputWidth} score columns.");
+        }
+        catch
+        {
+            _session.Dispose();
+            _runOptions.Dispose();
+            throw;
+        }
+    }
+
+    public ModelManifest Manifest { get; }
+    public string ModelName => Manifest.Name;
+    public string ModelVersion => Manifest.Version;
+    public int OutputWidth { get; }
+    public int PrimaryScoreIndex { get; }
+    public bool HasLabels => _labelOutput >= 0;
+
+    /// <summary>The training/serving skew guard: the model must have been trained on exactly this feature set.</summary>
+    public static void CheckAgainstFeatureSet(ModelManifest manifest, FeaturePlan plan, string manifestPath)
+    {
+        if (manifest.FeatureSet != plan.Name || manifest.FeatureSetVersion != plan.Version)
+            throw new InvalidDataException(
+                $"{manifestPath}: model {manifest.Name}@{manifest.Version} was trained on feature set '{manifest.FeatureSet}' v{manifest.FeatureSetVersion}, " +
+                $"but the loaded definitions are '{plan.Name}' v{plan.Version}. Retrain the model or load the matching definitions.");
+        var expected = plan.Features.Select(f => f.Name).ToList();
+        if (!manifest.Features.SequenceEqual(expected))
+            throw new InvalidDataException(
+                $"{manifestPath}: feature order [{string.Join(", ", manifest.Features)}] differs from feature set '{plan.Name}' v{plan.Version} [{string.Join(", ", expected)}].");
+    }
+
+    private int PickScoreOutput(string modelPath)
+    {
+        if (Manifest.ScoreOutput is { } named)
+        {
+            var i = Array.IndexOf(_outputNames, named);
+            if (i < 0) throw new InvalidDataException($"{modelPath}: manifest scoreOutput '{named}' is not an output (outputs: {string.Join(", ", _outputNames)}).");
+            return i;
+        }
+        for (var i = 0; i < _outputNames.Length; i++)
+        {
+            var m = _session.OutputMetadata[_outputNames[i]];
+            if (m.OnnxValueType == OnnxValueType.ONNX_TYPE_SEQUENCE) return i;
+            if (m.OnnxValueType == OnnxValueType.ONNX_TYPE_TENSOR && m.ElementDataType == TensorElementType.Float) return i;
+        }
+        throw new InvalidDataException($"{modelPath}: no float tensor or ZipMap output to read scores from (outputs: {string.Join(", ", _outputNames)}).");
+    }
+
+    private int PickLabelOutput()
+    {
+        if (Manifest.LabelOutput is { } named) return Array.IndexOf(_outputNames, named);
+        for (var i = 0; i < _outputNames.Length; i++)
+        {
+            if (i == _scoreOutput) continue;
+            var m = _session.OutputMetadata[_outputNames[i]];
+            if (m.OnnxValueType == OnnxValueType.ONNX_TYPE_TENSOR && m.ElementDataType is TensorElementType.Int64 or TensorElementType.String)
+                return i;
+        }
+        return -1;
+    }
+
+    private int WarmUp()
+    {
+        var zeros = new float[_featureCount];
+        using var input = OrtValue.CreateTensorValueFromMemory(zeros, [1, _featureCount]);
+        using var outputs = _session.Run(_runOptions, _inputNames, [input], _outputNames);
+        var scores = outputs[_scoreOutput];
+        if (scores.OnnxType == OnnxValueType.ONNX_TYPE_SEQUENCE)
+        {
+            using var map = scores.GetValue(0, OrtAllocator.DefaultInstance);
+            using var values = map.GetValue(1, OrtAllocator.DefaultInstance);
+            return (int)values.GetTensorTypeAndShape().ElementCount;
+        }
+        var shape = scores.GetTensorTypeAndShape().Shape;
+        return shape.Length >= 2 ? (int)shape[1] : 1;
+    }
+
+    public void Score(EventBatch batch)
+    {
+        var rows = batch.OkCount;
+        _shape[0] = rows;
+        _shape[1] = _featureCount;
+        using var input = OrtValue.CreateTensorValueFromMemory(OrtMemoryInfo.DefaultInstance,
+            batch.Features.AsMemory(0, rows * _featureCount), _shape);
+        using var outputs = _session.Run(_runOptions, _inputNames, [input], _outputNames);
+
+        var scores = outputs[_scoreOutput];
+        var width = OutputWidth;
+        if (scores.OnnxType == OnnxValueType.ONNX_TYPE_SEQUENCE)
+        {
+            var count = scores.GetValueCount();
+            if (count != rows) throw new InvalidDataException($"ZipMap output has {count} maps for {rows} rows.");
+            for (var k = 0; k < rows; k++)
+            {
+                using var map = scores.GetValue(k, OrtAllocator.DefaultInstance);
+                using var values = map.GetValue(1, OrtAllocator.DefaultInstance);
+                var span = values.GetTensorDataAsSpan<float>();
+                var dest = batch.ScoreRow(k);
+                for (var j = 0; j < width; j++) dest[j] = j < span.Length ? span[j] : double.NaN;
+            }
+        }
+        else
+        {
+            var span = scores.GetTensorDataAsSpan<float>();
+            if (span.Length != rows * width)
+                throw new InvalidDataException($"Score output '{_outputNames[_scoreOutput]}' has {span.Length} values for {rows} rows × {width}.");
+            var dest = batch.Scores.AsSpan(0, rows * width);
+            for (var j = 0; j < dest.Length; j++) dest[j] = span[j];
+        }
+
+        if (_labelOutput >= 0)
+        {
+            var labels = outputs[_labelOutput];
+            var type = labels.GetTensorTypeAndShape().ElementDataType;
+            if (type == TensorElementType.Int64)
+            {
+                var span = labels.GetTensorDataAsSpan<long>();
+                for (var k = 0; k < rows; k++) batch.Labels[k] = LabelText(span[k]);
+            }
+            else if (type == TensorElementType.String)
+            {
+                var all = labels.GetStringTensorAsArray();
+                for (var k = 0; k < rows; k++) batch.Labels[k] = all[k];
+            }
+        }
+    }
+
+    private static readonly string[] SmallLabels = ["0", "1", "2", "3", "4", "5", "6", "7", "8", "9"];
+    private static string LabelText(long v) => v is >= 0 and < 10 ? SmallLabels[v] : v.ToString(System.Globalization.CultureInfo.InvariantCulture);
+
+    public void Dispose()
+    {
+        _session.Dispose();
+        _runOptions.Dispose();
+    }
+}

@@ -1,0 +1,160 @@
+using Confluent.Kafka;
+using StreamInference.Core.Pipeline;
+using StreamInference.Infrastructure.Avro;
+
+namespace StreamInference.Infrastructure.Processing;
+
+/// <summary>
+/// Everything <c>serve</c> needs, bound from configuration (appsettings.json, STREAMINFERENCE__*
+/// environment variables, flags). Section names are the top-level keys.
+/// </summary>
+public sealed class ProcessorOptions
+{
+    public KafkaOptions Kafka { get; set; } = new();
+    public SchemaRegistryOptions SchemaRegistry { get; set; } = new() { Url = "http://localhost:8081" };
+    public RedisOptions Redis { get; set; } = new();
+    public ModelOptions Model { get; set; } = new();
+    public FeatureOptions Features { get; set; } = new();
+    public PipelineSettings Pipeline { get; set; } = new();
+    public HttpOptions Http { get; set; } = new();
+}
+
+public sealed class KafkaOptions
+{
+    /// <summary>Environment: KAFKA_BOOTSTRAP_SERVERS.</summary>
+    public string BootstrapServers { get; set; } = "localhost:9092";
+    public string GroupId { get; set; } = "streaminference";
+    public string InputTopic { get; set; } = "payments";
+    public string OutputTopic { get; set; } = "predictions";
+    public string DeadLetterTopic { get; set; } = "payments.dlq";
+    /// <summary>Any Confluent.Kafka <see cref="ConsumerConfig"/> property (e.g. SecurityProtocol, SaslMechanism).</summary>
+    public ConsumerConfig Consumer { get; set; } = new();
+    /// <summary>Any Confluent.Kafka <see cref="ProducerConfig"/> property.</summary>
+    public ProducerConfig Producer { get; set; } = new();
+    /// <summary>How long a revoked partition waits for its in-flight records before handing over.</summary>
+    public int RevokeDrainTimeoutMs { get; set; } = 5000;
+}
+
+public sealed class RedisOptions
+{
+    /// <summary>StackExchange.Redis configuration string, e.g. "localhost:6379,password=…". Environment: REDIS_URL (redis://…).</summary>
+    public string Configuration { get; set; } = "localhost:6379";
+}
+
+public sealed class ModelOptions
+{
+    /// <summary>Model repository directory: &lt;repository&gt;/&lt;name&gt;/&lt;version&gt;/{model.onnx, manifest.json}.</summary>
+    public string Repository { get; set; } = "models";
+    public string Name { get; set; } = "fraud-logreg";
+    /// <summary>A version directory name, or "latest".</summary>
+    public string Version { get; set; } = "latest";
+    public int IntraOpThreads { get; set; }
+}
+
+public sealed class FeatureOptions
+{
+    public string Definition { get; set; } = "schemas/features/card_payments.yaml";
+    /// <summary>Avro reader schema of the input events; writer schemas are resolved against it.</summary>
+    public string ReaderSchema { get; set; } = "schemas/payment-event.avsc";
+    /// <summary>Records larger than this are dead-lettered.</summary>
+    public int MaxMessageBytes { get; set; } = 1 << 20;
+}
+
+public sealed class PipelineSettings
+{
+    public int MaxBatchSize { get; set; } = 256;
+    public int MaxBatchDelayMs { get; set; } = 5;
+    public int InputQueueCapacity { get; set; } = 4096;
+    public int MaxInFlightBatches { get; set; } = 8;
+    /// <summary>On shutdown, how long to wait for in-flight records to be published and acknowledged.</summary>
+    public int ShutdownTimeoutMs { get; set; } = 15000;
+
+    public PipelineOptions ToPipelineOptions() => new()
+    {
+        MaxBatchSize = MaxBatchSize,
+        MaxBatchDelay = TimeSpan.FromMilliseconds(MaxBatchDelayMs),
+        InputQueueCapacity = InputQueueCapacity,
+        MaxInFlightBatches = MaxInFlightBatches,
+    };
+}
+
+public sealed class HttpOptions
+{
+    /// <summary>Port of /metrics, /healthz and /readyz; 0 picks a free port.</summary>
+    public int Port { get; set; } = 9464;
+    public string Host { get; set; } = "0.0.0.0";
+}
+
+/// <summary>Checks a <see cref="ProcessorOptions"/>; every message names the setting to fix.</summary>
+public static class ProcessorOptionsValidator
+{
+    public static IReadOnlyList<string> Validate(ProcessorOptions o, Func<string, string> resolvePath)
+    {
+        var errors = new List<string>();
+        void Require(string? value, string key)
+        {
+            if (string.IsNullOrWhiteSpace(value)) errors.Add($"{key} is required.");
+        }
+        void Range(int value, int min, int max, string key)
+        {
+            if (value < min || value > max) errors.Add($"{key} must be between {min} and {max} (was {value}).");
+        }
+        void FileExists(string value, string key)
+        {
+            if (string.IsNullOrWhiteSpace(value)) errors.Add($"{key} is required.");
+            else if (!File.Exists(resolvePath(value))) errors.Add($"{key}: file '{value}' does not exist.");
+        }
+
+        Require(o.Kafka.BootstrapServers, "Kafka:BootstrapServers (env KAFKA_BOOTSTRAP_SERVERS)");
+        Require(o.Kafka.GroupId, "Kafka:GroupId");
+        Require(o.Kafka.InputTopic, "Kafka:InputTopic");
+        Require(o.Kafka.OutputTopic, "Kafka:OutputTopic");
+        Require(o.Kafka.DeadLetterTopic, "Kafka:DeadLetterTopic");
+        if (o.Kafka.InputTopic == o.Kafka.OutputTopic || o.Kafka.InputTopic == o.Kafka.DeadLetterTopic)
+            errors.Add("Kafka:OutputTopic and Kafka:DeadLetterTopic must differ from Kafka:InputTopic.");
+        Range(o.Kafka.RevokeDrainTimeoutMs, 0, 300_000, "Kafka:RevokeDrainTimeoutMs");
+        if (!Uri.TryCreate(o.SchemaRegistry.Url, UriKind.Absolute, out var u) || (u.Scheme != "http" && u.Scheme != "https"))
+            errors.Add($"SchemaRegistry:Url (env SCHEMA_REGISTRY_URL) must be an absolute http(s) URL (was '{o.SchemaRegistry.Url}').");
+        Require(o.Redis.Configuration, "Redis:Configuration (env REDIS_URL)");
+        Require(o.Model.Repository, "Model:Repository");
+        Require(o.Model.Name, "Model:Name");
+        Require(o.Model.Version, "Model:Version");
+        if (!string.IsNullOrWhiteSpace(o.Model.Repository) && !Directory.Exists(resolvePath(o.Model.Repository)))
+            errors.Add($"Model:Repository: directory '{o.Model.Repository}' does not exist.");
+        FileExists(o.Features.Definition, "Features:Definition");
+        FileExists(o.Features.ReaderSchema, "Features:ReaderSchema");
+        Range(o.Features.MaxMessageBytes, 16, 64 << 20, "Features:MaxMessageBytes");
+        Range(o.Pipeline.MaxBatchSize, 1, 65_536, "Pipeline:MaxBatchSize");
+        Range(o.Pipeline.MaxBatchDelayMs, 0, 60_000, "Pipeline:MaxBatchDelayMs");
+        Range(o.Pipeline.InputQueueCapacity, 1, 10_000_000, "Pipeline:InputQueueCapacity");
+        Range(o.Pipeline.MaxInFlightBatches, 2, 1024, "Pipeline:MaxInFlightBatches");
+        Range(o.Pipeline.ShutdownTimeoutMs, 0, 600_000, "Pipeline:ShutdownTimeoutMs");
+        Range(o.Http.Port, 0, 65_535, "Http:Port");
+        return errors;
+    }
+}
+
+/// <summary>Turns REDIS_URL (redis://[user:password@]host:port[/db], rediss:// for TLS) into a StackExchange.Redis configuration string.</summary>
+public static class RedisUrl
+{
+    public static string ToConfiguration(string value)
+    {
+        if (!value.StartsWith("redis://", StringComparison.OrdinalIgnoreCase) && !value.StartsWith("rediss://", StringComparison.OrdinalIgnoreCase))
+            return value;
+        var uri = new Uri(value);
+        var parts = new List<string> { $"{uri.Host}:{(uri.Port > 0 ? uri.Port : 6379)}" };
+        if (!string.IsNullOrEmpty(uri.UserInfo))
+        {
+            var info = Uri.UnescapeDataString(uri.UserInfo);
+            var colon = info.IndexOf(':');
+            var user = colon >= 0 ? info[..colon] : "";
+            var password = colon >= 0 ? info[(colon + 1)..] : info;
+            if (user.Length > 0) parts.Add($"user={user}");
+            if (password.Length > 0) parts.Add($"password={password}");
+        }
+        if (uri.Scheme.Equals("rediss", StringComparison.OrdinalIgnoreCase)) parts.Add("ssl=true");
+        var db = uri.AbsolutePath.Trim('/');
+        if (db.Length > 0) parts.Add($"defaultDatabase={db}");
+        return string.Join(',', parts);
+    }
+}

@@ -1,0 +1,168 @@
+using Confluent.Kafka;
+using Microsoft.Extensions.Logging;
+using Prometheus;
+using StackExchange.Redis;
+using StreamInference.Core.Features;
+using StreamInference.Core.Pipeline;
+using StreamInference.Infrastructure.Avro;
+using StreamInference.Infrastructure.Kafka;
+using StreamInference.Infrastructure.Metrics;
+using StreamInference.Infrastructure.Onnx;
+using StreamInference.Infrastructure.Redis;
+using AvroSchema = Avro.Schema;
+
+namespace StreamInference.Infrastructure.Processing;
+
+/// <summary>
+/// One processor instance: loads the feature set, reader schema and model, connects to the registry,
+/// Redis and Kafka, and runs consume → decode → enrich → batch → score → publish → commit until stopped.
+/// Everything that can be checked is checked before the first record is consumed.
+/// </summary>
+public sealed partial class StreamProcessor
+{
+    private readonly ProcessorOptions _options;
+    private readonly ILoggerFactory _loggers;
+    private readonly ILogger _log;
+    private readonly IMetricFactory _metricFactory;
+    private readonly Func<string, string> _resolvePath;
+    private volatile bool _ready;
+
+    public StreamProcessor(ProcessorOptions options, ILoggerFactory loggers, IMetricFactory metricFactory, Func<string, string>? resolvePath = null)
+    {
+        _options = options;
+        _loggers = loggers;
+        _log = loggers.CreateLogger<StreamProcessor>();
+        _metricFactory = metricFactory;
+        _resolvePath = resolvePath ?? PathResolver.Resolve;
+    }
+
+    /// <summary>Set once everything is loaded and connected and the consumer runs.</summary>
+    public bool IsReady => _ready;
+
+    /// <summary>Available once <see cref="RunAsync"/> has loaded the feature set.</summary>
+    public ProcessorMetrics? Metrics { get; private set; }
+
+    public async Task RunAsync(CancellationToken stop)
+    {
+        var errors = ProcessorOptionsValidator.Validate(_options, _resolvePath);
+        if (errors.Count > 0) throw new OptionsValidationException(errors);
+
+        var plan = FeatureSetLoader.LoadFile(_resolvePath(_options.Features.Definition));
+        var readerSchema = AvroSchema.Parse(await File.ReadAllTextAsync(_resolvePath(_options.Features.ReaderSchema), stop).ConfigureAwait(false));
+        var modelDir = ModelRepository.Resolve(_resolvePath(_options.Model.Repository), _options.Model.Name, _options.Model.Version);
+        using var scorer = new OnnxScorer(modelDir, plan, new OnnxScorerOptions { IntraOpThreads = _options.Model.IntraOpThreads });
+        Log.ModelLoaded(_log, scorer.ModelName, scorer.ModelVersion, modelDir, plan.Name, plan.Version, plan.FeatureCount, scorer.OutputWidth);
+
+        var k = _options.Kafka;
+        var metrics = new ProcessorMetrics(_metricFactory, plan, k.InputTopic, k.OutputTopic, _loggers.CreateLogger<ProcessorMetrics>());
+        metrics.ModelInfo.WithLabels(scorer.ModelName, scorer.ModelVersion).Set(1);
+        Metrics = metrics;
+
+        using var registry = new SchemaRegistryClient(_options.SchemaRegistry);
+        var decoder = new AvroEventDecoder(registry, readerSchema, plan, _options.Features.MaxMessageBytes);
+        var predictionSchemaId = await registry.RegisterAsync($"{k.OutputTopic}-value", PredictionWriter.Schema, stop).ConfigureAwait(false);
+
+        var redisConfig = ConfigurationOptions.Parse(_options.Redis.Configuration);
+        redisConfig.AbortOnConnectFail = false;
+        using var redis = await ConnectionMultiplexer.ConnectAsync(redisConfig).ConfigureAwait(false);
+        var store = new RedisFeatureStore(redis, plan);
+
+        using var producer = new ProducerBuilder<byte[], byte[]>(ProducerConfigFor(k))
+            .SetErrorHandler((_, e) => Log.ProducerError(_log, e.Code.ToString(), e.Reason))
+            .Build();
+        var sink = new KafkaPredictionSink(producer, k.OutputTopic, k.DeadLetterTopic,
+            new PredictionWriter(predictionSchemaId, scorer.ModelName, scorer.ModelVersion, scorer.PrimaryScoreIndex));
+        var topology = new PipelineTopology(_options.Pipeline.ToPipelineOptions(), plan, decoder, store, scorer, sink, metrics);
+
+        using var consumer = new KafkaConsumerLoop(ConsumerConfigFor(k), [k.InputTopic], topology, metrics,
+            _loggers.CreateLogger<KafkaConsumerLoop>(), TimeSpan.FromMilliseconds(k.RevokeDrainTimeoutMs));
+        using var abort = new CancellationTokenSource();
+        var pipeline = topology.RunAsync(abort.Token);
+        var shutdownTimeout = TimeSpan.FromMilliseconds(_options.Pipeline.ShutdownTimeoutMs);
+        var consuming = consumer.RunAsync(pipeline, shutdownTimeout, stop);
+        _ready = true;
+        Log.Started(_log, k.InputTopic, k.OutputTopic, k.DeadLetterTopic, k.GroupId);
+        try
+        {
+            await consuming.ConfigureAwait(false);
+        }
+        finally
+        {
+            _ready = false;
+            if (!pipeline.IsCompleted) await abort.CancelAsync().ConfigureAwait(false);
+            try
+            {
+                await pipeline.ConfigureAwait(false);
+            }
+            catch (OperationCanceledException) when (abort.IsCancellationRequested)
+            {
+            }
+            producer.Flush(shutdownTimeout);
+        }
+        Log.Stopped(_log, metrics.PublishedCount, metrics.DeadLetteredCount);
+    }
+
+    public static ProducerConfig ProducerConfigFor(KafkaOptions k)
+    {
+        var config = new ProducerConfig(k.Producer.ToDictionary())
+        {
+            BootstrapServers = k.BootstrapServers,
+        };
+        // Idempotence keeps retries from duplicating or reordering predictions; acks=all is implied.
+        config.EnableIdempotence ??= true;
+        config.LingerMs ??= 5;
+        config.CompressionType ??= CompressionType.Lz4;
+        config.ClientId ??= "streaminference-processor";
+        return config;
+    }
+
+    public static ConsumerConfig ConsumerConfigFor(KafkaOptions k)
+    {
+        var config = new ConsumerConfig(k.Consumer.ToDictionary())
+        {
+            BootstrapServers = k.BootstrapServers,
+            GroupId = k.GroupId,
+            EnableAutoOffsetStore = false,
+        };
+        config.AutoOffsetReset ??= AutoOffsetReset.Earliest;
+        config.EnableAutoCommit ??= true;
+        config.AutoCommitIntervalMs ??= 1000;
+        config.ClientId ??= "streaminference-processor";
+        return config;
+    }
+
+    private static partial class Log
+    {
+        [LoggerMessage(Level = LogLevel.Information, Message = "Model {Model}@{Version} loaded from {Directory} (feature set {FeatureSet} v{FeatureSetVersion}, {Features} features, {Outputs} score column(s))")]
+        public static partial void ModelLoaded(ILogger logger, string model, string version, string directory, string featureSet, int featureSetVersion, int features, int outputs);
+
+        [LoggerMessage(Level = LogLevel.Information, Message = "Processing {Input} → {Output} (dead letters: {DeadLetters}) as consumer group {Group}")]
+        public static partial void Started(ILogger logger, string input, string output, string deadLetters, string group);
+
+        [LoggerMessage(Level = LogLevel.Information, Message = "Stopped: {Published} predictions and {DeadLettered} dead letters acknowledged")]
+        public static partial void Stopped(ILogger logger, long published, long deadLettered);
+
+        [LoggerMessage(Level = LogLevel.Warning, Message = "Kafka producer error {Code}: {Reason}")]
+        public static partial void ProducerError(ILogger logger, string code, string reason);
+    }
+}
+
+/// <summary>Configuration that failed validation; the message lists each setting to fix.</summary>
+public sealed class OptionsValidationException(IReadOnlyList<string> errors)
+    : Exception("Invalid configuration:" + Environment.NewLine + string.Join(Environment.NewLine, errors.Select(e => "  - " + e)))
+{
+    public IReadOnlyList<string> Errors { get; } = errors;
+}
+
+/// <summary>Relative paths resolve against the working directory first, then the application directory.</summary>
+public static class PathResolver
+{
+    public static string Resolve(string path)
+    {
+        if (Path.IsPathRooted(path)) return path;
+        var fromCwd = Path.GetFullPath(path);
+        if (File.Exists(fromCwd) || Directory.Exists(fromCwd)) return fromCwd;
+        var fromApp = Path.Combine(AppContext.BaseDirectory, path);
+        return File.Exists(fromApp) || Directory.Exists(fromApp) ? fromApp : fromCwd;
+    }
+}
