@@ -1,0 +1,168 @@
+using System.Diagnostics;
+using System.Text;
+using Avro;
+using Avro.Generic;
+using Avro.IO;
+using Confluent.Kafka;
+using StackExchange.Redis;
+using StreamInference.Batch.Synthetic;
+using StreamInference.Core.Features;
+using StreamInference.Infrastructure.Avro;
+using StreamInference.Infrastructure.Redis;
+
+namespace StreamInference.DevServices.Synthetic;
+
+public sealed class ProduceOptions
+{
+    public string Topic { get; set; } = "payments";
+    public int Events { get; set; } = 10_000;
+    /// <summary>Events per second; 0 = as fast as the producer goes.</summary>
+    public double Rate { get; set; }
+    /// <summary>Fraction of deliberately malformed records (to exercise the dead-letter path).</summary>
+    public double BadRate { get; set; }
+    public int Seed { get; set; } = 7;
+}
+
+/// <summary>Where one produced record landed, and whether it was deliberately malformed.</summary>
+public readonly record struct ProducedRecord(int Partition, long Offset, string? EventId, string? BadKind);
+
+public sealed record ProduceSummary(int Produced, int Malformed, int Failed, TimeSpan Elapsed, IReadOnlyList<ProducedRecord> Records);
+
+/// <summary>
+/// The synthetic upstream service: payment events in Confluent wire format (writer schema registered
+/// under <c>&lt;topic&gt;-value</c>), keyed by card, at a target rate, with an optional share of
+/// malformed records of every kind the processor must dead-letter.
+/// </summary>
+public static class SyntheticPaymentProducer
+{
+    public static readonly string[] BadKinds = ["wrong-magic-byte", "truncated-avro", "unknown-schema-id", "missing-entity-key", "empty-value"];
+
+    public static async Task<ProduceSummary> ProduceAsync(string bootstrapServers, ISchemaRegistryClient registry, RecordSchema schema,
+        ProduceOptions options, Action<int>? progress, CancellationToken cancellationToken)
+    {
+        var schemaId = await registry.RegisterAsync($"{options.Topic}-value", schema, cancellationToken).ConfigureAwait(false);
+        var generator = new PaymentGenerator(options.Seed);
+        var random = new Random(options.Seed ^ 0x5eed);
+        var writer = new GenericDatumWriter<GenericRecord>(schema);
+        var channelSchema = (EnumSchema)schema["channel"].Schema;
+        var records = new ProducedRecord[options.Events];
+        var failed = 0;
+        var malformed = 0;
+        var delivered = 0;
+        var config = new ProducerConfig
+        {
+            BootstrapServers = bootstrapServers,
+            EnableIdempotence = true,
+            LingerMs = 5,
+            ClientId = "streaminference-synthetic-producer",
+        };
+        using var producer = new ProducerBuilder<byte[], byte[]>(config).Build();
+        var stopwatch = Stopwatch.StartNew();
+        for (var i = 0; i < options.Events; i++)
+        {
+            cancellationToken.ThrowIfCancellationRequested();
+            if (options.Rate > 0)
+            {
+                var due = TimeSpan.FromSeconds(i / options.Rate);
+                var ahead = due - stopwatch.Elapsed;
+                if (ahead > TimeSpan.FromMilliseconds(2)) await Task.Delay(ahead, cancellationToken).ConfigureAwait(false);
+            }
+            var e = generator.Next(DateTimeOffset.UtcNow);
+            string? bad = options.BadRate > 0 && random.NextDouble() < options.BadRate ? BadKinds[random.Next(BadKinds.Length)] : null;
+            var value = Encode(writer, schema, channelSchema, schemaId, e, bad == "missing-entity-key");
+            value = bad switch
+            {
+                "wrong-magic-byte" => [0x7b, .. value.AsSpan(1)],
+                "truncated-avro" => value[..(ConfluentWireFormat.HeaderSize + 3)],
+                "unknown-schema-id" => Reframe(value, 999_999),
+                "empty-value" => [],
+                _ => value,
+            };
+            if (bad is not null) malformed++;
+            var index = i;
+            var eventId = bad is null ? e.EventId : null;
+            var message = new Message<byte[], byte[]> { Key = Encoding.UTF8.GetBytes(e.CardId), Value = value };
+            while (true)
+            {
+                try
+                {
+                    producer.Produce(options.Topic, message, report =>
+                    {
+                        if (report.Error.IsError) Interlocked.Increment(ref failed);
+                        else records[index] = new ProducedRecord(report.Partition.Value, report.Offset.Value, eventId, bad);
+                        Interlocked.Increment(ref delivered);
+                    });
+                    break;
+                }
+                catch (ProduceException<byte[], byte[]> ex) when (ex.Error.Code == ErrorCode.Local_QueueFull)
+                {
+                    await Task.Delay(5, cancellationToken).ConfigureAwait(false);
+                }
+            }
+            if ((i & 1023) == 0) progress?.Invoke(i);
+        }
+        while (Volatile.Read(ref delivered) < options.Events)
+        {
+            cancellationToken.ThrowIfCancellationRequested();
+            producer.Flush(TimeSpan.FromMilliseconds(100));
+        }
+        progress?.Invoke(options.Events);
+        return new ProduceSummary(options.Events - failed, malformed, failed, stopwatch.Elapsed, records);
+    }
+
+    private static byte[] Encode(GenericDatumWriter<GenericRecord> writer, RecordSchema schema, EnumSchema channelSchema, int schemaId, PaymentEvent e, bool dropKey)
+    {
+        var record = new GenericRecord(schema);
+        record.Add("event_id", e.EventId);
+        record.Add("event_time", e.EventTime.UtcDateTime);
+        record.Add("card_id", dropKey ? null : e.CardId);
+        record.Add("merchant_id", e.MerchantId);
+        record.Add("amount", e.Amount);
+        record.Add("currency", e.Currency);
+        record.Add("channel", new GenericEnum(channelSchema, e.Channel.ToString()));
+        record.Add("country", e.Country);
+        record.Add("is_foreign", e.IsForeign);
+        using var stream = new MemoryStream();
+        Span<byte> header = stackalloc byte[ConfluentWireFormat.HeaderSize];
+        ConfluentWireFormat.WriteHeader(header, schemaId);
+        stream.Write(header);
+        writer.Write(record, new BinaryEncoder(stream));
+        return stream.ToArray();
+    }
+
+    private static byte[] Reframe(byte[] value, int schemaId)
+    {
+        var copy = (byte[])value.Clone();
+        ConfluentWireFormat.WriteHeader(copy, schemaId);
+        return copy;
+    }
+
+    /// <summary>
+    /// Writes the values the batch path would materialize for every synthetic card and merchant into
+    /// Redis, in the feature store's key layout. Pipelined.
+    /// </summary>
+    public static async Task<int> MaterializeAsync(IDatabase db, FeaturePlan plan, int seed, CancellationToken cancellationToken)
+    {
+        var generator = new PaymentGenerator(seed);
+        var writes = new List<Task>();
+        var batch = db.CreateBatch();
+        foreach (var lookup in plan.Lookups)
+        {
+            IEnumerable<(string Entity, IReadOnlyDictionary<string, double> Values)> rows = lookup.Name switch
+            {
+                "card_profile" => generator.Cards.Select(c => (c.Id, generator.CardFeatures(c))),
+                "merchant_profile" => generator.Merchants.Select(m => (m.Id, PaymentGenerator.MerchantFeatures(m))),
+                _ => [],
+            };
+            foreach (var (entity, values) in rows)
+            {
+                var entries = lookup.Fields.Where(values.ContainsKey)
+                    .Select(f => new HashEntry(f, values[f])).ToArray();
+                if (entries.Length > 0) writes.Add(batch.HashSetAsync(RedisFeatureStore.Key(lookup, entity), entries));
+            }
+        }
+        batch.Execute();
+        await Task.WhenAll(writes).WaitAsync(cancellationToken).ConfigureAwait(false);
+        return writes.Count;
+    }
+}

@@ -1,0 +1,170 @@
+using System.Diagnostics;
+using System.Text.Json;
+using Microsoft.Extensions.Logging;
+using Prometheus;
+using StackExchange.Redis;
+using StreamInference.Core.Features;
+using StreamInference.DevServices;
+using StreamInference.DevServices.Synthetic;
+using StreamInference.Infrastructure.Avro;
+using StreamInference.Infrastructure.Processing;
+using AvroSchema = Avro.Schema;
+
+namespace StreamInference.Cli;
+
+/// <summary>
+/// The one-command demo: embedded services, the synthetic upstream producer, the processor and a
+/// downstream reader that audits every input record, with a live view on stderr and, for a bounded
+/// run, one final JSON line on stdout.
+/// </summary>
+public static class DemoRunner
+{
+    public static async Task<int> RunAsync(DemoSettings s, CancellationToken ct)
+    {
+        if (s.Events is < 1 || s.Rate < 0 || s.BadRate is < 0 or > 1 || s.MaxBatch < 1 || s.Partitions < 1)
+        {
+            await Console.Error.WriteLineAsync("demo: --events >= 1, --rate >= 0, --bad-rate within 0..1, --max-batch >= 1, --partitions >= 1.").ConfigureAwait(false);
+            return 2;
+        }
+        var redisUrl = Environment.GetEnvironmentVariable("REDIS_URL");
+        const string input = "payments", output = "predictions", dlq = "payments.dlq";
+        Status(s, "starting embedded Kafka-protocol cluster, schema registry and " + (redisUrl is null ? "Garnet" : "Redis at REDIS_URL") + " ...");
+        await using var env = await DevEnvironment.StartAsync(new DevEnvironmentOptions
+        {
+            Topics = new() { [input] = s.Partitions, [output] = s.Partitions, [dlq] = 1 },
+            ExternalRedis = redisUrl is null ? null : RedisUrl.ToConfiguration(redisUrl),
+        }, ct).ConfigureAwait(false);
+
+        var plan = FeatureSetLoader.LoadFile(PathResolver.Resolve("schemas/features/card_payments.yaml"));
+        var produceOptions = new ProduceOptions { Topic = input, Rate = s.Rate, BadRate = s.BadRate };
+        using (var redis = await ConnectionMultiplexer.ConnectAsync(env.Endpoints.Redis).ConfigureAwait(false))
+        {
+            var hashes = await SyntheticPaymentProducer.MaterializeAsync(redis.GetDatabase(), plan, produceOptions.Seed, ct).ConfigureAwait(false);
+            Status(s, $"materialized {hashes:N0} feature hashes into Redis");
+        }
+
+        var options = new ProcessorOptions
+        {
+            Kafka = new KafkaOptions { BootstrapServers = env.Endpoints.BootstrapServers, GroupId = "streaminference-demo", InputTopic = input, OutputTopic = output, DeadLetterTopic = dlq },
+            SchemaRegistry = new SchemaRegistryOptions { Url = env.Endpoints.SchemaRegistryUrl },
+            Redis = new RedisOptions { Configuration = env.Endpoints.Redis },
+            Pipeline = new PipelineSettings { MaxBatchSize = s.MaxBatch },
+        };
+        using var loggers = LoggerFactory.Create(b => b
+            .AddSimpleConsole(o => { o.SingleLine = true; o.TimestampFormat = "HH:mm:ss "; })
+            .AddFilter(level => level >= (s.Quiet ? LogLevel.Error : LogLevel.Warning)));
+        // Logs go to stderr like the live view; stdout carries only the final JSON line.
+        var processor = new StreamProcessor(options, loggers, Metrics.WithCustomRegistry(Metrics.NewCustomRegistry()));
+        using var stopProcessor = CancellationTokenSource.CreateLinkedTokenSource(ct);
+        var processing = processor.RunAsync(stopProcessor.Token);
+        while (!processor.IsReady && !processing.IsCompleted) await Task.Delay(20, ct).ConfigureAwait(false);
+        if (processing.IsCompleted)
+        {
+            await processing.ConfigureAwait(false); // surfaces the startup error
+            return 1;
+        }
+
+        using var registry = new SchemaRegistryClient(new SchemaRegistryOptions { Url = env.Endpoints.SchemaRegistryUrl });
+        using var audit = new PredictionAudit(env.Endpoints.BootstrapServers, registry, output, dlq);
+        using var stopAudit = new CancellationTokenSource();
+        var auditing = audit.RunAsync(stopAudit.Token);
+
+        var writer = (Avro.RecordSchema)AvroSchema.Parse(await File.ReadAllTextAsync(PathResolver.Resolve("schemas/payment-event.avsc"), ct).ConfigureAwait(false));
+        var produced = new List<ProducedRecord>();
+        var producedCount = 0;
+        var clock = Stopwatch.StartNew();
+        var producing = Task.Run(async () =>
+        {
+            // Bounded run: one batch of N. Unbounded: chunks with fresh seeds until Ctrl+C.
+            for (var chunk = 0; ; chunk++)
+            {
+                var n = s.Events ?? 50_000;
+                var o = new ProduceOptions { Topic = input, Events = n, Rate = s.Rate, BadRate = s.BadRate, Seed = produceOptions.Seed + chunk };
+                var baseCount = producedCount;
+                var summary = await SyntheticPaymentProducer.ProduceAsync(env.Endpoints.BootstrapServers, registry, writer, o,
+                    i => Volatile.Write(ref producedCount, baseCount + i), ct).ConfigureAwait(false);
+                if (s.Events is not null)
+                {
+                    produced.AddRange(summary.Records);
+                    return summary;
+                }
+            }
+        }, ct);
+
+        var lastProgress = (Count: -1, At: clock.Elapsed);
+        ProduceSummary? final = null;
+        try
+        {
+            while (true)
+            {
+                await Task.WhenAny(Task.Delay(1000, ct), processing).ConfigureAwait(false);
+                if (processing.IsCompleted) break;
+                LiveLine(s, clock.Elapsed, Volatile.Read(ref producedCount), audit, processor);
+                if (producing.IsCompleted)
+                {
+                    final = await producing.ConfigureAwait(false);
+                    var accounted = audit.Predicted + audit.DeadLettered;
+                    if (accounted >= final.Produced) break;
+                    if (accounted != lastProgress.Count) lastProgress = (accounted, clock.Elapsed);
+                    else if (clock.Elapsed - lastProgress.At > TimeSpan.FromSeconds(30)) break; // no progress: report what is lost
+                }
+            }
+        }
+        catch (OperationCanceledException) when (ct.IsCancellationRequested)
+        {
+        }
+        var elapsed = clock.Elapsed;
+        await stopProcessor.CancelAsync().ConfigureAwait(false);
+        try
+        {
+            await processing.ConfigureAwait(false);
+        }
+        catch (OperationCanceledException)
+        {
+        }
+        await stopAudit.CancelAsync().ConfigureAwait(false);
+        await auditing.ConfigureAwait(false);
+        if (!s.Quiet) Console.Error.WriteLine();
+        if (s.Events is null || final is null) return 0;
+
+        var lost = 0;
+        var mismatched = 0;
+        foreach (var r in produced)
+        {
+            if (audit.Predictions.TryGetValue((r.Partition, r.Offset), out var eventId))
+            {
+                if (r.EventId is not null && eventId != r.EventId) mismatched++;
+            }
+            else if (!audit.DeadLetters.ContainsKey((r.Partition, r.Offset))) lost++;
+        }
+        var metrics = processor.Metrics!;
+        var result = new DemoResult(
+            final.Produced, audit.Predicted, audit.DeadLettered, lost, audit.Duplicates, mismatched,
+            Math.Round(elapsed.TotalSeconds, 2),
+            Math.Round((audit.Predicted + audit.DeadLettered) / Math.Max(elapsed.TotalSeconds, 1e-9), 1),
+            metrics.Batches, Math.Round(metrics.BatchedRecords / (double)Math.Max(1, metrics.Batches), 1),
+            metrics.Latency.PercentileMicroseconds(0.50) / 1000.0,
+            metrics.Latency.PercentileMicroseconds(0.95) / 1000.0,
+            metrics.Latency.PercentileMicroseconds(0.99) / 1000.0,
+            audit.DeadLetters.Values.GroupBy(v => v).OrderBy(g => g.Key, StringComparer.Ordinal).ToDictionary(g => g.Key, g => g.Count()),
+            "fraud-logreg");
+        Console.Out.WriteLine(JsonSerializer.Serialize(result, CliJson.Default.DemoResult));
+        return lost == 0 && mismatched == 0 ? 0 : 1;
+    }
+
+    private static void Status(DemoSettings s, string message)
+    {
+        if (!s.Quiet) Console.Error.WriteLine(message);
+    }
+
+    private static void LiveLine(DemoSettings s, TimeSpan elapsed, int produced, PredictionAudit audit, StreamProcessor processor)
+    {
+        if (s.Quiet || processor.Metrics is not { } m) return;
+        var seconds = Math.Max(elapsed.TotalSeconds, 1e-9);
+        var line = $"[{elapsed:mm\\:ss}] produced {produced:N0} | predicted {audit.Predicted:N0} ({audit.Predicted / seconds:N0}/s) | dead letters {audit.DeadLettered:N0}" +
+                   $" | batch avg {m.BatchedRecords / (double)Math.Max(1, m.Batches):N1}" +
+                   $" | latency p50 {m.Latency.PercentileMicroseconds(0.5) / 1000.0:N1} ms p95 {m.Latency.PercentileMicroseconds(0.95) / 1000.0:N1} ms p99 {m.Latency.PercentileMicroseconds(0.99) / 1000.0:N1} ms";
+        if (Console.IsErrorRedirected) Console.Error.WriteLine(line);
+        else Console.Error.Write("\r" + line.PadRight(Math.Min(Console.WindowWidth > 0 ? Console.WindowWidth - 1 : 160, 200)));
+    }
+}

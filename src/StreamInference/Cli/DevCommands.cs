@@ -1,0 +1,172 @@
+using System.CommandLine;
+using System.Diagnostics;
+using System.Globalization;
+using System.Text.Json;
+using System.Text.Json.Serialization;
+using Confluent.Kafka;
+using Confluent.Kafka.Admin;
+using Microsoft.Extensions.Logging;
+using Prometheus;
+using StackExchange.Redis;
+using StreamInference.Batch.Training;
+using StreamInference.Core.Features;
+using StreamInference.DevServices;
+using StreamInference.DevServices.Synthetic;
+using StreamInference.Infrastructure.Avro;
+using StreamInference.Infrastructure.Processing;
+using AvroSchema = Avro.Schema;
+
+namespace StreamInference.Cli;
+
+public static class DevCommands
+{
+    private const string DefaultReaderSchema = "schemas/payment-event.avsc";
+    private const string DefaultFeatures = "schemas/features/card_payments.yaml";
+
+    public static Command DevUp()
+    {
+        var brokers = new Option<int>("--brokers") { Description = "Brokers in the embedded Kafka-protocol cluster.", DefaultValueFactory = _ => 3 };
+        var partitions = new Option<int>("--partitions") { Description = "Partitions of the input and prediction topics.", DefaultValueFactory = _ => 6 };
+        var registryPort = new Option<int>("--registry-port") { Description = "Port of the dev schema registry (0 = any free port).", DefaultValueFactory = _ => 0 };
+        var seed = new Option<bool>("--seed-features") { Description = "Write the example feature values into Redis.", DefaultValueFactory = _ => true };
+        var up = new Command("up", "Start an embedded Kafka-protocol cluster, a dev schema registry and Garnet (Redis protocol); " +
+                                   "print one JSON line {\"bootstrapServers\",\"schemaRegistryUrl\",\"redis\"}; run until SIGINT/SIGTERM.")
+        {
+            brokers, partitions, registryPort, seed,
+        };
+        up.SetAction(async (parse, ct) =>
+        {
+            var p = parse.GetValue(partitions);
+            await using var env = await DevEnvironment.StartAsync(new DevEnvironmentOptions
+            {
+                Brokers = parse.GetValue(brokers),
+                RegistryPort = parse.GetValue(registryPort),
+                Topics = new() { ["payments"] = p, ["predictions"] = p, ["payments.dlq"] = 1 },
+            }, ct).ConfigureAwait(false);
+            if (parse.GetValue(seed))
+            {
+                using var redis = await ConnectionMultiplexer.ConnectAsync(env.Endpoints.Redis).ConfigureAwait(false);
+                await SyntheticPaymentProducer.MaterializeAsync(redis.GetDatabase(), FeatureSetLoader.LoadFile(PathResolver.Resolve(DefaultFeatures)), new ProduceOptions().Seed, ct).ConfigureAwait(false);
+            }
+            Console.Out.WriteLine(JsonSerializer.Serialize(env.Endpoints, CliJson.Default.DevEndpoints));
+            Console.Out.Flush();
+            await Console.Error.WriteLineAsync("Dev services running (topics payments, predictions, payments.dlq). Ctrl+C to stop.").ConfigureAwait(false);
+            try
+            {
+                await Task.Delay(Timeout.Infinite, ct).ConfigureAwait(false);
+            }
+            catch (OperationCanceledException)
+            {
+            }
+            return 0;
+        });
+        return new Command("dev", "Embedded development services.") { up };
+    }
+
+    public static Command Produce()
+    {
+        var bootstrap = new Option<string?>("--bootstrap-servers") { Description = "Kafka bootstrap servers (default: env KAFKA_BOOTSTRAP_SERVERS)." };
+        var registry = new Option<string?>("--schema-registry-url") { Description = "Schema registry URL (default: env SCHEMA_REGISTRY_URL)." };
+        var redis = new Option<string?>("--redis") { Description = "Also write the example feature values to this Redis (default: env REDIS_URL, if set)." };
+        var topic = new Option<string>("--topic") { Description = "Topic to produce to.", DefaultValueFactory = _ => "payments" };
+        var events = new Option<int>("--events") { Description = "Number of events.", DefaultValueFactory = _ => 10_000 };
+        var rate = new Option<double>("--rate") { Description = "Events per second (0 = as fast as possible).", DefaultValueFactory = _ => 0 };
+        var badRate = new Option<double>("--bad-rate") { Description = "Fraction of deliberately malformed records (0..1).", DefaultValueFactory = _ => 0 };
+        var seed = new Option<int>("--seed") { Description = "Generator seed.", DefaultValueFactory = _ => 7 };
+        var schema = new Option<string>("--schema") { Description = "Writer schema (.avsc).", DefaultValueFactory = _ => DefaultReaderSchema };
+        var command = new Command("produce", "Publish synthetic card-payment events (Avro, Confluent wire format, registered under <topic>-value).")
+        {
+            bootstrap, registry, redis, topic, events, rate, badRate, seed, schema,
+        };
+        command.SetAction(async (parse, ct) =>
+        {
+            var servers = parse.GetValue(bootstrap) ?? Environment.GetEnvironmentVariable("KAFKA_BOOTSTRAP_SERVERS");
+            var url = parse.GetValue(registry) ?? Environment.GetEnvironmentVariable("SCHEMA_REGISTRY_URL");
+            if (string.IsNullOrEmpty(servers) || string.IsNullOrEmpty(url))
+            {
+                await Console.Error.WriteLineAsync("produce needs --bootstrap-servers and --schema-registry-url (or KAFKA_BOOTSTRAP_SERVERS and SCHEMA_REGISTRY_URL).").ConfigureAwait(false);
+                return 2;
+            }
+            var n = parse.GetValue(events);
+            var bad = parse.GetValue(badRate);
+            if (n < 0 || bad is < 0 or > 1 || parse.GetValue(rate) < 0)
+            {
+                await Console.Error.WriteLineAsync("--events and --rate must be >= 0 and --bad-rate within 0..1.").ConfigureAwait(false);
+                return 2;
+            }
+            var options = new ProduceOptions { Topic = parse.GetValue(topic)!, Events = n, Rate = parse.GetValue(rate), BadRate = bad, Seed = parse.GetValue(seed) };
+            var redisConfig = parse.GetValue(redis) ?? Environment.GetEnvironmentVariable("REDIS_URL");
+            if (!string.IsNullOrEmpty(redisConfig))
+            {
+                using var mux = await ConnectionMultiplexer.ConnectAsync(RedisUrl.ToConfiguration(redisConfig)).ConfigureAwait(false);
+                var written = await SyntheticPaymentProducer.MaterializeAsync(mux.GetDatabase(), FeatureSetLoader.LoadFile(PathResolver.Resolve(DefaultFeatures)), options.Seed, ct).ConfigureAwait(false);
+                await Console.Error.WriteLineAsync($"Wrote {written} feature hashes to Redis.").ConfigureAwait(false);
+            }
+            using var client = new SchemaRegistryClient(new SchemaRegistryOptions { Url = url });
+            var writer = (Avro.RecordSchema)AvroSchema.Parse(await File.ReadAllTextAsync(PathResolver.Resolve(parse.GetValue(schema)!), ct).ConfigureAwait(false));
+            var summary = await SyntheticPaymentProducer.ProduceAsync(servers, client, writer, options,
+                i => Console.Error.Write($"\rproduced {i:N0}/{n:N0}"), ct).ConfigureAwait(false);
+            Console.Error.WriteLine();
+            Console.Out.WriteLine(JsonSerializer.Serialize(new ProduceResult(summary.Produced, summary.Malformed, summary.Failed,
+                Math.Round(summary.Elapsed.TotalSeconds, 3)), CliJson.Default.ProduceResult));
+            return summary.Failed == 0 ? 0 : 1;
+        });
+        return command;
+    }
+
+    public static Command Train()
+    {
+        var features = new Option<string>("--features") { Description = "Feature-set definition.", DefaultValueFactory = _ => DefaultFeatures };
+        var output = new Option<string>("--out") { Description = "Model version directory to write model.onnx and manifest.json into.", DefaultValueFactory = _ => "models/fraud-logreg/1" };
+        var seed = new Option<int>("--seed") { Description = "Seed of the synthetic history.", DefaultValueFactory = _ => 42 };
+        var events = new Option<int>("--events") { Description = "Events in the synthetic history.", DefaultValueFactory = _ => 60_000 };
+        var command = new Command("train", "Train the example fraud model on a synthetic history (time-based split) and export ONNX + manifest.")
+        {
+            features, output, seed, events,
+        };
+        command.SetAction(parse =>
+        {
+            var plan = FeatureSetLoader.LoadFile(PathResolver.Resolve(parse.GetValue(features)!));
+            var dir = parse.GetValue(output)!;
+            var report = ExampleModel.Train(plan, dir, Path.GetFileName(Path.TrimEndingDirectorySeparator(dir)), parse.GetValue(seed), parse.GetValue(events));
+            Console.Out.WriteLine(JsonSerializer.Serialize(report, CliJson.Default.TrainingReport));
+            return 0;
+        });
+        return command;
+    }
+
+    public static Command Demo()
+    {
+        var events = new Option<int?>("--events") { Description = "Stop after this many events and print a final JSON line (default: run until Ctrl+C)." };
+        var rate = new Option<double>("--rate") { Description = "Events per second from the synthetic producer (0 = as fast as possible).", DefaultValueFactory = _ => 5000 };
+        var badRate = new Option<double>("--bad-rate") { Description = "Fraction of malformed records, to show the dead-letter path.", DefaultValueFactory = _ => 0.005 };
+        var batch = new Option<int>("--max-batch") { Description = "Pipeline:MaxBatchSize.", DefaultValueFactory = _ => 256 };
+        var partitions = new Option<int>("--partitions") { Description = "Partitions of the input topic.", DefaultValueFactory = _ => 6 };
+        var quiet = new Option<bool>("--quiet") { Description = "No live view; only the final JSON line." };
+        var command = new Command("demo", "Dev services + synthetic upstream producer + processor + prediction reader, with a live view. " +
+                                          "Uses KAFKA_BOOTSTRAP_SERVERS / SCHEMA_REGISTRY_URL / REDIS_URL when set, embedded services otherwise.")
+        {
+            events, rate, badRate, batch, partitions, quiet,
+        };
+        command.SetAction((parse, ct) => DemoRunner.RunAsync(new DemoSettings(parse.GetValue(events), parse.GetValue(rate), parse.GetValue(badRate),
+            parse.GetValue(batch), parse.GetValue(partitions), parse.GetValue(quiet)), ct));
+        return command;
+    }
+}
+
+public sealed record DemoSettings(int? Events, double Rate, double BadRate, int MaxBatch, int Partitions, bool Quiet);
+
+public sealed record ProduceResult(int Produced, int Malformed, int Failed, double ElapsedSeconds);
+
+public sealed record DemoResult(
+    int Produced, int Predicted, int DeadLettered, int Lost, long Duplicates, int Mismatched,
+    double ElapsedSeconds, double EventsPerSecond, long Batches, double MeanBatchSize,
+    double LatencyP50Ms, double LatencyP95Ms, double LatencyP99Ms,
+    Dictionary<string, int> DeadLettersByReason, string Model);
+
+[JsonSourceGenerationOptions(PropertyNamingPolicy = JsonKnownNamingPolicy.CamelCase)]
+[JsonSerializable(typeof(DevEndpoints))]
+[JsonSerializable(typeof(ProduceResult))]
+[JsonSerializable(typeof(DemoResult))]
+[JsonSerializable(typeof(TrainingReport))]
+public sealed partial class CliJson : JsonSerializerContext;

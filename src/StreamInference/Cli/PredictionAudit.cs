@@ -1,0 +1,101 @@
+using System.Collections.Concurrent;
+using System.Globalization;
+using System.Text;
+using Avro.Generic;
+using Avro.IO;
+using Confluent.Kafka;
+using StreamInference.Infrastructure.Avro;
+using StreamInference.Infrastructure.Kafka;
+
+namespace StreamInference.Cli;
+
+/// <summary>
+/// The downstream reader of the demo: consumes the prediction and dead-letter topics, decodes each
+/// prediction through the registry like any consumer would, and accounts every input record by its
+/// source partition and offset, so "lost" and "duplicates" are counted, not assumed.
+/// </summary>
+public sealed class PredictionAudit : IDisposable
+{
+    private readonly IConsumer<byte[], byte[]> _consumer;
+    private readonly ISchemaRegistryClient _registry;
+    private readonly ConcurrentDictionary<(int, long), string?> _predicted = new();
+    private readonly ConcurrentDictionary<(int, long), string> _deadLettered = new();
+    private readonly Dictionary<int, GenericDatumReader<GenericRecord>> _readers = [];
+    private long _duplicates;
+    private long _undecodable;
+
+    public PredictionAudit(string bootstrapServers, ISchemaRegistryClient registry, string predictionTopic, string deadLetterTopic)
+    {
+        _registry = registry;
+        _consumer = new ConsumerBuilder<byte[], byte[]>(new ConsumerConfig
+        {
+            BootstrapServers = bootstrapServers,
+            GroupId = "streaminference-demo-audit-" + Guid.NewGuid().ToString("N"),
+            AutoOffsetReset = AutoOffsetReset.Earliest,
+            EnableAutoCommit = false,
+            IsolationLevel = IsolationLevel.ReadCommitted,
+        }).Build();
+        _consumer.Subscribe([predictionTopic, deadLetterTopic]);
+        DeadLetterTopic = deadLetterTopic;
+    }
+
+    public string DeadLetterTopic { get; }
+    public int Predicted => _predicted.Count;
+    public int DeadLettered => _deadLettered.Count;
+    public long Duplicates => Interlocked.Read(ref _duplicates);
+    public long Undecodable => Interlocked.Read(ref _undecodable);
+    public IReadOnlyDictionary<(int Partition, long Offset), string?> Predictions => _predicted;
+    public IReadOnlyDictionary<(int Partition, long Offset), string> DeadLetters => _deadLettered;
+
+    public Task RunAsync(CancellationToken ct) => Task.Factory.StartNew(() =>
+    {
+        while (!ct.IsCancellationRequested)
+        {
+            ConsumeResult<byte[], byte[]>? r;
+            try
+            {
+                r = _consumer.Consume(TimeSpan.FromMilliseconds(100));
+            }
+            catch (ConsumeException)
+            {
+                continue;
+            }
+            if (r is null) continue;
+            if (r.Topic == DeadLetterTopic) AccountDeadLetter(r);
+            else AccountPrediction(r.Message.Value);
+        }
+        _consumer.Close();
+    }, ct, TaskCreationOptions.LongRunning, TaskScheduler.Default);
+
+    private void AccountDeadLetter(ConsumeResult<byte[], byte[]> r)
+    {
+        var h = r.Message.Headers;
+        if (h.TryGetLastBytes(KafkaPredictionSink.SourcePartitionHeader, out var p) && h.TryGetLastBytes(KafkaPredictionSink.SourceOffsetHeader, out var o))
+        {
+            var key = (int.Parse(Encoding.ASCII.GetString(p), CultureInfo.InvariantCulture), long.Parse(Encoding.ASCII.GetString(o), CultureInfo.InvariantCulture));
+            var reason = h.TryGetLastBytes(KafkaPredictionSink.ReasonHeader, out var rb) ? Encoding.UTF8.GetString(rb) : "?";
+            if (!_deadLettered.TryAdd(key, reason)) Interlocked.Increment(ref _duplicates);
+        }
+        else Interlocked.Increment(ref _undecodable);
+    }
+
+    private void AccountPrediction(byte[] value)
+    {
+        if (ConfluentWireFormat.TryReadHeader(value, out var id) != WireHeaderStatus.Ok)
+        {
+            Interlocked.Increment(ref _undecodable);
+            return;
+        }
+        if (!_readers.TryGetValue(id, out var reader))
+        {
+            var schema = _registry.GetSchemaAsync(id, CancellationToken.None).GetAwaiter().GetResult();
+            _readers[id] = reader = new GenericDatumReader<GenericRecord>(schema, schema);
+        }
+        using var stream = new MemoryStream(value, ConfluentWireFormat.HeaderSize, value.Length - ConfluentWireFormat.HeaderSize);
+        var record = reader.Read(null!, new BinaryDecoder(stream));
+        var key = ((int)record["source_partition"], (long)record["source_offset"]);
+        if (!_predicted.TryAdd(key, (string)record["event_id"])) Interlocked.Increment(ref _duplicates);
+    }
+
+    public void Dispose() => _consumer.Dispose();
+}
