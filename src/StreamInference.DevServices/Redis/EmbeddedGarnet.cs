@@ -1,6 +1,7 @@
 using System.Net;
 using System.Net.Sockets;
 using Garnet;
+using Garnet.server;
 
 namespace StreamInference.DevServices.Redis;
 
@@ -12,8 +13,13 @@ public sealed class EmbeddedGarnet : IDisposable
     public EmbeddedGarnet(int port = 0)
     {
         Port = port == 0 ? FreePort() : port;
-        _server = new GarnetServer(["--bind", "127.0.0.1", "--port", Port.ToString(System.Globalization.CultureInfo.InvariantCulture),
-            "--memory", "256m", "--index", "16m", "--obj-memory", "256m", "--obj-index", "16m"]);
+        _server = new GarnetServer(new GarnetServerOptions
+        {
+            EndPoints = [new IPEndPoint(IPAddress.Loopback, Port)],
+            QuietMode = true,
+            LogMemorySize = "256m",
+            IndexMemorySize = "16m",
+        });
         _server.Start();
     }
 

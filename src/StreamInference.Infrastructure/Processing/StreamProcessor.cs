@@ -39,6 +39,10 @@ public sealed partial class StreamProcessor
     /// <summary>Set once everything is loaded and connected and the consumer runs.</summary>
     public bool IsReady => _ready;
 
+    /// <summary>Partitions currently assigned to this instance by the consumer group.</summary>
+    public int AssignedPartitions => _consumer?.AssignedPartitions ?? 0;
+    private KafkaConsumerLoop? _consumer;
+
     /// <summary>Available once <see cref="RunAsync"/> has loaded the feature set.</summary>
     public ProcessorMetrics? Metrics { get; private set; }
 
@@ -76,6 +80,7 @@ public sealed partial class StreamProcessor
 
         using var consumer = new KafkaConsumerLoop(ConsumerConfigFor(k), [k.InputTopic], topology, metrics,
             _loggers.CreateLogger<KafkaConsumerLoop>(), TimeSpan.FromMilliseconds(k.RevokeDrainTimeoutMs));
+        _consumer = consumer;
         using var abort = new CancellationTokenSource();
         var pipeline = topology.RunAsync(abort.Token);
         var shutdownTimeout = TimeSpan.FromMilliseconds(_options.Pipeline.ShutdownTimeoutMs);

@@ -57,7 +57,10 @@ public static class DemoRunner
         var processor = new StreamProcessor(options, loggers, Metrics.WithCustomRegistry(Metrics.NewCustomRegistry()));
         using var stopProcessor = CancellationTokenSource.CreateLinkedTokenSource(ct);
         var processing = processor.RunAsync(stopProcessor.Token);
-        while (!processor.IsReady && !processing.IsCompleted) await Task.Delay(20, ct).ConfigureAwait(false);
+        // Produce once the group has assigned partitions, so latency figures do not include the join.
+        var joinDeadline = Stopwatch.StartNew();
+        while ((!processor.IsReady || processor.AssignedPartitions == 0) && !processing.IsCompleted && joinDeadline.Elapsed < TimeSpan.FromSeconds(30))
+            await Task.Delay(20, ct).ConfigureAwait(false);
         if (processing.IsCompleted)
         {
             await processing.ConfigureAwait(false); // surfaces the startup error
