@@ -57,7 +57,7 @@ public class MicroBatcherTests
         var waited = await AdvanceUntilDone(fill, time);
 
         Assert.True(waited >= TimeSpan.FromMilliseconds(5), $"flushed after {waited.TotalMilliseconds} ms of fake time, before the 5 ms deadline");
-        Assert.Equal(3, fill.Result);
+        Assert.Equal(3, await fill);
         Assert.Equal([1, 2, 3], buffer[..3]);
     }
 
@@ -77,7 +77,7 @@ public class MicroBatcherTests
         var waited = await AdvanceUntilDone(fill, time);
 
         Assert.True(waited >= TimeSpan.FromMilliseconds(5));
-        Assert.Equal(1, fill.Result);
+        Assert.Equal(1, await fill);
     }
 
     [Fact]
