@@ -7,7 +7,7 @@ using Confluent.Kafka;
 using StreamInference.Infrastructure.Avro;
 using StreamInference.Infrastructure.Kafka;
 
-namespace StreamInference.Cli;
+namespace StreamInference.DevServices.Synthetic;
 
 /// <summary>
 /// The downstream reader of the demo: consumes the prediction and dead-letter topics, decodes each

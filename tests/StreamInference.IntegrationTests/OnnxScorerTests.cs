@@ -1,0 +1,168 @@
+using StreamInference.Batch.Onnx;
+using StreamInference.Core.Features;
+using StreamInference.Core.Offsets;
+using StreamInference.Core.Pipeline;
+using StreamInference.Infrastructure.Onnx;
+
+namespace StreamInference.IntegrationTests;
+
+/// <summary>The common model output shapes, through real ONNX Runtime.</summary>
+public sealed class OnnxScorerTests : IDisposable
+{
+    private static readonly FeaturePlan Plan = FeatureSetLoader.Parse("""
+        featureSet: shapes
+        version: 1
+        event: { idField: id, entityKeyField: key, timeField: ts }
+        features:
+          - { name: a, event: a }
+          - { name: b, event: b }
+          - { name: c, event: c }
+        """);
+    private readonly string _dir = Path.Combine(Path.GetTempPath(), "si-onnx-" + Guid.NewGuid().ToString("N"));
+    private static readonly float[] W = [0.5f, -1f, 2f, 1f, 0f, -0.5f]; // [F=3, K=2] row-major
+    private static readonly float[][] Rows = [[1f, 2f, 3f], [0f, 0f, 0f], [-1f, 0.5f, 2f]];
+
+    private string Write(OnnxGraph graph, string? scoreOutput = null, string? labelOutput = null, int? primary = null)
+    {
+        Directory.CreateDirectory(_dir);
+        File.WriteAllBytes(Path.Combine(_dir, "model.onnx"), graph.ToModel());
+        File.WriteAllText(Path.Combine(_dir, "manifest.json"), new ModelManifest
+        {
+            Name = "shape",
+            Version = "1",
+            FeatureSet = "shapes",
+            FeatureSetVersion = 1,
+            Features = ["a", "b", "c"],
+            ScoreOutput = scoreOutput,
+            LabelOutput = labelOutput,
+            PrimaryScoreIndex = primary,
+        }.ToJson());
+        return _dir;
+    }
+
+    private static EventBatch Score(OnnxScorer scorer)
+    {
+        var batch = new EventBatch(Plan, 8, scorer.OutputWidth);
+        var p = new PartitionOffsets("t", 0);
+        for (var i = 0; i < Rows.Length; i++)
+        {
+            batch.Records[i] = new InputRecord(p, p.Track(i), i, null, null, 0, null);
+            Rows[i].CopyTo(batch.FeatureRow(i));
+        }
+        batch.Count = Rows.Length;
+        batch.CollectCleanRows();
+        scorer.Score(batch);
+        return batch;
+    }
+
+    private static double Dot(float[] x, int k) => x[0] * W[k] + x[1] * W[2 + k] + x[2] * W[4 + k];
+
+    [Fact]
+    public void Scorer_ReadsSingleColumnOutput()
+    {
+        var dir = Write(new OnnxGraph("g").InputMatrix("features", 3)
+            .Initializer("w", [W[0], W[2], W[4]], 3, 1)
+            .Node("MatMul", ["features", "w"], ["y"])
+            .OutputTensor("y", OnnxGraph.Float, -1, 1));
+        using var scorer = new OnnxScorer(dir, Plan);
+        Assert.Equal(1, scorer.OutputWidth);
+        var batch = Score(scorer);
+        for (var i = 0; i < Rows.Length; i++) Assert.Equal(Dot(Rows[i], 0), batch.ScoreRow(i)[0], 5);
+    }
+
+    [Fact]
+    public void Scorer_ReadsMultiColumnOutput_PrimaryIsLastByDefault()
+    {
+        var dir = Write(new OnnxGraph("g").InputMatrix("features", 3)
+            .Initializer("w", W, 3, 2)
+            .Node("MatMul", ["features", "w"], ["y"])
+            .OutputTensor("y", OnnxGraph.Float, -1, 2));
+        using var scorer = new OnnxScorer(dir, Plan);
+        Assert.Equal(2, scorer.OutputWidth);
+        Assert.Equal(1, scorer.PrimaryScoreIndex);
+        var batch = Score(scorer);
+        for (var i = 0; i < Rows.Length; i++)
+        {
+            Assert.Equal(Dot(Rows[i], 0), batch.ScoreRow(i)[0], 5);
+            Assert.Equal(Dot(Rows[i], 1), batch.ScoreRow(i)[1], 5);
+        }
+    }
+
+    private static OnnxGraph Classifier(bool zipMap)
+    {
+        // ai.onnx.ml LinearClassifier → label (int64 [N]) + probabilities [N,2]; optionally ZipMap → seq(map(int64,float)).
+        var g = new OnnxGraph("clf").InputMatrix("features", 3)
+            .Node("LinearClassifier", ["features"], ["label", "probabilities"], "ai.onnx.ml",
+                OnnxAttribute.Floats("coefficients", [W[0], W[2], W[4], W[1], W[3], W[5]]),
+                OnnxAttribute.Floats("intercepts", [0f, 0f]),
+                OnnxAttribute.Ints("classlabels_ints", [0, 1]),
+                OnnxAttribute.Text("post_transform", "SOFTMAX"))
+            .OutputTensor("label", OnnxGraph.Int64, -1);
+        if (!zipMap) return g.OutputTensor("probabilities", OnnxGraph.Float, -1, 2);
+        return g.Node("ZipMap", ["probabilities"], ["output_probability"], "ai.onnx.ml", OnnxAttribute.Ints("classlabels_int64s", [0, 1]))
+            .OutputZipMap("output_probability");
+    }
+
+    [Theory]
+    [InlineData(false)]
+    [InlineData(true)]
+    public void Scorer_ReadsClassifierLabelAndProbabilities_TensorOrZipMap(bool zipMap)
+    {
+        using var scorer = new OnnxScorer(Write(Classifier(zipMap)), Plan);
+        Assert.Equal(2, scorer.OutputWidth);
+        Assert.True(scorer.HasLabels);
+        var batch = Score(scorer);
+        for (var i = 0; i < Rows.Length; i++)
+        {
+            var z0 = Dot(Rows[i], 0);
+            var z1 = Dot(Rows[i], 1);
+            var p1 = Math.Exp(z1) / (Math.Exp(z0) + Math.Exp(z1));
+            Assert.Equal(1 - p1, batch.ScoreRow(i)[0], 4);
+            Assert.Equal(p1, batch.ScoreRow(i)[1], 4);
+            Assert.Equal(p1 > 0.5 ? "1" : "0", batch.Labels[i]);
+        }
+    }
+
+    [Fact]
+    public void Scorer_RefusesModelTrainedOnAnotherFeatureSetVersion()
+    {
+        var dir = Write(new OnnxGraph("g").InputMatrix("features", 3)
+            .Initializer("w", [1f, 1f, 1f], 3, 1).Node("MatMul", ["features", "w"], ["y"]).OutputTensor("y", OnnxGraph.Float, -1, 1));
+        var v2 = FeatureSetLoader.Parse("""
+            featureSet: shapes
+            version: 2
+            event: { idField: id, entityKeyField: key, timeField: ts }
+            features:
+              - { name: a, event: a }
+              - { name: b, event: b }
+              - { name: c, event: c }
+            """);
+        var e = Assert.Throws<InvalidDataException>(() => new OnnxScorer(dir, v2));
+        Assert.Contains("'shapes' v1", e.Message);
+        Assert.Contains("'shapes' v2", e.Message);
+    }
+
+    [Fact]
+    public void Scorer_RejectsCorruptModelFile_WithItsPath()
+    {
+        var dir = Write(Classifier(false));
+        File.WriteAllBytes(Path.Combine(dir, "model.onnx"), [1, 2, 3, 4]);
+        var e = Assert.Throws<InvalidDataException>(() => new OnnxScorer(dir, Plan));
+        Assert.Contains("model.onnx", e.Message);
+    }
+
+    [Fact]
+    public void ExampleModel_InRepository_LoadsAgainstTheExampleFeatureSet()
+    {
+        var plan = FeatureSetLoader.LoadFile(Path.Combine(AppContext.BaseDirectory, "schemas", "features", "card_payments.yaml"));
+        var dir = ModelRepository.Resolve(Path.Combine(AppContext.BaseDirectory, "models"), "fraud-logreg", "latest");
+        using var scorer = new OnnxScorer(dir, plan);
+        Assert.Equal(1, scorer.OutputWidth);
+        Assert.True(scorer.Manifest.Metrics!["test_auc"] > 0.8);
+    }
+
+    public void Dispose()
+    {
+        if (Directory.Exists(_dir)) Directory.Delete(_dir, recursive: true);
+    }
+}

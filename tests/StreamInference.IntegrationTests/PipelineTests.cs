@@ -1,0 +1,253 @@
+using System.Diagnostics;
+using Microsoft.Extensions.Logging.Abstractions;
+using Prometheus;
+using StackExchange.Redis;
+using StreamInference.Core.Features;
+using StreamInference.Core.Pipeline;
+using StreamInference.DevServices.Synthetic;
+using StreamInference.Infrastructure.Avro;
+using StreamInference.Infrastructure.Processing;
+using Xunit.Abstractions;
+using AvroSchema = Avro.Schema;
+
+namespace StreamInference.IntegrationTests;
+
+[Collection(ServicesCollection.Name)]
+public sealed class PipelineTests(ServicesFixture services, ITestOutputHelper output)
+{
+    private static readonly string Base = AppContext.BaseDirectory;
+    private static readonly FeaturePlan Plan = FeatureSetLoader.LoadFile(Path.Combine(Base, "schemas", "features", "card_payments.yaml"));
+    private static readonly Avro.RecordSchema Writer = (Avro.RecordSchema)AvroSchema.Parse(File.ReadAllText(Path.Combine(Base, "schemas", "payment-event.avsc")));
+
+    private sealed record Topics(string Input, string Output, string DeadLetter);
+
+    private async Task<Topics> CreateTopicsAsync(int partitions)
+    {
+        return new Topics(
+            await services.CreateTopicAsync("payments", partitions),
+            await services.CreateTopicAsync("predictions", partitions),
+            await services.CreateTopicAsync("dlq", 1));
+    }
+
+    private ProcessorOptions Options(Topics t, string group, Action<PipelineSettings>? pipeline = null)
+    {
+        var o = new ProcessorOptions
+        {
+            Kafka = new KafkaOptions { BootstrapServers = services.BootstrapServers, GroupId = group, InputTopic = t.Input, OutputTopic = t.Output, DeadLetterTopic = t.DeadLetter },
+            SchemaRegistry = new SchemaRegistryOptions { Url = services.SchemaRegistryUrl },
+            Redis = new RedisOptions { Configuration = services.Redis },
+            Model = new ModelOptions { Repository = Path.Combine(Base, "models") },
+            Features = new FeatureOptions
+            {
+                Definition = Path.Combine(Base, "schemas", "features", "card_payments.yaml"),
+                ReaderSchema = Path.Combine(Base, "schemas", "payment-event.avsc"),
+            },
+        };
+        pipeline?.Invoke(o.Pipeline);
+        return o;
+    }
+
+    private sealed class RunningProcessor(StreamProcessor processor, Task run, CancellationTokenSource stop) : IAsyncDisposable
+    {
+        public StreamProcessor Processor => processor;
+        public async ValueTask DisposeAsync()
+        {
+            await stop.CancelAsync();
+            await run.WaitAsync(TimeSpan.FromSeconds(60));
+            stop.Dispose();
+        }
+    }
+
+    private static async Task<RunningProcessor> StartAsync(ProcessorOptions options)
+    {
+        var processor = new StreamProcessor(options, NullLoggerFactory.Instance, Metrics.WithCustomRegistry(Metrics.NewCustomRegistry()));
+        var stop = new CancellationTokenSource();
+        var run = processor.RunAsync(stop.Token);
+        var sw = Stopwatch.StartNew();
+        while ((!processor.IsReady || processor.AssignedPartitions == 0) && !run.IsCompleted && sw.Elapsed < TimeSpan.FromSeconds(30))
+            await Task.Delay(20);
+        if (run.IsCompleted) await run; // surfaces a startup error
+        Assert.True(processor.AssignedPartitions > 0, "the processor got no partitions within 30 s");
+        return new RunningProcessor(processor, run, stop);
+    }
+
+    private async Task<ProduceSummary> ProduceAsync(Topics t, int events, double badRate, int seed)
+    {
+        using var registry = new SchemaRegistryClient(new SchemaRegistryOptions { Url = services.SchemaRegistryUrl });
+        return await SyntheticPaymentProducer.ProduceAsync(services.BootstrapServers, registry, Writer,
+            new ProduceOptions { Topic = t.Input, Events = events, BadRate = badRate, Seed = seed }, null, CancellationToken.None);
+    }
+
+    private static async Task WaitUntilAsync(Func<bool> done, TimeSpan timeout)
+    {
+        var sw = Stopwatch.StartNew();
+        while (!done() && sw.Elapsed < timeout) await Task.Delay(50);
+    }
+
+    private static readonly Dictionary<string, string> ExpectedReason = new()
+    {
+        ["wrong-magic-byte"] = DeadLetterReasons.WrongMagicByte,
+        ["truncated-avro"] = DeadLetterReasons.MalformedAvro,
+        ["unknown-schema-id"] = DeadLetterReasons.UnknownSchemaId,
+        ["missing-entity-key"] = DeadLetterReasons.MissingEntityKey,
+        ["empty-value"] = DeadLetterReasons.EmptyValue,
+    };
+
+    [Fact]
+    public async Task Pipeline_PublishesDecodedPredictions_DeadLettersBadInput_AndLosesNothing()
+    {
+        output.WriteLine($"Kafka: {services.KafkaKind}; Redis: {services.RedisKind}");
+        var topics = await CreateTopicsAsync(6);
+        using (var redis = await ConnectionMultiplexer.ConnectAsync(services.Redis))
+            await SyntheticPaymentProducer.MaterializeAsync(redis.GetDatabase(), Plan, seed: 11, CancellationToken.None);
+
+        await using var running = await StartAsync(Options(topics, "g-" + Guid.NewGuid().ToString("N")));
+        var produced = await ProduceAsync(topics, 3000, badRate: 0.03, seed: 11);
+        Assert.Equal(0, produced.Failed);
+
+        using var registry = new SchemaRegistryClient(new SchemaRegistryOptions { Url = services.SchemaRegistryUrl });
+        using var audit = new PredictionAudit(services.BootstrapServers, registry, topics.Output, topics.DeadLetter);
+        using var stopAudit = new CancellationTokenSource();
+        var auditing = audit.RunAsync(stopAudit.Token);
+        await WaitUntilAsync(() => audit.Predicted + audit.DeadLettered >= produced.Produced, TimeSpan.FromSeconds(90));
+        await stopAudit.CancelAsync();
+        await auditing;
+
+        var bad = produced.Records.Count(r => r.BadKind is not null);
+        Assert.True(bad > 30, $"the producer should have injected malformed records, injected {bad}");
+        Assert.Equal(0L, audit.Duplicates);
+        Assert.Equal(0L, audit.Undecodable);
+        foreach (var r in produced.Records)
+        {
+            if (r.BadKind is null)
+            {
+                Assert.True(audit.Predictions.TryGetValue((r.Partition, r.Offset), out var eventId), $"no prediction for {r.Partition}/{r.Offset}");
+                Assert.Equal(r.EventId, eventId);
+            }
+            else
+            {
+                Assert.True(audit.DeadLetters.TryGetValue((r.Partition, r.Offset), out var reason), $"no dead letter for {r.BadKind} at {r.Partition}/{r.Offset}");
+                Assert.Equal(ExpectedReason[r.BadKind], reason);
+            }
+        }
+        Assert.Equal(produced.Produced - bad, audit.Predicted);
+        Assert.Equal(bad, audit.DeadLettered);
+
+        // The processor's own accounting agrees, and every feature came from Redis (nothing defaulted).
+        var metrics = running.Processor.Metrics!;
+        await WaitUntilAsync(() => metrics.PublishedCount + metrics.DeadLetteredCount >= produced.Produced, TimeSpan.FromSeconds(10));
+        Assert.Equal(produced.Produced - bad, metrics.PublishedCount);
+        Assert.Equal(bad, metrics.DeadLetteredCount);
+    }
+
+    [Fact]
+    public async Task Predictions_CarryModelScoresAndFeatureFreshness()
+    {
+        var topics = await CreateTopicsAsync(2);
+        // An empty feature store: every lookup (card average, card count, merchant rate) takes its
+        // default, and each prediction says so. Tests in this collection run one at a time.
+        using (var redis = await ConnectionMultiplexer.ConnectAsync(services.Redis + ",allowAdmin=true"))
+            await redis.GetServers()[0].FlushDatabaseAsync();
+        await using var running = await StartAsync(Options(topics, "g-" + Guid.NewGuid().ToString("N")));
+        var produced = await ProduceAsync(topics, 200, badRate: 0, seed: 90_001);
+
+        using var registry = new SchemaRegistryClient(new SchemaRegistryOptions { Url = services.SchemaRegistryUrl });
+        var records = await ReadPredictionsAsync(registry, topics.Output, produced.Produced);
+        Assert.Equal(produced.Produced, records.Count);
+        foreach (var r in records)
+        {
+            Assert.Equal("fraud-logreg", r["model_name"]);
+            Assert.Equal("1", r["model_version"]);
+            var score = (double)r["score"];
+            Assert.InRange(score, 0.0, 1.0);
+            Assert.Equal(new object[] { score }, (object[])r["scores"]);
+            Assert.StartsWith("card-", (string)r["entity_key"]);
+            Assert.True((DateTime)r["scored_at"] >= (DateTime)r["event_time"]);
+        }
+        var lookupFeatures = Plan.Features.Count(f => f.Source == FeatureSourceKind.Lookup);
+        Assert.All(records, r => Assert.Equal(lookupFeatures, (int)r["features_defaulted"]));
+    }
+
+    [Fact]
+    public async Task Backpressure_PausesConsumption_WhenPipelineIsFull_AndLosesNothing()
+    {
+        var topics = await CreateTopicsAsync(3);
+        var options = Options(topics, "g-" + Guid.NewGuid().ToString("N"), p =>
+        {
+            p.MaxBatchSize = 4;
+            p.InputQueueCapacity = 8;
+            p.MaxInFlightBatches = 2;
+        });
+        await using var running = await StartAsync(options);
+        var produced = await ProduceAsync(topics, 2000, badRate: 0.01, seed: 5);
+
+        var metrics = running.Processor.Metrics!;
+        await WaitUntilAsync(() => metrics.PublishedCount + metrics.DeadLetteredCount >= produced.Produced, TimeSpan.FromSeconds(120));
+        Assert.Equal(produced.Produced, metrics.PublishedCount + metrics.DeadLetteredCount);
+        var pauses = metrics.Pauses.Value;
+        output.WriteLine($"pauses: {pauses}, batches: {metrics.Batches}");
+        Assert.True(pauses > 0, "a queue of 8 records must have filled and paused the consumer");
+        Assert.True(metrics.BatchedRecords / (double)metrics.Batches <= 4);
+    }
+
+    [Fact]
+    public async Task ConsumerGroup_SecondInstanceJoins_PartitionsAreShared_AndEveryRecordIsAccounted()
+    {
+        var topics = await CreateTopicsAsync(6);
+        var group = "g-" + Guid.NewGuid().ToString("N");
+        var options = Options(topics, group, p => p.MaxInFlightBatches = 4);
+        var first = await StartAsync(options);
+        var a = await ProduceAsync(topics, 1500, badRate: 0.01, seed: 21);
+        var second = await StartAsync(Options(topics, group, p => p.MaxInFlightBatches = 4));
+        await WaitUntilAsync(() => first.Processor.AssignedPartitions + second.Processor.AssignedPartitions == 6
+                                   && first.Processor.AssignedPartitions > 0, TimeSpan.FromSeconds(30));
+        output.WriteLine($"assignment: {first.Processor.AssignedPartitions} + {second.Processor.AssignedPartitions}");
+        Assert.True(second.Processor.AssignedPartitions > 0, "the second instance got no partitions");
+        var b = await ProduceAsync(topics, 1500, badRate: 0.01, seed: 22);
+
+        using var registry = new SchemaRegistryClient(new SchemaRegistryOptions { Url = services.SchemaRegistryUrl });
+        using var audit = new PredictionAudit(services.BootstrapServers, registry, topics.Output, topics.DeadLetter);
+        using var stopAudit = new CancellationTokenSource();
+        var auditing = audit.RunAsync(stopAudit.Token);
+        var total = a.Produced + b.Produced;
+        await WaitUntilAsync(() => audit.Predicted + audit.DeadLettered >= total, TimeSpan.FromSeconds(90));
+        await second.DisposeAsync();
+        await first.DisposeAsync();
+        await Task.Delay(500);
+        await stopAudit.CancelAsync();
+        await auditing;
+
+        var lost = a.Records.Concat(b.Records).Count(r => !audit.Predictions.ContainsKey((r.Partition, r.Offset)) && !audit.DeadLetters.ContainsKey((r.Partition, r.Offset)));
+        Assert.Equal(0, lost);
+        // A rebalance may re-process at most the in-flight window: 4 batches × 256 records per instance.
+        Assert.InRange(audit.Duplicates, 0, 2 * 4 * 256);
+        output.WriteLine($"duplicates after rebalance: {audit.Duplicates}");
+    }
+
+    private async Task<List<Avro.Generic.GenericRecord>> ReadPredictionsAsync(ISchemaRegistryClient registry, string topic, int expected)
+    {
+        var list = new List<Avro.Generic.GenericRecord>();
+        using var consumer = new Confluent.Kafka.ConsumerBuilder<byte[], byte[]>(new Confluent.Kafka.ConsumerConfig
+        {
+            BootstrapServers = services.BootstrapServers,
+            GroupId = "reader-" + Guid.NewGuid().ToString("N"),
+            AutoOffsetReset = Confluent.Kafka.AutoOffsetReset.Earliest,
+        }).Build();
+        consumer.Subscribe(topic);
+        var sw = Stopwatch.StartNew();
+        while (list.Count < expected && sw.Elapsed < TimeSpan.FromSeconds(60))
+        {
+            var r = consumer.Consume(TimeSpan.FromMilliseconds(200));
+            if (r is null) continue;
+            Assert.Equal(WireHeaderStatus.Ok, ConfluentWireFormat.TryReadHeader(r.Message.Value, out var id));
+            var schema = await registry.GetSchemaAsync(id, CancellationToken.None);
+            var reader = new Avro.Generic.GenericDatumReader<Avro.Generic.GenericRecord>(schema, schema);
+            using var ms = new MemoryStream(r.Message.Value, 5, r.Message.Value.Length - 5);
+            var record = reader.Read(null!, new Avro.IO.BinaryDecoder(ms));
+            Assert.Equal((string)record["entity_key"], System.Text.Encoding.UTF8.GetString(r.Message.Key));
+            list.Add(record);
+        }
+        consumer.Close();
+        return list;
+    }
+}

@@ -1,0 +1,167 @@
+using System.Diagnostics;
+using System.Net.Sockets;
+using Confluent.Kafka;
+using Confluent.Kafka.Admin;
+using StackExchange.Redis;
+using StreamInference.DevServices.Kafka;
+using StreamInference.DevServices.Redis;
+using StreamInference.DevServices.SchemaRegistry;
+using Testcontainers.Kafka;
+
+namespace StreamInference.IntegrationTests;
+
+/// <summary>
+/// Real servers for the integration tests. Kafka: KAFKA_BOOTSTRAP_SERVERS when set, else a
+/// Testcontainers broker when a Docker engine answers, else the embedded Kafka-protocol cluster.
+/// Redis: REDIS_URL when set, else redis-server from PATH, else Garnet in-process. The schema registry
+/// is the dev registry over real HTTP (or SCHEMA_REGISTRY_URL).
+/// </summary>
+public sealed class ServicesFixture : IAsyncLifetime
+{
+    private MockKafkaCluster? _mock;
+    private KafkaContainer? _container;
+    private DevSchemaRegistry? _registry;
+    private Process? _redisServer;
+    private EmbeddedGarnet? _garnet;
+
+    public string BootstrapServers { get; private set; } = "";
+    public string SchemaRegistryUrl { get; private set; } = "";
+    public string Redis { get; private set; } = "";
+    public string KafkaKind { get; private set; } = "";
+    public string RedisKind { get; private set; } = "";
+    public MockKafkaCluster? Mock => _mock;
+
+    public async Task InitializeAsync()
+    {
+        if (Environment.GetEnvironmentVariable("KAFKA_BOOTSTRAP_SERVERS") is { Length: > 0 } kafka)
+        {
+            BootstrapServers = kafka;
+            KafkaKind = "external broker";
+        }
+        else if (DockerAnswers())
+        {
+            _container = new KafkaBuilder("confluentinc/cp-kafka:7.6.1").Build();
+            await _container.StartAsync();
+            BootstrapServers = _container.GetBootstrapAddress();
+            KafkaKind = "Testcontainers broker";
+        }
+        else
+        {
+            _mock = new MockKafkaCluster(3);
+            BootstrapServers = _mock.BootstrapServers;
+            KafkaKind = "embedded Kafka-protocol cluster";
+        }
+
+        if (Environment.GetEnvironmentVariable("SCHEMA_REGISTRY_URL") is { Length: > 0 } registry) SchemaRegistryUrl = registry;
+        else
+        {
+            _registry = await DevSchemaRegistry.StartAsync();
+            SchemaRegistryUrl = _registry.Url;
+        }
+
+        if (Environment.GetEnvironmentVariable("REDIS_URL") is { Length: > 0 } redisUrl)
+        {
+            Redis = StreamInference.Infrastructure.Processing.RedisUrl.ToConfiguration(redisUrl);
+            RedisKind = "external Redis";
+        }
+        else if (FindOnPath("redis-server") is { } redisServer)
+        {
+            var port = EmbeddedGarnet.FreePort();
+            _redisServer = Process.Start(new ProcessStartInfo(redisServer, $"--port {port} --bind 127.0.0.1 --save \"\" --appendonly no")
+            {
+                RedirectStandardOutput = true,
+                UseShellExecute = false,
+            })!;
+            Redis = $"127.0.0.1:{port}";
+            RedisKind = "redis-server";
+            await WaitForRedisAsync(Redis);
+        }
+        else
+        {
+            _garnet = new EmbeddedGarnet();
+            Redis = _garnet.Configuration;
+            RedisKind = "Garnet";
+        }
+    }
+
+    /// <summary>Creates a topic with a unique name and returns it.</summary>
+    public async Task<string> CreateTopicAsync(string prefix, int partitions)
+    {
+        var name = $"{prefix}-{Guid.NewGuid():N}"[..Math.Min(prefix.Length + 13, 60)];
+        if (_mock is not null)
+        {
+            _mock.CreateTopic(name, partitions, 3);
+            return name;
+        }
+        using var admin = new AdminClientBuilder(new AdminClientConfig { BootstrapServers = BootstrapServers }).Build();
+        await admin.CreateTopicsAsync([new TopicSpecification { Name = name, NumPartitions = partitions, ReplicationFactor = 1 }]);
+        return name;
+    }
+
+    private static bool DockerAnswers()
+    {
+        if (Environment.GetEnvironmentVariable("DOCKER_HOST") is { Length: > 0 }) return true;
+        const string socket = "/var/run/docker.sock";
+        if (!File.Exists(socket)) return false;
+        try
+        {
+            using var s = new Socket(AddressFamily.Unix, SocketType.Stream, ProtocolType.Unspecified);
+            s.Connect(new UnixDomainSocketEndPoint(socket));
+            return true;
+        }
+        catch (SocketException)
+        {
+            return false;
+        }
+    }
+
+    private static string? FindOnPath(string exe)
+    {
+        foreach (var dir in (Environment.GetEnvironmentVariable("PATH") ?? "").Split(Path.PathSeparator))
+        {
+            var full = Path.Combine(dir, exe);
+            if (File.Exists(full)) return full;
+        }
+        foreach (var dir in new[] { "/usr/bin", "/usr/local/bin", "/usr/sbin" })
+            if (File.Exists(Path.Combine(dir, exe))) return Path.Combine(dir, exe);
+        return null;
+    }
+
+    private static async Task WaitForRedisAsync(string config)
+    {
+        var deadline = DateTime.UtcNow.AddSeconds(20);
+        while (true)
+        {
+            try
+            {
+                using var mux = await ConnectionMultiplexer.ConnectAsync(config + ",connectTimeout=500");
+                await mux.GetDatabase().PingAsync();
+                return;
+            }
+            catch (RedisConnectionException) when (DateTime.UtcNow < deadline)
+            {
+                await Task.Delay(100);
+            }
+        }
+    }
+
+    public async Task DisposeAsync()
+    {
+        if (_redisServer is { HasExited: false })
+        {
+            _redisServer.Kill();
+            await _redisServer.WaitForExitAsync();
+        }
+        _redisServer?.Dispose();
+        _garnet?.Dispose();
+        if (_registry is not null) await _registry.DisposeAsync();
+        if (_container is not null) await _container.DisposeAsync();
+        _mock?.Dispose();
+    }
+}
+
+[CollectionDefinition(Name)]
+public sealed class ServicesCollection : ICollectionFixture<ServicesFixture>
+{
+    public const string Name = "services";
+}
