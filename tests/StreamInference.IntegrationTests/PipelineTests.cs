@@ -58,16 +58,18 @@ public sealed class PipelineTests(ServicesFixture services, ITestOutputHelper ou
         }
     }
 
-    private static async Task<RunningProcessor> StartAsync(ProcessorOptions options)
+    private Microsoft.Extensions.Logging.ILoggerFactory Loggers => new TestLoggerFactory(output);
+
+    private async Task<RunningProcessor> StartAsync(ProcessorOptions options)
     {
-        var processor = new StreamProcessor(options, NullLoggerFactory.Instance, Metrics.WithCustomRegistry(Metrics.NewCustomRegistry()));
+        var processor = new StreamProcessor(options, Loggers, Metrics.WithCustomRegistry(Metrics.NewCustomRegistry()));
         var stop = new CancellationTokenSource();
         var run = processor.RunAsync(stop.Token);
         var sw = Stopwatch.StartNew();
-        while ((!processor.IsReady || processor.AssignedPartitions == 0) && !run.IsCompleted && sw.Elapsed < TimeSpan.FromSeconds(30))
+        while ((!processor.IsReady || processor.AssignedPartitions == 0) && !run.IsCompleted && sw.Elapsed < TimeSpan.FromSeconds(90))
             await Task.Delay(20);
         if (run.IsCompleted) await run; // surfaces a startup error
-        Assert.True(processor.AssignedPartitions > 0, "the processor got no partitions within 30 s");
+        Assert.True(processor.AssignedPartitions > 0, $"the processor got no partitions within {sw.Elapsed.TotalSeconds:N0} s");
         return new RunningProcessor(processor, run, stop);
     }
 
