@@ -9,9 +9,11 @@ namespace StreamInference.IntegrationTests;
 /// <summary>The common model output shapes, through real ONNX Runtime.</summary>
 public sealed class OnnxScorerTests : IDisposable
 {
-    private static readonly FeaturePlan Plan = FeatureSetLoader.Parse("""
+    private static readonly FeaturePlan Plan = ShapesPlan(version: 1);
+
+    private static FeaturePlan ShapesPlan(int version) => FeatureSetLoader.Parse($$"""
         featureSet: shapes
-        version: 1
+        version: {{version}}
         event: { idField: id, entityKeyField: key, timeField: ts }
         features:
           - { name: a, event: a }
@@ -128,15 +130,7 @@ public sealed class OnnxScorerTests : IDisposable
     {
         var dir = Write(new OnnxGraph("g").InputMatrix("features", 3)
             .Initializer("w", [1f, 1f, 1f], 3, 1).Node("MatMul", ["features", "w"], ["y"]).OutputTensor("y", OnnxGraph.Float, -1, 1));
-        var v2 = FeatureSetLoader.Parse("""
-            featureSet: shapes
-            version: 2
-            event: { idField: id, entityKeyField: key, timeField: ts }
-            features:
-              - { name: a, event: a }
-              - { name: b, event: b }
-              - { name: c, event: c }
-            """);
+        var v2 = ShapesPlan(version: 2);
         var e = Assert.Throws<InvalidDataException>(() => new OnnxScorer(dir, v2));
         Assert.Contains("'shapes' v1", e.Message);
         Assert.Contains("'shapes' v2", e.Message);
