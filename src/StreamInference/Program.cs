@@ -4,9 +4,19 @@ using StreamInference.Cli;
 var root = new RootCommand("StreamInference: Kafka events in, ONNX Runtime predictions out. Avro (Confluent wire format), Redis features, micro-batching.")
 {
     ServeCommand.Create(),
-    DevCommands.DevUp(),
+    DevUpAndHistory(),
     DevCommands.Demo(),
     DevCommands.Produce(),
-    DevCommands.Train(),
+    BatchCommands.Backfill(),
+    BatchCommands.Materialize(),
+    BatchCommands.Train(),
+    BatchCommands.Profile(),
 };
 return await root.Parse(args).InvokeAsync();
+
+static Command DevUpAndHistory()
+{
+    var dev = DevCommands.DevUp();
+    dev.Subcommands.Add(BatchCommands.History());
+    return dev;
+}

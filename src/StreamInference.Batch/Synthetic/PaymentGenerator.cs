@@ -91,23 +91,11 @@ public sealed class PaymentGenerator
             hour = (int)Math.Clamp(14 + 4 * Normal(), 0, 23);
         }
         if (shapeHourOfDay)
-            time = new DateTimeOffset(time.UtcDateTime.Date.AddHours(hour).AddMinutes(_random.Next(60)), TimeSpan.Zero);
+            time = new DateTimeOffset(time.UtcDateTime.Date.AddHours(hour).AddMilliseconds(_random.Next(3_600_000)), TimeSpan.Zero);
         var country = foreign ? Countries[(Array.IndexOf(Countries, card.HomeCountry) + 1 + _random.Next(Countries.Length - 1)) % Countries.Length] : card.HomeCountry;
         var seq = _sequence++;
         return new PaymentEvent($"evt-{Seed}-{seq:D9}", time, card.Id, merchant.Id, Math.Round(amount, 2), "EUR", channel, country, foreign, fraud);
     }
-
-    /// <summary>What the batch path would have materialized for a card: 30-day average amount and 24 h count.</summary>
-    public IReadOnlyDictionary<string, double> CardFeatures(CardProfile card) => new Dictionary<string, double>
-    {
-        ["avg_amount_30d"] = Math.Round(card.TypicalAmount * Math.Exp(0.45 * 0.45 / 2), 2),
-        ["txn_count_24h"] = Math.Round(card.TransactionsPerDay),
-    };
-
-    public static IReadOnlyDictionary<string, double> MerchantFeatures(MerchantProfile merchant) => new Dictionary<string, double>
-    {
-        ["fraud_rate_90d"] = Math.Round(merchant.FraudRate * 2.0, 4),
-    };
 
     private double Normal()
     {

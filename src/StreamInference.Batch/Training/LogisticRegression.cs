@@ -16,7 +16,7 @@ public sealed class LogisticRegression
         return 1.0 / (1.0 + Math.Exp(-z));
     }
 
-    public static LogisticRegression Fit(float[][] x, bool[] y, double l2 = 1e-3, int iterations = 25)
+    public static LogisticRegression Fit(float[][] x, bool[] y, double l2 = 1e-3, int iterations = 25, IProgress<int>? progress = null)
     {
         var n = x.Length;
         var f = x[0].Length;
@@ -34,6 +34,7 @@ public sealed class LogisticRegression
         var z = new double[d];
         for (var it = 0; it < iterations; it++)
         {
+            progress?.Report(it);
             var grad = new double[d];
             var hess = new double[d, d];
             for (var i = 0; i < n; i++)

@@ -1,8 +1,8 @@
 namespace StreamInference.Core.Features;
 
 /// <summary>
-/// Turns one event's decoded slots and lookup values into the model's feature vector, in the
-/// definition's order. The single implementation of the transforms: the streaming path and the batch
+/// Turns one event's decoded slots, window aggregates and lookup values into the model's feature
+/// vector, in the definition's order. The single implementation of the transforms: the streaming path and the batch
 /// path both call it. Allocation-free.
 /// </summary>
 public sealed class FeatureVectorAssembler(FeaturePlan plan)
@@ -16,6 +16,7 @@ public sealed class FeatureVectorAssembler(FeaturePlan plan)
     public int Assemble(
         ReadOnlySpan<double> numerics,
         ReadOnlySpan<string?> texts,
+        ReadOnlySpan<double> windows,
         ReadOnlySpan<double> lookups,
         Span<float> destination,
         Span<long> defaultedPerFeature)
@@ -33,9 +34,20 @@ public sealed class FeatureVectorAssembler(FeaturePlan plan)
                 present = s is not null;
                 value = present && string.Equals(s, f.TransformText, StringComparison.Ordinal) ? 1.0 : 0.0;
             }
+            else if (f.Transform == TransformKind.IndexText)
+            {
+                var s = texts[f.Slot];
+                value = s is null ? -1 : Array.IndexOf(f.Categories, s);
+                present = value >= 0;
+            }
             else
             {
-                var raw = f.Source == FeatureSourceKind.Event ? numerics[f.Slot] : lookups[f.Slot];
+                var raw = f.Source switch
+                {
+                    FeatureSourceKind.Event => numerics[f.Slot],
+                    FeatureSourceKind.Window => windows[f.Slot],
+                    _ => lookups[f.Slot],
+                };
                 present = double.IsFinite(raw);
                 value = present ? Apply(f, raw) : 0.0;
                 present &= double.IsFinite(value);
@@ -57,12 +69,21 @@ public sealed class FeatureVectorAssembler(FeaturePlan plan)
     private static double Apply(FeatureSpec f, double raw) => f.Transform switch
     {
         TransformKind.Identity => raw,
+        TransformKind.Log => raw > 0.0 ? Math.Log(raw) : double.NaN,
         TransformKind.Log1p => raw > -1.0 ? Math.Log(1.0 + raw) : double.NaN,
+        TransformKind.Bucketize => Bucket(f.Boundaries, raw),
         TransformKind.Clip => Math.Clamp(raw, f.Min, f.Max),
         TransformKind.HourOfDay => HourOfDay(raw),
         TransformKind.DayOfWeek => DayOfWeek(raw),
         _ => raw,
     };
+
+    /// <summary>Number of boundaries at or below <paramref name="value"/>: 0 below the first, N at or above the last.</summary>
+    public static double Bucket(double[] boundaries, double value)
+    {
+        var i = Array.BinarySearch(boundaries, value);
+        return i >= 0 ? i + 1 : ~i;
+    }
 
     private const double MillisPerHour = 3_600_000.0;
 

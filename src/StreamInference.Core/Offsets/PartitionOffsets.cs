@@ -35,6 +35,9 @@ public sealed class PartitionOffsets
     }
 
     public string Topic { get; }
+    /// <summary><c>topic/partition</c>, the source identity used for idempotent state updates.</summary>
+    public string SourceId => _sourceId ??= $"{Topic}/{Partition}";
+    private string? _sourceId;
     public int Partition { get; }
 
     /// <summary>Set when the partition was revoked or lost; completions after that are ignored.</summary>

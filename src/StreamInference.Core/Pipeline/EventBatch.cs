@@ -23,6 +23,7 @@ public sealed class EventBatch
         NumericWidth = plan.NumericFields.Count;
         TextWidth = plan.TextFields.Count;
         LookupWidth = plan.LookupValueCount;
+        WindowWidth = plan.WindowCount;
         ScoreWidth = scoreWidth;
         Records = new InputRecord[capacity];
         DeadLetterReasons = new string?[capacity];
@@ -33,6 +34,7 @@ public sealed class EventBatch
         Numerics = new double[capacity * Math.Max(1, NumericWidth)];
         Texts = new string?[capacity * Math.Max(1, TextWidth)];
         LookupValues = new double[capacity * Math.Max(1, LookupWidth)];
+        WindowValues = new double[capacity * Math.Max(1, WindowWidth)];
         Rows = new int[capacity];
         Features = new float[capacity * FeatureCount];
         DefaultedCounts = new int[capacity];
@@ -46,6 +48,7 @@ public sealed class EventBatch
     public int NumericWidth { get; }
     public int TextWidth { get; }
     public int LookupWidth { get; }
+    public int WindowWidth { get; }
     public int ScoreWidth { get; }
 
     /// <summary>Number of consumed records in this batch.</summary>
@@ -63,6 +66,14 @@ public sealed class EventBatch
     public double[] Numerics { get; }
     public string?[] Texts { get; }
     public double[] LookupValues { get; }
+    /// <summary>Raw windowed aggregates per row (before transforms), <c>Capacity × WindowWidth</c>.</summary>
+    public double[] WindowValues { get; }
+    /// <summary>Clean rows too late to be added to the windowed aggregates (scored all the same).</summary>
+    public int LateEvents { get; set; }
+    /// <summary>Clean rows whose window update was already applied (a redelivery), so skipped.</summary>
+    public int RedeliveredEvents { get; set; }
+    /// <summary>Lookup values present in Redis but stale or newer than the event, so defaulted.</summary>
+    public int StaleLookups { get; set; }
     /// <summary>Row index (into Records) of the k-th clean row.</summary>
     public int[] Rows { get; }
     /// <summary>The pooled model input buffer, <c>Capacity × FeatureCount</c>.</summary>
@@ -80,6 +91,7 @@ public sealed class EventBatch
     public Span<double> NumericRow(int row) => Numerics.AsSpan(row * NumericWidth, NumericWidth);
     public Span<string?> TextRow(int row) => Texts.AsSpan(row * TextWidth, TextWidth);
     public Span<double> LookupRow(int row) => LookupValues.AsSpan(row * LookupWidth, LookupWidth);
+    public Span<double> WindowRow(int row) => WindowValues.AsSpan(row * WindowWidth, WindowWidth);
     public Span<float> FeatureRow(int k) => Features.AsSpan(k * FeatureCount, FeatureCount);
     public Span<double> ScoreRow(int k) => Scores.AsSpan(k * ScoreWidth, ScoreWidth);
 
@@ -147,5 +159,8 @@ public sealed class EventBatch
         Array.Clear(DefaultedPerFeature);
         Count = 0;
         OkCount = 0;
+        LateEvents = 0;
+        RedeliveredEvents = 0;
+        StaleLookups = 0;
     }
 }

@@ -17,6 +17,7 @@ public sealed class EmbeddedGarnet : IDisposable
         {
             EndPoints = [new IPEndPoint(IPAddress.Loopback, Port)],
             QuietMode = true,
+            EnableLua = true,
             LogMemorySize = "256m",
             IndexMemorySize = "16m",
         });

@@ -136,33 +136,4 @@ public static class SyntheticPaymentProducer
         ConfluentWireFormat.WriteHeader(copy, schemaId);
         return copy;
     }
-
-    /// <summary>
-    /// Writes the values the batch path would materialize for every synthetic card and merchant into
-    /// Redis, in the feature store's key layout. Pipelined.
-    /// </summary>
-    public static async Task<int> MaterializeAsync(IDatabase db, FeaturePlan plan, int seed, CancellationToken cancellationToken)
-    {
-        var generator = new PaymentGenerator(seed);
-        var writes = new List<Task>();
-        var batch = db.CreateBatch();
-        foreach (var lookup in plan.Lookups)
-        {
-            IEnumerable<(string Entity, IReadOnlyDictionary<string, double> Values)> rows = lookup.Name switch
-            {
-                "card_profile" => generator.Cards.Select(c => (c.Id, generator.CardFeatures(c))),
-                "merchant_profile" => generator.Merchants.Select(m => (m.Id, PaymentGenerator.MerchantFeatures(m))),
-                _ => [],
-            };
-            foreach (var (entity, values) in rows)
-            {
-                var entries = lookup.Fields.Where(values.ContainsKey)
-                    .Select(f => new HashEntry(f, values[f])).ToArray();
-                if (entries.Length > 0) writes.Add(batch.HashSetAsync(RedisFeatureStore.Key(lookup, entity), entries));
-            }
-        }
-        batch.Execute();
-        await Task.WhenAll(writes).WaitAsync(cancellationToken).ConfigureAwait(false);
-        return writes.Count;
-    }
 }

@@ -1,76 +1,240 @@
 using System.Globalization;
 using StackExchange.Redis;
 using StreamInference.Core.Features;
+using StreamInference.Core.Features.Windows;
 using StreamInference.Core.Pipeline;
 
 namespace StreamInference.Infrastructure.Redis;
 
 /// <summary>
-/// Reads materialized feature values for a whole micro-batch in one pipelined round trip: one HMGET
-/// per (event, lookup) queued on an <see cref="IBatch"/> and flushed together. Keys are
-/// <c>{entityField:value}:lookup</c>; the braces are a Redis Cluster hash tag, so every hash of one
-/// entity lives in the same slot. Missing hashes or fields leave NaN, which the assembler turns into
-/// the feature's default (and counts).
+/// The streaming side of the feature store, one pipelined round trip per micro-batch:
+/// <list type="bullet">
+/// <item>per entity in the batch, one script call (<c>WindowUpdate.lua</c>) that returns the entity's
+/// window state and applies the batch's events to it atomically, skipping any already applied
+/// (same source partition, offset not beyond the last applied) — so redelivery changes nothing;</item>
+/// <item>per (lookup, entity), one HMGET of the materialized values and their <c>_asof</c> time.</item>
+/// </list>
+/// The window features of each event are then computed here by <see cref="WindowEngine"/> replaying the
+/// batch's events over the returned state, exactly as the batch path does over history.
+/// All keys of an entity carry its hash tag (<see cref="FeatureKeys"/>), so Redis Cluster works.
 /// </summary>
 public sealed class RedisFeatureStore : IFeatureStore
 {
+    private static readonly string Script = LoadScript();
+
     private readonly IConnectionMultiplexer _redis;
     private readonly FeaturePlan _plan;
+    private readonly WindowEngine _engine;
     private readonly RedisValue[][] _fields;
-    private Task<RedisValue[]>[] _pending = [];
+    private readonly Dictionary<string, List<int>> _groups = new(StringComparer.Ordinal);
+    private readonly Stack<List<int>> _spareLists = new();
+    private readonly Dictionary<string, Task<RedisValue[]>> _lookupReads = new(StringComparer.Ordinal);
+    private readonly List<(List<int> Rows, Task<RedisResult> State)> _windowCalls = [];
+    private readonly long _expiryMs;
 
     public RedisFeatureStore(IConnectionMultiplexer redis, FeaturePlan plan)
     {
         _redis = redis;
         _plan = plan;
+        _engine = new WindowEngine(plan);
         _fields = new RedisValue[plan.Lookups.Count][];
         for (var i = 0; i < plan.Lookups.Count; i++)
         {
             var fields = plan.Lookups[i].Fields;
-            _fields[i] = new RedisValue[fields.Count];
+            _fields[i] = new RedisValue[fields.Count + 1];
             for (var j = 0; j < fields.Count; j++) _fields[i][j] = fields[j];
+            _fields[i][fields.Count] = FeatureKeys.AsOfField;
         }
+        _expiryMs = ExpiryMs(plan);
     }
 
-    /// <summary>The Redis key holding lookup <paramref name="lookup"/> for entity value <paramref name="entity"/>.</summary>
-    public static string Key(LookupSpec lookup, string entity) => $"{{{lookup.EntityField}:{entity}}}:{lookup.Name}";
+    /// <summary>How long an idle entity's window keys live: the longest retention plus a day.</summary>
+    public static long ExpiryMs(FeaturePlan plan)
+    {
+        long longest = 0;
+        foreach (var s in plan.Series) longest = Math.Max(longest, (s.RetainBuckets + 2) * s.BucketMs);
+        return longest + 2 * plan.AllowedLatenessMs + 86_400_000;
+    }
+
+    private static string LoadScript()
+    {
+        using var stream = typeof(RedisFeatureStore).Assembly.GetManifestResourceStream("WindowUpdate.lua")
+                           ?? throw new InvalidOperationException("Embedded resource WindowUpdate.lua is missing.");
+        using var reader = new StreamReader(stream);
+        return reader.ReadToEnd();
+    }
 
     public async ValueTask FetchAsync(EventBatch batch, CancellationToken cancellationToken)
     {
         var lookups = _plan.Lookups;
-        if (lookups.Count == 0) return;
-        var needed = batch.OkCount * lookups.Count;
-        if (_pending.Length < needed) _pending = new Task<RedisValue[]>[needed];
+        var hasWindows = _plan.Series.Count > 0;
+        if (lookups.Count == 0 && !hasWindows) return;
 
-        var db = _redis.GetDatabase();
-        var round = db.CreateBatch();
-        var n = 0;
+        var round = _redis.GetDatabase().CreateBatch();
+        if (hasWindows) QueueWindowCalls(batch, round);
+        for (var k = 0; k < batch.OkCount; k++)
+        {
+            var texts = batch.TextRow(batch.Rows[k]);
+            for (var l = 0; l < lookups.Count; l++)
+            {
+                var entity = texts[lookups[l].EntityTextSlot];
+                if (entity is null) continue;
+                var key = FeatureKeys.Lookup(lookups[l], entity);
+                if (!_lookupReads.ContainsKey(key)) _lookupReads[key] = round.HashGetAsync(key, _fields[l]);
+            }
+        }
+        round.Execute();
+        try
+        {
+            foreach (var (_, task) in _windowCalls) await task.WaitAsync(cancellationToken).ConfigureAwait(false);
+            foreach (var task in _lookupReads.Values) await task.WaitAsync(cancellationToken).ConfigureAwait(false);
+
+            foreach (var (rows, task) in _windowCalls) Replay(batch, rows, task.Result);
+            FillLookups(batch);
+        }
+        finally
+        {
+            foreach (var (rows, _) in _windowCalls) { rows.Clear(); _spareLists.Push(rows); }
+            _windowCalls.Clear();
+            _groups.Clear();
+            _lookupReads.Clear();
+        }
+    }
+
+    private void QueueWindowCalls(EventBatch batch, IBatch round)
+    {
+        // Group the batch's clean rows by entity, keeping arrival order within each entity.
+        for (var k = 0; k < batch.OkCount; k++)
+        {
+            var row = batch.Rows[k];
+            var entity = batch.EntityKeys[row]!;
+            if (!_groups.TryGetValue(entity, out var rows))
+            {
+                rows = _spareLists.Count > 0 ? _spareLists.Pop() : [];
+                _groups[entity] = rows;
+            }
+            rows.Add(row);
+        }
+
+        var series = _plan.Series;
+        var s = series.Count;
+        foreach (var (entity, rows) in _groups)
+        {
+            var keys = new RedisKey[1 + s];
+            keys[0] = FeatureKeys.WindowMeta(_plan, entity);
+            for (var i = 0; i < s; i++) keys[1 + i] = FeatureKeys.Series(_plan, series[i], entity);
+            var args = new RedisValue[4 + 2 * s + rows.Count * (3 + s)];
+            args[0] = s;
+            args[1] = _plan.AllowedLatenessMs;
+            args[2] = _expiryMs;
+            args[3] = rows.Count;
+            var p = 4;
+            foreach (var spec in series) { args[p++] = spec.BucketMs; args[p++] = spec.RetainBuckets; }
+            foreach (var row in rows)
+            {
+                var record = batch.Records[row];
+                args[p++] = record.Partition.SourceId;
+                args[p++] = record.Offset;
+                args[p++] = batch.EventTimesMs[row];
+                var numerics = batch.NumericRow(row);
+                foreach (var spec in series)
+                {
+                    var v = spec.ValueSlot < 0 ? 1.0 : numerics[spec.ValueSlot];
+                    args[p++] = double.IsFinite(v) ? v.ToString("R", CultureInfo.InvariantCulture) : "";
+                }
+            }
+            _windowCalls.Add((rows, round.ScriptEvaluateAsync(Script, keys, args)));
+        }
+    }
+
+    /// <summary>
+    /// Rebuilds the entity's state as it was before the batch and replays the batch's events in order:
+    /// each event's windows are read first, then the event is added (unless late or already applied).
+    /// The same rules as the script, so the state here ends equal to the state in Redis.
+    /// </summary>
+    private void Replay(EventBatch batch, List<int> rows, RedisResult result)
+    {
+        var parts = (RedisResult[])result!;
+        var state = _engine.NewState();
+        var wmText = (string?)parts[0];
+        if (!string.IsNullOrEmpty(wmText)) state.Watermark = (long)double.Parse(wmText, CultureInfo.InvariantCulture);
+        var src = (string?)parts[1];
+        if (string.IsNullOrEmpty(src)) src = null;
+        var offText = (string?)parts[2];
+        long? off = string.IsNullOrEmpty(offText) ? null : (long)double.Parse(offText, CultureInfo.InvariantCulture);
+        for (var i = 0; i < _plan.Series.Count; i++)
+            ParseBuckets((RedisResult[])parts[3 + i]!, state.Series[i]);
+
+        foreach (var row in rows)
+        {
+            var record = batch.Records[row];
+            var t = batch.EventTimesMs[row];
+            _engine.Read(state, state.Watermark, t, batch.WindowRow(row));
+            var source = record.Partition.SourceId;
+            if (src == source && off is { } last && record.Offset <= last)
+            {
+                batch.RedeliveredEvents++;
+                continue;
+            }
+            src = source;
+            off = record.Offset;
+            if (_engine.IsLate(state.Watermark, t)) batch.LateEvents++;
+            else _engine.Add(state, t, batch.NumericRow(row));
+        }
+    }
+
+    /// <summary>Parses a series hash (bucket → "count|sum|min|max") into <paramref name="series"/>.</summary>
+    public static void ParseBuckets(RedisResult[] flat, SeriesState series)
+    {
+        for (var i = 0; i + 1 < flat.Length; i += 2)
+        {
+            var bucket = long.Parse((string)flat[i]!, CultureInfo.InvariantCulture);
+            series.Buckets[bucket] = ParseStats((string)flat[i + 1]!);
+        }
+    }
+
+    public static BucketStats ParseStats(string text)
+    {
+        var parts = text.Split('|');
+        if (parts.Length != 4) throw new FormatException($"Window bucket value '{text}' is not count|sum|min|max.");
+        return new BucketStats
+        {
+            Count = (long)double.Parse(parts[0], CultureInfo.InvariantCulture),
+            Sum = double.Parse(parts[1], CultureInfo.InvariantCulture),
+            Min = double.Parse(parts[2], CultureInfo.InvariantCulture),
+            Max = double.Parse(parts[3], CultureInfo.InvariantCulture),
+        };
+    }
+
+    public static string FormatStats(in BucketStats s) => string.Create(CultureInfo.InvariantCulture,
+        $"{s.Count}|{s.Sum:R}|{s.Min:R}|{s.Max:R}");
+
+    private void FillLookups(EventBatch batch)
+    {
+        var lookups = _plan.Lookups;
         for (var k = 0; k < batch.OkCount; k++)
         {
             var row = batch.Rows[k];
             var texts = batch.TextRow(row);
+            var values = batch.LookupRow(row);
+            var t = batch.EventTimesMs[row];
             for (var l = 0; l < lookups.Count; l++)
             {
-                var entity = texts[lookups[l].EntityTextSlot];
-                _pending[n++] = entity is null
-                    ? Task.FromResult(Array.Empty<RedisValue>())
-                    : round.HashGetAsync(Key(lookups[l], entity), _fields[l]);
-            }
-        }
-        round.Execute();
-        await Task.WhenAll(new ArraySegment<Task<RedisValue[]>>(_pending, 0, n)).WaitAsync(cancellationToken).ConfigureAwait(false);
-
-        n = 0;
-        for (var k = 0; k < batch.OkCount; k++)
-        {
-            var values = batch.LookupRow(batch.Rows[k]);
-            for (var l = 0; l < lookups.Count; l++)
-            {
-                var got = _pending[n].Result;
-                _pending[n++] = null!;
-                var first = lookups[l].FirstValueSlot;
-                for (var j = 0; j < lookups[l].Fields.Count; j++)
-                    values[first + j] = j < got.Length ? Parse(got[j]) : double.NaN;
+                var spec = lookups[l];
+                var first = spec.FirstValueSlot;
+                var n = spec.Fields.Count;
+                values.Slice(first, n).Fill(double.NaN);
+                var entity = texts[spec.EntityTextSlot];
+                if (entity is null) continue;
+                var got = _lookupReads[FeatureKeys.Lookup(spec, entity)].Result;
+                if (got.Length <= n || got[n].IsNull) continue;
+                var asOf = Parse(got[n]);
+                if (!double.IsFinite(asOf) || !FeatureKeys.IsUsable((long)asOf, t, spec.TtlMs))
+                {
+                    batch.StaleLookups++;
+                    continue;
+                }
+                for (var j = 0; j < n; j++) values[first + j] = Parse(got[j]);
             }
         }
     }

@@ -39,8 +39,9 @@ public static class DemoRunner
         var produceOptions = new ProduceOptions { Topic = input, Rate = s.Rate, BadRate = s.BadRate };
         using (var redis = await ConnectionMultiplexer.ConnectAsync(env.Endpoints.Redis).ConfigureAwait(false))
         {
-            var hashes = await SyntheticPaymentProducer.MaterializeAsync(redis.GetDatabase(), plan, produceOptions.Seed, ct).ConfigureAwait(false);
-            Status(s, $"materialized {hashes:N0} feature hashes into Redis");
+            Status(s, "batch path: synthetic 35-day history → lookups and window state into Redis ...");
+            var warm = await WarmStart.MaterializeAsync(redis.GetDatabase(), plan, produceOptions.Seed, cancellationToken: ct).ConfigureAwait(false);
+            Status(s, $"materialized {warm.LookupHashes:N0} lookup hashes and the windows of {warm.WindowEntities:N0} entities");
         }
 
         var options = new ProcessorOptions

@@ -46,7 +46,7 @@ public static class DevCommands
             if (parse.GetValue(seed))
             {
                 using var redis = await ConnectionMultiplexer.ConnectAsync(env.Endpoints.Redis).ConfigureAwait(false);
-                await SyntheticPaymentProducer.MaterializeAsync(redis.GetDatabase(), FeatureSetLoader.LoadFile(PathResolver.Resolve(DefaultFeatures)), new ProduceOptions().Seed, ct).ConfigureAwait(false);
+                await WarmStart.MaterializeAsync(redis.GetDatabase(), FeatureSetLoader.LoadFile(PathResolver.Resolve(DefaultFeatures)), new ProduceOptions().Seed, cancellationToken: ct).ConfigureAwait(false);
             }
             Console.Out.WriteLine(JsonSerializer.Serialize(env.Endpoints, CliJson.Default.DevEndpoints));
             Console.Out.Flush();
@@ -99,8 +99,8 @@ public static class DevCommands
             if (!string.IsNullOrEmpty(redisConfig))
             {
                 using var mux = await ConnectionMultiplexer.ConnectAsync(RedisUrl.ToConfiguration(redisConfig)).ConfigureAwait(false);
-                var written = await SyntheticPaymentProducer.MaterializeAsync(mux.GetDatabase(), FeatureSetLoader.LoadFile(PathResolver.Resolve(DefaultFeatures)), options.Seed, ct).ConfigureAwait(false);
-                await Console.Error.WriteLineAsync($"Wrote {written} feature hashes to Redis.").ConfigureAwait(false);
+                var warm = await WarmStart.MaterializeAsync(mux.GetDatabase(), FeatureSetLoader.LoadFile(PathResolver.Resolve(DefaultFeatures)), options.Seed, cancellationToken: ct).ConfigureAwait(false);
+                await Console.Error.WriteLineAsync($"Wrote {warm.LookupHashes} lookup hashes and the windows of {warm.WindowEntities} entities to Redis.").ConfigureAwait(false);
             }
             using var client = new SchemaRegistryClient(new SchemaRegistryOptions { Url = url });
             var writer = (Avro.RecordSchema)AvroSchema.Parse(await File.ReadAllTextAsync(PathResolver.Resolve(parse.GetValue(schema)!), ct).ConfigureAwait(false));
@@ -110,27 +110,6 @@ public static class DevCommands
             Console.Out.WriteLine(JsonSerializer.Serialize(new ProduceResult(summary.Produced, summary.Malformed, summary.Failed,
                 Math.Round(summary.Elapsed.TotalSeconds, 3)), CliJson.Default.ProduceResult));
             return summary.Failed == 0 ? 0 : 1;
-        });
-        return command;
-    }
-
-    public static Command Train()
-    {
-        var features = new Option<string>("--features") { Description = "Feature-set definition.", DefaultValueFactory = _ => DefaultFeatures };
-        var output = new Option<string>("--out") { Description = "Model version directory to write model.onnx and manifest.json into.", DefaultValueFactory = _ => "models/fraud-logreg/1" };
-        var seed = new Option<int>("--seed") { Description = "Seed of the synthetic history.", DefaultValueFactory = _ => 42 };
-        var events = new Option<int>("--events") { Description = "Events in the synthetic history.", DefaultValueFactory = _ => 60_000 };
-        var command = new Command("train", "Train the example fraud model on a synthetic history (time-based split) and export ONNX + manifest.")
-        {
-            features, output, seed, events,
-        };
-        command.SetAction(parse =>
-        {
-            var plan = FeatureSetLoader.LoadFile(PathResolver.Resolve(parse.GetValue(features)!));
-            var dir = parse.GetValue(output)!;
-            var report = ExampleModel.Train(plan, dir, Path.GetFileName(Path.TrimEndingDirectorySeparator(dir)), parse.GetValue(seed), parse.GetValue(events));
-            Console.Out.WriteLine(JsonSerializer.Serialize(report, CliJson.Default.TrainingReport));
-            return 0;
         });
         return command;
     }
@@ -168,5 +147,4 @@ public sealed record DemoResult(
 [JsonSerializable(typeof(DevEndpoints))]
 [JsonSerializable(typeof(ProduceResult))]
 [JsonSerializable(typeof(DemoResult))]
-[JsonSerializable(typeof(TrainingReport))]
 public sealed partial class CliJson : JsonSerializerContext;

@@ -1,0 +1,97 @@
+using Confluent.Kafka;
+using StreamInference.Core.Features;
+using StreamInference.Core.Offsets;
+using StreamInference.Core.Pipeline;
+using StreamInference.Infrastructure.Avro;
+using AvroSchema = Avro.Schema;
+
+namespace StreamInference.Batch.History;
+
+public sealed record TopicHistoryResult(EventHistory History, long Records, long DeadLettered, long Labelled);
+
+/// <summary>
+/// Reads a topic from its beginning to the end offsets it had when reading started, decoding every
+/// record with the streaming path's <see cref="AvroEventDecoder"/> (so a record the stream would
+/// dead-letter is skipped here too). Records keep their partition order, which is the arrival order
+/// per entity. Labels, which live events do not carry, are joined by event id.
+/// </summary>
+public static class TopicHistory
+{
+    public static async Task<TopicHistoryResult> ReadAsync(
+        string bootstrapServers, string topic, ISchemaRegistryClient registry, AvroSchema readerSchema, FeaturePlan plan,
+        IReadOnlyDictionary<string, double>? labels, IProgress<(long Done, long Total)>? progress = null, CancellationToken ct = default)
+    {
+        using var consumer = new ConsumerBuilder<byte[]?, byte[]?>(new ConsumerConfig
+        {
+            BootstrapServers = bootstrapServers,
+            GroupId = $"streaminference-backfill-{Guid.NewGuid():N}",
+            EnableAutoCommit = false,
+            EnableAutoOffsetStore = false,
+            AutoOffsetReset = AutoOffsetReset.Earliest,
+        }).Build();
+        using var admin = new DependentAdminClientBuilder(consumer.Handle).Build();
+        var metadata = admin.GetMetadata(topic, TimeSpan.FromSeconds(10)).Topics.FirstOrDefault(t => t.Topic == topic);
+        if (metadata is null || metadata.Error.IsError || metadata.Partitions.Count == 0)
+            throw new InvalidOperationException($"Topic '{topic}' does not exist or has no partitions ({metadata?.Error.Reason ?? "not in metadata"}).");
+
+        var ends = new Dictionary<int, long>();
+        var assignment = new List<TopicPartitionOffset>();
+        var trackers = new Dictionary<int, PartitionOffsets>();
+        long total = 0;
+        foreach (var p in metadata.Partitions)
+        {
+            var tp = new TopicPartition(topic, p.PartitionId);
+            var w = consumer.QueryWatermarkOffsets(tp, TimeSpan.FromSeconds(10));
+            if (w.High.Value <= w.Low.Value) continue;
+            ends[p.PartitionId] = w.High.Value;
+            total += w.High.Value - w.Low.Value;
+            assignment.Add(new TopicPartitionOffset(tp, w.Low));
+            trackers[p.PartitionId] = new PartitionOffsets(topic, p.PartitionId);
+        }
+        var history = new EventHistory(plan);
+        if (assignment.Count == 0) return new TopicHistoryResult(history, 0, 0, 0);
+        consumer.Assign(assignment);
+
+        var decoder = new AvroEventDecoder(registry, readerSchema, plan);
+        var batch = new EventBatch(plan, 1024, 1);
+        var batchOnly = new double[plan.BatchOnlyFields.Count];
+        Array.Fill(batchOnly, double.NaN);
+        long records = 0, dead = 0, labelled = 0;
+        while (ends.Count > 0)
+        {
+            ct.ThrowIfCancellationRequested();
+            batch.Reset();
+            while (batch.Count < batch.Capacity && ends.Count > 0)
+            {
+                var r = consumer.Consume(batch.Count == 0 ? TimeSpan.FromSeconds(1) : TimeSpan.Zero);
+                if (r is null) break;
+                if (r.IsPartitionEOF) continue;
+                var partition = r.Partition.Value;
+                if (!ends.TryGetValue(partition, out var end) || r.Offset.Value >= end) continue;
+                batch.Records[batch.Count++] = new InputRecord(trackers[partition], 0, r.Offset.Value, r.Message.Key, r.Message.Value,
+                    r.Message.Timestamp.UnixTimestampMs, null);
+                if (r.Offset.Value + 1 >= end)
+                {
+                    ends.Remove(partition);
+                    consumer.IncrementalUnassign([r.TopicPartition]);
+                }
+            }
+            if (batch.Count == 0) continue;
+            await decoder.DecodeAsync(batch, ct).ConfigureAwait(false);
+            for (var row = 0; row < batch.Count; row++)
+            {
+                records++;
+                if (batch.DeadLetterReasons[row] is not null) { dead++; continue; }
+                var id = batch.EventIds[row]!;
+                var label = labels is not null && labels.TryGetValue(id, out var l) ? l : double.NaN;
+                if (double.IsFinite(label)) labelled++;
+                var record = batch.Records[row];
+                history.Add(id, batch.EventTimesMs[row], batch.NumericRow(row), batch.TextRow(row), label, batchOnly,
+                    record.Partition.Partition, record.Offset);
+            }
+            progress?.Report((records, total));
+        }
+        consumer.Close();
+        return new TopicHistoryResult(history, records, dead, labelled);
+    }
+}

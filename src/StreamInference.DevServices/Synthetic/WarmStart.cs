@@ -1,0 +1,32 @@
+using StackExchange.Redis;
+using StreamInference.Batch.Features;
+using StreamInference.Batch.Materialization;
+using StreamInference.Batch.Synthetic;
+using StreamInference.Core.Features;
+using StreamInference.Core.Features.Windows;
+
+namespace StreamInference.DevServices.Synthetic;
+
+/// <summary>
+/// Gives an empty Redis what a deployment would have after the batch path ran: a synthetic history
+/// ending now (same cards and merchants as the live producer, same seed), its lookup snapshots and
+/// window state, materialized through the batch path's own code.
+/// </summary>
+public static class WarmStart
+{
+    public static async Task<MaterializeReport> MaterializeAsync(IDatabase db, FeaturePlan plan, int seed, int events = 100_000,
+        TimeSpan? span = null, CancellationToken cancellationToken = default)
+    {
+        var now = DateTimeOffset.UtcNow;
+        var history = SyntheticHistory.Generate(plan, new HistoryOptions
+        {
+            Events = events, Seed = seed, End = now, Span = span ?? TimeSpan.FromDays(35),
+        });
+        var order = history.EventTimeOrder();
+        var nowMs = now.ToUnixTimeMilliseconds();
+        var timeline = LookupTimeline.Compute(history, nowMs, order);
+        var states = new Dictionary<string, EntityWindowState>(StringComparer.Ordinal);
+        PointInTimeFeatures.Compute(history, timeline, eventTimeOrder: order, finalStates: states);
+        return await RedisMaterializer.WriteAsync(db, plan, timeline, nowMs, states, ct: cancellationToken).ConfigureAwait(false);
+    }
+}

@@ -1,0 +1,293 @@
+using System.CommandLine;
+using System.Diagnostics;
+using System.Globalization;
+using System.Text.Json;
+using System.Text.Json.Serialization;
+using StackExchange.Redis;
+using StreamInference.Batch.Features;
+using StreamInference.Batch.History;
+using StreamInference.Batch.Materialization;
+using StreamInference.Batch.Profiling;
+using StreamInference.Batch.Synthetic;
+using StreamInference.Batch.Training;
+using StreamInference.Core.Drift;
+using StreamInference.Core.Features;
+using StreamInference.Core.Features.Windows;
+using StreamInference.Core.Pipeline;
+using StreamInference.Infrastructure.Avro;
+using StreamInference.Infrastructure.Onnx;
+using StreamInference.Infrastructure.Processing;
+using AvroSchema = Avro.Schema;
+
+namespace StreamInference.Cli;
+
+/// <summary>The batch path: history → point-in-time features → training set, Redis, model, reference profile.</summary>
+public static class BatchCommands
+{
+    private const string DefaultFeatures = "schemas/features/card_payments.yaml";
+    private const string DefaultHistory = "data/history.parquet";
+    private const string DefaultTrainingSet = "data/training.parquet";
+    private const string DefaultModel = "models/fraud-logreg/2";
+
+    private static Option<string> FeaturesOption() =>
+        new("--features") { Description = "Feature-set definition (YAML).", DefaultValueFactory = _ => DefaultFeatures };
+
+    private static FeaturePlan LoadPlan(ParseResult parse, Option<string> option) =>
+        FeatureSetLoader.LoadFile(PathResolver.Resolve(parse.GetValue(option)!));
+
+    /// <summary>Runs a command body; bad input and configuration become one clear line on stderr and exit code 2.</summary>
+    private static async Task<int> Guard(Func<Task<int>> body)
+    {
+        try
+        {
+            return await body().ConfigureAwait(false);
+        }
+        catch (Exception e) when (e is FeatureDefinitionException or InvalidDataException or FileNotFoundException or ArgumentException or InvalidOperationException)
+        {
+            await Console.Error.WriteLineAsync($"error: {e.Message}").ConfigureAwait(false);
+            return 2;
+        }
+    }
+
+    public static Command History()
+    {
+        var features = FeaturesOption();
+        var output = new Option<string>("--out") { Description = "Parquet file to write.", DefaultValueFactory = _ => DefaultHistory };
+        var events = new Option<int>("--events") { Description = "Number of events.", DefaultValueFactory = _ => 200_000 };
+        var days = new Option<int>("--days") { Description = "Length of the history in days.", DefaultValueFactory = _ => 60 };
+        var end = new Option<DateTimeOffset>("--end") { Description = "Event time the history ends at (UTC).", DefaultValueFactory = _ => new HistoryOptions().End };
+        var seed = new Option<int>("--seed") { Description = "Generator seed (the live producer uses 7 for the same cards and merchants only with the same seed).", DefaultValueFactory = _ => 42 };
+        var command = new Command("history", "Write a synthetic card-payment history with fraud labels (Parquet, arrival order, some events out of order or late).")
+        {
+            features, output, events, days, end, seed,
+        };
+        command.SetAction((parse, ct) => Guard(async () =>
+        {
+            var plan = LoadPlan(parse, features);
+            if (parse.GetValue(events) < 1 || parse.GetValue(days) < 1) throw new ArgumentException("--events and --days must be at least 1.");
+            EventHistory history;
+            using (var progress = new ConsoleProgress("generate", parse.GetValue(events)))
+            {
+                history = SyntheticHistory.Generate(plan, new HistoryOptions
+                {
+                    Events = parse.GetValue(events), Seed = parse.GetValue(seed), End = parse.GetValue(end), Span = TimeSpan.FromDays(parse.GetValue(days)),
+                }, progress);
+            }
+            var path = parse.GetValue(output)!;
+            await ParquetHistory.WriteAsync(path, history, ct).ConfigureAwait(false);
+            Console.Out.WriteLine(JsonSerializer.Serialize(new HistoryResult(path, history.Count, Iso(history.MinTimeMs), Iso(history.MaxTimeMs)), BatchJson.Default.HistoryResult));
+            return 0;
+        }));
+        return command;
+    }
+
+    public static Command Backfill()
+    {
+        var features = FeaturesOption();
+        var history = new Option<string?>("--history") { Description = $"Parquet history to read (columns named after the event fields; default {DefaultHistory} unless --topic is given)." };
+        var topic = new Option<string?>("--topic") { Description = "Read this topic from its beginning instead of a Parquet file." };
+        var bootstrap = new Option<string?>("--bootstrap-servers") { Description = "Kafka bootstrap servers for --topic (default: env KAFKA_BOOTSTRAP_SERVERS)." };
+        var registry = new Option<string?>("--schema-registry-url") { Description = "Schema registry for --topic (default: env SCHEMA_REGISTRY_URL)." };
+        var schema = new Option<string>("--schema") { Description = "Reader schema for --topic.", DefaultValueFactory = _ => "schemas/payment-event.avsc" };
+        var labels = new Option<string?>("--labels") { Description = "For --topic: Parquet file with the event id column and the label column, joined by event id." };
+        var output = new Option<string>("--out") { Description = "Training set to write (Parquet).", DefaultValueFactory = _ => DefaultTrainingSet };
+        var command = new Command("backfill",
+            "Compute point-in-time-correct feature vectors for a history (Parquet file or topic) with the streaming path's feature code, " +
+            "and write them with labels as a Parquet training set.")
+        {
+            features, history, topic, bootstrap, registry, schema, labels, output,
+        };
+        command.SetAction((parse, ct) => Guard(async () =>
+        {
+            var plan = LoadPlan(parse, features);
+            var clock = Stopwatch.StartNew();
+            var events = await LoadHistoryAsync(parse, plan, history, topic, bootstrap, registry, schema, labels, ct).ConfigureAwait(false);
+            var order = events.EventTimeOrder();
+            var timeline = LookupTimeline.Compute(events, events.MaxTimeMs + 1, order);
+            FeatureRows rows;
+            using (var progress = new ConsoleProgress("backfill", events.Count))
+                rows = PointInTimeFeatures.Compute(events, timeline, progress, order);
+            var path = parse.GetValue(output)!;
+            await TrainingSet.WriteAsync(path, events, rows, ct).ConfigureAwait(false);
+            var defaulted = new Dictionary<string, double>();
+            for (var f = 0; f < plan.FeatureCount; f++)
+                defaulted[plan.Features[f].Name] = Math.Round(rows.DefaultedPerFeature[f] / (double)Math.Max(1, rows.Count), 4);
+            Console.Out.WriteLine(JsonSerializer.Serialize(new BackfillResult(path, rows.Count, rows.LateEvents, rows.StaleLookups,
+                timeline.SnapshotCount, Iso(events.MinTimeMs), Iso(events.MaxTimeMs), defaulted, Math.Round(clock.Elapsed.TotalSeconds, 2)), BatchJson.Default.BackfillResult));
+            return 0;
+        }));
+        return command;
+    }
+
+    private static async Task<EventHistory> LoadHistoryAsync(ParseResult parse, FeaturePlan plan, Option<string?> history, Option<string?> topic,
+        Option<string?> bootstrap, Option<string?> registry, Option<string> schema, Option<string?> labels, CancellationToken ct)
+    {
+        var topicName = parse.GetValue(topic);
+        if (topicName is null)
+        {
+            var path = parse.GetValue(history) ?? DefaultHistory;
+            using var progress = new ConsoleProgress("read", 0);
+            return await ParquetHistory.ReadAsync(path, plan, progress, ct).ConfigureAwait(false);
+        }
+        if (parse.GetValue(history) is not null) throw new ArgumentException("Give either --history or --topic, not both.");
+        var servers = parse.GetValue(bootstrap) ?? Environment.GetEnvironmentVariable("KAFKA_BOOTSTRAP_SERVERS")
+                      ?? throw new ArgumentException("--topic needs --bootstrap-servers or KAFKA_BOOTSTRAP_SERVERS.");
+        var url = parse.GetValue(registry) ?? Environment.GetEnvironmentVariable("SCHEMA_REGISTRY_URL")
+                  ?? throw new ArgumentException("--topic needs --schema-registry-url or SCHEMA_REGISTRY_URL.");
+        var labelMap = parse.GetValue(labels) is { } labelPath ? await ReadLabelsAsync(labelPath, plan, ct).ConfigureAwait(false) : null;
+        using var client = new SchemaRegistryClient(new SchemaRegistryOptions { Url = url });
+        var reader = AvroSchema.Parse(await File.ReadAllTextAsync(PathResolver.Resolve(parse.GetValue(schema)!), ct).ConfigureAwait(false));
+        using var bar = new ConsoleProgress("read " + topicName, 0, "records");
+        var result = await TopicHistory.ReadAsync(servers, topicName, client, reader, plan, labelMap,
+            new Progress<(long Done, long Total)>(p => { bar.SetTotal(p.Total); bar.Report(p.Done); }), ct).ConfigureAwait(false);
+        await Console.Error.WriteLineAsync($"read {result.Records:N0} records: {result.DeadLettered:N0} undecodable (skipped), {result.Labelled:N0} labelled").ConfigureAwait(false);
+        return result.History;
+    }
+
+    private static async Task<Dictionary<string, double>> ReadLabelsAsync(string path, FeaturePlan plan, CancellationToken ct)
+    {
+        if (plan.LabelField is null) throw new ArgumentException($"--labels given, but feature set '{plan.Name}' declares no label.");
+        await using var stream = File.OpenRead(path);
+        await using var reader = await Parquet.ParquetReader.CreateAsync(stream, cancellationToken: ct).ConfigureAwait(false);
+        var fields = reader.Schema.GetDataFields();
+        var id = fields.FirstOrDefault(f => f.Name == plan.IdField) ?? throw new InvalidDataException($"{path}: no '{plan.IdField}' column.");
+        var label = fields.FirstOrDefault(f => f.Name == plan.LabelField) ?? throw new InvalidDataException($"{path}: no '{plan.LabelField}' column.");
+        var map = new Dictionary<string, double>(StringComparer.Ordinal);
+        for (var g = 0; g < reader.RowGroupCount; g++)
+        {
+            using var rg = reader.OpenRowGroupReader(g);
+            var n = (int)rg.RowCount;
+            var ids = await ParquetHistory.ReadTextAsync(rg, id, n, ct).ConfigureAwait(false);
+            var values = await ParquetHistory.ReadNumericAsync(rg, label, n, ct).ConfigureAwait(false);
+            for (var i = 0; i < n; i++) if (ids[i] is { } key) map[key] = values[i];
+        }
+        return map;
+    }
+
+    public static Command Materialize()
+    {
+        var features = FeaturesOption();
+        var history = new Option<string>("--history") { Description = "Parquet history.", DefaultValueFactory = _ => DefaultHistory };
+        var redis = new Option<string?>("--redis") { Description = "Redis to write to (redis://host:port or host:port; default: env REDIS_URL)." };
+        var asOf = new Option<DateTimeOffset?>("--as-of") { Description = "Write the lookup snapshots as of this time (default: the end of the history)." };
+        var noWindows = new Option<bool>("--no-windows") { Description = "Write only lookups, not the window state (by default the windows start warm)." };
+        var command = new Command("materialize",
+            "Compute the lookup values (and window state) from a history with the batch path and write the newest into Redis, " +
+            "in the keys the processor reads. Idempotent.")
+        {
+            features, history, redis, asOf, noWindows,
+        };
+        command.SetAction((parse, ct) => Guard(async () =>
+        {
+            var plan = LoadPlan(parse, features);
+            var url = parse.GetValue(redis) ?? Environment.GetEnvironmentVariable("REDIS_URL")
+                      ?? throw new ArgumentException("materialize needs --redis or REDIS_URL.");
+            EventHistory events;
+            using (var progress = new ConsoleProgress("read", 0))
+                events = await ParquetHistory.ReadAsync(parse.GetValue(history)!, plan, progress, ct).ConfigureAwait(false);
+            var until = parse.GetValue(asOf)?.ToUnixTimeMilliseconds() ?? events.MaxTimeMs + 1;
+            var order = events.EventTimeOrder();
+            var timeline = LookupTimeline.Compute(events, until, order);
+            Dictionary<string, EntityWindowState>? states = null;
+            if (!parse.GetValue(noWindows))
+            {
+                states = new Dictionary<string, EntityWindowState>(StringComparer.Ordinal);
+                using var progress = new ConsoleProgress("windows", events.Count);
+                PointInTimeFeatures.Compute(events, timeline, progress, order, states);
+            }
+            using var mux = await ConnectionMultiplexer.ConnectAsync(RedisUrl.ToConfiguration(url)).ConfigureAwait(false);
+            MaterializeReport report;
+            using (var progress = new ConsoleProgress("write", 0, "keys"))
+                report = await RedisMaterializer.WriteAsync(mux.GetDatabase(), plan, timeline, until, states, progress, ct).ConfigureAwait(false);
+            Console.Out.WriteLine(JsonSerializer.Serialize(new MaterializeResult(report.LookupHashes, report.WindowEntities, Iso(report.AsOfMs)), BatchJson.Default.MaterializeResult));
+            return 0;
+        }));
+        return command;
+    }
+
+    public static Command Train()
+    {
+        var features = FeaturesOption();
+        var set = new Option<string>("--training-set") { Description = "Training set written by backfill.", DefaultValueFactory = _ => DefaultTrainingSet };
+        var output = new Option<string>("--out") { Description = "Model version directory (models/<name>/<version>) for model.onnx and manifest.json.", DefaultValueFactory = _ => DefaultModel };
+        var testFraction = new Option<double>("--test-fraction") { Description = "Share of the labelled rows, latest by event time, held out for evaluation.", DefaultValueFactory = _ => 0.2 };
+        var command = new Command("train", "Train the example fraud model (logistic regression) on a time-based split and export ONNX + manifest with its held-out AUC.")
+        {
+            features, set, output, testFraction,
+        };
+        command.SetAction((parse, ct) => Guard(async () =>
+        {
+            var plan = LoadPlan(parse, features);
+            var data = await TrainingSet.ReadAsync(parse.GetValue(set)!, ct).ConfigureAwait(false);
+            var dir = Path.TrimEndingDirectorySeparator(parse.GetValue(output)!);
+            var version = Path.GetFileName(dir);
+            var name = Path.GetFileName(Path.GetDirectoryName(Path.GetFullPath(dir))) ?? Trainer.DefaultName;
+            TrainingReport report;
+            using (var progress = new ConsoleProgress("train", 25, "iterations"))
+                report = Trainer.Train(data, plan, dir, name, version, parse.GetValue(testFraction), new Progress<int>(i => progress.Report(i)));
+            Console.Out.WriteLine(JsonSerializer.Serialize(new TrainResult(dir, name, version, report.TrainRows, report.TestRows,
+                Math.Round(report.TrainAuc, 4), Math.Round(report.TestAuc, 4), Math.Round(report.FraudRate, 4), report.SplitAt.UtcDateTime.ToString("yyyy-MM-ddTHH:mm:ssZ", CultureInfo.InvariantCulture)), BatchJson.Default.TrainResult));
+            return 0;
+        }));
+        return command;
+    }
+
+    public static Command Profile()
+    {
+        var features = FeaturesOption();
+        var set = new Option<string>("--training-set") { Description = "Training set written by backfill.", DefaultValueFactory = _ => DefaultTrainingSet };
+        var model = new Option<string>("--model") { Description = "Model version directory; the profile is written there as " + ReferenceProfile.FileName + ".", DefaultValueFactory = _ => DefaultModel };
+        var command = new Command("profile",
+            "Build the reference profile of the training distributions (per-feature quantile bins and shares, categorical frequencies, missing rates, " +
+            "and the model's score distribution scored with ONNX Runtime) and save it beside the model.")
+        {
+            features, set, model,
+        };
+        command.SetAction((parse, ct) => Guard(async () =>
+        {
+            var plan = LoadPlan(parse, features);
+            var data = await TrainingSet.ReadAsync(parse.GetValue(set)!, ct).ConfigureAwait(false);
+            var dir = parse.GetValue(model)!;
+            using var scorer = new OnnxScorer(dir, plan);
+            var scores = new double[data.Count];
+            var batch = new EventBatch(plan, 4096, scorer.OutputWidth);
+            var primary = scorer.PrimaryScoreIndex;
+            using (var progress = new ConsoleProgress("score", data.Count))
+            {
+                for (var start = 0; start < data.Count; start += batch.Capacity)
+                {
+                    var n = Math.Min(batch.Capacity, data.Count - start);
+                    data.Features.AsSpan(start * data.Width, n * data.Width).CopyTo(batch.Features);
+                    batch.OkCount = n;
+                    scorer.Score(batch);
+                    for (var k = 0; k < n; k++) scores[start + k] = batch.ScoreRow(k)[primary];
+                    progress.Report(start + n);
+                }
+            }
+            var profile = ProfileBuilder.Build(data, plan, scores, scorer.ModelName, scorer.ModelVersion);
+            var path = Path.Combine(dir, ReferenceProfile.FileName);
+            await File.WriteAllTextAsync(path, profile.ToJson() + "\n", ct).ConfigureAwait(false);
+            Console.Out.WriteLine(JsonSerializer.Serialize(new ProfileResult(path, profile.Rows, profile.Features.Count,
+                Math.Round(profile.Prediction.Mean, 5), profile.Prediction.Deciles.Select(d => Math.Round(d, 5)).ToArray()), BatchJson.Default.ProfileResult));
+            return 0;
+        }));
+        return command;
+    }
+
+    private static string Iso(long ms) => DateTimeOffset.FromUnixTimeMilliseconds(ms).ToString("yyyy-MM-ddTHH:mm:ss.fffZ", CultureInfo.InvariantCulture);
+}
+
+public sealed record HistoryResult(string Path, int Events, string From, string To);
+public sealed record BackfillResult(string Path, int Rows, long LateEvents, long StaleLookups, int LookupSnapshots, string From, string To,
+    Dictionary<string, double> DefaultedRate, double ElapsedSeconds);
+public sealed record MaterializeResult(long LookupHashes, long WindowEntities, string AsOf);
+public sealed record TrainResult(string ModelDirectory, string Name, string Version, int TrainRows, int TestRows, double TrainAuc, double TestAuc, double FraudRate, string SplitAt);
+public sealed record ProfileResult(string Path, long Rows, int Features, double MeanScore, double[] ScoreDeciles);
+
+[JsonSourceGenerationOptions(PropertyNamingPolicy = JsonKnownNamingPolicy.CamelCase)]
+[JsonSerializable(typeof(HistoryResult))]
+[JsonSerializable(typeof(BackfillResult))]
+[JsonSerializable(typeof(MaterializeResult))]
+[JsonSerializable(typeof(TrainResult))]
+[JsonSerializable(typeof(ProfileResult))]
+public sealed partial class BatchJson : JsonSerializerContext;
