@@ -56,5 +56,15 @@ public sealed class NullPipelineObserver : IPipelineObserver
     public void OnRetry(string stage, Exception error) { }
 }
 
+/// <summary>Calls two observers in order.</summary>
+public sealed class CompositeObserver(IPipelineObserver first, IPipelineObserver second) : IPipelineObserver
+{
+    public void OnBatchAssembled(EventBatch batch, TimeSpan decode, TimeSpan enrich) { first.OnBatchAssembled(batch, decode, enrich); second.OnBatchAssembled(batch, decode, enrich); }
+    public void OnBatchScored(EventBatch batch, TimeSpan score) { first.OnBatchScored(batch, score); second.OnBatchScored(batch, score); }
+    public void OnBatchPublished(EventBatch batch, TimeSpan publish) { first.OnBatchPublished(batch, publish); second.OnBatchPublished(batch, publish); }
+    public void OnBatchDelivered(EventBatch batch, long nowMs) { first.OnBatchDelivered(batch, nowMs); second.OnBatchDelivered(batch, nowMs); }
+    public void OnRetry(string stage, Exception error) { first.OnRetry(stage, error); second.OnRetry(stage, error); }
+}
+
 /// <summary>A failure the pipeline cannot recover from by itself (stop the host, restart re-delivers).</summary>
 public sealed class PipelineFatalException(string message, Exception? inner = null) : Exception(message, inner);

@@ -18,6 +18,7 @@ public sealed class EmbeddedGarnet : IDisposable
             EndPoints = [new IPEndPoint(IPAddress.Loopback, Port)],
             QuietMode = true,
             EnableLua = true,
+            LuaOptions = new LuaOptions(logger: null),
             LogMemorySize = "256m",
             IndexMemorySize = "16m",
         });

@@ -25,6 +25,11 @@ public sealed partial class ProcessorMetrics : IPipelineObserver
     private readonly Histogram _batchSize;
     private readonly Histogram _eventToPrediction;
     private readonly Counter.Child[] _defaulted;
+    private readonly Counter _late;
+    private readonly Counter _redelivered;
+    private readonly Counter _stale;
+    private long _lateCount;
+    private long _redeliveredCount;
     private readonly Counter _retries;
     private long _publishedCount, _deadLetteredCount, _batches, _batchRecords;
 
@@ -46,6 +51,9 @@ public sealed partial class ProcessorMetrics : IPipelineObserver
             "From the input record's timestamp to the broker's acknowledgement of its prediction.", new HistogramConfiguration { Buckets = LatencyBuckets });
         var defaulted = factory.CreateCounter("streaminference_features_defaulted_total", "Feature values that were missing or stale and took their default.", ["feature"]);
         _defaulted = plan.Features.Select(f => defaulted.WithLabels(f.Name)).ToArray();
+        _late = factory.CreateCounter("streaminference_window_late_events_total", "Events too late (beyond event.allowedLateness) to be added to the windowed aggregates; scored all the same.");
+        _redelivered = factory.CreateCounter("streaminference_window_redelivered_events_total", "Redelivered events whose window update had already been applied (skipped, so aggregates stay exact).");
+        _stale = factory.CreateCounter("streaminference_lookup_stale_total", "Materialized lookup values found but older than their TTL or newer than the event; the features took their defaults.");
         _retries = factory.CreateCounter("streaminference_stage_retries_total", "Retriable failures inside a stage (e.g. Redis unavailable).", ["stage"]);
         Lag = factory.CreateGauge("streaminference_consumer_lag", "High watermark minus consumer position, per assigned partition.", ["topic", "partition"]);
         Pauses = factory.CreateCounter("streaminference_consumer_pauses_total", "Times the consumer paused its partitions because the pipeline was full.");
@@ -65,6 +73,8 @@ public sealed partial class ProcessorMetrics : IPipelineObserver
     public LatencyRecorder Latency { get; } = new();
 
     public long PublishedCount => Interlocked.Read(ref _publishedCount);
+    public long LateCount => Interlocked.Read(ref _lateCount);
+    public long RedeliveredCount => Interlocked.Read(ref _redeliveredCount);
     public long DeadLetteredCount => Interlocked.Read(ref _deadLetteredCount);
     public long Batches => Interlocked.Read(ref _batches);
     public long BatchedRecords => Interlocked.Read(ref _batchRecords);
@@ -76,6 +86,9 @@ public sealed partial class ProcessorMetrics : IPipelineObserver
         _enrich.Observe(enrich.TotalSeconds);
         Interlocked.Increment(ref _batches);
         Interlocked.Add(ref _batchRecords, batch.Count);
+        if (batch.LateEvents > 0) { _late.Inc(batch.LateEvents); Interlocked.Add(ref _lateCount, batch.LateEvents); }
+        if (batch.RedeliveredEvents > 0) { _redelivered.Inc(batch.RedeliveredEvents); Interlocked.Add(ref _redeliveredCount, batch.RedeliveredEvents); }
+        if (batch.StaleLookups > 0) _stale.Inc(batch.StaleLookups);
         var perFeature = batch.DefaultedPerFeature;
         for (var i = 0; i < perFeature.Length; i++)
             if (perFeature[i] > 0) _defaulted[i].Inc(perFeature[i]);

@@ -46,6 +46,9 @@ public sealed partial class StreamProcessor
     /// <summary>Available once <see cref="RunAsync"/> has loaded the feature set.</summary>
     public ProcessorMetrics? Metrics { get; private set; }
 
+    /// <summary>An extra per-batch observer (live views, audits), called after the metrics; set before <see cref="RunAsync"/>.</summary>
+    public IPipelineObserver? Observer { get; init; }
+
     public async Task RunAsync(CancellationToken stop)
     {
         var errors = ProcessorOptionsValidator.Validate(_options, _resolvePath);
@@ -76,7 +79,8 @@ public sealed partial class StreamProcessor
             .Build();
         var sink = new KafkaPredictionSink(producer, k.OutputTopic, k.DeadLetterTopic,
             new PredictionWriter(predictionSchemaId, scorer.ModelName, scorer.ModelVersion, scorer.PrimaryScoreIndex));
-        var topology = new PipelineTopology(_options.Pipeline.ToPipelineOptions(), plan, decoder, store, scorer, sink, metrics);
+        var topology = new PipelineTopology(_options.Pipeline.ToPipelineOptions(), plan, decoder, store, scorer, sink,
+            Observer is null ? metrics : new CompositeObserver(metrics, Observer));
 
         using var consumer = new KafkaConsumerLoop(ConsumerConfigFor(k), [k.InputTopic], topology, metrics,
             _loggers.CreateLogger<KafkaConsumerLoop>(), TimeSpan.FromMilliseconds(k.RevokeDrainTimeoutMs));
