@@ -101,7 +101,7 @@ public sealed class PipelineTests(ServicesFixture services, ITestOutputHelper ou
         output.WriteLine($"Kafka: {services.KafkaKind}; Redis: {services.RedisKind}");
         var topics = await CreateTopicsAsync(6);
         using (var redis = await ConnectionMultiplexer.ConnectAsync(services.Redis))
-            await SyntheticPaymentProducer.MaterializeAsync(redis.GetDatabase(), Plan, seed: 11, CancellationToken.None);
+            await WarmStart.MaterializeAsync(redis.GetDatabase(), Plan, seed: 11, events: 20_000);
 
         await using var running = await StartAsync(Options(topics, "g-" + Guid.NewGuid().ToString("N")));
         var produced = await ProduceAsync(topics, 3000, badRate: 0.03, seed: 11);
@@ -146,8 +146,8 @@ public sealed class PipelineTests(ServicesFixture services, ITestOutputHelper ou
     public async Task Predictions_CarryModelScoresAndFeatureFreshness()
     {
         var topics = await CreateTopicsAsync(2);
-        // An empty feature store: every lookup (card average, card count, merchant rate) takes its
-        // default, and each prediction says so. Tests in this collection run one at a time.
+        // An empty feature store: every lookup and every window with no value over an empty window
+        // (mean, min, max) takes its default, and each prediction says so. Tests in this collection run one at a time.
         using (var redis = await ConnectionMultiplexer.ConnectAsync(services.Redis + ",allowAdmin=true"))
             await redis.GetServers()[0].FlushDatabaseAsync();
         await using var running = await StartAsync(Options(topics, "g-" + Guid.NewGuid().ToString("N")));
@@ -159,15 +159,16 @@ public sealed class PipelineTests(ServicesFixture services, ITestOutputHelper ou
         foreach (var r in records)
         {
             Assert.Equal("fraud-logreg", r["model_name"]);
-            Assert.Equal("1", r["model_version"]);
+            Assert.Equal("2", r["model_version"]);
             var score = (double)r["score"];
             Assert.InRange(score, 0.0, 1.0);
             Assert.Equal(new object[] { score }, (object[])r["scores"]);
             Assert.StartsWith("card-", (string)r["entity_key"]);
             Assert.True((DateTime)r["scored_at"] >= (DateTime)r["event_time"]);
         }
-        var lookupFeatures = Plan.Features.Count(f => f.Source == FeatureSourceKind.Lookup);
-        Assert.All(records, r => Assert.Equal(lookupFeatures, (int)r["features_defaulted"]));
+        var emptyFeatures = Plan.Features.Count(f => f.Source == FeatureSourceKind.Lookup
+            || (f.Source == FeatureSourceKind.Window && Plan.Windows[f.Slot].Function is not (AggregateFunction.Count or AggregateFunction.Sum)));
+        Assert.All(records, r => Assert.Equal(emptyFeatures, (int)r["features_defaulted"]));
     }
 
     [Fact]

@@ -110,6 +110,30 @@ public static class SyntheticPaymentProducer
         return new ProduceSummary(options.Events - failed, malformed, failed, stopwatch.Elapsed, records);
     }
 
+    /// <summary>Produces the given events in order, keyed by card (e.g. a recorded history replayed onto a topic).</summary>
+    public static async Task<int> ProduceEventsAsync(string bootstrapServers, ISchemaRegistryClient registry, RecordSchema schema, string topic,
+        IEnumerable<PaymentEvent> events, CancellationToken cancellationToken)
+    {
+        var schemaId = await registry.RegisterAsync($"{topic}-value", schema, cancellationToken).ConfigureAwait(false);
+        var writer = new GenericDatumWriter<GenericRecord>(schema);
+        var channelSchema = (EnumSchema)schema["channel"].Schema;
+        using var producer = new ProducerBuilder<byte[], byte[]>(new ProducerConfig
+        {
+            BootstrapServers = bootstrapServers, EnableIdempotence = true, LingerMs = 5, ClientId = "streaminference-synthetic-producer",
+        }).Build();
+        var failed = 0;
+        var sent = 0;
+        foreach (var e in events)
+        {
+            producer.Produce(topic, new Message<byte[], byte[]> { Key = Encoding.UTF8.GetBytes(e.CardId), Value = Encode(writer, schema, channelSchema, schemaId, e, false) },
+                report => { if (report.Error.IsError) Interlocked.Increment(ref failed); });
+            sent++;
+        }
+        producer.Flush(cancellationToken);
+        if (failed > 0) throw new InvalidOperationException($"{failed} of {sent} events were not delivered to '{topic}'.");
+        return sent;
+    }
+
     private static byte[] Encode(GenericDatumWriter<GenericRecord> writer, RecordSchema schema, EnumSchema channelSchema, int schemaId, PaymentEvent e, bool dropKey)
     {
         var record = new GenericRecord(schema);

@@ -1,0 +1,262 @@
+using System.Collections.Concurrent;
+using System.Diagnostics;
+using Prometheus;
+using StackExchange.Redis;
+using StreamInference.Batch.Features;
+using StreamInference.Batch.History;
+using StreamInference.Batch.Materialization;
+using StreamInference.Batch.Onnx;
+using StreamInference.Batch.Synthetic;
+using StreamInference.Core.Features;
+using StreamInference.Core.Pipeline;
+using StreamInference.DevServices.Synthetic;
+using StreamInference.Infrastructure.Avro;
+using StreamInference.Infrastructure.Onnx;
+using StreamInference.Infrastructure.Processing;
+using Xunit.Abstractions;
+using AvroSchema = Avro.Schema;
+
+namespace StreamInference.IntegrationTests;
+
+/// <summary>
+/// One definition, two paths: the same event history through the streaming path (Kafka → processor →
+/// window state in Redis) and through the batch path (the topic read back, features in event-time
+/// order) must give the same vector for every event.
+/// </summary>
+[Collection(ServicesCollection.Name)]
+public sealed class FeatureParityTests(ServicesFixture services, ITestOutputHelper output) : IDisposable
+{
+    private static readonly string Base = AppContext.BaseDirectory;
+    private static readonly AvroSchema Reader = AvroSchema.Parse(File.ReadAllText(Path.Combine(Base, "schemas", "payment-event.avsc")));
+    private static readonly DateTimeOffset T0 = new(2026, 3, 2, 8, 0, 0, TimeSpan.Zero);
+    private readonly string _dir = Directory.CreateTempSubdirectory("si-parity-").FullName;
+
+    private static string Definition(string name) => $$"""
+        featureSet: {{name}}
+        version: 1
+        event: { idField: event_id, entityKeyField: card_id, timeField: event_time, allowedLateness: 2m }
+        lookups:
+          - name: merchant_stats
+            entityField: merchant_id
+            ttl: 1h
+            refresh: 30m
+            fields:
+              - { name: mean_amount_2h, function: mean, of: amount, window: 2h, bucket: 10m }
+              - { name: count_2h, function: count, window: 2h, bucket: 10m }
+        features:
+          - { name: log_amount, event: amount, transform: log1p, default: 0 }
+          - { name: online, event: channel, transform: equals(ONLINE), default: 0 }
+          - { name: channel_index, event: channel, transform: "index(POS,ONLINE,ATM)", default: -1 }
+          - { name: count_10m, window: { function: count, size: 10m, bucket: 1m }, default: 0 }
+          - { name: sum_30m, window: { function: sum, of: amount, size: 30m, bucket: 5m }, default: 0 }
+          - { name: mean_1h, window: { function: mean, of: amount, size: 1h, bucket: 5m }, transform: log1p, default: -1 }
+          - { name: min_15m, window: { function: min, of: amount, size: 15m, bucket: 1m }, default: -1 }
+          - { name: max_2h, window: { function: max, of: amount, size: 2h, bucket: 10m }, default: -1 }
+          - { name: merchant_mean, lookup: merchant_stats.mean_amount_2h, default: -5 }
+          - { name: merchant_count, lookup: merchant_stats.count_2h, transform: log1p, default: -5 }
+        """;
+
+    /// <summary>Writes the definition and a model pinned to it (zero weights: the scores do not matter here).</summary>
+    private (string DefinitionPath, FeaturePlan Plan, string Models) Setup(string name)
+    {
+        var path = Path.Combine(_dir, name + ".yaml");
+        File.WriteAllText(path, Definition(name));
+        var plan = FeatureSetLoader.LoadFile(path);
+        var models = Path.Combine(_dir, "models");
+        var version = Path.Combine(models, name + "-model", "1");
+        Directory.CreateDirectory(version);
+        var f = plan.FeatureCount;
+        var graph = new OnnxGraph("zero").InputMatrix("features", f).Initializer("w", new float[f], f, 1)
+            .Node("MatMul", ["features", "w"], ["score"]).OutputTensor("score", OnnxGraph.Float, -1, 1);
+        File.WriteAllBytes(Path.Combine(version, "model.onnx"), graph.ToModel());
+        File.WriteAllText(Path.Combine(version, "manifest.json"), new ModelManifest
+        {
+            Name = name + "-model", Version = "1", FeatureSet = plan.Name, FeatureSetVersion = plan.Version,
+            Input = "features", Features = plan.Features.Select(x => x.Name).ToList(), ScoreOutput = "score",
+        }.ToJson());
+        return (path, plan, models);
+    }
+
+    /// <summary>
+    /// Events over five hours for 30 cards and 20 merchants, in arrival order: most arrive at once,
+    /// about 23 % up to the allowed lateness late (out of order), about 2 % beyond it.
+    /// </summary>
+    private static List<PaymentEvent> History(int count, int seed)
+    {
+        var random = new Random(seed);
+        var events = new List<(PaymentEvent Event, DateTimeOffset Arrival)>();
+        for (var i = 0; i < count; i++)
+        {
+            var t = T0 + TimeSpan.FromMilliseconds(random.NextDouble() * 5 * 3_600_000);
+            var u = random.NextDouble();
+            var delay = TimeSpan.FromMilliseconds(u < 0.02 ? random.Next(150_000, 900_000) : u < 0.25 ? random.Next(1_000, 119_000) : random.Next(0, 300));
+            var merchant = random.NextDouble() < 0.05 ? $"merchant-new-{random.Next(5)}" : $"merchant-{random.Next(20):D2}";
+            var channel = (PaymentChannel)random.Next(3);
+            events.Add((new PaymentEvent($"evt-{seed}-{i:D6}", t, $"card-{random.Next(30):D3}", merchant, Math.Round(1 + random.NextDouble() * 300, 2),
+                "EUR", channel, "DE", false, false), t + delay));
+        }
+        return events.OrderBy(e => e.Arrival).Select(e => e.Event).ToList();
+    }
+
+    private sealed class FeatureCapture(int featureCount) : IPipelineObserver
+    {
+        public ConcurrentDictionary<string, float[]> Vectors { get; } = new();
+        public void OnBatchAssembled(EventBatch batch, TimeSpan decode, TimeSpan enrich)
+        {
+            for (var k = 0; k < batch.OkCount; k++)
+                Vectors.TryAdd(batch.EventIds[batch.Rows[k]]!, batch.FeatureRow(k)[..featureCount].ToArray());
+        }
+        public void OnBatchScored(EventBatch batch, TimeSpan score) { }
+        public void OnBatchPublished(EventBatch batch, TimeSpan publish) { }
+        public void OnBatchDelivered(EventBatch batch, long nowMs) { }
+        public void OnRetry(string stage, Exception error) { }
+    }
+
+    private ProcessorOptions Options(string definition, string models, string modelName, string input, string group) => new()
+    {
+        Kafka = new KafkaOptions
+        {
+            BootstrapServers = services.BootstrapServers, GroupId = group, InputTopic = input,
+            OutputTopic = input + "-predictions", DeadLetterTopic = input + "-dlq",
+        },
+        SchemaRegistry = new SchemaRegistryOptions { Url = services.SchemaRegistryUrl },
+        Redis = new RedisOptions { Configuration = services.Redis },
+        Model = new ModelOptions { Repository = models, Name = modelName, Version = "1" },
+        Features = new FeatureOptions { Definition = definition, ReaderSchema = Path.Combine(Base, "schemas", "payment-event.avsc") },
+        Pipeline = new PipelineSettings { MaxBatchSize = 64 },
+    };
+
+    /// <summary>Runs a processor until its observer saw <paramref name="expected"/> events; returns its metrics.</summary>
+    private async Task<StreamProcessor> ProcessAsync(ProcessorOptions options, FeatureCapture capture, int expected)
+    {
+        var processor = new StreamProcessor(options, new TestLoggerFactory(output), Metrics.WithCustomRegistry(Metrics.NewCustomRegistry())) { Observer = capture };
+        using var stop = new CancellationTokenSource();
+        var run = processor.RunAsync(stop.Token);
+        var sw = Stopwatch.StartNew();
+        while (capture.Vectors.Count < expected && !run.IsCompleted && sw.Elapsed < TimeSpan.FromSeconds(120)) await Task.Delay(50);
+        if (run.IsCompleted) await run;
+        // Let the last batch's deliveries complete before stopping, so the run ends cleanly.
+        while (processor.Metrics!.PublishedCount < expected && sw.Elapsed < TimeSpan.FromSeconds(150)) await Task.Delay(50);
+        await stop.CancelAsync();
+        await run.WaitAsync(TimeSpan.FromSeconds(60));
+        Assert.Equal(expected, capture.Vectors.Count);
+        return processor;
+    }
+
+    private async Task<string> CreateTopicsAsync(string prefix)
+    {
+        var input = await services.CreateTopicAsync(prefix, 4);
+        if (services.Mock is { } mock)
+        {
+            mock.CreateTopic(input + "-predictions", 4, 3);
+            mock.CreateTopic(input + "-dlq", 1, 3);
+        }
+        return input;
+    }
+
+    [Fact]
+    public async Task StreamAndBatch_ComputeTheSameVectorForEveryEvent()
+    {
+        var (definition, plan, models) = Setup("parity");
+        var events = History(3000, seed: 17);
+        var topic = await CreateTopicsAsync("parity");
+        using var registry = new SchemaRegistryClient(new SchemaRegistryOptions { Url = services.SchemaRegistryUrl });
+        await SyntheticPaymentProducer.ProduceEventsAsync(services.BootstrapServers, registry, (Avro.RecordSchema)Reader, topic, events, CancellationToken.None);
+
+        // The batch path reads the topic back: the same records, decoded by the same decoder.
+        var history = (await TopicHistory.ReadAsync(services.BootstrapServers, topic, registry, Reader, plan, labels: null)).History;
+        Assert.Equal(events.Count, history.Count);
+
+        // Lookups: one materialization two hours in. Earlier events must not see it (it did not exist
+        // yet), events more than the 1 h TTL after it find it stale, merchants first seen later have none.
+        var snapshotAt = (T0 + TimeSpan.FromHours(2)).ToUnixTimeMilliseconds();
+        var computed = LookupTimeline.Compute(history, snapshotAt);
+        var timeline = new LookupTimeline(plan);
+        foreach (var (entity, asOf, values) in computed.Latest(0, snapshotAt)) timeline.Add(0, entity, asOf, values);
+        using (var redis = await ConnectionMultiplexer.ConnectAsync(services.Redis))
+            await RedisMaterializer.WriteAsync(redis.GetDatabase(), plan, timeline, snapshotAt, windowStates: null);
+
+        var capture = new FeatureCapture(plan.FeatureCount);
+        var processor = await ProcessAsync(Options(definition, models, "parity-model", topic, "parity-" + Guid.NewGuid().ToString("N")), capture, events.Count);
+
+        var batch = PointInTimeFeatures.Compute(history, timeline);
+        var maxDiff = 0.0;
+        string? worst = null;
+        for (var i = 0; i < history.Count; i++)
+        {
+            Assert.True(capture.Vectors.TryGetValue(history.Id(i), out var streamed), $"the stream produced no vector for {history.Id(i)}");
+            var row = batch.Row(i);
+            for (var f = 0; f < row.Length; f++)
+            {
+                var d = Math.Abs(streamed[f] - row[f]);
+                if (d > maxDiff) { maxDiff = d; worst = $"{history.Id(i)} {plan.Features[f].Name}: stream {streamed[f]}, batch {row[f]}"; }
+            }
+        }
+
+        // What the history exercised, so that equality means something.
+        var lookupFeature = plan.IndexOf("merchant_mean");
+        var before = Enumerable.Range(0, history.Count).Count(i => history.TimeMs(i) < snapshotAt && (batch.DefaultedMask[i] & (1L << lookupFeature)) != 0);
+        var fresh = Enumerable.Range(0, history.Count).Count(i => (batch.DefaultedMask[i] & (1L << lookupFeature)) == 0);
+        var outOfOrder = 0;
+        var newest = new Dictionary<string, long>();
+        for (var i = 0; i < history.Count; i++)
+        {
+            var card = history.EntityKey(i);
+            if (newest.TryGetValue(card, out var n) && history.TimeMs(i) < n && !batch.Late[i]) outOfOrder++;
+            newest[card] = Math.Max(n, history.TimeMs(i));
+        }
+        output.WriteLine($"max |stream - batch| = {maxDiff} ({worst}); late {batch.LateEvents}, out of order within lateness {outOfOrder}, " +
+                         $"stale lookups {batch.StaleLookups}, lookups not yet known {before}, fresh {fresh}");
+        Assert.True(maxDiff <= 1e-6, $"stream and batch differ by {maxDiff}: {worst}");
+        Assert.True(batch.LateEvents > 10, "the history must contain events beyond the allowed lateness");
+        Assert.Equal(batch.LateEvents, processor.Metrics!.LateCount);
+        Assert.True(outOfOrder > 100, "the history must contain out-of-order events within the lateness");
+        Assert.True(batch.StaleLookups > 100, "some events must find their lookup stale");
+        Assert.True(before > 100, "some events must precede the materialization");
+        Assert.True(fresh > 100, "some events must use a fresh lookup value");
+        Assert.True(batch.DefaultedPerFeature[plan.IndexOf("min_15m")] > 0, "some windows must be empty (missing values)");
+    }
+
+    [Fact]
+    public async Task Redelivery_OfProcessedRecords_LeavesEveryAggregateUnchanged()
+    {
+        var (definition, plan, models) = Setup("redelivery");
+        var events = History(1200, seed: 23);
+        var topic = await CreateTopicsAsync("redeliver");
+        using var registry = new SchemaRegistryClient(new SchemaRegistryOptions { Url = services.SchemaRegistryUrl });
+        await SyntheticPaymentProducer.ProduceEventsAsync(services.BootstrapServers, registry, (Avro.RecordSchema)Reader, topic, events, CancellationToken.None);
+
+        using var redis = await ConnectionMultiplexer.ConnectAsync(services.Redis);
+        var db = redis.GetDatabase();
+        var cards = events.Select(e => e.CardId).Distinct().ToArray();
+        async Task<SortedDictionary<string, string>> Snapshot()
+        {
+            var state = new SortedDictionary<string, string>(StringComparer.Ordinal);
+            foreach (var card in cards)
+            {
+                var keys = plan.Series.Select(s => FeatureKeys.Series(plan, s, card)).Append(FeatureKeys.WindowMeta(plan, card));
+                foreach (var key in keys)
+                    foreach (var entry in await db.HashGetAllAsync(key))
+                        state[$"{key} {entry.Name}"] = entry.Value!;
+            }
+            return state;
+        }
+
+        await ProcessAsync(Options(definition, models, "redelivery-model", topic, "first-" + Guid.NewGuid().ToString("N")), new FeatureCapture(plan.FeatureCount), events.Count);
+        var after = await Snapshot();
+        Assert.True(after.Count > cards.Length * plan.Series.Count, $"the first pass should have built window state ({after.Count} fields)");
+
+        // A second consumer group reads the whole topic again: every record is a redelivery.
+        var second = await ProcessAsync(Options(definition, models, "redelivery-model", topic, "second-" + Guid.NewGuid().ToString("N")),
+            new FeatureCapture(plan.FeatureCount), events.Count);
+        var again = await Snapshot();
+
+        Assert.Equal(events.Count, second.Metrics!.RedeliveredCount);
+        Assert.Equal(after, again);
+    }
+
+    public void Dispose()
+    {
+        if (Directory.Exists(_dir)) Directory.Delete(_dir, recursive: true);
+    }
+}
