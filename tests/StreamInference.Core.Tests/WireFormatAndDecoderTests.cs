@@ -177,7 +177,7 @@ public class AvroEventDecoderTests
             version: 1
             event: { idField: event_id, entityKeyField: card_id, timeField: event_time }
             features:
-              - { name: f, event: no_such_field }
+              - { name: f, event: no_such_field, default: 0 }
             """);
         var e = Assert.Throws<FeatureDefinitionException>(() => new AvroEventDecoder(new InMemoryRegistry(), Reader, plan));
         Assert.Contains("no_such_field", e.Message);

@@ -16,9 +16,9 @@ public sealed class OnnxScorerTests : IDisposable
         version: {{version}}
         event: { idField: id, entityKeyField: key, timeField: ts }
         features:
-          - { name: a, event: a }
-          - { name: b, event: b }
-          - { name: c, event: c }
+          - { name: a, event: a, default: 0 }
+          - { name: b, event: b, default: 0 }
+          - { name: c, event: c, default: 0 }
         """);
     private readonly string _dir = Path.Combine(Path.GetTempPath(), "si-onnx-" + Guid.NewGuid().ToString("N"));
     private static readonly float[] W = [0.5f, -1f, 2f, 1f, 0f, -0.5f]; // [F=3, K=2] row-major
