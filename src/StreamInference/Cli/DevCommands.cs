@@ -28,7 +28,7 @@ public static class DevCommands
         var brokers = new Option<int>("--brokers") { Description = "Brokers in the embedded Kafka-protocol cluster.", DefaultValueFactory = _ => 3 };
         var partitions = new Option<int>("--partitions") { Description = "Partitions of the input and prediction topics.", DefaultValueFactory = _ => 6 };
         var registryPort = new Option<int>("--registry-port") { Description = "Port of the dev schema registry (0 = any free port).", DefaultValueFactory = _ => 0 };
-        var seed = new Option<bool>("--seed-features") { Description = "Write the example feature values into Redis.", DefaultValueFactory = _ => true };
+        var seed = new Option<bool>("--seed-features") { Description = "Warm-start Redis: lookups and window state computed by the batch path from a synthetic history ending now.", DefaultValueFactory = _ => true };
         var up = new Command("up", "Start an embedded Kafka-protocol cluster, a dev schema registry and Garnet (Redis protocol); " +
                                    "print one JSON line {\"bootstrapServers\",\"schemaRegistryUrl\",\"redis\"}; run until SIGINT/SIGTERM.")
         {
@@ -67,7 +67,7 @@ public static class DevCommands
     {
         var bootstrap = new Option<string?>("--bootstrap-servers") { Description = "Kafka bootstrap servers (default: env KAFKA_BOOTSTRAP_SERVERS)." };
         var registry = new Option<string?>("--schema-registry-url") { Description = "Schema registry URL (default: env SCHEMA_REGISTRY_URL)." };
-        var redis = new Option<string?>("--redis") { Description = "Also write the example feature values to this Redis (default: env REDIS_URL, if set)." };
+        var redis = new Option<string?>("--redis") { Description = "Also warm-start this Redis (lookups and window state from a synthetic history; default: env REDIS_URL, if set)." };
         var topic = new Option<string>("--topic") { Description = "Topic to produce to.", DefaultValueFactory = _ => "payments" };
         var events = new Option<int>("--events") { Description = "Number of events.", DefaultValueFactory = _ => 10_000 };
         var rate = new Option<double>("--rate") { Description = "Events per second (0 = as fast as possible).", DefaultValueFactory = _ => 0 };
