@@ -124,6 +124,25 @@ public class FeatureTests
         Assert.Contains("demo.yaml:13: feature 'b': unknown transform 'nope'", e.Message);
     }
 
+    [Theory]
+    [InlineData("  - { name: k, event: user, default: 0 }", "event field 'user' is used as Numeric")]
+    [InlineData("  - { name: label, event: amount, default: 0 }", "the name is reserved")]
+    [InlineData("  - { name: _x, event: amount, default: 0 }", "the name is reserved")]
+    [InlineData("  -", "must not contain empty items")]
+    public void Loader_RejectsDefinitionsThatWouldBreakLater(string feature, string expected)
+    {
+        var e = Assert.Throws<FeatureDefinitionException>(() => FeatureSetLoader.Parse(Header + feature + "\n", "demo.yaml"));
+        Assert.Contains(expected, e.Message);
+    }
+
+    [Fact]
+    public void Loader_EmptyFeatureList_IsAClearError()
+    {
+        var e = Assert.Throws<FeatureDefinitionException>(() => FeatureSetLoader.Parse(
+            "featureSet: x\nversion: 1\nevent: { idField: id, entityKeyField: user, timeField: ts }\nfeatures:\n", "empty.yaml"));
+        Assert.Contains("'features' must list at least one feature", e.Message);
+    }
+
     [Fact]
     public void Loader_ReportsYamlSyntaxErrors_WithLine()
     {

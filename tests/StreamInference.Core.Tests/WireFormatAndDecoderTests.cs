@@ -69,7 +69,7 @@ public class AvroEventDecoderTests
         ]}
         """);
 
-    private static byte[] Encode(RecordSchema schema, int id, string? cardId, double amount = 42.5, string channel = "ONLINE")
+    private static byte[] Encode(RecordSchema schema, int id, string? cardId, double amount = 42.5, string channel = "ONLINE", DateTime? time = null)
     {
         var r = new GenericRecord(schema);
         foreach (var f in schema.Fields)
@@ -77,7 +77,7 @@ public class AvroEventDecoderTests
             object? v = f.Name switch
             {
                 "event_id" => "e-1",
-                "event_time" => new DateTime(2026, 3, 4, 13, 0, 0, DateTimeKind.Utc),
+                "event_time" => time ?? new DateTime(2026, 3, 4, 13, 0, 0, DateTimeKind.Utc),
                 "card_id" => cardId,
                 "merchant_id" => "m-1",
                 "amount" => amount,
@@ -167,6 +167,22 @@ public class AvroEventDecoderTests
         var batch = Batch(bytes);
         await decoder.DecodeAsync(batch, CancellationToken.None);
         Assert.Equal(DeadLetterReasons.IncompatibleSchema, batch.DeadLetterReasons[0]);
+    }
+
+    [Fact]
+    public async Task Decoder_DeadLettersEventTimesOutside1970To2200()
+    {
+        var registry = new InMemoryRegistry();
+        registry.Add(1, Reader);
+        var decoder = new AvroEventDecoder(registry, Reader, Plan);
+        var batch = Batch(
+            Encode(Reader, 1, "c-1", time: new DateTime(2300, 1, 1, 0, 0, 0, DateTimeKind.Utc)),
+            Encode(Reader, 1, "c-1", time: new DateTime(1969, 12, 31, 0, 0, 0, DateTimeKind.Utc)),
+            Encode(Reader, 1, "c-1"));
+        await decoder.DecodeAsync(batch, CancellationToken.None);
+        Assert.Equal(DeadLetterReasons.InvalidEventTime, batch.DeadLetterReasons[0]);
+        Assert.Equal(DeadLetterReasons.InvalidEventTime, batch.DeadLetterReasons[1]);
+        Assert.Null(batch.DeadLetterReasons[2]);
     }
 
     [Fact]

@@ -179,7 +179,8 @@ public sealed class FeatureParityTests(ServicesFixture services, ITestOutputHelp
         var capture = new FeatureCapture(plan.FeatureCount);
         var processor = await ProcessAsync(Options(definition, models, "parity-model", topic, "parity-" + Guid.NewGuid().ToString("N")), capture, events.Count);
 
-        var batch = PointInTimeFeatures.Compute(history, timeline);
+        var finalStates = new Dictionary<string, StreamInference.Core.Features.Windows.EntityWindowState>();
+        var batch = PointInTimeFeatures.Compute(history, timeline, finalStates: finalStates);
         var maxDiff = 0.0;
         string? worst = null;
         for (var i = 0; i < history.Count; i++)
@@ -215,6 +216,32 @@ public sealed class FeatureParityTests(ServicesFixture services, ITestOutputHelp
         Assert.True(before > 100, "some events must precede the materialization");
         Assert.True(fresh > 100, "some events must use a fresh lookup value");
         Assert.True(batch.DefaultedPerFeature[plan.IndexOf("min_15m")] > 0, "some windows must be empty (missing values)");
+
+        // The state the stream left in Redis is the batch path's final state, minus what retention dropped.
+        var engine = new StreamInference.Core.Features.Windows.WindowEngine(plan);
+        using var redis2 = await ConnectionMultiplexer.ConnectAsync(services.Redis);
+        var buckets = 0;
+        foreach (var (card, state) in finalStates)
+        {
+            engine.Trim(state);
+            Assert.Equal(state.Watermark, (long)await redis2.GetDatabase().HashGetAsync(FeatureKeys.WindowMeta(plan, card), "wm"));
+            for (var s = 0; s < plan.Series.Count; s++)
+            {
+                var stored = (await redis2.GetDatabase().HashGetAllAsync(FeatureKeys.Series(plan, plan.Series[s], card)))
+                    .ToDictionary(e => long.Parse((string)e.Name!), e => StreamInference.Infrastructure.Redis.RedisFeatureStore.ParseStats((string)e.Value!));
+                Assert.Equal(state.Series[s].Buckets.Keys.Order(), stored.Keys.Order());
+                foreach (var (bucket, expected) in state.Series[s].Buckets)
+                {
+                    var actual = stored[bucket];
+                    Assert.Equal(expected.Count, actual.Count);
+                    Assert.Equal(expected.Sum, actual.Sum, 9);
+                    Assert.Equal(expected.Min, actual.Min);
+                    Assert.Equal(expected.Max, actual.Max);
+                    buckets++;
+                }
+            }
+        }
+        Assert.True(buckets > 500, $"compared {buckets} buckets");
     }
 
     [Fact]

@@ -112,7 +112,7 @@ public sealed class LookupTimeline
                     for (var d = 0; d < series.Length; d++)
                     {
                         var v = inputs[d](i);
-                        if (double.IsFinite(v)) series[d].Add(Durations.FloorDiv(history.TimeMs(i), spec.Definitions[d].BucketMs), v);
+                        if (WindowEngine.IsAggregatable(v)) series[d].Add(Durations.FloorDiv(history.TimeMs(i), spec.Definitions[d].BucketMs), v);
                     }
                 }
                 foreach (var (entity, series) in states)

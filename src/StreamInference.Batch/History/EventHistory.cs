@@ -74,6 +74,20 @@ public sealed class EventHistory
         _offsets.Add(offset);
     }
 
+    /// <summary>A copy holding only the events at or before <paramref name="maxTimeMs"/>, in the same order.</summary>
+    public EventHistory Until(long maxTimeMs)
+    {
+        var copy = new EventHistory(Plan);
+        var batchOnly = new double[BatchOnlyWidth];
+        for (var i = 0; i < Count; i++)
+        {
+            if (_times[i] > maxTimeMs) continue;
+            for (var c = 0; c < BatchOnlyWidth; c++) batchOnly[c] = BatchOnly(i, c);
+            copy.Add(_ids[i], _times[i], Numerics(i), Texts(i), _labels[i], batchOnly, _partitions[i], _offsets[i]);
+        }
+        return copy;
+    }
+
     /// <summary>Row indices sorted by event time, ties in arrival order.</summary>
     public int[] EventTimeOrder()
     {

@@ -59,6 +59,8 @@ public static class ParquetHistory
             {
                 if (ids[i] is null || !double.IsFinite(times[i]) || textCols[plan.EntityKeySlot][i] is null)
                     throw new InvalidDataException($"{path}: row {done + i} lacks {plan.IdField}, {plan.TimeField} or {plan.EntityKeyField}.");
+                if (times[i] is < 0 or > StreamInference.Infrastructure.Avro.AvroEventDecoder.MaxEventTimeMs)
+                    throw new InvalidDataException($"{path}: row {done + i}: {plan.TimeField} {times[i]} ms is outside 1970..2200 (the stream dead-letters such events).");
                 for (var c = 0; c < numericCols.Length; c++) numerics[c] = numericCols[c][i];
                 for (var c = 0; c < textCols.Length; c++) texts[c] = textCols[c][i];
                 for (var c = 0; c < batchCols.Length; c++) batchOnly[c] = batchCols[c][i];

@@ -28,6 +28,9 @@ public static class TopicHistory
             EnableAutoCommit = false,
             EnableAutoOffsetStore = false,
             AutoOffsetReset = AutoOffsetReset.Earliest,
+            // The end offset may never be delivered as a record (a transaction marker, a compacted
+            // record, an open transaction): reaching the end of a partition also finishes it.
+            EnablePartitionEof = true,
         }).Build();
         using var admin = new DependentAdminClientBuilder(consumer.Handle).Build();
         var metadata = admin.GetMetadata(topic, TimeSpan.FromSeconds(10)).Topics.FirstOrDefault(t => t.Topic == topic);
@@ -65,8 +68,12 @@ public static class TopicHistory
             {
                 var r = consumer.Consume(batch.Count == 0 ? TimeSpan.FromSeconds(1) : TimeSpan.Zero);
                 if (r is null) break;
-                if (r.IsPartitionEOF) continue;
                 var partition = r.Partition.Value;
+                if (r.IsPartitionEOF)
+                {
+                    if (ends.Remove(partition)) consumer.IncrementalUnassign([r.TopicPartition]);
+                    continue;
+                }
                 if (!ends.TryGetValue(partition, out var end) || r.Offset.Value >= end) continue;
                 batch.Records[batch.Count++] = new InputRecord(trackers[partition], 0, r.Offset.Value, r.Message.Key, r.Message.Value,
                     r.Message.Timestamp.UnixTimestampMs, null);

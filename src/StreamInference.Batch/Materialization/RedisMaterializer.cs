@@ -64,7 +64,7 @@ public static class RedisMaterializer
                 if (state.Watermark == EntityWindowState.NoWatermark) continue;
                 engine.Trim(state);
                 var meta = FeatureKeys.WindowMeta(plan, entity);
-                pending.Add(db.KeyDeleteAsync(meta));
+                // Only the watermark: a live processor's redelivery marker (src, off) stays as it is.
                 pending.Add(db.HashSetAsync(meta, [new HashEntry("wm", state.Watermark)]));
                 pending.Add(db.KeyExpireAsync(meta, expiry));
                 for (var s = 0; s < plan.Series.Count; s++)

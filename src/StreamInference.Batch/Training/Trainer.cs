@@ -34,8 +34,11 @@ public static class Trainer
         var splitAt = set.TimesMs[labelled[cut]];
 
         float[] Row(int i) => set.Row(i).ToArray();
-        var trainX = labelled[..cut].Select(Row).ToArray();
-        var trainY = labelled[..cut].Select(i => set.Labels[i] > 0.5).ToArray();
+        // Train only on rows whose label was known at the split (label.knownAfter), so the model is
+        // fitted on what a training job run at the split time could have seen.
+        var train = labelled[..cut].Where(i => set.TimesMs[i] + plan.LabelKnownAfterMs <= splitAt).ToArray();
+        var trainX = train.Select(Row).ToArray();
+        var trainY = train.Select(i => set.Labels[i] > 0.5).ToArray();
         var testX = labelled[cut..].Select(Row).ToArray();
         var testY = labelled[cut..].Select(i => set.Labels[i] > 0.5).ToArray();
         if (trainY.All(v => v) || !trainY.Any(v => v) || testY.All(v => v) || !testY.Any(v => v))

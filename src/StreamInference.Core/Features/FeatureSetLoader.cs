@@ -63,9 +63,22 @@ public static class FeatureSetLoader
         return lines;
     }
 
+    /// <summary>Column names of training sets (and reserved prefixes) that a feature may not take.</summary>
+    public static readonly string[] ReservedFeatureNames = ["event_id", "event_time_ms", "entity_key", "label"];
+
     public static FeaturePlan Compile(FeatureSetDocument doc, string sourceName, IReadOnlyDictionary<string, int[]>? lines = null)
     {
         var errors = new List<string>();
+        // Empty sections and empty list items deserialize as null.
+        doc.Lookups ??= [];
+        doc.Features ??= [];
+        if (doc.Lookups.Any(l => l is null) || doc.Features.Any(f => f is null))
+            throw new FeatureDefinitionException($"{sourceName}: 'lookups' and 'features' must not contain empty items.");
+        foreach (var l in doc.Lookups)
+        {
+            l.Fields ??= [];
+            if (l.Fields.Any(f => f is null)) throw new FeatureDefinitionException($"{sourceName}: lookup '{l.Name}': 'fields' must not contain empty items.");
+        }
         int LineOf(string section, int i) => lines is not null && lines.TryGetValue(section, out var l) && i < l.Length ? l[i] : 0;
         string At(string section, int i) { var l = LineOf(section, i); return l > 0 ? $"{sourceName}:{l}" : sourceName; }
         void Error(string message) => errors.Add($"{sourceName}: {message}");
@@ -165,6 +178,8 @@ public static class FeatureSetLoader
             if (string.IsNullOrWhiteSpace(f.Name)) { errors.Add($"{At("features", i)}: feature #{i + 1}: 'name' is required."); continue; }
             if (features.Exists(x => x.Name == f.Name) || doc.Features.Take(i).Any(x => x.Name == f.Name))
                 errors.Add($"{where}: duplicate feature name (model input columns must be unique).");
+            if (f.Name.StartsWith('_') || ReservedFeatureNames.Contains(f.Name))
+                errors.Add($"{where}: the name is reserved (training sets use {string.Join(", ", ReservedFeatureNames)} and names starting with '_').");
             var sources = (f.Event is null ? 0 : 1) + (f.Window is null ? 0 : 1) + (f.Lookup is null ? 0 : 1);
             if (sources != 1) { errors.Add($"{where}: set exactly one of 'event', 'window' or 'lookup'."); continue; }
             if (f.Default is null) errors.Add($"{where}: 'default' is required (the value used when the input is missing or stale).");
@@ -202,7 +217,7 @@ public static class FeatureSetLoader
                 }
                 if (!TryWindow(w.Size, w.Bucket, where, errors, out var sizeMs, out var bucketMs)) continue;
                 var valueSlot = w.Of is null ? -1 : SlotFor(w.Of, EventFieldKind.Numeric, where);
-                var seriesName = $"{w.Of ?? "_events"}:{Durations.Format(bucketMs)}";
+                var seriesName = $"{w.Of ?? "*"}:{Durations.Format(bucketMs)}";
                 var s = series.FindIndex(x => x.Name == seriesName);
                 var buckets = (int)(sizeMs / bucketMs);
                 if (s < 0)
@@ -245,16 +260,16 @@ public static class FeatureSetLoader
         foreach (var b in batchOnly.ToArray())
             if (kinds.TryGetValue(b, out var k) && k == EventFieldKind.Text) errors.Add($"{sourceName}: lookup input '{b}' must be numeric (it is used as text).");
 
+        var keySlot = ev?.EntityKeyField is { Length: > 0 } keyField ? SlotFor(keyField, EventFieldKind.Text, $"{sourceName}: event.entityKeyField") : 0;
         if (errors.Count > 0)
             throw new FeatureDefinitionException(string.Join(Environment.NewLine, errors));
 
-        var keySlot = SlotFor(ev!.EntityKeyField!, EventFieldKind.Text, "event.entityKeyField");
         batchOnly.RemoveAll(b => numeric.Exists(n => n.Name == b));
         return new FeaturePlan
         {
             Name = doc.FeatureSet!,
             Version = doc.Version,
-            IdField = ev.IdField!,
+            IdField = ev!.IdField!,
             EntityKeyField = ev.EntityKeyField!,
             TimeField = ev.TimeField!,
             AllowedLatenessMs = lateness,

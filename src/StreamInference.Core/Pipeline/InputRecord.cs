@@ -28,10 +28,11 @@ public static class DeadLetterReasons
     public const string MissingEntityKey = "missing-entity-key";
     public const string MissingEventId = "missing-event-id";
     public const string TooLarge = "too-large";
+    public const string InvalidEventTime = "invalid-event-time";
 
     public static readonly string[] All =
     [
         EmptyValue, WrongMagicByte, TruncatedHeader, UnknownSchemaId, IncompatibleSchema,
-        MalformedAvro, MissingEntityKey, MissingEventId, TooLarge,
+        MalformedAvro, MissingEntityKey, MissingEventId, TooLarge, InvalidEventTime,
     ];
 }

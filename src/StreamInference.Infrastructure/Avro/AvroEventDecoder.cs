@@ -17,6 +17,8 @@ namespace StreamInference.Infrastructure.Avro;
 public sealed class AvroEventDecoder : IEventDecoder
 {
     private static readonly DateTime Epoch = DateTime.UnixEpoch;
+    /// <summary>2200-01-01T00:00:00Z: event times beyond it (or before 1970) are dead-lettered.</summary>
+    public const double MaxEventTimeMs = 7_258_118_400_000;
     private readonly ISchemaRegistryClient _registry;
     private readonly RecordSchema _reader;
     private readonly FeaturePlan _plan;
@@ -157,7 +159,13 @@ public sealed class AvroEventDecoder : IEventDecoder
         batch.EntityKeys[row] = key;
         batch.EventIds[row] = id;
         var t = AsNumber(record.GetValue(_timePos));
-        batch.EventTimesMs[row] = double.IsFinite(t) ? (long)t : batch.Records[row].TimestampMs;
+        var time = double.IsFinite(t) ? t : batch.Records[row].TimestampMs;
+        if (time is < 0 or > MaxEventTimeMs)
+        {
+            batch.DeadLetter(row, DeadLetterReasons.InvalidEventTime, $"field '{_plan.TimeField}' = {time.ToString(CultureInfo.InvariantCulture)} ms is outside 1970..2200");
+            return;
+        }
+        batch.EventTimesMs[row] = (long)time;
 
         var numerics = batch.NumericRow(row);
         for (var i = 0; i < _numericPos.Length; i++) numerics[i] = AsNumber(record.GetValue(_numericPos[i]));

@@ -140,7 +140,7 @@ public sealed class RedisFeatureStore : IFeatureStore
                 foreach (var spec in series)
                 {
                     var v = spec.ValueSlot < 0 ? 1.0 : numerics[spec.ValueSlot];
-                    args[p++] = double.IsFinite(v) ? v.ToString("R", CultureInfo.InvariantCulture) : "";
+                    args[p++] = WindowEngine.IsAggregatable(v) ? v.ToString("R", CultureInfo.InvariantCulture) : "";
                 }
             }
             _windowCalls.Add((rows, round.ScriptEvaluateAsync(Script, keys, args)));

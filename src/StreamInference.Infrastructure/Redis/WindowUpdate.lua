@@ -77,7 +77,7 @@ if applied then
     end
     if from ~= nil then
       for b, _ in pairs(state[s]) do
-        if tonumber(b) < from and changed[s][b] == nil then redis.call('HDEL', KEYS[1 + s], b) end
+        if tonumber(b) < from then redis.call('HDEL', KEYS[1 + s], b) end
       end
     end
     redis.call('PEXPIRE', KEYS[1 + s], expire)

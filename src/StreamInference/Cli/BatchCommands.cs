@@ -169,7 +169,7 @@ public static class BatchCommands
         var features = FeaturesOption();
         var history = new Option<string>("--history") { Description = "Parquet history.", DefaultValueFactory = _ => DefaultHistory };
         var redis = new Option<string?>("--redis") { Description = "Redis to write to (redis://host:port or host:port; default: env REDIS_URL)." };
-        var asOf = new Option<DateTimeOffset?>("--as-of") { Description = "Write the lookup snapshots as of this time (default: the end of the history)." };
+        var asOf = new Option<DateTimeOffset?>("--as-of") { Description = "Materialize what was known at this time: lookup snapshots and window state from earlier events only (default: the end of the history)." };
         var noWindows = new Option<bool>("--no-windows") { Description = "Write only lookups, not the window state (by default the windows start warm)." };
         var command = new Command("materialize",
             "Compute the lookup values (and window state) from a history with the batch path and write the newest into Redis, " +
@@ -192,8 +192,9 @@ public static class BatchCommands
             if (!parse.GetValue(noWindows))
             {
                 states = new Dictionary<string, EntityWindowState>(StringComparer.Ordinal);
-                using var progress = new ConsoleProgress("windows", events.Count);
-                PointInTimeFeatures.Compute(events, timeline, progress, order, states);
+                var known = until > events.MaxTimeMs ? events : events.Until(until - 1);
+                using var progress = new ConsoleProgress("windows", known.Count);
+                PointInTimeFeatures.Compute(known, timeline, progress, known == events ? order : null, states);
             }
             using var mux = await ConnectionMultiplexer.ConnectAsync(RedisUrl.ToConfiguration(url)).ConfigureAwait(false);
             MaterializeReport report;

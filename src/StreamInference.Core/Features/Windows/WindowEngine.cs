@@ -15,10 +15,16 @@ namespace StreamInference.Core.Features.Windows;
 /// </summary>
 public sealed class WindowEngine(FeaturePlan plan)
 {
+    /// <summary>Values beyond ±1e15 are treated as missing: sums stay finite and exact enough in any store.</summary>
+    public const double MaxMagnitude = 1e15;
+
     public FeaturePlan Plan { get; } = plan;
     private long Lateness => Plan.AllowedLatenessMs;
 
     public EntityWindowState NewState() => new(Plan.Series.Count);
+
+    /// <summary>Whether a value enters the aggregates (finite and within <see cref="MaxMagnitude"/>).</summary>
+    public static bool IsAggregatable(double value) => double.IsFinite(value) && Math.Abs(value) <= MaxMagnitude;
 
     /// <summary>True when an event at <paramref name="eventTimeMs"/> is too late to be added.</summary>
     public bool IsLate(long watermark, long eventTimeMs) =>
@@ -56,7 +62,7 @@ public sealed class WindowEngine(FeaturePlan plan)
 
     /// <summary>
     /// Adds an event (its decoded numeric slots) to the entity's series and advances its watermark.
-    /// Callers skip late events (<see cref="IsLate"/>). Missing (NaN) values are not added to their
+    /// Callers skip late events (<see cref="IsLate"/>). Missing (NaN) or absurd (<see cref="IsAggregatable"/>) values are not added to their
     /// series; the event-count series counts every event.
     /// </summary>
     public void Add(EntityWindowState state, long eventTimeMs, ReadOnlySpan<double> numerics)
@@ -66,7 +72,7 @@ public sealed class WindowEngine(FeaturePlan plan)
         {
             var series = all[s];
             var value = series.ValueSlot < 0 ? 1.0 : numerics[series.ValueSlot];
-            if (!double.IsFinite(value)) continue;
+            if (!IsAggregatable(value)) continue;
             state.Series[s].Add(BucketOf(series, eventTimeMs), value);
         }
         if (eventTimeMs > state.Watermark) state.Watermark = eventTimeMs;
