@@ -19,8 +19,19 @@ public sealed class FeatureVectorAssembler(FeaturePlan plan)
         ReadOnlySpan<double> windows,
         ReadOnlySpan<double> lookups,
         Span<float> destination,
-        Span<long> defaultedPerFeature)
+        Span<long> defaultedPerFeature) => Assemble(numerics, texts, windows, lookups, destination, defaultedPerFeature, out _);
+
+    /// <summary>As above; <paramref name="defaultedMask"/> gets bit f set when feature f (f &lt; 64) took its default.</summary>
+    public int Assemble(
+        ReadOnlySpan<double> numerics,
+        ReadOnlySpan<string?> texts,
+        ReadOnlySpan<double> windows,
+        ReadOnlySpan<double> lookups,
+        Span<float> destination,
+        Span<long> defaultedPerFeature,
+        out long defaultedMask)
     {
+        defaultedMask = 0;
         var features = Plan.Features;
         var defaulted = 0;
         for (var i = 0; i < features.Count; i++)
@@ -60,6 +71,7 @@ public sealed class FeatureVectorAssembler(FeaturePlan plan)
             {
                 destination[i] = f.Default;
                 defaultedPerFeature[i]++;
+                if (i < 64) defaultedMask |= 1L << i;
                 defaulted++;
             }
         }

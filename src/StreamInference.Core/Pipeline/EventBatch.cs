@@ -38,6 +38,7 @@ public sealed class EventBatch
         Rows = new int[capacity];
         Features = new float[capacity * FeatureCount];
         DefaultedCounts = new int[capacity];
+        DefaultedMasks = new long[capacity];
         DefaultedPerFeature = new long[FeatureCount];
         Scores = new double[capacity * scoreWidth];
         Labels = new string?[capacity];
@@ -79,6 +80,8 @@ public sealed class EventBatch
     /// <summary>The pooled model input buffer, <c>Capacity × FeatureCount</c>.</summary>
     public float[] Features { get; }
     public int[] DefaultedCounts { get; }
+    /// <summary>Per row: bit f set when feature f took its default (features beyond 64 not tracked).</summary>
+    public long[] DefaultedMasks { get; }
     public long[] DefaultedPerFeature { get; }
     /// <summary>Model outputs of the k-th clean row: <c>Scores[k*ScoreWidth .. +ScoreWidth]</c>.</summary>
     public double[] Scores { get; }

@@ -152,7 +152,7 @@ public sealed class PipelineTopology
                         var row = batch.Rows[k];
                         batch.DefaultedCounts[row] = _assembler.Assemble(
                             batch.NumericRow(row), batch.TextRow(row), batch.WindowRow(row), batch.LookupRow(row),
-                            batch.FeatureRow(k), batch.DefaultedPerFeature);
+                            batch.FeatureRow(k), batch.DefaultedPerFeature, out batch.DefaultedMasks[row]);
                     }
                 }
                 var enriched = Stopwatch.GetTimestamp();

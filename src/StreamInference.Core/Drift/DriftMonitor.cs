@@ -1,0 +1,217 @@
+using StreamInference.Core.Features;
+using StreamInference.Core.Pipeline;
+
+namespace StreamInference.Core.Drift;
+
+public enum DriftSeverity { Ok = 0, Warn = 1, Alert = 2 }
+
+/// <summary>Thresholds per statistic. Tests (KS, chi-squared) alert below a p-value; distances warn/alert above a value.</summary>
+public sealed record DriftThresholds
+{
+    public double PsiWarn { get; init; } = 0.1;
+    public double PsiAlert { get; init; } = 0.25;
+    public double JsWarn { get; init; } = 0.1;
+    public double JsAlert { get; init; } = 0.2;
+    /// <summary>Significance level of the KS test (continuous) and the chi-squared test (categorical) per feature and window.</summary>
+    public double Alpha { get; init; } = 0.01;
+    /// <summary>Absolute change of the missing/defaulted rate versus the reference.</summary>
+    public double MissingRateWarn { get; init; } = 0.05;
+    public double MissingRateAlert { get; init; } = 0.10;
+}
+
+/// <summary>How windows are cut: every <see cref="WindowEvents"/> events, or every <see cref="WindowSeconds"/> when set.</summary>
+public sealed record DriftWindowing
+{
+    public int WindowEvents { get; init; } = 5_000;
+    /// <summary>When above 0, windows are tumbling time windows (processing time) instead of counts.</summary>
+    public double WindowSeconds { get; init; }
+    /// <summary>Time windows with fewer events are reported without statistics (too small to judge).</summary>
+    public int MinWindowEvents { get; init; } = 200;
+}
+
+/// <summary>Drift of one feature (or of the prediction) in one window.</summary>
+public sealed record FeatureDrift(
+    string Name, string Kind, long Count, double MissingRate, double ReferenceMissingRate,
+    double Psi, double Ks, double KsPValue, double JsDistance, double ChiSquared, double ChiSquaredPValue,
+    DriftSeverity Severity, IReadOnlyList<string> Breaches);
+
+/// <summary>The drift report of one window.</summary>
+public sealed record DriftReport(
+    string Model, string ModelVersion, string FeatureSet, int FeatureSetVersion,
+    long WindowStartMs, long WindowEndMs, long Events,
+    IReadOnlyList<FeatureDrift> Features, FeatureDrift Prediction)
+{
+    public DriftSeverity MaxSeverity => Features.Append(Prediction).Max(f => f.Severity);
+}
+
+/// <summary>Counts of one feature over the reference profile's bins (plus an "other" bin for unseen categories).</summary>
+public sealed class BinnedCounts
+{
+    private readonly double[] _edges;
+    private readonly double[] _categories;
+
+    public BinnedCounts(DistributionProfile reference)
+    {
+        Reference = reference;
+        IsCategorical = reference.Kind == "categorical";
+        _edges = reference.BinEdges;
+        _categories = reference.Categories;
+        // Reference shares, with a trailing "other" bin (share 0) for categories not seen in training.
+        var bins = IsCategorical ? _categories.Length + 1 : _edges.Length + 1;
+        Expected = new double[bins];
+        reference.BinShares.AsSpan(0, Math.Min(reference.BinShares.Length, bins)).CopyTo(Expected);
+        Counts = new long[bins];
+    }
+
+    public DistributionProfile Reference { get; }
+    public bool IsCategorical { get; }
+    public double[] Expected { get; }
+    public long[] Counts { get; }
+    public long Missing { get; set; }
+    public long Total { get; private set; }
+
+    public void Add(double value)
+    {
+        Total++;
+        if (IsCategorical)
+        {
+            var i = Array.BinarySearch(_categories, value);
+            Counts[i >= 0 ? i : _categories.Length]++;
+        }
+        else
+        {
+            Counts[(int)FeatureVectorAssembler.Bucket(_edges, value)]++;
+        }
+    }
+
+    public void Clear()
+    {
+        Array.Clear(Counts);
+        Missing = 0;
+        Total = 0;
+    }
+}
+
+/// <summary>
+/// Online drift monitoring against a model's reference profile: per feature and for the primary score,
+/// counts over the reference bins in tumbling windows; when a window closes, PSI, KS (binned, with its
+/// p-value), Jensen–Shannon distance, chi-squared (categoricals) and the missing rate are computed and a
+/// <see cref="DriftReport"/> is handed to <see cref="WindowClosed"/>. Updating is allocation-free; the
+/// statistics are computed once per window. Not thread-safe: one pipeline stage calls it.
+/// </summary>
+public sealed class DriftMonitor
+{
+    private readonly ReferenceProfile _profile;
+    private readonly DriftThresholds _thresholds;
+    private readonly DriftWindowing _windowing;
+    private readonly TimeProvider _time;
+    private readonly BinnedCounts[] _features;
+    private readonly BinnedCounts _prediction;
+    private long _events;
+    private long _windowStartMs;
+
+    public DriftMonitor(ReferenceProfile profile, FeaturePlan plan, DriftThresholds? thresholds = null, DriftWindowing? windowing = null, TimeProvider? time = null)
+    {
+        if (profile.FeatureSet != plan.Name || profile.FeatureSetVersion != plan.Version)
+            throw new InvalidDataException($"The reference profile is for feature set '{profile.FeatureSet}' v{profile.FeatureSetVersion}, the loaded definitions are '{plan.Name}' v{plan.Version}.");
+        var names = profile.Features.Select(f => f.Name).ToArray();
+        if (!names.SequenceEqual(plan.Features.Select(f => f.Name)))
+            throw new InvalidDataException($"The reference profile's features [{string.Join(", ", names)}] differ from the feature set's.");
+        _profile = profile;
+        _thresholds = thresholds ?? new DriftThresholds();
+        _windowing = windowing ?? new DriftWindowing();
+        if (_windowing.WindowSeconds <= 0 && _windowing.WindowEvents < 1) throw new ArgumentException("Drift windows need WindowEvents >= 1 or WindowSeconds > 0.");
+        _time = time ?? TimeProvider.System;
+        _features = profile.Features.Select(f => new BinnedCounts(f)).ToArray();
+        _prediction = new BinnedCounts(profile.Prediction);
+        _windowStartMs = _time.GetUtcNow().ToUnixTimeMilliseconds();
+    }
+
+    /// <summary>Called with each closed window's report (on the caller's thread).</summary>
+    public event Action<DriftReport>? WindowClosed;
+
+    public DriftReport? LastReport { get; private set; }
+    public long WindowsClosed { get; private set; }
+
+    /// <summary>Adds one scored event: its feature vector, which features were defaulted (bit mask) and its primary score.</summary>
+    public void Observe(ReadOnlySpan<float> features, long defaultedMask, double score)
+    {
+        var all = _features;
+        for (var f = 0; f < all.Length; f++)
+        {
+            all[f].Add(features[f]);
+            if (f < 64 && (defaultedMask & (1L << f)) != 0) all[f].Missing++;
+        }
+        if (double.IsFinite(score)) _prediction.Add(score);
+        _events++;
+        if (_windowing.WindowSeconds <= 0 && _events >= _windowing.WindowEvents) Close();
+    }
+
+    /// <summary>Adds every scored row of a batch, then closes a time window that has run its length.</summary>
+    public void Observe(EventBatch batch, int scoreIndex)
+    {
+        for (var k = 0; k < batch.OkCount; k++)
+            Observe(batch.FeatureRow(k), batch.DefaultedMasks[batch.Rows[k]], batch.ScoreRow(k)[scoreIndex]);
+        if (_windowing.WindowSeconds > 0) CloseIfDue();
+    }
+
+    /// <summary>Closes a time window whose length has passed (call periodically when traffic may stop).</summary>
+    public void CloseIfDue()
+    {
+        if (_windowing.WindowSeconds > 0 && _time.GetUtcNow().ToUnixTimeMilliseconds() - _windowStartMs >= _windowing.WindowSeconds * 1000) Close();
+    }
+
+    /// <summary>Closes the current window now: computes and publishes its report, starts the next.</summary>
+    public DriftReport Close()
+    {
+        var end = _time.GetUtcNow().ToUnixTimeMilliseconds();
+        var judge = _events >= Math.Min(_windowing.MinWindowEvents, _windowing.WindowSeconds > 0 ? _windowing.MinWindowEvents : _windowing.WindowEvents);
+        var report = new DriftReport(_profile.Model, _profile.ModelVersion, _profile.FeatureSet, _profile.FeatureSetVersion,
+            _windowStartMs, end, _events,
+            _features.Select(f => Evaluate(f, judge)).ToArray(), Evaluate(_prediction, judge));
+        foreach (var f in _features) f.Clear();
+        _prediction.Clear();
+        _events = 0;
+        _windowStartMs = end;
+        LastReport = report;
+        WindowsClosed++;
+        WindowClosed?.Invoke(report);
+        return report;
+    }
+
+    /// <summary>Statistics of one feature's window against its reference, with severity and the thresholds it crossed.</summary>
+    public FeatureDrift Evaluate(BinnedCounts c, bool judge = true)
+    {
+        var t = _thresholds;
+        var reference = c.Reference;
+        var missing = c.Total == 0 ? 0 : c.Missing / (double)c.Total;
+        if (c.Total == 0 || !judge)
+            return new FeatureDrift(reference.Name, reference.Kind, c.Total, missing, reference.MissingRate,
+                double.NaN, double.NaN, double.NaN, double.NaN, double.NaN, double.NaN, DriftSeverity.Ok, []);
+        var psi = DriftStatistics.Psi(c.Expected, c.Counts);
+        var js = DriftStatistics.JensenShannonDistance(c.Expected, c.Counts);
+        double ks = double.NaN, ksP = double.NaN, chi = double.NaN, chiP = double.NaN;
+        if (c.IsCategorical)
+            (chi, chiP, _) = DriftStatistics.ChiSquared(c.Expected, Math.Max(1, reference.Count), c.Counts);
+        else
+        {
+            ks = DriftStatistics.KsBinned(c.Expected, c.Counts);
+            ksP = DriftStatistics.KsPValue(ks, c.Total, Math.Max(1, reference.Count));
+        }
+
+        var breaches = new List<string>();
+        var severity = DriftSeverity.Ok;
+        void Check(bool alert, bool warn, string what)
+        {
+            if (alert) { severity = DriftSeverity.Alert; breaches.Add(what); }
+            else if (warn) { if (severity < DriftSeverity.Warn) severity = DriftSeverity.Warn; breaches.Add(what); }
+        }
+        Check(psi >= t.PsiAlert, psi >= t.PsiWarn, "psi");
+        Check(js >= t.JsAlert, js >= t.JsWarn, "js");
+        if (c.IsCategorical) Check(chiP < t.Alpha, false, "chi_squared");
+        else Check(ksP < t.Alpha, false, "ks");
+        var missingShift = Math.Abs(missing - reference.MissingRate);
+        Check(missingShift >= t.MissingRateAlert, missingShift >= t.MissingRateWarn, "missing_rate");
+        return new FeatureDrift(reference.Name, reference.Kind, c.Total, missing, reference.MissingRate, psi, ks, ksP, js, chi, chiP, severity, breaches);
+    }
+}
