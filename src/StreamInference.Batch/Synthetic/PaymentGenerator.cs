@@ -59,6 +59,12 @@ public sealed class PaymentGenerator
     }
 
     public int Seed { get; }
+
+    /// <summary>
+    /// When set, the world has shifted: amounts are about 2.2× higher and the channel mix moves towards
+    /// online payments (what a new merchant segment or a currency change would do). Used to show drift.
+    /// </summary>
+    public bool Shifted { get; set; }
     public IReadOnlyList<CardProfile> Cards { get; }
     public IReadOnlyList<MerchantProfile> Merchants { get; }
 
@@ -84,9 +90,10 @@ public sealed class PaymentGenerator
         }
         else
         {
-            amount = card.TypicalAmount * Math.Exp(0.45 * Normal());
+            amount = card.TypicalAmount * Math.Exp(0.45 * Normal() + (Shifted ? 0.8 : 0));
             var c = _random.NextDouble();
-            channel = c < 0.68 ? PaymentChannel.POS : c < 0.95 ? PaymentChannel.ONLINE : PaymentChannel.ATM;
+            var pos = Shifted ? 0.40 : 0.68;
+            channel = c < pos ? PaymentChannel.POS : c < 0.95 ? PaymentChannel.ONLINE : PaymentChannel.ATM;
             foreign = _random.NextDouble() < 0.06;
             hour = (int)Math.Clamp(14 + 4 * Normal(), 0, 23);
         }

@@ -199,19 +199,26 @@ public sealed class DriftMonitor
             ksP = DriftStatistics.KsPValue(ks, c.Total, Math.Max(1, reference.Count));
         }
 
+        // A test alone is not enough at large windows (tiny but significant shifts): an alert needs the
+        // test to reject at alpha and the shift to matter (PSI at least its warn level), or a distance
+        // beyond its alert level on its own. Significance alone, or a distance past warn, is a warning.
         var breaches = new List<string>();
         var severity = DriftSeverity.Ok;
-        void Check(bool alert, bool warn, string what)
+        void Raise(DriftSeverity level, string what)
         {
-            if (alert) { severity = DriftSeverity.Alert; breaches.Add(what); }
-            else if (warn) { if (severity < DriftSeverity.Warn) severity = DriftSeverity.Warn; breaches.Add(what); }
+            if (level > severity) severity = level;
+            if (!breaches.Contains(what)) breaches.Add(what);
         }
-        Check(psi >= t.PsiAlert, psi >= t.PsiWarn, "psi");
-        Check(js >= t.JsAlert, js >= t.JsWarn, "js");
-        if (c.IsCategorical) Check(chiP < t.Alpha, false, "chi_squared");
-        else Check(ksP < t.Alpha, false, "ks");
+        var test = c.IsCategorical ? "chi_squared" : "ks";
+        var significant = (c.IsCategorical ? chiP : ksP) < t.Alpha;
+        if (significant) Raise(psi >= t.PsiWarn ? DriftSeverity.Alert : DriftSeverity.Warn, test);
+        if (psi >= t.PsiAlert) Raise(DriftSeverity.Alert, "psi");
+        else if (psi >= t.PsiWarn) Raise(significant ? DriftSeverity.Alert : DriftSeverity.Warn, "psi");
+        if (js >= t.JsAlert) Raise(DriftSeverity.Alert, "js");
+        else if (js >= t.JsWarn) Raise(DriftSeverity.Warn, "js");
         var missingShift = Math.Abs(missing - reference.MissingRate);
-        Check(missingShift >= t.MissingRateAlert, missingShift >= t.MissingRateWarn, "missing_rate");
+        if (missingShift >= t.MissingRateAlert) Raise(DriftSeverity.Alert, "missing_rate");
+        else if (missingShift >= t.MissingRateWarn) Raise(DriftSeverity.Warn, "missing_rate");
         return new FeatureDrift(reference.Name, reference.Kind, c.Total, missing, reference.MissingRate, psi, ks, ksP, js, chi, chiP, severity, breaches);
     }
 }

@@ -21,6 +21,8 @@ public sealed class ProduceOptions
     /// <summary>Fraction of deliberately malformed records (to exercise the dead-letter path).</summary>
     public double BadRate { get; set; }
     public int Seed { get; set; } = 7;
+    /// <summary>From this event index on, the generator is shifted (<see cref="PaymentGenerator.Shifted"/>); null = never.</summary>
+    public int? DriftAt { get; set; }
 }
 
 /// <summary>Where one produced record landed, and whether it was deliberately malformed.</summary>
@@ -67,6 +69,7 @@ public static class SyntheticPaymentProducer
                 var ahead = due - stopwatch.Elapsed;
                 if (ahead > TimeSpan.FromMilliseconds(2)) await Task.Delay(ahead, cancellationToken).ConfigureAwait(false);
             }
+            if (i == options.DriftAt) generator.Shifted = true;
             var e = generator.Next(DateTimeOffset.UtcNow);
             string? bad = options.BadRate > 0 && random.NextDouble() < options.BadRate ? BadKinds[random.Next(BadKinds.Length)] : null;
             var value = Encode(writer, schema, channelSchema, schemaId, e, bad == "missing-entity-key");

@@ -14,13 +14,18 @@ namespace StreamInference.DevServices.Synthetic;
 /// </summary>
 public static class WarmStart
 {
-    public static async Task<MaterializeReport> MaterializeAsync(IDatabase db, FeaturePlan plan, int seed, int events = 100_000,
+    /// <summary>Events per day of the default synthetic history (the example model's training history has the same density).</summary>
+    public const double EventsPerDay = 200_000 / 60.0;
+
+    public static async Task<MaterializeReport> MaterializeAsync(IDatabase db, FeaturePlan plan, int seed, int? events = null,
         TimeSpan? span = null, CancellationToken cancellationToken = default)
     {
         var now = DateTimeOffset.UtcNow;
+        var length = span ?? TimeSpan.FromDays(35);
         var history = SyntheticHistory.Generate(plan, new HistoryOptions
         {
-            Events = events, Seed = seed, End = now, Span = span ?? TimeSpan.FromDays(35),
+            // Same traffic density as the training history, so per-entity counts mean the same.
+            Events = events ?? (int)(EventsPerDay * length.TotalDays), Seed = seed, End = now, Span = length,
         });
         var order = history.EventTimeOrder();
         var nowMs = now.ToUnixTimeMilliseconds();

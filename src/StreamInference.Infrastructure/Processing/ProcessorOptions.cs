@@ -17,6 +17,43 @@ public sealed class ProcessorOptions
     public FeatureOptions Features { get; set; } = new();
     public PipelineSettings Pipeline { get; set; } = new();
     public HttpOptions Http { get; set; } = new();
+    public DriftOptions Drift { get; set; } = new();
+}
+
+/// <summary>Online drift monitoring against the model's reference profile (see <c>streaminference profile</c>).</summary>
+public sealed class DriftOptions
+{
+    /// <summary>On by default when the model directory has a reference-profile.json.</summary>
+    public bool Enabled { get; set; } = true;
+    /// <summary>Reference profile; default: reference-profile.json in the model's version directory.</summary>
+    public string? Profile { get; set; }
+    /// <summary>Topic the per-window drift reports (schemas/drift-report.avsc) are published to.</summary>
+    public string Topic { get; set; } = "drift-reports";
+    /// <summary>Tumbling windows of this many scored events ...</summary>
+    public int WindowEvents { get; set; } = 5_000;
+    /// <summary>... or, when above 0, of this many seconds (processing time).</summary>
+    public double WindowSeconds { get; set; }
+    /// <summary>Time windows with fewer events are reported without statistics.</summary>
+    public int MinWindowEvents { get; set; } = 200;
+    public double PsiWarn { get; set; } = 0.1;
+    public double PsiAlert { get; set; } = 0.25;
+    public double JsWarn { get; set; } = 0.1;
+    public double JsAlert { get; set; } = 0.2;
+    /// <summary>Significance level of the per-window KS (continuous) and chi-squared (categorical) tests.</summary>
+    public double Alpha { get; set; } = 0.01;
+    public double MissingRateWarn { get; set; } = 0.05;
+    public double MissingRateAlert { get; set; } = 0.10;
+
+    public StreamInference.Core.Drift.DriftThresholds ToThresholds() => new()
+    {
+        PsiWarn = PsiWarn, PsiAlert = PsiAlert, JsWarn = JsWarn, JsAlert = JsAlert, Alpha = Alpha,
+        MissingRateWarn = MissingRateWarn, MissingRateAlert = MissingRateAlert,
+    };
+
+    public StreamInference.Core.Drift.DriftWindowing ToWindowing() => new()
+    {
+        WindowEvents = WindowEvents, WindowSeconds = WindowSeconds, MinWindowEvents = MinWindowEvents,
+    };
 }
 
 public sealed class KafkaOptions
@@ -130,6 +167,18 @@ public static class ProcessorOptionsValidator
         Range(o.Pipeline.MaxInFlightBatches, 2, 1024, "Pipeline:MaxInFlightBatches");
         Range(o.Pipeline.ShutdownTimeoutMs, 0, 600_000, "Pipeline:ShutdownTimeoutMs");
         Range(o.Http.Port, 0, 65_535, "Http:Port");
+        if (o.Drift.Enabled)
+        {
+            Require(o.Drift.Topic, "Drift:Topic");
+            if (o.Drift.Topic == o.Kafka.InputTopic) errors.Add("Drift:Topic must differ from Kafka:InputTopic.");
+            if (o.Drift.WindowSeconds <= 0) Range(o.Drift.WindowEvents, 10, 100_000_000, "Drift:WindowEvents");
+            if (o.Drift.WindowSeconds < 0 || o.Drift.WindowSeconds > 86_400) errors.Add($"Drift:WindowSeconds must be between 0 and 86400 (was {o.Drift.WindowSeconds}).");
+            if (o.Drift.Alpha is <= 0 or >= 0.5) errors.Add($"Drift:Alpha must be in (0, 0.5) (was {o.Drift.Alpha}).");
+            if (o.Drift.PsiWarn > o.Drift.PsiAlert || o.Drift.JsWarn > o.Drift.JsAlert || o.Drift.MissingRateWarn > o.Drift.MissingRateAlert)
+                errors.Add("Drift: each *Warn threshold must not exceed its *Alert threshold.");
+            if (o.Drift.Profile is { Length: > 0 } profile && !File.Exists(resolvePath(profile)))
+                errors.Add($"Drift:Profile: file '{profile}' does not exist.");
+        }
         return errors;
     }
 }

@@ -2,9 +2,11 @@ using Confluent.Kafka;
 using Microsoft.Extensions.Logging;
 using Prometheus;
 using StackExchange.Redis;
+using StreamInference.Core.Drift;
 using StreamInference.Core.Features;
 using StreamInference.Core.Pipeline;
 using StreamInference.Infrastructure.Avro;
+using StreamInference.Infrastructure.Drift;
 using StreamInference.Infrastructure.Kafka;
 using StreamInference.Infrastructure.Metrics;
 using StreamInference.Infrastructure.Onnx;
@@ -79,8 +81,14 @@ public sealed partial class StreamProcessor
             .Build();
         var sink = new KafkaPredictionSink(producer, k.OutputTopic, k.DeadLetterTopic,
             new PredictionWriter(predictionSchemaId, scorer.ModelName, scorer.ModelVersion, scorer.PrimaryScoreIndex));
-        var topology = new PipelineTopology(_options.Pipeline.ToPipelineOptions(), plan, decoder, store, scorer, sink,
-            Observer is null ? metrics : new CompositeObserver(metrics, Observer));
+        IPipelineObserver observer = metrics;
+        if (await CreateDriftAsync(plan, scorer, modelDir, producer, registry, stop).ConfigureAwait(false) is { } drift)
+        {
+            Drift = drift.Monitor;
+            observer = new CompositeObserver(observer, drift);
+        }
+        if (Observer is not null) observer = new CompositeObserver(observer, Observer);
+        var topology = new PipelineTopology(_options.Pipeline.ToPipelineOptions(), plan, decoder, store, scorer, sink, observer);
 
         using var consumer = new KafkaConsumerLoop(ConsumerConfigFor(k), [k.InputTopic], topology, metrics,
             _loggers.CreateLogger<KafkaConsumerLoop>(), TimeSpan.FromMilliseconds(k.RevokeDrainTimeoutMs));
@@ -109,6 +117,30 @@ public sealed partial class StreamProcessor
             producer.Flush(shutdownTimeout);
         }
         Log.Stopped(_log, metrics.PublishedCount, metrics.DeadLetteredCount);
+    }
+
+    /// <summary>The drift monitor, when drift monitoring is on; available once <see cref="RunAsync"/> has loaded the model.</summary>
+    public DriftMonitor? Drift { get; private set; }
+
+    private async Task<DriftPublisher?> CreateDriftAsync(FeaturePlan plan, OnnxScorer scorer, string modelDir, IProducer<byte[], byte[]> producer,
+        ISchemaRegistryClient registry, CancellationToken stop)
+    {
+        var d = _options.Drift;
+        if (!d.Enabled) return null;
+        var path = d.Profile is { Length: > 0 } p ? _resolvePath(p) : Path.Combine(modelDir, ReferenceProfile.FileName);
+        if (!File.Exists(path))
+        {
+            Log.DriftOff(_log, path);
+            return null;
+        }
+        var profile = ReferenceProfile.Load(path);
+        if (profile.Model != scorer.ModelName || profile.ModelVersion != scorer.ModelVersion)
+            throw new InvalidDataException($"{path}: the reference profile is for model {profile.Model}@{profile.ModelVersion}, the loaded model is {scorer.ModelName}@{scorer.ModelVersion}.");
+        var monitor = new DriftMonitor(profile, plan, d.ToThresholds(), d.ToWindowing());
+        var schemaId = await registry.RegisterAsync($"{d.Topic}-value", DriftReportWriter.Schema, stop).ConfigureAwait(false);
+        Log.DriftOn(_log, path, d.Topic, d.WindowSeconds > 0 ? $"{d.WindowSeconds} s" : $"{d.WindowEvents} events");
+        return new DriftPublisher(monitor, scorer.PrimaryScoreIndex, producer, d.Topic, schemaId, $"{scorer.ModelName}@{scorer.ModelVersion}",
+            _metricFactory, _loggers.CreateLogger<DriftPublisher>());
     }
 
     public static ProducerConfig ProducerConfigFor(KafkaOptions k)
@@ -150,6 +182,12 @@ public sealed partial class StreamProcessor
 
         [LoggerMessage(Level = LogLevel.Information, Message = "Stopped: {Published} predictions and {DeadLettered} dead letters acknowledged")]
         public static partial void Stopped(ILogger logger, long published, long deadLettered);
+
+        [LoggerMessage(Level = LogLevel.Warning, Message = "Drift monitoring off: no reference profile at {Path} (run 'streaminference profile', or set Drift:Enabled=false)")]
+        public static partial void DriftOff(ILogger logger, string path);
+
+        [LoggerMessage(Level = LogLevel.Information, Message = "Drift monitoring against {Path}: reports to {Topic} every {Window}")]
+        public static partial void DriftOn(ILogger logger, string path, string topic, string window);
 
         [LoggerMessage(Level = LogLevel.Warning, Message = "Kafka producer error {Code}: {Reason}")]
         public static partial void ProducerError(ILogger logger, string code, string reason);

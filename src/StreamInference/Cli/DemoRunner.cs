@@ -1,4 +1,6 @@
 using System.Diagnostics;
+using System.Globalization;
+using StreamInference.Core.Drift;
 using System.Text.Json;
 using Microsoft.Extensions.Logging;
 using Prometheus;
@@ -21,9 +23,9 @@ public static class DemoRunner
 {
     public static async Task<int> RunAsync(DemoSettings s, CancellationToken ct)
     {
-        if (s.Events is < 1 || s.Rate < 0 || s.BadRate is < 0 or > 1 || s.MaxBatch < 1 || s.Partitions < 1)
+        if (s.Events is < 1 || s.Rate < 0 || s.BadRate is < 0 or > 1 || s.MaxBatch < 1 || s.Partitions < 1 || s.DriftAt is < 0 || s.DriftWindow < 10)
         {
-            await Console.Error.WriteLineAsync("demo: --events >= 1, --rate >= 0, --bad-rate within 0..1, --max-batch >= 1, --partitions >= 1.").ConfigureAwait(false);
+            await Console.Error.WriteLineAsync("demo: --events >= 1, --rate >= 0, --bad-rate within 0..1, --max-batch >= 1, --partitions >= 1, --drift-at >= 0, --drift-window >= 10.").ConfigureAwait(false);
             return 2;
         }
         var redisUrl = Environment.GetEnvironmentVariable("REDIS_URL");
@@ -31,7 +33,7 @@ public static class DemoRunner
         Status(s, "starting embedded Kafka-protocol cluster, schema registry and " + (redisUrl is null ? "Garnet" : "Redis at REDIS_URL") + " ...");
         await using var env = await DevEnvironment.StartAsync(new DevEnvironmentOptions
         {
-            Topics = new() { [input] = s.Partitions, [output] = s.Partitions, [dlq] = 1 },
+            Topics = new() { [input] = s.Partitions, [output] = s.Partitions, [dlq] = 1, [DriftTopic] = 1 },
             ExternalRedis = redisUrl is null ? null : RedisUrl.ToConfiguration(redisUrl),
         }, ct).ConfigureAwait(false);
 
@@ -50,6 +52,7 @@ public static class DemoRunner
             SchemaRegistry = new SchemaRegistryOptions { Url = env.Endpoints.SchemaRegistryUrl },
             Redis = new RedisOptions { Configuration = env.Endpoints.Redis },
             Pipeline = new PipelineSettings { MaxBatchSize = s.MaxBatch },
+            Drift = new DriftOptions { Topic = DriftTopic, WindowEvents = s.DriftWindow },
         };
         using var loggers = LoggerFactory.Create(b => b
             .AddSimpleConsole(o => { o.SingleLine = true; o.TimestampFormat = "HH:mm:ss "; })
@@ -77,13 +80,19 @@ public static class DemoRunner
         var produced = new List<ProducedRecord>();
         var producedCount = 0;
         var clock = Stopwatch.StartNew();
+        static int baseCountOf(int chunk, int n) => chunk * n;
         var producing = Task.Run(async () =>
         {
             // Bounded run: one batch of N. Unbounded: chunks with fresh seeds until Ctrl+C.
             for (var chunk = 0; ; chunk++)
             {
                 var n = s.Events ?? 50_000;
-                var o = new ProduceOptions { Topic = input, Events = n, Rate = s.Rate, BadRate = s.BadRate, Seed = produceOptions.Seed + chunk };
+                var driftAt = s.DriftAt is { } at ? at - baseCountOf(chunk, n) : (int?)null;
+                var o = new ProduceOptions
+                {
+                    Topic = input, Events = n, Rate = s.Rate, BadRate = s.BadRate, Seed = produceOptions.Seed + chunk,
+                    DriftAt = driftAt is < 0 ? 0 : driftAt,
+                };
                 var baseCount = producedCount;
                 var summary = await SyntheticPaymentProducer.ProduceAsync(env.Endpoints.BootstrapServers, registry, writer, o,
                     i => Volatile.Write(ref producedCount, baseCount + i), ct).ConfigureAwait(false);
@@ -151,7 +160,10 @@ public static class DemoRunner
             metrics.Latency.PercentileMicroseconds(0.95) / 1000.0,
             metrics.Latency.PercentileMicroseconds(0.99) / 1000.0,
             audit.DeadLetters.Values.GroupBy(v => v).OrderBy(g => g.Key, StringComparer.Ordinal).ToDictionary(g => g.Key, g => g.Count()),
-            "fraud-logreg");
+            "fraud-logreg",
+            processor.Drift?.WindowsClosed ?? 0,
+            processor.Drift?.LastReport?.Features.Append(processor.Drift.LastReport.Prediction)
+                .Where(f => f.Severity == DriftSeverity.Alert).Select(f => f.Name).ToArray() ?? []);
         Console.Out.WriteLine(JsonSerializer.Serialize(result, CliJson.Default.DemoResult));
         return lost == 0 && mismatched == 0 ? 0 : 1;
     }
@@ -170,5 +182,29 @@ public static class DemoRunner
                    $" | latency p50 {m.Latency.PercentileMicroseconds(0.5) / 1000.0:N1} ms p95 {m.Latency.PercentileMicroseconds(0.95) / 1000.0:N1} ms p99 {m.Latency.PercentileMicroseconds(0.99) / 1000.0:N1} ms";
         if (Console.IsErrorRedirected) Console.Error.WriteLine(line);
         else Console.Error.Write("\r" + line.PadRight(Math.Min(Console.WindowWidth > 0 ? Console.WindowWidth - 1 : 160, 200)));
+
+        // One line per closed drift window: which features drift, and by how much.
+        if (processor.Drift is { LastReport: { } report } drift && drift.WindowsClosed != _driftWindowsShown)
+        {
+            _driftWindowsShown = drift.WindowsClosed;
+            var drifting = report.Features.Append(report.Prediction).Where(f => f.Severity != DriftSeverity.Ok)
+                .OrderByDescending(f => f.Severity).ThenByDescending(f => double.IsFinite(f.Psi) ? f.Psi : 0).ToArray();
+            var text = drifting.Length == 0
+                ? "no feature drifts"
+                : string.Join("; ", drifting.Select(Describe));
+            if (!Console.IsErrorRedirected) Console.Error.WriteLine();
+            Console.Error.WriteLine($"drift window {drift.WindowsClosed} ({report.Events:N0} events): {text}");
+        }
     }
+
+    private static string Describe(FeatureDrift f)
+    {
+        var test = double.IsFinite(f.Ks)
+            ? string.Create(CultureInfo.InvariantCulture, $"ks {f.Ks:0.00}")
+            : string.Create(CultureInfo.InvariantCulture, $"chi2 p {f.ChiSquaredPValue:0.0E+0}");
+        return string.Create(CultureInfo.InvariantCulture, $"{f.Severity.ToString().ToUpperInvariant()} {f.Name} psi {f.Psi:0.00} {test}");
+    }
+
+    private static long _driftWindowsShown;
+    private const string DriftTopic = "drift-reports";
 }

@@ -41,7 +41,7 @@ public static class DevCommands
             {
                 Brokers = parse.GetValue(brokers),
                 RegistryPort = parse.GetValue(registryPort),
-                Topics = new() { ["payments"] = p, ["predictions"] = p, ["payments.dlq"] = 1 },
+                Topics = new() { ["payments"] = p, ["predictions"] = p, ["payments.dlq"] = 1, ["drift-reports"] = 1 },
             }, ct).ConfigureAwait(false);
             if (parse.GetValue(seed))
             {
@@ -122,18 +122,20 @@ public static class DevCommands
         var batch = new Option<int>("--max-batch") { Description = "Pipeline:MaxBatchSize.", DefaultValueFactory = _ => 256 };
         var partitions = new Option<int>("--partitions") { Description = "Partitions of the input topic.", DefaultValueFactory = _ => 6 };
         var quiet = new Option<bool>("--quiet") { Description = "No live view; only the final JSON line." };
+        var driftAt = new Option<int?>("--drift-at") { Description = "Shift the synthetic world at event K (higher amounts, more online payments) to show drift detection." };
+        var driftWindow = new Option<int>("--drift-window") { Description = "Drift:WindowEvents: events per drift window.", DefaultValueFactory = _ => 2000 };
         var command = new Command("demo", "Dev services + synthetic upstream producer + processor + prediction reader, with a live view. " +
                                           "Uses KAFKA_BOOTSTRAP_SERVERS / SCHEMA_REGISTRY_URL / REDIS_URL when set, embedded services otherwise.")
         {
-            events, rate, badRate, batch, partitions, quiet,
+            events, rate, badRate, batch, partitions, quiet, driftAt, driftWindow,
         };
         command.SetAction((parse, ct) => DemoRunner.RunAsync(new DemoSettings(parse.GetValue(events), parse.GetValue(rate), parse.GetValue(badRate),
-            parse.GetValue(batch), parse.GetValue(partitions), parse.GetValue(quiet)), ct));
+            parse.GetValue(batch), parse.GetValue(partitions), parse.GetValue(quiet), parse.GetValue(driftAt), parse.GetValue(driftWindow)), ct));
         return command;
     }
 }
 
-public sealed record DemoSettings(int? Events, double Rate, double BadRate, int MaxBatch, int Partitions, bool Quiet);
+public sealed record DemoSettings(int? Events, double Rate, double BadRate, int MaxBatch, int Partitions, bool Quiet, int? DriftAt = null, int DriftWindow = 2000);
 
 public sealed record ProduceResult(int Produced, int Malformed, int Failed, double ElapsedSeconds);
 
@@ -141,7 +143,7 @@ public sealed record DemoResult(
     int Produced, int Predicted, int DeadLettered, int Lost, long Duplicates, int Mismatched,
     double ElapsedSeconds, double EventsPerSecond, long Batches, double MeanBatchSize,
     double LatencyP50Ms, double LatencyP95Ms, double LatencyP99Ms,
-    Dictionary<string, int> DeadLettersByReason, string Model);
+    Dictionary<string, int> DeadLettersByReason, string Model, long DriftWindows, string[] DriftAlertsInLastWindow);
 
 [JsonSourceGenerationOptions(PropertyNamingPolicy = JsonKnownNamingPolicy.CamelCase)]
 [JsonSerializable(typeof(DevEndpoints))]

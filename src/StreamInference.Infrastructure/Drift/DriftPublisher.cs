@@ -1,0 +1,109 @@
+using System.Globalization;
+using Confluent.Kafka;
+using Microsoft.Extensions.Logging;
+using Prometheus;
+using StreamInference.Core.Drift;
+using StreamInference.Core.Pipeline;
+
+namespace StreamInference.Infrastructure.Drift;
+
+/// <summary>
+/// Feeds scored batches to the <see cref="DriftMonitor"/> (score stage, allocation-free) and, per closed
+/// window, publishes the report to the drift topic (keyed by model), sets the Prometheus gauges
+/// <c>streaminference_drift{feature,statistic}</c> and <c>streaminference_drift_severity{feature}</c>,
+/// and logs every feature whose statistics crossed a threshold.
+/// </summary>
+public sealed partial class DriftPublisher : IPipelineObserver
+{
+    private readonly DriftMonitor _monitor;
+    private readonly int _scoreIndex;
+    private readonly IProducer<byte[], byte[]>? _producer;
+    private readonly string _topic;
+    private readonly DriftReportWriter _writer;
+    private readonly byte[] _key;
+    private readonly ILogger _log;
+    private readonly Gauge _statistic;
+    private readonly Gauge _severity;
+    private readonly Counter _windows;
+    private readonly Counter _publishFailures;
+
+    public DriftPublisher(DriftMonitor monitor, int scoreIndex, IProducer<byte[], byte[]>? producer, string topic, int schemaId,
+        string modelKey, IMetricFactory metrics, ILogger log)
+    {
+        _monitor = monitor;
+        _scoreIndex = scoreIndex;
+        _producer = producer;
+        _topic = topic;
+        _writer = new DriftReportWriter(schemaId);
+        _key = System.Text.Encoding.UTF8.GetBytes(modelKey);
+        _log = log;
+        _statistic = metrics.CreateGauge("streaminference_drift", "Drift statistic of the last closed window, per feature ('prediction' = the score).", ["feature", "statistic"]);
+        _severity = metrics.CreateGauge("streaminference_drift_severity", "Drift severity of the last closed window: 0 ok, 1 warn, 2 alert.", ["feature"]);
+        _windows = metrics.CreateCounter("streaminference_drift_windows_total", "Drift windows closed and reported.");
+        _publishFailures = metrics.CreateCounter("streaminference_drift_publish_failures_total", "Drift reports the producer failed to deliver.");
+        monitor.WindowClosed += OnWindowClosed;
+    }
+
+    public DriftMonitor Monitor => _monitor;
+
+    public void OnBatchScored(EventBatch batch, TimeSpan score) => _monitor.Observe(batch, _scoreIndex);
+    public void OnBatchAssembled(EventBatch batch, TimeSpan decode, TimeSpan enrich) { }
+    public void OnBatchPublished(EventBatch batch, TimeSpan publish) { }
+    public void OnBatchDelivered(EventBatch batch, long nowMs) { }
+    public void OnRetry(string stage, Exception error) { }
+
+    private void OnWindowClosed(DriftReport report)
+    {
+        _windows.Inc();
+        foreach (var f in report.Features.Append(report.Prediction))
+        {
+            Set(f.Name, "psi", f.Psi);
+            Set(f.Name, "ks", f.Ks);
+            Set(f.Name, "ks_p_value", f.KsPValue);
+            Set(f.Name, "js_distance", f.JsDistance);
+            Set(f.Name, "chi_squared", f.ChiSquared);
+            Set(f.Name, "chi_squared_p_value", f.ChiSquaredPValue);
+            Set(f.Name, "missing_rate", f.MissingRate);
+            _severity.WithLabels(f.Name).Set((int)f.Severity);
+            if (f.Severity != DriftSeverity.Ok)
+                Log.Drift(_log, f.Severity.ToString().ToUpperInvariant(), f.Name, report.Events, string.Join(", ", f.Breaches.Select(b => Describe(f, b))));
+        }
+        if (_producer is null) return;
+        try
+        {
+            _producer.Produce(_topic, new Message<byte[], byte[]> { Key = _key, Value = _writer.Encode(report) }, r =>
+            {
+                if (r.Error.IsError) { _publishFailures.Inc(); Log.PublishFailed(_log, _topic, r.Error.Reason); }
+            });
+        }
+        catch (ProduceException<byte[], byte[]> e)
+        {
+            _publishFailures.Inc();
+            Log.PublishFailed(_log, _topic, e.Error.Reason);
+        }
+    }
+
+    private void Set(string feature, string statistic, double value)
+    {
+        if (double.IsFinite(value)) _statistic.WithLabels(feature, statistic).Set(value);
+    }
+
+    private static string Describe(FeatureDrift f, string statistic) => statistic switch
+    {
+        "psi" => string.Create(CultureInfo.InvariantCulture, $"psi {f.Psi:0.###}"),
+        "js" => string.Create(CultureInfo.InvariantCulture, $"js {f.JsDistance:0.###}"),
+        "ks" => string.Create(CultureInfo.InvariantCulture, $"ks {f.Ks:0.###} (p {f.KsPValue:0.##E+0})"),
+        "chi_squared" => string.Create(CultureInfo.InvariantCulture, $"chi2 {f.ChiSquared:0.#} (p {f.ChiSquaredPValue:0.##E+0})"),
+        "missing_rate" => string.Create(CultureInfo.InvariantCulture, $"missing {f.MissingRate:P1} vs {f.ReferenceMissingRate:P1}"),
+        _ => statistic,
+    };
+
+    private static partial class Log
+    {
+        [LoggerMessage(EventId = 40, Level = LogLevel.Warning, Message = "Drift {Severity}: {Feature} over {Events} events: {Breaches}")]
+        public static partial void Drift(ILogger logger, string severity, string feature, long events, string breaches);
+
+        [LoggerMessage(EventId = 41, Level = LogLevel.Warning, Message = "Drift report not delivered to {Topic}: {Reason}")]
+        public static partial void PublishFailed(ILogger logger, string topic, string reason);
+    }
+}
