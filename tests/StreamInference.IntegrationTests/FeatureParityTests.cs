@@ -124,6 +124,7 @@ public sealed class FeatureParityTests(ServicesFixture services, ITestOutputHelp
         Model = new ModelOptions { Repository = models, Name = modelName, Version = "1" },
         Features = new FeatureOptions { Definition = definition, ReaderSchema = Path.Combine(Base, "schemas", "payment-event.avsc") },
         Pipeline = new PipelineSettings { MaxBatchSize = 64 },
+        Drift = new DriftOptions { Enabled = false },
     };
 
     /// <summary>Runs a processor until its observer saw <paramref name="expected"/> events; returns its metrics.</summary>

@@ -42,6 +42,7 @@ public sealed class PipelineTests(ServicesFixture services, ITestOutputHelper ou
                 Definition = Path.Combine(Base, "schemas", "features", "card_payments.yaml"),
                 ReaderSchema = Path.Combine(Base, "schemas", "payment-event.avsc"),
             },
+            Drift = new DriftOptions { Enabled = false },   // DriftTests cover it
         };
         pipeline?.Invoke(o.Pipeline);
         return o;

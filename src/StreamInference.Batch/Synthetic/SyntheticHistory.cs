@@ -6,10 +6,10 @@ namespace StreamInference.Batch.Synthetic;
 /// <summary>Shape of a synthetic history.</summary>
 public sealed record HistoryOptions
 {
-    public int Events { get; init; } = 200_000;
+    public int Events { get; init; } = 300_000;
     public int Seed { get; init; } = 42;
     public DateTimeOffset End { get; init; } = new(2026, 3, 1, 0, 0, 0, TimeSpan.Zero);
-    public TimeSpan Span { get; init; } = TimeSpan.FromDays(60);
+    public TimeSpan Span { get; init; } = TimeSpan.FromDays(90);
     /// <summary>Share of events that reach the broker after a delay of up to 90 s (out of order, usually within the lateness).</summary>
     public double DelayedShare { get; init; } = 0.03;
     /// <summary>Share of events delayed 3–10 minutes (typically beyond the allowed lateness).</summary>

@@ -36,10 +36,12 @@ public sealed class TrainingSet
 
     public ReadOnlySpan<float> Row(int i) => Features.AsSpan(i * Width, Width);
 
-    public static async Task WriteAsync(string path, EventHistory history, FeatureRows rows, CancellationToken ct = default)
+    /// <summary>Writes the rows of <paramref name="history"/> from <paramref name="fromMs"/> on (earlier ones are the warm-up).</summary>
+    public static async Task<int> WriteAsync(string path, EventHistory history, FeatureRows rows, long fromMs = long.MinValue, CancellationToken ct = default)
     {
         var plan = history.Plan;
-        var n = history.Count;
+        var keep = Enumerable.Range(0, history.Count).Where(i => history.TimeMs(i) >= fromMs).ToArray();
+        var n = keep.Length;
         var fields = new List<DataField>
         {
             new DataField<string>(IdColumn), new DataField<long>(TimeColumn), new DataField<string>(EntityColumn),
@@ -59,19 +61,21 @@ public sealed class TrainingSet
         {
             var m = Math.Min(rowGroup, n - start);
             using var rg = writer.CreateRowGroup();
-            await rg.WriteAsync(fields[0], Enumerable.Range(start, m).Select(history.Id).ToArray()).ConfigureAwait(false);
-            await rg.WriteAsync<long>(fields[1], Enumerable.Range(start, m).Select(history.TimeMs).ToArray()).ConfigureAwait(false);
-            await rg.WriteAsync(fields[2], Enumerable.Range(start, m).Select(history.EntityKey).ToArray()).ConfigureAwait(false);
-            await rg.WriteAsync<double>(fields[3], Enumerable.Range(start, m).Select(i => double.IsFinite(history.Label(i)) ? history.Label(i) : (double?)null).ToArray()).ConfigureAwait(false);
-            await rg.WriteAsync<long>(fields[4], rows.DefaultedMask.AsMemory(start, m)).ConfigureAwait(false);
-            await rg.WriteAsync<bool>(fields[5], rows.Late.AsMemory(start, m)).ConfigureAwait(false);
+            var slice = keep.AsSpan(start, m).ToArray();
+            await rg.WriteAsync(fields[0], slice.Select(history.Id).ToArray()).ConfigureAwait(false);
+            await rg.WriteAsync<long>(fields[1], slice.Select(history.TimeMs).ToArray()).ConfigureAwait(false);
+            await rg.WriteAsync(fields[2], slice.Select(history.EntityKey).ToArray()).ConfigureAwait(false);
+            await rg.WriteAsync<double>(fields[3], slice.Select(i => double.IsFinite(history.Label(i)) ? history.Label(i) : (double?)null).ToArray()).ConfigureAwait(false);
+            await rg.WriteAsync<long>(fields[4], slice.Select(i => rows.DefaultedMask[i]).ToArray()).ConfigureAwait(false);
+            await rg.WriteAsync<bool>(fields[5], slice.Select(i => rows.Late[i]).ToArray()).ConfigureAwait(false);
             var column = new float[m];
             for (var f = 0; f < plan.FeatureCount; f++)
             {
-                for (var i = 0; i < m; i++) column[i] = rows.Values[(start + i) * plan.FeatureCount + f];
+                for (var i = 0; i < m; i++) column[i] = rows.Values[slice[i] * plan.FeatureCount + f];
                 await rg.WriteAsync<float>(fields[6 + f], column).ConfigureAwait(false);
             }
         }
+        return n;
     }
 
     public static async Task<TrainingSet> ReadAsync(string path, CancellationToken ct = default)

@@ -94,6 +94,24 @@ public sealed class FeaturePlan
     public int EntityKeySlot { get; init; }
 
     public int FeatureCount => Features.Count;
+
+    /// <summary>
+    /// How much history every feature needs before its value is complete: the longest window (plus
+    /// lateness and a bucket) or lookup window (plus refresh and label delay). Training rows earlier than
+    /// this after the start of a history see truncated windows, unlike anything served live.
+    /// </summary>
+    public long WarmupMs
+    {
+        get
+        {
+            long warmup = 0;
+            foreach (var w in Windows) warmup = Math.Max(warmup, w.SizeMs + AllowedLatenessMs + Series[w.Series].BucketMs);
+            foreach (var l in Lookups)
+                foreach (var d in l.Definitions)
+                    warmup = Math.Max(warmup, d.WindowMs + d.BucketMs + l.RefreshMs + (d.OfLabel ? LabelKnownAfterMs : 0));
+            return warmup;
+        }
+    }
     public int WindowCount => Windows.Count;
 
     public int IndexOf(string featureName)

@@ -15,7 +15,7 @@ namespace StreamInference.DevServices.Synthetic;
 public static class WarmStart
 {
     /// <summary>Events per day of the default synthetic history (the example model's training history has the same density).</summary>
-    public const double EventsPerDay = 200_000 / 60.0;
+    public const double EventsPerDay = 300_000 / 90.0;
 
     public static async Task<MaterializeReport> MaterializeAsync(IDatabase db, FeaturePlan plan, int seed, int? events = null,
         TimeSpan? span = null, CancellationToken cancellationToken = default)

@@ -53,8 +53,8 @@ public static class BatchCommands
     {
         var features = FeaturesOption();
         var output = new Option<string>("--out") { Description = "Parquet file to write.", DefaultValueFactory = _ => DefaultHistory };
-        var events = new Option<int>("--events") { Description = "Number of events.", DefaultValueFactory = _ => 200_000 };
-        var days = new Option<int>("--days") { Description = "Length of the history in days.", DefaultValueFactory = _ => 60 };
+        var events = new Option<int>("--events") { Description = "Number of events.", DefaultValueFactory = _ => 300_000 };
+        var days = new Option<int>("--days") { Description = "Length of the history in days.", DefaultValueFactory = _ => 90 };
         var end = new Option<DateTimeOffset>("--end") { Description = "Event time the history ends at (UTC).", DefaultValueFactory = _ => new HistoryOptions().End };
         var seed = new Option<int>("--seed") { Description = "Generator seed (the live producer uses 7 for the same cards and merchants only with the same seed).", DefaultValueFactory = _ => 42 };
         var command = new Command("history", "Write a synthetic card-payment history with fraud labels (Parquet, arrival order, some events out of order or late).")
@@ -91,11 +91,12 @@ public static class BatchCommands
         var schema = new Option<string>("--schema") { Description = "Reader schema for --topic.", DefaultValueFactory = _ => "schemas/payment-event.avsc" };
         var labels = new Option<string?>("--labels") { Description = "For --topic: Parquet file with the event id column and the label column, joined by event id." };
         var output = new Option<string>("--out") { Description = "Training set to write (Parquet).", DefaultValueFactory = _ => DefaultTrainingSet };
+        var includeWarmup = new Option<bool>("--include-warmup") { Description = "Also write the rows of the history's first stretch (its longest window), whose windows and lookups are still filling." };
         var command = new Command("backfill",
             "Compute point-in-time-correct feature vectors for a history (Parquet file or topic) with the streaming path's feature code, " +
             "and write them with labels as a Parquet training set.")
         {
-            features, history, topic, bootstrap, registry, schema, labels, output,
+            features, history, topic, bootstrap, registry, schema, labels, output, includeWarmup,
         };
         command.SetAction((parse, ct) => Guard(async () =>
         {
@@ -108,11 +109,13 @@ public static class BatchCommands
             using (var progress = new ConsoleProgress("backfill", events.Count))
                 rows = PointInTimeFeatures.Compute(events, timeline, progress, order);
             var path = parse.GetValue(output)!;
-            await TrainingSet.WriteAsync(path, events, rows, ct).ConfigureAwait(false);
+            var from = parse.GetValue(includeWarmup) ? long.MinValue : events.MinTimeMs + plan.WarmupMs;
+            var written = await TrainingSet.WriteAsync(path, events, rows, from, ct).ConfigureAwait(false);
+            if (written == 0) throw new InvalidDataException($"The history spans less than the feature set's warm-up ({Durations.Format(plan.WarmupMs)}); nothing to write (--include-warmup writes it anyway).");
             var defaulted = new Dictionary<string, double>();
             for (var f = 0; f < plan.FeatureCount; f++)
                 defaulted[plan.Features[f].Name] = Math.Round(rows.DefaultedPerFeature[f] / (double)Math.Max(1, rows.Count), 4);
-            Console.Out.WriteLine(JsonSerializer.Serialize(new BackfillResult(path, rows.Count, rows.LateEvents, rows.StaleLookups,
+            Console.Out.WriteLine(JsonSerializer.Serialize(new BackfillResult(path, written, rows.Count - written, rows.LateEvents, rows.StaleLookups,
                 timeline.SnapshotCount, Iso(events.MinTimeMs), Iso(events.MaxTimeMs), defaulted, Math.Round(clock.Elapsed.TotalSeconds, 2)), BatchJson.Default.BackfillResult));
             return 0;
         }));
@@ -279,7 +282,7 @@ public static class BatchCommands
 }
 
 public sealed record HistoryResult(string Path, int Events, string From, string To);
-public sealed record BackfillResult(string Path, int Rows, long LateEvents, long StaleLookups, int LookupSnapshots, string From, string To,
+public sealed record BackfillResult(string Path, int Rows, int WarmupRowsSkipped, long LateEvents, long StaleLookups, int LookupSnapshots, string From, string To,
     Dictionary<string, double> DefaultedRate, double ElapsedSeconds);
 public sealed record MaterializeResult(long LookupHashes, long WindowEntities, string AsOf);
 public sealed record TrainResult(string ModelDirectory, string Name, string Version, int TrainRows, int TestRows, double TrainAuc, double TestAuc, double FraudRate, string SplitAt);
