@@ -11,6 +11,7 @@ var root = new RootCommand("StreamInference: Kafka events in, ONNX Runtime predi
     BatchCommands.Materialize(),
     BatchCommands.Train(),
     BatchCommands.Profile(),
+    BatchCommands.Drift(),
 };
 return await root.Parse(args).InvokeAsync();
 

@@ -14,6 +14,8 @@ public sealed record HistoryOptions
     public double DelayedShare { get; init; } = 0.03;
     /// <summary>Share of events delayed 3–10 minutes (typically beyond the allowed lateness).</summary>
     public double VeryLateShare { get; init; } = 0.003;
+    /// <summary>From this event (in time order) on, the generator is shifted (<see cref="PaymentGenerator.Shifted"/>).</summary>
+    public int? DriftAt { get; init; }
 }
 
 /// <summary>
@@ -31,6 +33,7 @@ public static class SyntheticHistory
         var events = new (PaymentEvent Event, long ArrivalMs)[options.Events];
         for (var i = 0; i < events.Length; i++)
         {
+            if (i == options.DriftAt) generator.Shifted = true;
             var e = generator.Next(start + options.Span * ((double)i / events.Length), shapeHourOfDay: true);
             var t = e.EventTime.ToUnixTimeMilliseconds();
             var u = random.NextDouble();

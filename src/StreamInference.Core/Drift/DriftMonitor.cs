@@ -47,8 +47,14 @@ public sealed record DriftReport(
 /// <summary>Counts of one feature over the reference profile's bins (plus an "other" bin for unseen categories).</summary>
 public sealed class BinnedCounts
 {
+    private const int LinearSearchEdges = 16;
     private readonly double[] _edges;
     private readonly double[] _categories;
+    // Integer categories in a small range map through a table; others use a binary search.
+    private readonly int[]? _table;
+    private readonly double _tableMin;
+    private readonly long[] _counts;
+    private long _total;
 
     public BinnedCounts(DistributionProfile reference)
     {
@@ -60,35 +66,55 @@ public sealed class BinnedCounts
         var bins = IsCategorical ? _categories.Length + 1 : _edges.Length + 1;
         Expected = new double[bins];
         reference.BinShares.AsSpan(0, Math.Min(reference.BinShares.Length, bins)).CopyTo(Expected);
-        Counts = new long[bins];
+        _counts = new long[bins];
+        if (IsCategorical && _categories.Length > 0 && _categories.All(c => c == Math.Floor(c))
+            && _categories[^1] - _categories[0] < 256)
+        {
+            _tableMin = _categories[0];
+            _table = new int[(int)(_categories[^1] - _tableMin) + 1];
+            Array.Fill(_table, _categories.Length);
+            for (var i = 0; i < _categories.Length; i++) _table[(int)(_categories[i] - _tableMin)] = i;
+        }
     }
 
     public DistributionProfile Reference { get; }
     public bool IsCategorical { get; }
     public double[] Expected { get; }
-    public long[] Counts { get; }
+    public long[] Counts => _counts;
     public long Missing { get; set; }
-    public long Total { get; private set; }
+    public long Total => _total;
 
-    public void Add(double value)
+    /// <summary>The bin of a value: edges at or below it (continuous), its category's position or "other" (categorical).</summary>
+    public int BinOf(double value)
     {
-        Total++;
+        if (_table is { } table)
+        {
+            var d = value - _tableMin;
+            return d >= 0 && d < table.Length && d == Math.Floor(d) ? table[(int)d] : _categories.Length;
+        }
         if (IsCategorical)
         {
             var i = Array.BinarySearch(_categories, value);
-            Counts[i >= 0 ? i : _categories.Length]++;
+            return i >= 0 ? i : _categories.Length;
         }
-        else
-        {
-            Counts[(int)FeatureVectorAssembler.Bucket(_edges, value)]++;
-        }
+        var edges = _edges;
+        if (edges.Length > LinearSearchEdges) return (int)FeatureVectorAssembler.Bucket(edges, value);
+        var bin = 0;
+        for (var i = 0; i < edges.Length; i++) bin += value >= edges[i] ? 1 : 0;
+        return bin;
+    }
+
+    public void Add(double value)
+    {
+        _total++;
+        _counts[BinOf(value)]++;
     }
 
     public void Clear()
     {
-        Array.Clear(Counts);
+        Array.Clear(_counts);
         Missing = 0;
-        Total = 0;
+        _total = 0;
     }
 }
 

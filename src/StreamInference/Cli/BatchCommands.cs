@@ -57,9 +57,10 @@ public static class BatchCommands
         var days = new Option<int>("--days") { Description = "Length of the history in days.", DefaultValueFactory = _ => 90 };
         var end = new Option<DateTimeOffset>("--end") { Description = "Event time the history ends at (UTC).", DefaultValueFactory = _ => new HistoryOptions().End };
         var seed = new Option<int>("--seed") { Description = "Generator seed (the live producer uses 7 for the same cards and merchants only with the same seed).", DefaultValueFactory = _ => 42 };
+        var driftAt = new Option<int?>("--drift-at") { Description = "Shift the synthetic world from event K on (higher amounts, more online payments)." };
         var command = new Command("history", "Write a synthetic card-payment history with fraud labels (Parquet, arrival order, some events out of order or late).")
         {
-            features, output, events, days, end, seed,
+            features, output, events, days, end, seed, driftAt,
         };
         command.SetAction((parse, ct) => Guard(async () =>
         {
@@ -71,6 +72,7 @@ public static class BatchCommands
                 history = SyntheticHistory.Generate(plan, new HistoryOptions
                 {
                     Events = parse.GetValue(events), Seed = parse.GetValue(seed), End = parse.GetValue(end), Span = TimeSpan.FromDays(parse.GetValue(days)),
+                    DriftAt = parse.GetValue(driftAt),
                 }, progress);
             }
             var path = parse.GetValue(output)!;
@@ -278,6 +280,93 @@ public static class BatchCommands
         return command;
     }
 
+    public static Command Drift()
+    {
+        var features = FeaturesOption();
+        var model = new Option<string>("--model") { Description = "Model version directory holding model.onnx, manifest.json and " + ReferenceProfile.FileName + ".", DefaultValueFactory = _ => DefaultModel };
+        var set = new Option<string?>("--training-set") { Description = "Compare a training set (features already computed)." };
+        var history = new Option<string?>("--history") { Description = "Compare a Parquet history (features computed here, point in time)." };
+        var topic = new Option<string?>("--topic") { Description = "Compare a topic read from its beginning (features computed here)." };
+        var bootstrap = new Option<string?>("--bootstrap-servers") { Description = "For --topic (default: env KAFKA_BOOTSTRAP_SERVERS)." };
+        var registry = new Option<string?>("--schema-registry-url") { Description = "For --topic (default: env SCHEMA_REGISTRY_URL)." };
+        var schema = new Option<string>("--schema") { Description = "Reader schema for --topic.", DefaultValueFactory = _ => "schemas/payment-event.avsc" };
+        var alpha = new Option<double>("--alpha") { Description = "Significance level of the KS / chi-squared tests.", DefaultValueFactory = _ => 0.01 };
+        var json = new Option<bool>("--json") { Description = "Print the report as JSON instead of a table." };
+        var failOnAlert = new Option<bool>("--fail-on-alert") { Description = "Exit with code 3 when any feature or the score is at ALERT (for pipelines)." };
+        var command = new Command("drift",
+            "Compare a sample (training set, Parquet history or topic) with a model's reference profile: PSI, KS (binned, p-value), " +
+            "Jensen-Shannon distance, chi-squared for categoricals and missing rates, per feature and for the score.")
+        {
+            features, model, set, history, topic, bootstrap, registry, schema, alpha, json, failOnAlert,
+        };
+        command.SetAction((parse, ct) => Guard(async () =>
+        {
+            var plan = LoadPlan(parse, features);
+            var dir = parse.GetValue(model)!;
+            var profilePath = Path.Combine(dir, ReferenceProfile.FileName);
+            if (!File.Exists(profilePath)) throw new FileNotFoundException($"No reference profile at '{profilePath}' (run 'streaminference profile').", profilePath);
+            var profile = ReferenceProfile.Load(profilePath);
+            using var scorer = new OnnxScorer(dir, plan);
+
+            float[] values;
+            long[] masks;
+            if (parse.GetValue(set) is { } setPath)
+            {
+                if (parse.GetValue(history) is not null || parse.GetValue(topic) is not null) throw new ArgumentException("Give one of --training-set, --history or --topic.");
+                var data = await TrainingSet.ReadAsync(setPath, ct).ConfigureAwait(false);
+                if (data.FeatureSet != plan.Name || data.FeatureSetVersion != plan.Version)
+                    throw new InvalidDataException($"{setPath} was built with feature set '{data.FeatureSet}' v{data.FeatureSetVersion}, not '{plan.Name}' v{plan.Version}.");
+                (values, masks) = (data.Features, data.DefaultedMask);
+            }
+            else
+            {
+                var events = await LoadHistoryAsync(parse, plan, history, topic, bootstrap, registry, schema, new Option<string?>("--labels"), ct).ConfigureAwait(false);
+                var order = events.EventTimeOrder();
+                FeatureRows rows;
+                using (var progress = new ConsoleProgress("features", events.Count))
+                    rows = PointInTimeFeatures.Compute(events, LookupTimeline.Compute(events, events.MaxTimeMs + 1, order), progress, order);
+                (values, masks) = (rows.Values, rows.DefaultedMask);
+            }
+            var count = masks.Length;
+            if (count == 0) throw new InvalidDataException("The sample is empty.");
+
+            var monitor = new DriftMonitor(profile, plan, new DriftThresholds { Alpha = parse.GetValue(alpha) },
+                new DriftWindowing { WindowEvents = int.MaxValue, MinWindowEvents = 1 });
+            var batch = new EventBatch(plan, 4096, scorer.OutputWidth);
+            using (var progress = new ConsoleProgress("score", count))
+            {
+                for (var start = 0; start < count; start += batch.Capacity)
+                {
+                    var n = Math.Min(batch.Capacity, count - start);
+                    values.AsSpan(start * plan.FeatureCount, n * plan.FeatureCount).CopyTo(batch.Features);
+                    batch.OkCount = n;
+                    scorer.Score(batch);
+                    for (var k = 0; k < n; k++) monitor.Observe(batch.FeatureRow(k), masks[start + k], batch.ScoreRow(k)[scorer.PrimaryScoreIndex]);
+                    progress.Report(start + n);
+                }
+            }
+            var report = monitor.Close();
+            if (parse.GetValue(json)) Console.Out.WriteLine(JsonSerializer.Serialize(report, BatchJson.Default.DriftReport));
+            else PrintTable(report);
+            return parse.GetValue(failOnAlert) && report.MaxSeverity == DriftSeverity.Alert ? 3 : 0;
+        }));
+        return command;
+    }
+
+    private static void PrintTable(DriftReport report)
+    {
+        static string N(double v, string format) => double.IsFinite(v) ? v.ToString(format, CultureInfo.InvariantCulture) : "-";
+        var o = Console.Out;
+        o.WriteLine($"{report.Model}@{report.ModelVersion} vs {report.Events:N0} events (feature set {report.FeatureSet} v{report.FeatureSetVersion})");
+        o.WriteLine($"{"feature",-28} {"kind",-11} {"missing",8} {"ref",7} {"psi",8} {"ks",7} {"ks p",9} {"js",7} {"chi2",10} {"chi2 p",9}  severity");
+        foreach (var f in report.Features.Append(report.Prediction))
+        {
+            o.WriteLine($"{f.Name,-28} {f.Kind,-11} {N(f.MissingRate, "0.0%"),8} {N(f.ReferenceMissingRate, "0.0%"),7} {N(f.Psi, "0.0000"),8} {N(f.Ks, "0.000"),7} " +
+                        $"{N(f.KsPValue, "0.0E+0"),9} {N(f.JsDistance, "0.000"),7} {N(f.ChiSquared, "0.0"),10} {N(f.ChiSquaredPValue, "0.0E+0"),9}  " +
+                        $"{f.Severity.ToString().ToUpperInvariant()}{(f.Breaches.Count > 0 ? " (" + string.Join(", ", f.Breaches) + ")" : "")}");
+        }
+    }
+
     private static string Iso(long ms) => DateTimeOffset.FromUnixTimeMilliseconds(ms).ToString("yyyy-MM-ddTHH:mm:ss.fffZ", CultureInfo.InvariantCulture);
 }
 
@@ -288,10 +377,12 @@ public sealed record MaterializeResult(long LookupHashes, long WindowEntities, s
 public sealed record TrainResult(string ModelDirectory, string Name, string Version, int TrainRows, int TestRows, double TrainAuc, double TestAuc, double FraudRate, string SplitAt);
 public sealed record ProfileResult(string Path, long Rows, int Features, double MeanScore, double[] ScoreDeciles);
 
-[JsonSourceGenerationOptions(PropertyNamingPolicy = JsonKnownNamingPolicy.CamelCase)]
+[JsonSourceGenerationOptions(PropertyNamingPolicy = JsonKnownNamingPolicy.CamelCase, NumberHandling = JsonNumberHandling.AllowNamedFloatingPointLiterals,
+    UseStringEnumConverter = true)]
 [JsonSerializable(typeof(HistoryResult))]
 [JsonSerializable(typeof(BackfillResult))]
 [JsonSerializable(typeof(MaterializeResult))]
 [JsonSerializable(typeof(TrainResult))]
 [JsonSerializable(typeof(ProfileResult))]
+[JsonSerializable(typeof(DriftReport))]
 public sealed partial class BatchJson : JsonSerializerContext;
