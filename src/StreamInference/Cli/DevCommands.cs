@@ -73,10 +73,11 @@ public static class DevCommands
         var rate = new Option<double>("--rate") { Description = "Events per second (0 = as fast as possible).", DefaultValueFactory = _ => 0 };
         var badRate = new Option<double>("--bad-rate") { Description = "Fraction of deliberately malformed records (0..1).", DefaultValueFactory = _ => 0 };
         var seed = new Option<int>("--seed") { Description = "Generator seed.", DefaultValueFactory = _ => 7 };
+        var driftAt = new Option<int?>("--drift-at") { Description = "Shift the synthetic world from event K on (higher amounts, more online payments)." };
         var schema = new Option<string>("--schema") { Description = "Writer schema (.avsc).", DefaultValueFactory = _ => DefaultReaderSchema };
         var command = new Command("produce", "Publish synthetic card-payment events (Avro, Confluent wire format, registered under <topic>-value).")
         {
-            bootstrap, registry, redis, topic, events, rate, badRate, seed, schema,
+            bootstrap, registry, redis, topic, events, rate, badRate, seed, schema, driftAt,
         };
         command.SetAction(async (parse, ct) =>
         {
@@ -94,7 +95,7 @@ public static class DevCommands
                 await Console.Error.WriteLineAsync("--events and --rate must be >= 0 and --bad-rate within 0..1.").ConfigureAwait(false);
                 return 2;
             }
-            var options = new ProduceOptions { Topic = parse.GetValue(topic)!, Events = n, Rate = parse.GetValue(rate), BadRate = bad, Seed = parse.GetValue(seed) };
+            var options = new ProduceOptions { Topic = parse.GetValue(topic)!, Events = n, Rate = parse.GetValue(rate), BadRate = bad, Seed = parse.GetValue(seed), DriftAt = parse.GetValue(driftAt) };
             var redisConfig = parse.GetValue(redis) ?? Environment.GetEnvironmentVariable("REDIS_URL");
             if (!string.IsNullOrEmpty(redisConfig))
             {
