@@ -172,6 +172,34 @@ public class DriftTests(Xunit.Abstractions.ITestOutputHelper output)
     }
 
     [Fact]
+    public void TimeWindows_CloseOnTime_AndSmallOnesAreNotJudged()
+    {
+        var time = new Microsoft.Extensions.Time.Testing.FakeTimeProvider(DateTimeOffset.UnixEpoch + TimeSpan.FromDays(20_000));
+        var random = new Random(8);
+        var monitor = new DriftMonitor(Reference(random), TwoFeatures,
+            windowing: new DriftWindowing { WindowSeconds = 60, MinWindowEvents = 200 }, time: time);
+        for (var i = 0; i < 100; i++) monitor.Observe([(float)(Normal(random) + 3), 2], 0, 0.5);   // few, but far off
+        monitor.CloseIfDue();
+        Assert.Equal(0, monitor.WindowsClosed);
+        time.Advance(TimeSpan.FromSeconds(60));
+        monitor.CloseIfDue();
+        var small = monitor.LastReport!;
+        Assert.Equal(1, small.Sequence);
+        Assert.Equal(100, small.Events);
+        Assert.Equal(DriftSeverity.Ok, small.Features[0].Severity);     // under MinWindowEvents: reported, not judged
+        Assert.True(double.IsNaN(small.Features[0].Psi));
+
+        for (var i = 0; i < 500; i++) monitor.Observe([(float)(Normal(random) + 3), 2], 0, 0.5);
+        time.Advance(TimeSpan.FromSeconds(61));
+        monitor.CloseIfDue();
+        Assert.Equal(2, monitor.LastReport!.Sequence);
+        Assert.Equal(DriftSeverity.Alert, monitor.LastReport.Features[0].Severity);
+        time.Advance(TimeSpan.FromSeconds(60));
+        monitor.CloseIfDue();                                             // no traffic: the window still closes, empty
+        Assert.Equal(0, monitor.LastReport!.Events);
+    }
+
+    [Fact]
     public void Monitor_RefusesAProfileOfAnotherFeatureSet()
     {
         var profile = Reference(new Random(1));

@@ -8,8 +8,6 @@ namespace StreamInference.Batch.Profiling;
 public static class ProfileBuilder
 {
     public const int Bins = 10;
-    /// <summary>Integer-valued features with at most this many distinct values are profiled as categorical.</summary>
-    public const int MaxCategories = 32;
 
     public static ReferenceProfile Build(TrainingSet set, FeaturePlan plan, double[] scores, string model, string modelVersion)
     {
@@ -48,7 +46,10 @@ public static class ProfileBuilder
         d.Max = sorted[^1];
         d.Deciles = Enumerable.Range(1, 9).Select(k => Quantile(sorted, k / 10.0)).ToArray();
         var distinct = sorted.Distinct().ToArray();
-        if (categorical || (distinct.Length <= MaxCategories && distinct.All(v => v == Math.Floor(v))))
+        // Categorical: what the transform makes categorical, and two-valued features (flags). Counts and
+        // other ordinal integers stay continuous, so a value beyond the training range lands in the
+        // open last bin (and KS measures how far it moved) instead of an "unseen category".
+        if (categorical || distinct.Length <= 2)
         {
             d.Kind = "categorical";
             d.Categories = distinct;

@@ -42,6 +42,8 @@ public sealed record DriftReport(
     IReadOnlyList<FeatureDrift> Features, FeatureDrift Prediction)
 {
     public DriftSeverity MaxSeverity => Features.Append(Prediction).Max(f => f.Severity);
+    /// <summary>1 for the monitor's first window, then 2, 3, …</summary>
+    public long Sequence { get; init; }
 }
 
 /// <summary>Counts of one feature over the reference profile's bins (plus an "other" bin for unseen categories).</summary>
@@ -62,6 +64,10 @@ public sealed class BinnedCounts
         IsCategorical = reference.Kind == "categorical";
         _edges = reference.BinEdges;
         _categories = reference.Categories;
+        for (var i = 1; i < _edges.Length; i++)
+            if (!(_edges[i] > _edges[i - 1])) throw new InvalidDataException($"Reference profile of '{reference.Name}': bin edges must be strictly ascending.");
+        for (var i = 1; i < _categories.Length; i++)
+            if (!(_categories[i] > _categories[i - 1])) throw new InvalidDataException($"Reference profile of '{reference.Name}': categories must be strictly ascending.");
         // Reference shares, with a trailing "other" bin (share 0) for categories not seen in training.
         var bins = IsCategorical ? _categories.Length + 1 : _edges.Length + 1;
         Expected = new double[bins];
@@ -194,7 +200,7 @@ public sealed class DriftMonitor
         var judge = _events >= Math.Min(_windowing.MinWindowEvents, _windowing.WindowSeconds > 0 ? _windowing.MinWindowEvents : _windowing.WindowEvents);
         var report = new DriftReport(_profile.Model, _profile.ModelVersion, _profile.FeatureSet, _profile.FeatureSetVersion,
             _windowStartMs, end, _events,
-            _features.Select(f => Evaluate(f, judge)).ToArray(), Evaluate(_prediction, judge));
+            _features.Select(f => Evaluate(f, judge)).ToArray(), Evaluate(_prediction, judge)) { Sequence = WindowsClosed + 1 };
         foreach (var f in _features) f.Clear();
         _prediction.Clear();
         _events = 0;
@@ -211,7 +217,8 @@ public sealed class DriftMonitor
         var t = _thresholds;
         var reference = c.Reference;
         var missing = c.Total == 0 ? 0 : c.Missing / (double)c.Total;
-        if (c.Total == 0 || !judge)
+        // No reference (an empty profile entry) means nothing to compare with.
+        if (c.Total == 0 || !judge || reference.Count == 0)
             return new FeatureDrift(reference.Name, reference.Kind, c.Total, missing, reference.MissingRate,
                 double.NaN, double.NaN, double.NaN, double.NaN, double.NaN, double.NaN, DriftSeverity.Ok, []);
         var psi = DriftStatistics.Psi(c.Expected, c.Counts);

@@ -13,8 +13,10 @@ namespace StreamInference.Infrastructure.Drift;
 /// <c>streaminference_drift{feature,statistic}</c> and <c>streaminference_drift_severity{feature}</c>,
 /// and logs every feature whose statistics crossed a threshold.
 /// </summary>
-public sealed partial class DriftPublisher : IPipelineObserver
+public sealed partial class DriftPublisher : IPipelineObserver, IDisposable
 {
+    private readonly Lock _gate = new();
+    private readonly Timer? _timer;
     private readonly DriftMonitor _monitor;
     private readonly int _scoreIndex;
     private readonly IProducer<byte[], byte[]>? _producer;
@@ -28,7 +30,7 @@ public sealed partial class DriftPublisher : IPipelineObserver
     private readonly Counter _publishFailures;
 
     public DriftPublisher(DriftMonitor monitor, int scoreIndex, IProducer<byte[], byte[]>? producer, string topic, int schemaId,
-        string modelKey, IMetricFactory metrics, ILogger log)
+        string modelKey, IMetricFactory metrics, ILogger log, double windowSeconds = 0)
     {
         _monitor = monitor;
         _scoreIndex = scoreIndex;
@@ -42,17 +44,39 @@ public sealed partial class DriftPublisher : IPipelineObserver
         _windows = metrics.CreateCounter("streaminference_drift_windows_total", "Drift windows closed and reported.");
         _publishFailures = metrics.CreateCounter("streaminference_drift_publish_failures_total", "Drift reports the producer failed to deliver.");
         monitor.WindowClosed += OnWindowClosed;
+        // Time windows must close even when traffic stops; the lock (per batch, not per event) keeps
+        // the timer and the score stage from touching the monitor at once.
+        if (windowSeconds > 0) _timer = new Timer(_ => { lock (_gate) _monitor.CloseIfDue(); }, null, 1000, 1000);
     }
+
+    public void Dispose() => _timer?.Dispose();
 
     public DriftMonitor Monitor => _monitor;
 
-    public void OnBatchScored(EventBatch batch, TimeSpan score) => _monitor.Observe(batch, _scoreIndex);
+    public void OnBatchScored(EventBatch batch, TimeSpan score)
+    {
+        lock (_gate) _monitor.Observe(batch, _scoreIndex);
+    }
     public void OnBatchAssembled(EventBatch batch, TimeSpan decode, TimeSpan enrich) { }
     public void OnBatchPublished(EventBatch batch, TimeSpan publish) { }
     public void OnBatchDelivered(EventBatch batch, long nowMs) { }
     public void OnRetry(string stage, Exception error) { }
 
     private void OnWindowClosed(DriftReport report)
+    {
+        // Runs on the score stage (or the window timer): reporting must never fail the pipeline.
+        try
+        {
+            Report(report);
+        }
+        catch (Exception e)
+        {
+            _publishFailures.Inc();
+            Log.ReportFailed(_log, e);
+        }
+    }
+
+    private void Report(DriftReport report)
     {
         _windows.Inc();
         foreach (var f in report.Features.Append(report.Prediction))
@@ -83,10 +107,8 @@ public sealed partial class DriftPublisher : IPipelineObserver
         }
     }
 
-    private void Set(string feature, string statistic, double value)
-    {
-        if (double.IsFinite(value)) _statistic.WithLabels(feature, statistic).Set(value);
-    }
+    // NaN (no value this window) is exported as NaN, so an old value cannot linger.
+    private void Set(string feature, string statistic, double value) => _statistic.WithLabels(feature, statistic).Set(value);
 
     private static string Describe(FeatureDrift f, string statistic) => statistic switch
     {
@@ -102,6 +124,9 @@ public sealed partial class DriftPublisher : IPipelineObserver
     {
         [LoggerMessage(EventId = 40, Level = LogLevel.Warning, Message = "Drift {Severity}: {Feature} over {Events} events: {Breaches}")]
         public static partial void Drift(ILogger logger, string severity, string feature, long events, string breaches);
+
+        [LoggerMessage(EventId = 42, Level = LogLevel.Error, Message = "Drift report could not be produced")]
+        public static partial void ReportFailed(ILogger logger, Exception error);
 
         [LoggerMessage(EventId = 41, Level = LogLevel.Warning, Message = "Drift report not delivered to {Topic}: {Reason}")]
         public static partial void PublishFailed(ILogger logger, string topic, string reason);

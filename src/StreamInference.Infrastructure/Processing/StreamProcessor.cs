@@ -82,7 +82,8 @@ public sealed partial class StreamProcessor
         var sink = new KafkaPredictionSink(producer, k.OutputTopic, k.DeadLetterTopic,
             new PredictionWriter(predictionSchemaId, scorer.ModelName, scorer.ModelVersion, scorer.PrimaryScoreIndex));
         IPipelineObserver observer = metrics;
-        if (await CreateDriftAsync(plan, scorer, modelDir, producer, registry, stop).ConfigureAwait(false) is { } drift)
+        using var drift = await CreateDriftAsync(plan, scorer, modelDir, producer, registry, stop).ConfigureAwait(false);
+        if (drift is not null)
         {
             Drift = drift.Monitor;
             observer = new CompositeObserver(observer, drift);
@@ -140,7 +141,7 @@ public sealed partial class StreamProcessor
         var schemaId = await registry.RegisterAsync($"{d.Topic}-value", DriftReportWriter.Schema, stop).ConfigureAwait(false);
         Log.DriftOn(_log, path, d.Topic, d.WindowSeconds > 0 ? $"{d.WindowSeconds} s" : $"{d.WindowEvents} events");
         return new DriftPublisher(monitor, scorer.PrimaryScoreIndex, producer, d.Topic, schemaId, $"{scorer.ModelName}@{scorer.ModelVersion}",
-            _metricFactory, _loggers.CreateLogger<DriftPublisher>());
+            _metricFactory, _loggers.CreateLogger<DriftPublisher>(), d.WindowSeconds);
     }
 
     public static ProducerConfig ProducerConfigFor(KafkaOptions k)

@@ -293,11 +293,12 @@ public static class BatchCommands
         var alpha = new Option<double>("--alpha") { Description = "Significance level of the KS / chi-squared tests.", DefaultValueFactory = _ => 0.01 };
         var json = new Option<bool>("--json") { Description = "Print the report as JSON instead of a table." };
         var failOnAlert = new Option<bool>("--fail-on-alert") { Description = "Exit with code 3 when any feature or the score is at ALERT (for pipelines)." };
+        var includeWarmup = new Option<bool>("--include-warmup") { Description = "With --history/--topic: also compare the first stretch (the longest window), which training sets leave out." };
         var command = new Command("drift",
             "Compare a sample (training set, Parquet history or topic) with a model's reference profile: PSI, KS (binned, p-value), " +
             "Jensen-Shannon distance, chi-squared for categoricals and missing rates, per feature and for the score.")
         {
-            features, model, set, history, topic, bootstrap, registry, schema, alpha, json, failOnAlert,
+            features, model, set, history, topic, bootstrap, registry, schema, alpha, json, failOnAlert, includeWarmup,
         };
         command.SetAction((parse, ct) => Guard(async () =>
         {
@@ -325,7 +326,12 @@ public static class BatchCommands
                 FeatureRows rows;
                 using (var progress = new ConsoleProgress("features", events.Count))
                     rows = PointInTimeFeatures.Compute(events, LookupTimeline.Compute(events, events.MaxTimeMs + 1, order), progress, order);
-                (values, masks) = (rows.Values, rows.DefaultedMask);
+                // The same rows backfill would put in a training set: not the warm-up stretch.
+                var from = parse.GetValue(includeWarmup) ? long.MinValue : events.MinTimeMs + plan.WarmupMs;
+                var keep = Enumerable.Range(0, events.Count).Where(i => events.TimeMs(i) >= from).ToArray();
+                values = new float[keep.Length * plan.FeatureCount];
+                for (var k = 0; k < keep.Length; k++) rows.Row(keep[k]).CopyTo(values.AsSpan(k * plan.FeatureCount));
+                masks = keep.Select(i => rows.DefaultedMask[i]).ToArray();
             }
             var count = masks.Length;
             if (count == 0) throw new InvalidDataException("The sample is empty.");

@@ -162,8 +162,9 @@ public static class DemoRunner
             audit.DeadLetters.Values.GroupBy(v => v).OrderBy(g => g.Key, StringComparer.Ordinal).ToDictionary(g => g.Key, g => g.Count()),
             "fraud-logreg",
             processor.Drift?.WindowsClosed ?? 0,
-            processor.Drift?.LastReport?.Features.Append(processor.Drift.LastReport.Prediction)
-                .Where(f => f.Severity == DriftSeverity.Alert).Select(f => f.Name).ToArray() ?? []);
+            processor.Drift?.LastReport is { } last
+                ? last.Features.Append(last.Prediction).Where(f => f.Severity == DriftSeverity.Alert).Select(f => f.Name).ToArray()
+                : []);
         Console.Out.WriteLine(JsonSerializer.Serialize(result, CliJson.Default.DemoResult));
         return lost == 0 && mismatched == 0 ? 0 : 1;
     }
@@ -183,17 +184,17 @@ public static class DemoRunner
         if (Console.IsErrorRedirected) Console.Error.WriteLine(line);
         else Console.Error.Write("\r" + line.PadRight(Math.Min(Console.WindowWidth > 0 ? Console.WindowWidth - 1 : 160, 200)));
 
-        // One line per closed drift window: which features drift, and by how much.
-        if (processor.Drift is { LastReport: { } report } drift && drift.WindowsClosed != _driftWindowsShown)
+        // The latest closed drift window, once: which features drift, and by how much.
+        if (processor.Drift?.LastReport is { } report && report.Sequence != _driftWindowsShown)
         {
-            _driftWindowsShown = drift.WindowsClosed;
+            _driftWindowsShown = report.Sequence;
             var drifting = report.Features.Append(report.Prediction).Where(f => f.Severity != DriftSeverity.Ok)
                 .OrderByDescending(f => f.Severity).ThenByDescending(f => double.IsFinite(f.Psi) ? f.Psi : 0).ToArray();
             var text = drifting.Length == 0
                 ? "no feature drifts"
                 : string.Join("; ", drifting.Select(Describe));
             if (!Console.IsErrorRedirected) Console.Error.WriteLine();
-            Console.Error.WriteLine($"drift window {drift.WindowsClosed} ({report.Events:N0} events): {text}");
+            Console.Error.WriteLine($"drift window {report.Sequence} ({report.Events:N0} events): {text}");
         }
     }
 
