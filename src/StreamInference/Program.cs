@@ -12,6 +12,7 @@ var root = new RootCommand("StreamInference: Kafka events in, ONNX Runtime predi
     BatchCommands.Train(),
     BatchCommands.Profile(),
     BatchCommands.Drift(),
+    BatchCommands.Replay(),
 };
 return await root.Parse(args).InvokeAsync();
 

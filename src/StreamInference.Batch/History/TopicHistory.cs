@@ -19,7 +19,8 @@ public static class TopicHistory
 {
     public static async Task<TopicHistoryResult> ReadAsync(
         string bootstrapServers, string topic, ISchemaRegistryClient registry, AvroSchema readerSchema, FeaturePlan plan,
-        IReadOnlyDictionary<string, double>? labels, IProgress<(long Done, long Total)>? progress = null, CancellationToken ct = default)
+        IReadOnlyDictionary<string, double>? labels, IProgress<(long Done, long Total)>? progress = null, CancellationToken ct = default,
+        IReadOnlyDictionary<int, (long Start, long End)>? ranges = null)
     {
         using var consumer = new ConsumerBuilder<byte[]?, byte[]?>(new ConsumerConfig
         {
@@ -45,10 +46,16 @@ public static class TopicHistory
         {
             var tp = new TopicPartition(topic, p.PartitionId);
             var w = consumer.QueryWatermarkOffsets(tp, TimeSpan.FromSeconds(10));
-            if (w.High.Value <= w.Low.Value) continue;
-            ends[p.PartitionId] = w.High.Value;
-            total += w.High.Value - w.Low.Value;
-            assignment.Add(new TopicPartitionOffset(tp, w.Low));
+            var (start, end) = (w.Low.Value, w.High.Value);
+            if (ranges is not null)
+            {
+                if (!ranges.TryGetValue(p.PartitionId, out var range)) continue;
+                (start, end) = (Math.Max(start, range.Start), Math.Min(end, range.End));
+            }
+            if (end <= start) continue;
+            ends[p.PartitionId] = end;
+            total += end - start;
+            assignment.Add(new TopicPartitionOffset(tp, start));
             trackers[p.PartitionId] = new PartitionOffsets(topic, p.PartitionId);
         }
         var history = new EventHistory(plan);

@@ -1,0 +1,313 @@
+using System.Diagnostics;
+using System.Text;
+using System.Text.Json;
+using System.Text.Json.Serialization;
+using Confluent.Kafka;
+using Parquet;
+using Parquet.Schema;
+using StreamInference.Batch.Features;
+using StreamInference.Batch.History;
+using StreamInference.Core.Features;
+using StreamInference.Core.Offsets;
+using StreamInference.Core.Pipeline;
+using StreamInference.Infrastructure.Avro;
+using StreamInference.Infrastructure.Kafka;
+using StreamInference.Infrastructure.Onnx;
+using AvroSchema = Avro.Schema;
+
+namespace StreamInference.Batch.Replay;
+
+public sealed record ReplayRequest
+{
+    public required string BootstrapServers { get; init; }
+    public required string Topic { get; init; }
+    /// <summary>beginning, now, an ISO-8601 time, or partition:offset pairs.</summary>
+    public required string From { get; init; }
+    public required string To { get; init; }
+    public required string ModelDirectory { get; init; }
+    public string? OutputTopic { get; init; }
+    public string? OutputParquet { get; init; }
+    /// <summary>Where progress is saved so an interrupted replay resumes (topic output).</summary>
+    public string? CheckpointPath { get; init; }
+    /// <summary>Events per second written at most (0 = unlimited), so a replay leaves room for the live processor.</summary>
+    public double Rate { get; init; }
+    /// <summary>ONNX Runtime intra-op threads (0 = ONNX Runtime decides).</summary>
+    public int Threads { get; init; }
+    public IReadOnlyDictionary<string, double>? Labels { get; init; }
+    public int CheckpointEvery { get; init; } = 2_000;
+}
+
+public sealed record ReplayPartition(int Partition, long Start, long End, long Resumed, long Events, long Predictions);
+
+public sealed record ReplaySummary(
+    string Topic, string Model, string ModelVersion, long Events, long Predictions, long DeadLettered, long SkippedAsDone,
+    long WarmupEvents, double ElapsedSeconds, double EventsPerSecond, bool Resumed, IReadOnlyList<ReplayPartition> Partitions);
+
+/// <summary>What a replay saved: enough to resume with identical output records.</summary>
+public sealed class ReplayCheckpoint
+{
+    public string Topic { get; set; } = "";
+    public string Model { get; set; } = "";
+    public string Ranges { get; set; } = "";
+    public long ScoredAtMs { get; set; }
+    public Dictionary<int, long> Next { get; set; } = [];
+}
+
+[JsonSerializable(typeof(ReplayCheckpoint))]
+internal sealed partial class ReplayJson : JsonSerializerContext;
+
+/// <summary>
+/// Replays a range of a topic through a pinned model: reads [from, to) per partition (plus the
+/// feature set's warm-up before it) with its own consumer (no group joined, nothing committed — a live
+/// processor is not disturbed), computes features as of each event's time with the batch path (never
+/// today's Redis), scores, and writes prediction records keyed by <c>eventId@modelVersion</c> with a
+/// scored-at time fixed per replay, so a rerun or a resumed run writes identical records.
+/// </summary>
+public static class ReplayRunner
+{
+    public static async Task<ReplaySummary> RunAsync(ReplayRequest request, FeaturePlan plan, AvroSchema readerSchema, ISchemaRegistryClient registry,
+        IProgress<(long Done, long Total)>? progress = null, Action<ReplayCheckpoint>? onCheckpoint = null, CancellationToken ct = default)
+    {
+        if ((request.OutputTopic is null) == (request.OutputParquet is null))
+            throw new ArgumentException("Give exactly one destination: an output topic or a Parquet file.");
+        var clock = Stopwatch.StartNew();
+        using var scorer = new OnnxScorer(request.ModelDirectory, plan, new OnnxScorerOptions { IntraOpThreads = request.Threads });
+
+        // 1. The range, per partition, and the warm-up before it.
+        Dictionary<int, (long Start, long End)> ranges;
+        Dictionary<int, long> warmStarts;
+        using (var offsets = new TopicOffsets(request.BootstrapServers, request.Topic))
+        {
+            var from = offsets.Resolve(request.From).ToDictionary(p => p.Partition, p => p.Offset);
+            var to = offsets.Resolve(request.To).ToDictionary(p => p.Partition, p => p.Offset);
+            ranges = from.Keys.ToDictionary(p => p, p => (from[p], Math.Max(from[p], to[p])));
+            warmStarts = DateTimeOffset.TryParse(request.From, System.Globalization.CultureInfo.InvariantCulture,
+                System.Globalization.DateTimeStyles.AssumeUniversal, out var fromTime)
+                ? offsets.ForTime(fromTime - TimeSpan.FromMilliseconds(plan.WarmupMs)).ToDictionary(p => p.Partition, p => p.Offset)
+                : offsets.Resolve("beginning").ToDictionary(p => p.Partition, p => p.Offset);
+        }
+        var rangeText = string.Join(",", ranges.OrderBy(r => r.Key).Select(r => $"{r.Key}:{r.Value.Start}-{r.Value.End}"));
+
+        // 2. Resume where a previous run of the same replay stopped.
+        var checkpoint = LoadCheckpoint(request.CheckpointPath);
+        var model = $"{scorer.ModelName}@{scorer.ModelVersion}";
+        var resumed = checkpoint is not null && checkpoint.Topic == request.Topic && checkpoint.Model == model && checkpoint.Ranges == rangeText;
+        if (!resumed) checkpoint = new ReplayCheckpoint
+        {
+            Topic = request.Topic, Model = model, Ranges = rangeText, ScoredAtMs = DateTimeOffset.UtcNow.ToUnixTimeMilliseconds(),
+            Next = ranges.ToDictionary(r => r.Key, r => r.Value.Start),
+        };
+
+        var resumeFrom = new Dictionary<int, long>(checkpoint!.Next);
+
+        // 3. History from the warm-up start to the end; features as of each event's time.
+        var readRanges = ranges.ToDictionary(r => r.Key, r => (Math.Min(warmStarts.GetValueOrDefault(r.Key, r.Value.Start), r.Value.Start), r.Value.End));
+        var read = await TopicHistory.ReadAsync(request.BootstrapServers, request.Topic, registry, readerSchema, plan, request.Labels,
+            null, ct, readRanges).ConfigureAwait(false);
+        var history = read.History;
+        var order = history.EventTimeOrder();
+        var rows = PointInTimeFeatures.Compute(history, LookupTimeline.Compute(history, history.MaxTimeMs + 1, order), eventTimeOrder: order);
+
+        var selected = new List<int>();
+        long skipped = 0, warmup = 0;
+        for (var i = 0; i < history.Count; i++)
+        {
+            var (start, end) = ranges[history.Partition(i)];
+            var offset = history.Offset(i);
+            if (offset < start || offset >= end) { warmup++; continue; }
+            if (offset < checkpoint!.Next[history.Partition(i)]) { skipped++; continue; }
+            selected.Add(i);
+        }
+        selected.Sort((a, b) => history.Partition(a) != history.Partition(b)
+            ? history.Partition(a).CompareTo(history.Partition(b)) : history.Offset(a).CompareTo(history.Offset(b)));
+        var inRange = ranges.Sum(r => r.Value.End - r.Value.Start);
+        var deadLettered = inRange - (selected.Count + skipped);
+
+        // 4. Score and write.
+        var perPartition = ranges.Keys.ToDictionary(p => p, _ => 0L);
+        long written;
+        if (request.OutputTopic is { } outTopic)
+        {
+            written = await WriteTopicAsync(request, outTopic, plan, scorer, registry, history, rows, selected, checkpoint!, perPartition,
+                progress, onCheckpoint, ct).ConfigureAwait(false);
+            if (request.CheckpointPath is not null) SaveCheckpoint(request.CheckpointPath, checkpoint!);
+        }
+        else
+        {
+            written = await WriteParquetAsync(request.OutputParquet!, plan, scorer, history, rows, selected, checkpoint!.ScoredAtMs, perPartition, progress, ct).ConfigureAwait(false);
+        }
+
+        var elapsed = clock.Elapsed.TotalSeconds;
+        return new ReplaySummary(request.Topic, scorer.ModelName, scorer.ModelVersion, inRange, written, Math.Max(0, deadLettered), skipped, warmup,
+            Math.Round(elapsed, 3), Math.Round((selected.Count + skipped) / Math.Max(elapsed, 1e-9), 1), resumed,
+            ranges.OrderBy(r => r.Key).Select(r => new ReplayPartition(r.Key, r.Value.Start, r.Value.End,
+                resumeFrom.GetValueOrDefault(r.Key, r.Value.Start), r.Value.End - r.Value.Start, perPartition[r.Key])).ToArray());
+    }
+
+    private static async Task<long> WriteTopicAsync(ReplayRequest request, string outTopic, FeaturePlan plan, OnnxScorer scorer, ISchemaRegistryClient registry,
+        EventHistory history, FeatureRows rows, List<int> selected, ReplayCheckpoint checkpoint, Dictionary<int, long> perPartition,
+        IProgress<(long, long)>? progress, Action<ReplayCheckpoint>? onCheckpoint, CancellationToken ct)
+    {
+        var schemaId = await registry.RegisterAsync($"{outTopic}-value", PredictionWriter.Schema, ct).ConfigureAwait(false);
+        var writer = new PredictionWriter(schemaId, scorer.ModelName, scorer.ModelVersion, scorer.PrimaryScoreIndex);
+        using var producer = new ProducerBuilder<byte[], byte[]>(new ProducerConfig
+        {
+            BootstrapServers = request.BootstrapServers, EnableIdempotence = true, LingerMs = 5, ClientId = "streaminference-replay",
+        }).Build();
+        var failed = 0;
+        string? error = null;
+        var batch = new EventBatch(plan, 1024, scorer.OutputWidth) { ScoredAtMs = checkpoint.ScoredAtMs };
+        var trackers = new Dictionary<int, PartitionOffsets>();
+        var pace = Stopwatch.StartNew();
+        long written = 0, sinceCheckpoint = 0;
+        for (var start = 0; start < selected.Count; start += batch.Capacity)
+        {
+            ct.ThrowIfCancellationRequested();
+            var n = Math.Min(batch.Capacity, selected.Count - start);
+            Fill(batch, plan, history, rows, selected, start, n, trackers);
+            scorer.Score(batch);
+            for (var k = 0; k < n; k++)
+            {
+                var key = Encoding.UTF8.GetBytes($"{batch.EventIds[k]}@{scorer.ModelVersion}");
+                var value = writer.Write(batch, k, k);
+                while (true)
+                {
+                    try
+                    {
+                        producer.Produce(outTopic, new Message<byte[], byte[]> { Key = key, Value = value }, r =>
+                        {
+                            if (r.Error.IsError) { Interlocked.Increment(ref failed); error ??= r.Error.Reason; }
+                        });
+                        break;
+                    }
+                    catch (ProduceException<byte[], byte[]> e) when (e.Error.Code == ErrorCode.Local_QueueFull)
+                    {
+                        producer.Poll(TimeSpan.FromMilliseconds(50));
+                    }
+                }
+                var i = selected[start + k];
+                perPartition[history.Partition(i)]++;
+                checkpoint.Next[history.Partition(i)] = history.Offset(i) + 1;
+                written++;
+                sinceCheckpoint++;
+                if (request.Rate > 0)
+                {
+                    var ahead = TimeSpan.FromSeconds(written / request.Rate) - pace.Elapsed;
+                    if (ahead > TimeSpan.FromMilliseconds(2)) await Task.Delay(ahead, ct).ConfigureAwait(false);
+                }
+                if (sinceCheckpoint >= request.CheckpointEvery)
+                {
+                    // Everything up to here acknowledged, then the positions saved: a crash repeats at most this stretch.
+                    producer.Flush(ct);
+                    if (failed > 0) throw new InvalidOperationException($"Replay output to '{outTopic}' failed: {error}");
+                    if (request.CheckpointPath is not null) SaveCheckpoint(request.CheckpointPath, checkpoint);
+                    onCheckpoint?.Invoke(checkpoint);
+                    sinceCheckpoint = 0;
+                    ct.ThrowIfCancellationRequested();
+                }
+            }
+            progress?.Report((start + n, selected.Count));
+        }
+        producer.Flush(ct);
+        if (failed > 0) throw new InvalidOperationException($"Replay output to '{outTopic}' failed: {error}");
+        return written;
+    }
+
+    private static void Fill(EventBatch batch, FeaturePlan plan, EventHistory history, FeatureRows rows, List<int> selected, int start, int n,
+        Dictionary<int, PartitionOffsets> trackers)
+    {
+        batch.Reset();
+        batch.Count = n;
+        batch.OkCount = n;
+        for (var k = 0; k < n; k++)
+        {
+            var i = selected[start + k];
+            var p = history.Partition(i);
+            if (!trackers.TryGetValue(p, out var tracker)) trackers[p] = tracker = new PartitionOffsets(plan.Name, p);
+            batch.Records[k] = new InputRecord(tracker, 0, history.Offset(i), null, null, history.TimeMs(i), null);
+            batch.Rows[k] = k;
+            batch.EventIds[k] = history.Id(i);
+            batch.EntityKeys[k] = history.EntityKey(i);
+            batch.EventTimesMs[k] = history.TimeMs(i);
+            batch.DefaultedCounts[k] = System.Numerics.BitOperations.PopCount((ulong)rows.DefaultedMask[i]);
+            rows.Row(i).CopyTo(batch.FeatureRow(k));
+        }
+    }
+
+    private static async Task<long> WriteParquetAsync(string path, FeaturePlan plan, OnnxScorer scorer, EventHistory history, FeatureRows rows,
+        List<int> selected, long scoredAtMs, Dictionary<int, long> perPartition, IProgress<(long, long)>? progress, CancellationToken ct)
+    {
+        var ids = new string[selected.Count];
+        var times = new long[selected.Count];
+        var entities = new string[selected.Count];
+        var partitions = new int[selected.Count];
+        var offsets = new long[selected.Count];
+        var scores = new double[selected.Count];
+        var defaulted = new int[selected.Count];
+        var batch = new EventBatch(plan, 1024, scorer.OutputWidth);
+        var trackers = new Dictionary<int, PartitionOffsets>();
+        for (var start = 0; start < selected.Count; start += batch.Capacity)
+        {
+            ct.ThrowIfCancellationRequested();
+            var n = Math.Min(batch.Capacity, selected.Count - start);
+            Fill(batch, plan, history, rows, selected, start, n, trackers);
+            scorer.Score(batch);
+            for (var k = 0; k < n; k++)
+            {
+                var i = selected[start + k];
+                (ids[start + k], times[start + k], entities[start + k]) = (history.Id(i), history.TimeMs(i), history.EntityKey(i));
+                (partitions[start + k], offsets[start + k]) = (history.Partition(i), history.Offset(i));
+                scores[start + k] = batch.ScoreRow(k)[scorer.PrimaryScoreIndex];
+                defaulted[start + k] = batch.DefaultedCounts[k];
+                perPartition[history.Partition(i)]++;
+            }
+            progress?.Report((start + n, selected.Count));
+        }
+        var fields = new DataField[]
+        {
+            new DataField<string>("event_id"), new DataField<long>("event_time_ms"), new DataField<string>("entity_key"),
+            new DataField<int>("partition"), new DataField<long>("offset"), new DataField<double>("score"),
+            new DataField<int>("features_defaulted"), new DataField<string>("model_version"), new DataField<long>("scored_at_ms"),
+        };
+        // Written to a temporary file and moved into place: a rerun replaces the file whole.
+        var temp = path + ".partial";
+        Directory.CreateDirectory(Path.GetDirectoryName(Path.GetFullPath(path))!);
+        await using (var stream = File.Create(temp))
+        await using (var parquet = await ParquetWriter.CreateAsync(new ParquetSchema(fields), stream, cancellationToken: ct).ConfigureAwait(false))
+        {
+            using var rg = parquet.CreateRowGroup();
+            await rg.WriteAsync(fields[0], ids).ConfigureAwait(false);
+            await rg.WriteAsync<long>(fields[1], times).ConfigureAwait(false);
+            await rg.WriteAsync(fields[2], entities).ConfigureAwait(false);
+            await rg.WriteAsync<int>(fields[3], partitions).ConfigureAwait(false);
+            await rg.WriteAsync<long>(fields[4], offsets).ConfigureAwait(false);
+            await rg.WriteAsync<double>(fields[5], scores).ConfigureAwait(false);
+            await rg.WriteAsync<int>(fields[6], defaulted).ConfigureAwait(false);
+            await rg.WriteAsync(fields[7], Enumerable.Repeat(scorer.ModelVersion, selected.Count).ToArray()).ConfigureAwait(false);
+            await rg.WriteAsync<long>(fields[8], Enumerable.Repeat(scoredAtMs, selected.Count).ToArray()).ConfigureAwait(false);
+        }
+        File.Move(temp, path, overwrite: true);
+        return selected.Count;
+    }
+
+    private static ReplayCheckpoint? LoadCheckpoint(string? path)
+    {
+        if (path is null || !File.Exists(path)) return null;
+        try
+        {
+            return JsonSerializer.Deserialize(File.ReadAllText(path), ReplayJson.Default.ReplayCheckpoint);
+        }
+        catch (JsonException e)
+        {
+            throw new InvalidDataException($"Checkpoint '{path}' is unreadable ({e.Message}); delete it to start the replay over.", e);
+        }
+    }
+
+    private static void SaveCheckpoint(string path, ReplayCheckpoint checkpoint)
+    {
+        var temp = path + ".tmp";
+        Directory.CreateDirectory(Path.GetDirectoryName(Path.GetFullPath(path))!);
+        File.WriteAllText(temp, JsonSerializer.Serialize(checkpoint, ReplayJson.Default.ReplayCheckpoint));
+        File.Move(temp, path, overwrite: true);
+    }
+}
