@@ -163,6 +163,20 @@ public sealed class ReplayTests(ServicesFixture services, ITestOutputHelper outp
         for (var i = 0; i < n; i++) Assert.Equal(expected[ids[i]!], scores[i], 9);
         // Today's Redis would have put every merchant at fraud rate 1.0: the model's scores would be far higher.
         Assert.True(scores.Average() < 0.2, $"mean replayed score {scores.Average()}");
+
+        // Bad requests fail clearly.
+        var backwards = new ReplayRequest { BootstrapServers = services.BootstrapServers, Topic = input, From = "now", To = "beginning", ModelDirectory = ModelDir, OutputParquet = path };
+        Assert.Contains("--to lies before --from", (await Assert.ThrowsAsync<ArgumentException>(() => ReplayRunner.RunAsync(backwards, Plan, Reader, registry))).Message);
+        var checkpoint = Path.Combine(_dir, "other.checkpoint");
+        var first = new ReplayRequest { BootstrapServers = services.BootstrapServers, Topic = input, From = "beginning", To = "now", ModelDirectory = ModelDir, OutputTopic = input + "-out", CheckpointPath = checkpoint };
+        if (services.Mock is { } mock) mock.CreateTopic(input + "-out", 1, 3);
+        await ReplayRunner.RunAsync(first, Plan, Reader, registry);
+        var again = await ReplayRunner.RunAsync(first, Plan, Reader, registry);    // finished: resumes at the end, writes nothing
+        Assert.True(again.Resumed);
+        Assert.Equal(0, again.Predictions);
+        Assert.Equal(produced.Produced, again.SkippedAsDone);
+        var e = await Assert.ThrowsAsync<InvalidOperationException>(() => ReplayRunner.RunAsync(first with { From = "0:5" }, Plan, Reader, registry));
+        Assert.Contains("belongs to another replay", e.Message);
     }
 
     private List<(string Key, byte[] Value)> ReadAll(string topic)

@@ -81,7 +81,14 @@ public static class TopicHistory
                     if (ends.Remove(partition)) consumer.IncrementalUnassign([r.TopicPartition]);
                     continue;
                 }
-                if (!ends.TryGetValue(partition, out var end) || r.Offset.Value >= end) continue;
+                if (!ends.TryGetValue(partition, out var end)) continue;
+                if (r.Offset.Value >= end)
+                {
+                    // Past the end (the last offset was a marker or compacted away): this partition is done.
+                    ends.Remove(partition);
+                    consumer.IncrementalUnassign([r.TopicPartition]);
+                    continue;
+                }
                 batch.Records[batch.Count++] = new InputRecord(trackers[partition], 0, r.Offset.Value, r.Message.Key, r.Message.Value,
                     r.Message.Timestamp.UnixTimestampMs, null);
                 if (r.Offset.Value + 1 >= end)

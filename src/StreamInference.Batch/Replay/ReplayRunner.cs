@@ -37,6 +37,9 @@ public sealed record ReplayRequest
     public int CheckpointEvery { get; init; } = 2_000;
 }
 
+/// <summary>Progress of one partition: records written of those it has to write in this run.</summary>
+public readonly record struct ReplayProgress(int Partition, long Done, long Total);
+
 public sealed record ReplayPartition(int Partition, long Start, long End, long Resumed, long Events, long Predictions);
 
 public sealed record ReplaySummary(
@@ -48,7 +51,12 @@ public sealed class ReplayCheckpoint
 {
     public string Topic { get; set; } = "";
     public string Model { get; set; } = "";
-    public string Ranges { get; set; } = "";
+    public string From { get; set; } = "";
+    public string To { get; set; } = "";
+    /// <summary>The range as resolved by the first run, reused by every resume (so "now" stays what it was).</summary>
+    public Dictionary<int, long[]> Ranges { get; set; } = [];
+    /// <summary>Where the warm-up read starts per partition, fixed by the first run.</summary>
+    public Dictionary<int, long> WarmStarts { get; set; } = [];
     public long ScoredAtMs { get; set; }
     public Dictionary<int, long> Next { get; set; } = [];
 }
@@ -66,42 +74,50 @@ internal sealed partial class ReplayJson : JsonSerializerContext;
 public static class ReplayRunner
 {
     public static async Task<ReplaySummary> RunAsync(ReplayRequest request, FeaturePlan plan, AvroSchema readerSchema, ISchemaRegistryClient registry,
-        IProgress<(long Done, long Total)>? progress = null, Action<ReplayCheckpoint>? onCheckpoint = null, CancellationToken ct = default)
+        IProgress<ReplayProgress>? progress = null, Action<ReplayCheckpoint>? onCheckpoint = null, CancellationToken ct = default)
     {
         if ((request.OutputTopic is null) == (request.OutputParquet is null))
             throw new ArgumentException("Give exactly one destination: an output topic or a Parquet file.");
         var clock = Stopwatch.StartNew();
         using var scorer = new OnnxScorer(request.ModelDirectory, plan, new OnnxScorerOptions { IntraOpThreads = request.Threads });
 
-        // 1. The range, per partition, and the warm-up before it.
-        Dictionary<int, (long Start, long End)> ranges;
-        Dictionary<int, long> warmStarts;
-        using (var offsets = new TopicOffsets(request.BootstrapServers, request.Topic))
-        {
-            var from = offsets.Resolve(request.From).ToDictionary(p => p.Partition, p => p.Offset);
-            var to = offsets.Resolve(request.To).ToDictionary(p => p.Partition, p => p.Offset);
-            ranges = from.Keys.ToDictionary(p => p, p => (from[p], Math.Max(from[p], to[p])));
-            warmStarts = DateTimeOffset.TryParse(request.From, System.Globalization.CultureInfo.InvariantCulture,
-                System.Globalization.DateTimeStyles.AssumeUniversal, out var fromTime)
-                ? offsets.ForTime(fromTime - TimeSpan.FromMilliseconds(plan.WarmupMs)).ToDictionary(p => p.Partition, p => p.Offset)
-                : offsets.Resolve("beginning").ToDictionary(p => p.Partition, p => p.Offset);
-        }
-        var rangeText = string.Join(",", ranges.OrderBy(r => r.Key).Select(r => $"{r.Key}:{r.Value.Start}-{r.Value.End}"));
-
-        // 2. Resume where a previous run of the same replay stopped.
-        var checkpoint = LoadCheckpoint(request.CheckpointPath);
+        if (request.OutputParquet is not null && request.CheckpointPath is not null)
+            throw new ArgumentException("--checkpoint applies to topic output; a Parquet file is written whole, so rerun instead.");
         var model = $"{scorer.ModelName}@{scorer.ModelVersion}";
-        var resumed = checkpoint is not null && checkpoint.Topic == request.Topic && checkpoint.Model == model && checkpoint.Ranges == rangeText;
-        if (!resumed) checkpoint = new ReplayCheckpoint
-        {
-            Topic = request.Topic, Model = model, Ranges = rangeText, ScoredAtMs = DateTimeOffset.UtcNow.ToUnixTimeMilliseconds(),
-            Next = ranges.ToDictionary(r => r.Key, r => r.Value.Start),
-        };
 
-        var resumeFrom = new Dictionary<int, long>(checkpoint!.Next);
+        // 1. Resume a previous run of the same replay with the range it resolved, or resolve it now.
+        var checkpoint = LoadCheckpoint(request.CheckpointPath);
+        var resumed = checkpoint is not null;
+        if (checkpoint is not null && (checkpoint.Topic != request.Topic || checkpoint.Model != model || checkpoint.From != request.From || checkpoint.To != request.To))
+            throw new InvalidOperationException($"Checkpoint '{request.CheckpointPath}' belongs to another replay ({checkpoint.Topic} {checkpoint.From}..{checkpoint.To} with {checkpoint.Model}); " +
+                                                "use another checkpoint file, or delete it to start over.");
+        if (checkpoint is null)
+        {
+            using var offsets = new TopicOffsets(request.BootstrapServers, request.Topic);
+            var from = offsets.Resolve(request.From);
+            var to = offsets.Resolve(request.To).ToDictionary(p => p.Partition, p => p.Offset);
+            var backwards = from.Where(p => to[p.Partition] < p.Offset).Select(p => $"{p.Partition} ({p.Offset} > {to[p.Partition]})").ToArray();
+            if (backwards.Length > 0) throw new ArgumentException($"--to lies before --from in partition(s) {string.Join(", ", backwards)}.");
+            // Windows need history before the range: the warm-up before a start time, else from the beginning.
+            var isTime = from.All(p => p.Source is OffsetSource.Broker or OffsetSource.Search);
+            var warm = isTime && DateTimeOffset.TryParse(request.From, System.Globalization.CultureInfo.InvariantCulture,
+                System.Globalization.DateTimeStyles.AssumeUniversal, out var fromTime)
+                ? offsets.ForTime(fromTime - TimeSpan.FromMilliseconds(plan.WarmupMs))
+                : offsets.Resolve("beginning");
+            checkpoint = new ReplayCheckpoint
+            {
+                Topic = request.Topic, Model = model, From = request.From, To = request.To,
+                Ranges = from.ToDictionary(p => p.Partition, p => new[] { p.Offset, to[p.Partition] }),
+                WarmStarts = warm.ToDictionary(p => p.Partition, p => Math.Min(p.Offset, from.Single(f => f.Partition == p.Partition).Offset)),
+                ScoredAtMs = DateTimeOffset.UtcNow.ToUnixTimeMilliseconds(),
+                Next = from.ToDictionary(p => p.Partition, p => p.Offset),
+            };
+        }
+        var ranges = checkpoint.Ranges.ToDictionary(r => r.Key, r => (Start: r.Value[0], End: r.Value[1]));
+        var resumeFrom = new Dictionary<int, long>(checkpoint.Next);
 
         // 3. History from the warm-up start to the end; features as of each event's time.
-        var readRanges = ranges.ToDictionary(r => r.Key, r => (Math.Min(warmStarts.GetValueOrDefault(r.Key, r.Value.Start), r.Value.Start), r.Value.End));
+        var readRanges = ranges.ToDictionary(r => r.Key, r => (checkpoint.WarmStarts.GetValueOrDefault(r.Key, r.Value.Start), r.Value.End));
         var read = await TopicHistory.ReadAsync(request.BootstrapServers, request.Topic, registry, readerSchema, plan, request.Labels,
             null, ct, readRanges).ConfigureAwait(false);
         var history = read.History;
@@ -115,38 +131,38 @@ public static class ReplayRunner
             var (start, end) = ranges[history.Partition(i)];
             var offset = history.Offset(i);
             if (offset < start || offset >= end) { warmup++; continue; }
-            if (offset < checkpoint!.Next[history.Partition(i)]) { skipped++; continue; }
+            if (offset < checkpoint.Next[history.Partition(i)]) { skipped++; continue; }
             selected.Add(i);
         }
         selected.Sort((a, b) => history.Partition(a) != history.Partition(b)
             ? history.Partition(a).CompareTo(history.Partition(b)) : history.Offset(a).CompareTo(history.Offset(b)));
-        var inRange = ranges.Sum(r => r.Value.End - r.Value.Start);
-        var deadLettered = inRange - (selected.Count + skipped);
 
         // 4. Score and write.
         var perPartition = ranges.Keys.ToDictionary(p => p, _ => 0L);
         long written;
         if (request.OutputTopic is { } outTopic)
         {
-            written = await WriteTopicAsync(request, outTopic, plan, scorer, registry, history, rows, selected, checkpoint!, perPartition,
+            written = await WriteTopicAsync(request, outTopic, plan, scorer, registry, history, rows, selected, checkpoint, perPartition,
                 progress, onCheckpoint, ct).ConfigureAwait(false);
-            if (request.CheckpointPath is not null) SaveCheckpoint(request.CheckpointPath, checkpoint!);
+            if (request.CheckpointPath is not null) SaveCheckpoint(request.CheckpointPath, checkpoint);
         }
         else
         {
-            written = await WriteParquetAsync(request.OutputParquet!, plan, scorer, history, rows, selected, checkpoint!.ScoredAtMs, perPartition, progress, ct).ConfigureAwait(false);
+            written = await WriteParquetAsync(request.OutputParquet!, plan, scorer, history, rows, selected, checkpoint.ScoredAtMs, perPartition, progress, ct).ConfigureAwait(false);
         }
 
         var elapsed = clock.Elapsed.TotalSeconds;
-        return new ReplaySummary(request.Topic, scorer.ModelName, scorer.ModelVersion, inRange, written, Math.Max(0, deadLettered), skipped, warmup,
-            Math.Round(elapsed, 3), Math.Round((selected.Count + skipped) / Math.Max(elapsed, 1e-9), 1), resumed,
+        return new ReplaySummary(request.Topic, scorer.ModelName, scorer.ModelVersion, selected.Count + skipped, written, read.DeadLettered, skipped, warmup,
+            Math.Round(elapsed, 3), Math.Round(selected.Count / Math.Max(elapsed, 1e-9), 1), resumed,
             ranges.OrderBy(r => r.Key).Select(r => new ReplayPartition(r.Key, r.Value.Start, r.Value.End,
-                resumeFrom.GetValueOrDefault(r.Key, r.Value.Start), r.Value.End - r.Value.Start, perPartition[r.Key])).ToArray());
+                resumeFrom.GetValueOrDefault(r.Key, r.Value.Start),
+                history.Count == 0 ? 0 : Enumerable.Range(0, history.Count).LongCount(i => history.Partition(i) == r.Key && history.Offset(i) >= r.Value.Start && history.Offset(i) < r.Value.End),
+                perPartition[r.Key])).ToArray());
     }
 
     private static async Task<long> WriteTopicAsync(ReplayRequest request, string outTopic, FeaturePlan plan, OnnxScorer scorer, ISchemaRegistryClient registry,
         EventHistory history, FeatureRows rows, List<int> selected, ReplayCheckpoint checkpoint, Dictionary<int, long> perPartition,
-        IProgress<(long, long)>? progress, Action<ReplayCheckpoint>? onCheckpoint, CancellationToken ct)
+        IProgress<ReplayProgress>? progress, Action<ReplayCheckpoint>? onCheckpoint, CancellationToken ct)
     {
         var schemaId = await registry.RegisterAsync($"{outTopic}-value", PredictionWriter.Schema, ct).ConfigureAwait(false);
         var writer = new PredictionWriter(schemaId, scorer.ModelName, scorer.ModelVersion, scorer.PrimaryScoreIndex);
@@ -159,6 +175,7 @@ public static class ReplayRunner
         var batch = new EventBatch(plan, 1024, scorer.OutputWidth) { ScoredAtMs = checkpoint.ScoredAtMs };
         var trackers = new Dictionary<int, PartitionOffsets>();
         var pace = Stopwatch.StartNew();
+        var totals = Totals(history, selected);
         long written = 0, sinceCheckpoint = 0;
         for (var start = 0; start < selected.Count; start += batch.Capacity)
         {
@@ -206,12 +223,31 @@ public static class ReplayRunner
                     ct.ThrowIfCancellationRequested();
                 }
             }
-            progress?.Report((start + n, selected.Count));
+            Report(progress, history, selected, start, n, perPartition, totals);
         }
         producer.Flush(ct);
         if (failed > 0) throw new InvalidOperationException($"Replay output to '{outTopic}' failed: {error}");
         return written;
     }
+
+    /// <summary>Reports every partition the batch [start, start + n) wrote to (rows are sorted by partition).</summary>
+    private static Dictionary<int, long> Totals(EventHistory history, List<int> selected) =>
+        selected.GroupBy(history.Partition).ToDictionary(g => g.Key, g => (long)g.Count());
+
+    private static void Report(IProgress<ReplayProgress>? progress, EventHistory history, List<int> selected, int start, int n,
+        Dictionary<int, long> perPartition, Dictionary<int, long> totals)
+    {
+        if (progress is null || n == 0) return;
+        var last = -1;
+        for (var k = start; k < start + n; k++)
+        {
+            var p = history.Partition(selected[k]);
+            if (p == last) continue;
+            last = p;
+            progress.Report(new ReplayProgress(p, perPartition[p], totals[p]));
+        }
+    }
+
 
     private static void Fill(EventBatch batch, FeaturePlan plan, EventHistory history, FeatureRows rows, List<int> selected, int start, int n,
         Dictionary<int, PartitionOffsets> trackers)
@@ -235,7 +271,7 @@ public static class ReplayRunner
     }
 
     private static async Task<long> WriteParquetAsync(string path, FeaturePlan plan, OnnxScorer scorer, EventHistory history, FeatureRows rows,
-        List<int> selected, long scoredAtMs, Dictionary<int, long> perPartition, IProgress<(long, long)>? progress, CancellationToken ct)
+        List<int> selected, long scoredAtMs, Dictionary<int, long> perPartition, IProgress<ReplayProgress>? progress, CancellationToken ct)
     {
         var ids = new string[selected.Count];
         var times = new long[selected.Count];
@@ -246,6 +282,7 @@ public static class ReplayRunner
         var defaulted = new int[selected.Count];
         var batch = new EventBatch(plan, 1024, scorer.OutputWidth);
         var trackers = new Dictionary<int, PartitionOffsets>();
+        var totals = Totals(history, selected);
         for (var start = 0; start < selected.Count; start += batch.Capacity)
         {
             ct.ThrowIfCancellationRequested();
@@ -261,7 +298,7 @@ public static class ReplayRunner
                 defaulted[start + k] = batch.DefaultedCounts[k];
                 perPartition[history.Partition(i)]++;
             }
-            progress?.Report((start + n, selected.Count));
+            Report(progress, history, selected, start, n, perPartition, totals);
         }
         var fields = new DataField[]
         {

@@ -123,14 +123,14 @@ public sealed class TopicOffsets : IDisposable
         {
             var mid = lo + (hi - lo) / 2;
             var ts = TimestampAt(partition, mid);
-            if (ts is null) return hi;   // nothing readable from mid on
-            if (ts.Value >= ms) hi = mid;
+            // Nothing readable from mid on (markers, compacted records): the answer lies below mid, or is mid.
+            if (ts is null || ts.Value >= ms) hi = mid;
             else lo = mid + 1;
         }
         return lo;
     }
 
-    /// <summary>Timestamp of the first record at or after <paramref name="offset"/> (records may be compacted away).</summary>
+    /// <summary>Timestamp of the first record at or after <paramref name="offset"/> (records may be compacted away); null at the end.</summary>
     private long? TimestampAt(int partition, long offset)
     {
         var tp = new TopicPartition(_topic, partition);
@@ -145,7 +145,7 @@ public sealed class TopicOffsets : IDisposable
                 if (r.IsPartitionEOF) return null;
                 return r.Message.Timestamp.UnixTimestampMs;
             }
-            return null;
+            throw new TimeoutException($"No answer from {_topic}[{partition}] at offset {offset} within {Timeout.TotalSeconds:N0} s.");
         }
         finally
         {

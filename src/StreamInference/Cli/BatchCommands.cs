@@ -398,15 +398,32 @@ public static class BatchCommands
             var labelMap = parse.GetValue(labels) is { } labelPath ? await ReadLabelsAsync(labelPath, plan, ct).ConfigureAwait(false) : null;
             using var client = new SchemaRegistryClient(new SchemaRegistryOptions { Url = url });
             var reader = AvroSchema.Parse(await File.ReadAllTextAsync(PathResolver.Resolve(parse.GetValue(schema)!), ct).ConfigureAwait(false));
+            // One bar per partition (partitions are written one after the other), each with its rate and ETA.
+            ConsoleProgress? bar = null;
+            var barPartition = -1;
+            var progress = new SyncProgress<ReplayProgress>(p =>
+            {
+                if (p.Partition != barPartition)
+                {
+                    bar?.Dispose();
+                    bar = new ConsoleProgress($"partition {p.Partition}", p.Total);
+                    barPartition = p.Partition;
+                }
+                bar!.Report(p.Done);
+            });
             ReplaySummary summary;
-            using (var bar = new ConsoleProgress("replay", 0))
+            try
             {
                 summary = await ReplayRunner.RunAsync(new ReplayRequest
                 {
                     BootstrapServers = servers, Topic = parse.GetValue(topic)!, From = parse.GetValue(from)!, To = parse.GetValue(to)!,
                     ModelDirectory = dir, OutputTopic = parse.GetValue(outTopic), OutputParquet = parse.GetValue(outParquet),
                     CheckpointPath = parse.GetValue(checkpoint), Rate = parse.GetValue(rate), Threads = parse.GetValue(threads), Labels = labelMap,
-                }, plan, reader, client, new Progress<(long Done, long Total)>(p => { bar.SetTotal(p.Total); bar.Report(p.Done); }), ct: ct).ConfigureAwait(false);
+                }, plan, reader, client, progress, ct: ct).ConfigureAwait(false);
+            }
+            finally
+            {
+                bar?.Dispose();
             }
             foreach (var p in summary.Partitions)
                 await Console.Error.WriteLineAsync($"partition {p.Partition}: offsets {p.Start}..{p.End} ({p.Events:N0} events, resumed at {p.Resumed}), {p.Predictions:N0} predictions written").ConfigureAwait(false);
@@ -414,6 +431,12 @@ public static class BatchCommands
             return 0;
         }));
         return command;
+    }
+
+    /// <summary>Reports synchronously on the caller's thread (Progress&lt;T&gt; would post out of order).</summary>
+    private sealed class SyncProgress<T>(Action<T> report) : IProgress<T>
+    {
+        public void Report(T value) => report(value);
     }
 
     private static void PrintTable(DriftReport report)
