@@ -33,19 +33,8 @@ public sealed class DriftTests(ServicesFixture services, ITestOutputHelper outpu
         using (var redis = await ConnectionMultiplexer.ConnectAsync(services.Redis))
             await WarmStart.MaterializeAsync(redis.GetDatabase(), Plan, seed: 31);
 
-        var options = new ProcessorOptions
-        {
-            Kafka = new KafkaOptions { BootstrapServers = services.BootstrapServers, GroupId = "drift-" + Guid.NewGuid().ToString("N"), InputTopic = input, OutputTopic = predictions, DeadLetterTopic = dlq },
-            SchemaRegistry = new SchemaRegistryOptions { Url = services.SchemaRegistryUrl },
-            Redis = new RedisOptions { Configuration = services.Redis },
-            Model = new ModelOptions { Repository = Path.Combine(Base, "models") },
-            Features = new FeatureOptions
-            {
-                Definition = Path.Combine(Base, "schemas", "features", "card_payments.yaml"),
-                ReaderSchema = Path.Combine(Base, "schemas", "payment-event.avsc"),
-            },
-            Drift = new DriftOptions { Topic = driftTopic, WindowEvents = window },
-        };
+        var options = services.ProcessorOptions(input, predictions, dlq, "drift-" + Guid.NewGuid().ToString("N"));
+        options.Drift = new DriftOptions { Topic = driftTopic, WindowEvents = window };
         var registry = Metrics.NewCustomRegistry();
         var processor = new StreamProcessor(options, new TestLoggerFactory(output), Metrics.WithCustomRegistry(registry));
         using var stop = new CancellationTokenSource();

@@ -112,20 +112,14 @@ public sealed class FeatureParityTests(ServicesFixture services, ITestOutputHelp
         public void OnRetry(string stage, Exception error) { }
     }
 
-    private ProcessorOptions Options(string definition, string models, string modelName, string input, string group) => new()
+    private ProcessorOptions Options(string definition, string models, string modelName, string input, string group)
     {
-        Kafka = new KafkaOptions
-        {
-            BootstrapServers = services.BootstrapServers, GroupId = group, InputTopic = input,
-            OutputTopic = input + "-predictions", DeadLetterTopic = input + "-dlq",
-        },
-        SchemaRegistry = new SchemaRegistryOptions { Url = services.SchemaRegistryUrl },
-        Redis = new RedisOptions { Configuration = services.Redis },
-        Model = new ModelOptions { Repository = models, Name = modelName, Version = "1" },
-        Features = new FeatureOptions { Definition = definition, ReaderSchema = Path.Combine(Base, "schemas", "payment-event.avsc") },
-        Pipeline = new PipelineSettings { MaxBatchSize = 64 },
-        Drift = new DriftOptions { Enabled = false },
-    };
+        var o = services.ProcessorOptions(input, input + "-predictions", input + "-dlq", group);
+        o.Model = new ModelOptions { Repository = models, Name = modelName, Version = "1" };
+        o.Features.Definition = definition;
+        o.Pipeline.MaxBatchSize = 64;
+        return o;
+    }
 
     /// <summary>Runs a processor until its observer saw <paramref name="expected"/> events; returns its metrics.</summary>
     private async Task<StreamProcessor> ProcessAsync(ProcessorOptions options, FeatureCapture capture, int expected)

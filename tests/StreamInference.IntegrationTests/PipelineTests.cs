@@ -31,19 +31,7 @@ public sealed class PipelineTests(ServicesFixture services, ITestOutputHelper ou
 
     private ProcessorOptions Options(Topics t, string group, Action<PipelineSettings>? pipeline = null)
     {
-        var o = new ProcessorOptions
-        {
-            Kafka = new KafkaOptions { BootstrapServers = services.BootstrapServers, GroupId = group, InputTopic = t.Input, OutputTopic = t.Output, DeadLetterTopic = t.DeadLetter },
-            SchemaRegistry = new SchemaRegistryOptions { Url = services.SchemaRegistryUrl },
-            Redis = new RedisOptions { Configuration = services.Redis },
-            Model = new ModelOptions { Repository = Path.Combine(Base, "models") },
-            Features = new FeatureOptions
-            {
-                Definition = Path.Combine(Base, "schemas", "features", "card_payments.yaml"),
-                ReaderSchema = Path.Combine(Base, "schemas", "payment-event.avsc"),
-            },
-            Drift = new DriftOptions { Enabled = false },   // DriftTests cover it
-        };
+        var o = services.ProcessorOptions(t.Input, t.Output, t.DeadLetter, group);
         pipeline?.Invoke(o.Pipeline);
         return o;
     }

@@ -51,15 +51,8 @@ public sealed class ReplayTests(ServicesFixture services, ITestOutputHelper outp
         using (var redis = await ConnectionMultiplexer.ConnectAsync(services.Redis))
             await WarmStart.MaterializeAsync(redis.GetDatabase(), Plan, seed: 7, events: 20_000);
 
-        var processor = new StreamProcessor(new ProcessorOptions
-        {
-            Kafka = new KafkaOptions { BootstrapServers = services.BootstrapServers, GroupId = "live-" + Guid.NewGuid().ToString("N"), InputTopic = input, OutputTopic = live, DeadLetterTopic = dlq },
-            SchemaRegistry = new SchemaRegistryOptions { Url = services.SchemaRegistryUrl },
-            Redis = new RedisOptions { Configuration = services.Redis },
-            Model = new ModelOptions { Repository = Path.Combine(Base, "models") },
-            Features = new FeatureOptions { Definition = Path.Combine(Base, "schemas", "features", "card_payments.yaml"), ReaderSchema = Path.Combine(Base, "schemas", "payment-event.avsc") },
-            Drift = new DriftOptions { Enabled = false },
-        }, new TestLoggerFactory(output), Metrics.WithCustomRegistry(Metrics.NewCustomRegistry()));
+        var processor = new StreamProcessor(services.ProcessorOptions(input, live, dlq, "live-" + Guid.NewGuid().ToString("N")),
+            new TestLoggerFactory(output), Metrics.WithCustomRegistry(Metrics.NewCustomRegistry()));
         using var stopLive = new CancellationTokenSource();
         var running = processor.RunAsync(stopLive.Token);
         var sw = Stopwatch.StartNew();

@@ -85,6 +85,28 @@ public sealed class ServicesFixture : IAsyncLifetime
     }
 
     /// <summary>Creates a topic with a unique name and returns it.</summary>
+    /// <summary>
+    /// Processor options against these services with the repository's feature set, reader schema and
+    /// model; drift monitoring off (the drift tests turn it on). Tests adjust what they need.
+    /// </summary>
+    public StreamInference.Infrastructure.Processing.ProcessorOptions ProcessorOptions(string input, string output, string deadLetters, string group)
+    {
+        var baseDir = AppContext.BaseDirectory;
+        return new()
+        {
+            Kafka = new() { BootstrapServers = BootstrapServers, GroupId = group, InputTopic = input, OutputTopic = output, DeadLetterTopic = deadLetters },
+            SchemaRegistry = new() { Url = SchemaRegistryUrl },
+            Redis = new() { Configuration = Redis },
+            Model = new() { Repository = Path.Combine(baseDir, "models") },
+            Features = new()
+            {
+                Definition = Path.Combine(baseDir, "schemas", "features", "card_payments.yaml"),
+                ReaderSchema = Path.Combine(baseDir, "schemas", "payment-event.avsc"),
+            },
+            Drift = new() { Enabled = false },
+        };
+    }
+
     public async Task<string> CreateTopicAsync(string prefix, int partitions)
     {
         var name = $"{prefix}-{Guid.NewGuid():N}"[..Math.Min(prefix.Length + 13, 60)];

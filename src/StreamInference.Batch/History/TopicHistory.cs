@@ -3,6 +3,7 @@ using StreamInference.Core.Features;
 using StreamInference.Core.Offsets;
 using StreamInference.Core.Pipeline;
 using StreamInference.Infrastructure.Avro;
+using StreamInference.Infrastructure.Kafka;
 using AvroSchema = Avro.Schema;
 
 namespace StreamInference.Batch.History;
@@ -33,30 +34,27 @@ public static class TopicHistory
             // record, an open transaction): reaching the end of a partition also finishes it.
             EnablePartitionEof = true,
         }).Build();
-        using var admin = new DependentAdminClientBuilder(consumer.Handle).Build();
-        var metadata = admin.GetMetadata(topic, TimeSpan.FromSeconds(10)).Topics.FirstOrDefault(t => t.Topic == topic);
-        if (metadata is null || metadata.Error.IsError || metadata.Partitions.Count == 0)
-            throw new InvalidOperationException($"Topic '{topic}' does not exist or has no partitions ({metadata?.Error.Reason ?? "not in metadata"}).");
+        var partitions = TopicOffsets.PartitionsOf(consumer, topic);
 
         var ends = new Dictionary<int, long>();
         var assignment = new List<TopicPartitionOffset>();
         var trackers = new Dictionary<int, PartitionOffsets>();
         long total = 0;
-        foreach (var p in metadata.Partitions)
+        foreach (var partitionId in partitions)
         {
-            var tp = new TopicPartition(topic, p.PartitionId);
+            var tp = new TopicPartition(topic, partitionId);
             var w = consumer.QueryWatermarkOffsets(tp, TimeSpan.FromSeconds(10));
             var (start, end) = (w.Low.Value, w.High.Value);
             if (ranges is not null)
             {
-                if (!ranges.TryGetValue(p.PartitionId, out var range)) continue;
+                if (!ranges.TryGetValue(partitionId, out var range)) continue;
                 (start, end) = (Math.Max(start, range.Start), Math.Min(end, range.End));
             }
             if (end <= start) continue;
-            ends[p.PartitionId] = end;
+            ends[partitionId] = end;
             total += end - start;
             assignment.Add(new TopicPartitionOffset(tp, start));
-            trackers[p.PartitionId] = new PartitionOffsets(topic, p.PartitionId);
+            trackers[partitionId] = new PartitionOffsets(topic, partitionId);
         }
         var history = new EventHistory(plan);
         if (assignment.Count == 0) return new TopicHistoryResult(history, 0, 0, 0);

@@ -125,12 +125,14 @@ public static class ReplayRunner
         var rows = PointInTimeFeatures.Compute(history, LookupTimeline.Compute(history, history.MaxTimeMs + 1, order), eventTimeOrder: order);
 
         var selected = new List<int>();
+        var inRange = new Dictionary<int, long>();
         long skipped = 0, warmup = 0;
         for (var i = 0; i < history.Count; i++)
         {
             var (start, end) = ranges[history.Partition(i)];
             var offset = history.Offset(i);
             if (offset < start || offset >= end) { warmup++; continue; }
+            inRange[history.Partition(i)] = inRange.GetValueOrDefault(history.Partition(i)) + 1;
             if (offset < checkpoint.Next[history.Partition(i)]) { skipped++; continue; }
             selected.Add(i);
         }
@@ -156,7 +158,7 @@ public static class ReplayRunner
             Math.Round(elapsed, 3), Math.Round(selected.Count / Math.Max(elapsed, 1e-9), 1), resumed,
             ranges.OrderBy(r => r.Key).Select(r => new ReplayPartition(r.Key, r.Value.Start, r.Value.End,
                 resumeFrom.GetValueOrDefault(r.Key, r.Value.Start),
-                history.Count == 0 ? 0 : Enumerable.Range(0, history.Count).LongCount(i => history.Partition(i) == r.Key && history.Offset(i) >= r.Value.Start && history.Offset(i) < r.Value.End),
+                inRange.GetValueOrDefault(r.Key),
                 perPartition[r.Key])).ToArray());
     }
 

@@ -197,7 +197,8 @@ public sealed class DriftMonitor
     public DriftReport Close()
     {
         var end = _time.GetUtcNow().ToUnixTimeMilliseconds();
-        var judge = _events >= Math.Min(_windowing.MinWindowEvents, _windowing.WindowSeconds > 0 ? _windowing.MinWindowEvents : _windowing.WindowEvents);
+        // Count windows are judged when full; a small count window (WindowEvents < MinWindowEvents) still is.
+        var judge = _events >= Math.Min(_windowing.MinWindowEvents, _windowing.WindowEvents);
         var report = new DriftReport(_profile.Model, _profile.ModelVersion, _profile.FeatureSet, _profile.FeatureSetVersion,
             _windowStartMs, end, _events,
             _features.Select(f => Evaluate(f, judge)).ToArray(), Evaluate(_prediction, judge)) { Sequence = WindowsClosed + 1 };

@@ -176,7 +176,7 @@ public static class FeatureSetLoader
             var line = LineOf("features", i);
             var where = $"{At("features", i)}: feature '{f.Name}'";
             if (string.IsNullOrWhiteSpace(f.Name)) { errors.Add($"{At("features", i)}: feature #{i + 1}: 'name' is required."); continue; }
-            if (features.Exists(x => x.Name == f.Name) || doc.Features.Take(i).Any(x => x.Name == f.Name))
+            if (doc.Features.Take(i).Any(x => x?.Name == f.Name))
                 errors.Add($"{where}: duplicate feature name (model input columns must be unique).");
             if (f.Name.StartsWith('_') || ReservedFeatureNames.Contains(f.Name))
                 errors.Add($"{where}: the name is reserved (training sets use {string.Join(", ", ReservedFeatureNames)} and names starting with '_').");

@@ -40,11 +40,17 @@ public sealed class TopicOffsets : IDisposable
             FetchWaitMaxMs = 10,
             FetchMinBytes = 1,
         }).Build();
-        using var admin = new DependentAdminClientBuilder(_consumer.Handle).Build();
+        Partitions = PartitionsOf(_consumer, topic);
+    }
+
+    /// <summary>The topic's partition ids, ascending, from the metadata the client's brokers return; throws for a missing topic.</summary>
+    public static int[] PartitionsOf(IClient client, string topic)
+    {
+        using var admin = new DependentAdminClientBuilder(client.Handle).Build();
         var metadata = admin.GetMetadata(topic, Timeout).Topics.FirstOrDefault(t => t.Topic == topic);
         if (metadata is null || metadata.Error.IsError || metadata.Partitions.Count == 0)
             throw new InvalidOperationException($"Topic '{topic}' does not exist or has no partitions ({metadata?.Error.Reason ?? "not in metadata"}).");
-        Partitions = metadata.Partitions.Select(p => p.PartitionId).Order().ToArray();
+        return metadata.Partitions.Select(p => p.PartitionId).Order().ToArray();
     }
 
     public IReadOnlyList<int> Partitions { get; }

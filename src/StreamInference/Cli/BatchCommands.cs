@@ -9,6 +9,7 @@ using StreamInference.Batch.History;
 using StreamInference.Batch.Materialization;
 using StreamInference.Batch.Profiling;
 using StreamInference.Batch.Replay;
+using StreamInference.Batch.Scoring;
 using StreamInference.Batch.Synthetic;
 using StreamInference.Batch.Training;
 using StreamInference.Core.Drift;
@@ -136,10 +137,7 @@ public static class BatchCommands
             return await ParquetHistory.ReadAsync(path, plan, progress, ct).ConfigureAwait(false);
         }
         if (parse.GetValue(history) is not null) throw new ArgumentException("Give either --history or --topic, not both.");
-        var servers = parse.GetValue(bootstrap) ?? Environment.GetEnvironmentVariable("KAFKA_BOOTSTRAP_SERVERS")
-                      ?? throw new ArgumentException("--topic needs --bootstrap-servers or KAFKA_BOOTSTRAP_SERVERS.");
-        var url = parse.GetValue(registry) ?? Environment.GetEnvironmentVariable("SCHEMA_REGISTRY_URL")
-                  ?? throw new ArgumentException("--topic needs --schema-registry-url or SCHEMA_REGISTRY_URL.");
+        var (servers, url) = KafkaEndpoints(parse, bootstrap, registry, "--topic");
         var labelMap = parse.GetValue(labels) is { } labelPath ? await ReadLabelsAsync(labelPath, plan, ct).ConfigureAwait(false) : null;
         using var client = new SchemaRegistryClient(new SchemaRegistryOptions { Url = url });
         var reader = AvroSchema.Parse(await File.ReadAllTextAsync(PathResolver.Resolve(parse.GetValue(schema)!), ct).ConfigureAwait(false));
@@ -149,6 +147,13 @@ public static class BatchCommands
         await Console.Error.WriteLineAsync($"read {result.Records:N0} records: {result.DeadLettered:N0} undecodable (skipped), {result.Labelled:N0} labelled").ConfigureAwait(false);
         return result.History;
     }
+
+    /// <summary>Bootstrap servers and registry URL from the options, else KAFKA_BOOTSTRAP_SERVERS / SCHEMA_REGISTRY_URL.</summary>
+    private static (string Servers, string RegistryUrl) KafkaEndpoints(ParseResult parse, Option<string?> bootstrap, Option<string?> registry, string who) =>
+        (parse.GetValue(bootstrap) ?? Environment.GetEnvironmentVariable("KAFKA_BOOTSTRAP_SERVERS")
+            ?? throw new ArgumentException($"{who} needs --bootstrap-servers or KAFKA_BOOTSTRAP_SERVERS."),
+         parse.GetValue(registry) ?? Environment.GetEnvironmentVariable("SCHEMA_REGISTRY_URL")
+            ?? throw new ArgumentException($"{who} needs --schema-registry-url or SCHEMA_REGISTRY_URL."));
 
     private static async Task<Dictionary<string, double>> ReadLabelsAsync(string path, FeaturePlan plan, CancellationToken ct)
     {
@@ -256,21 +261,9 @@ public static class BatchCommands
             var data = await TrainingSet.ReadAsync(parse.GetValue(set)!, ct).ConfigureAwait(false);
             var dir = parse.GetValue(model)!;
             using var scorer = new OnnxScorer(dir, plan);
-            var scores = new double[data.Count];
-            var batch = new EventBatch(plan, 4096, scorer.OutputWidth);
-            var primary = scorer.PrimaryScoreIndex;
+            double[] scores;
             using (var progress = new ConsoleProgress("score", data.Count))
-            {
-                for (var start = 0; start < data.Count; start += batch.Capacity)
-                {
-                    var n = Math.Min(batch.Capacity, data.Count - start);
-                    data.Features.AsSpan(start * data.Width, n * data.Width).CopyTo(batch.Features);
-                    batch.OkCount = n;
-                    scorer.Score(batch);
-                    for (var k = 0; k < n; k++) scores[start + k] = batch.ScoreRow(k)[primary];
-                    progress.Report(start + n);
-                }
-            }
+                scores = RowScoring.PrimaryScores(scorer, plan, data.Features, data.Count, progress);
             var profile = ProfileBuilder.Build(data, plan, scores, scorer.ModelName, scorer.ModelVersion);
             var path = Path.Combine(dir, ReferenceProfile.FileName);
             await File.WriteAllTextAsync(path, profile.ToJson() + "\n", ct).ConfigureAwait(false);
@@ -339,19 +332,10 @@ public static class BatchCommands
 
             var monitor = new DriftMonitor(profile, plan, new DriftThresholds { Alpha = parse.GetValue(alpha) },
                 new DriftWindowing { WindowEvents = int.MaxValue, MinWindowEvents = 1 });
-            var batch = new EventBatch(plan, 4096, scorer.OutputWidth);
+            double[] scores;
             using (var progress = new ConsoleProgress("score", count))
-            {
-                for (var start = 0; start < count; start += batch.Capacity)
-                {
-                    var n = Math.Min(batch.Capacity, count - start);
-                    values.AsSpan(start * plan.FeatureCount, n * plan.FeatureCount).CopyTo(batch.Features);
-                    batch.OkCount = n;
-                    scorer.Score(batch);
-                    for (var k = 0; k < n; k++) monitor.Observe(batch.FeatureRow(k), masks[start + k], batch.ScoreRow(k)[scorer.PrimaryScoreIndex]);
-                    progress.Report(start + n);
-                }
-            }
+                scores = RowScoring.PrimaryScores(scorer, plan, values, count, progress);
+            for (var i = 0; i < count; i++) monitor.Observe(values.AsSpan(i * plan.FeatureCount, plan.FeatureCount), masks[i], scores[i]);
             var report = monitor.Close();
             if (parse.GetValue(json)) Console.Out.WriteLine(JsonSerializer.Serialize(report, BatchJson.Default.DriftReport));
             else PrintTable(report);
@@ -386,10 +370,7 @@ public static class BatchCommands
         command.SetAction((parse, ct) => Guard(async () =>
         {
             var plan = LoadPlan(parse, features);
-            var servers = parse.GetValue(bootstrap) ?? Environment.GetEnvironmentVariable("KAFKA_BOOTSTRAP_SERVERS")
-                          ?? throw new ArgumentException("replay needs --bootstrap-servers or KAFKA_BOOTSTRAP_SERVERS.");
-            var url = parse.GetValue(registry) ?? Environment.GetEnvironmentVariable("SCHEMA_REGISTRY_URL")
-                      ?? throw new ArgumentException("replay needs --schema-registry-url or SCHEMA_REGISTRY_URL.");
+            var (servers, url) = KafkaEndpoints(parse, bootstrap, registry, "replay");
             var pinned = parse.GetValue(model)!;
             var at = pinned.IndexOf('@');
             if (at <= 0 || at == pinned.Length - 1) throw new ArgumentException($"--model '{pinned}' must be name@version.");

@@ -80,18 +80,16 @@ public static class DemoRunner
         var produced = new List<ProducedRecord>();
         var producedCount = 0;
         var clock = Stopwatch.StartNew();
-        static int baseCountOf(int chunk, int n) => chunk * n;
         var producing = Task.Run(async () =>
         {
             // Bounded run: one batch of N. Unbounded: chunks with fresh seeds until Ctrl+C.
             for (var chunk = 0; ; chunk++)
             {
                 var n = s.Events ?? 50_000;
-                var driftAt = s.DriftAt is { } at ? at - baseCountOf(chunk, n) : (int?)null;
                 var o = new ProduceOptions
                 {
                     Topic = input, Events = n, Rate = s.Rate, BadRate = s.BadRate, Seed = produceOptions.Seed + chunk,
-                    DriftAt = driftAt is < 0 ? 0 : driftAt,
+                    DriftAt = s.DriftAt is { } at ? Math.Max(0, at - chunk * n) : null,   // index within this chunk
                 };
                 var baseCount = producedCount;
                 var summary = await SyntheticPaymentProducer.ProduceAsync(env.Endpoints.BootstrapServers, registry, writer, o,
