@@ -190,6 +190,11 @@ public sealed class PipelineTests(ServicesFixture services, ITestOutputHelper ou
         var options = Options(topics, group, p => p.MaxInFlightBatches = 4);
         var first = await StartAsync(options);
         var a = await ProduceAsync(topics, 1500, badRate: 0.01, seed: 21);
+        // Let the first wave be committed before the group rebalances: the embedded cluster rejects
+        // every commit while a rebalance is pending (tens of seconds), so an uncommitted wave would be
+        // re-processed whole and say nothing about the in-flight bound this test checks.
+        Assert.True(await WaitForCommittedAsync(group, topics.Input, a.Records, TimeSpan.FromSeconds(60)),
+            "the first instance did not commit the first wave within 60 s");
         var second = await StartAsync(Options(topics, group, p => p.MaxInFlightBatches = 4));
         await WaitUntilAsync(() => first.Processor.AssignedPartitions + second.Processor.AssignedPartitions == 6
                                    && first.Processor.AssignedPartitions > 0, TimeSpan.FromSeconds(30));
@@ -214,6 +219,26 @@ public sealed class PipelineTests(ServicesFixture services, ITestOutputHelper ou
         // A rebalance may re-process at most the in-flight window: 4 batches × 256 records per instance.
         Assert.InRange(audit.Duplicates, 0, 2 * 4 * 256);
         output.WriteLine($"duplicates after rebalance: {audit.Duplicates}");
+    }
+
+    private async Task<bool> WaitForCommittedAsync(string group, string topic, IReadOnlyList<ProducedRecord> records, TimeSpan timeout)
+    {
+        var expected = records.GroupBy(r => r.Partition)
+            .ToDictionary(g => g.Key, g => g.Max(r => r.Offset) + 1);
+        using var probe = new Confluent.Kafka.ConsumerBuilder<byte[], byte[]>(new Confluent.Kafka.ConsumerConfig
+        {
+            BootstrapServers = services.BootstrapServers,
+            GroupId = group, // OffsetFetch only: this consumer never subscribes, so it does not join the group
+        }).Build();
+        var partitions = expected.Keys.Select(p => new Confluent.Kafka.TopicPartition(topic, p)).ToList();
+        var sw = Stopwatch.StartNew();
+        while (sw.Elapsed < timeout)
+        {
+            var committed = probe.Committed(partitions, TimeSpan.FromSeconds(5));
+            if (committed.All(c => c.Offset.Value >= expected[c.Partition.Value])) return true;
+            await Task.Delay(200);
+        }
+        return false;
     }
 
     private async Task<List<Avro.Generic.GenericRecord>> ReadPredictionsAsync(ISchemaRegistryClient registry, string topic, int expected)
