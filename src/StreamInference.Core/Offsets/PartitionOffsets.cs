@@ -98,6 +98,17 @@ public sealed class PartitionOffsets
         }
     }
 
+    /// <summary>True (and remembered) when <paramref name="offset"/> is beyond the last offset taken.</summary>
+    public bool TryTakeNewer(long offset)
+    {
+        lock (_gate)
+        {
+            if (offset <= _lastTaken) return false;
+            _lastTaken = offset;
+            return true;
+        }
+    }
+
     /// <summary>The next offset to commit, or -1 when nothing completed yet.</summary>
     public long Committable { get { lock (_gate) return _committable; } }
 

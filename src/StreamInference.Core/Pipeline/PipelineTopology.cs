@@ -223,7 +223,7 @@ public sealed class PipelineTopology
         {
             // Offsets of this batch are not stored: after the restart that this failure causes, the
             // records are consumed again (at-least-once).
-            _deliveryFailure ??= new PipelineFatalException($"Publishing failed: {batch.DeliveryError}");
+            _deliveryFailure ??= new PipelineFatalException($"Publishing failed: {batch.DeliveryError}", restartable: true);
         }
         else
         {

@@ -67,4 +67,14 @@ public sealed class CompositeObserver(IPipelineObserver first, IPipelineObserver
 }
 
 /// <summary>A failure the pipeline cannot recover from by itself (stop the host, restart re-delivers).</summary>
-public sealed class PipelineFatalException(string message, Exception? inner = null) : Exception(message, inner);
+public sealed class PipelineFatalException : Exception
+{
+    public PipelineFatalException(string message, Exception? inner = null, bool restartable = false) : base(message, inner) => Restartable = restartable;
+    public PipelineFatalException(string message, bool restartable) : base(message) => Restartable = restartable;
+
+    /// <summary>
+    /// The processor can recover by starting over from the committed offsets (an aborted transaction, a
+    /// failed delivery after an outage); false when a restart would fail the same way (bad model, fenced).
+    /// </summary>
+    public bool Restartable { get; }
+}

@@ -27,16 +27,22 @@ public sealed partial class KafkaConsumerLoop : IDisposable
     private bool _paused;
     private bool _pauseNewlyAssigned;
     private long _lastLagUpdate;
+    private readonly KafkaTransactions? _transactions;
+    private volatile PartitionOffsets[] _owned = [];
 
+    /// <param name="transactions">Exactly-once mode: offsets go into the producer's transactions instead
+    /// of being stored and auto-committed, and the input is read <c>read_committed</c>.</param>
     public KafkaConsumerLoop(ConsumerConfig config, IReadOnlyList<string> topics, PipelineTopology pipeline,
-        ProcessorMetrics metrics, ILogger log, TimeSpan revokeDrainTimeout)
+        ProcessorMetrics metrics, ILogger log, TimeSpan revokeDrainTimeout, KafkaTransactions? transactions = null)
     {
+        _transactions = transactions;
         _topics = topics;
         _pipeline = pipeline;
         _metrics = metrics;
         _log = log;
         _revokeDrainTimeout = revokeDrainTimeout;
         config.EnableAutoOffsetStore = false;
+        if (transactions is not null) config.IsolationLevel = IsolationLevel.ReadCommitted;
         config.EnableAutoCommit ??= true;
         _consumer = new ConsumerBuilder<byte[], byte[]>(config)
             .SetPartitionsAssignedHandler((_, list) => OnAssigned(list))
@@ -45,6 +51,7 @@ public sealed partial class KafkaConsumerLoop : IDisposable
             .SetErrorHandler((_, e) => OnError(e))
             .SetLogHandler((_, m) => OnLog(m))
             .Build();
+        transactions?.Attach(() => _owned, () => _consumer.ConsumerGroupMetadata);
     }
 
     /// <summary>Partitions currently assigned to this process.</summary>
@@ -65,6 +72,7 @@ public sealed partial class KafkaConsumerLoop : IDisposable
             {
                 Loop(pipelineRun, stop);
                 Drain(pipelineRun, drainTimeout);
+                if (_transactions?.Failure is { } failure) throw failure;
                 done.TrySetResult();
             }
             catch (Exception e)
@@ -108,7 +116,7 @@ public sealed partial class KafkaConsumerLoop : IDisposable
         }
         catch (ConsumeException e)
         {
-            if (e.Error.IsFatal) throw new PipelineFatalException($"Fatal Kafka consumer error: {e.Error}", e);
+            if (e.Error.IsFatal) throw new PipelineFatalException($"Fatal Kafka consumer error: {e.Error}", e, restartable: true);
             Log.ConsumeError(_log, e.Error.Code.ToString(), e.Error.Reason);
             return null;
         }
@@ -161,9 +169,16 @@ public sealed partial class KafkaConsumerLoop : IDisposable
 
     private void StoreCompletedOffsets()
     {
+        if (_transactions?.Failure is { } failure) throw failure;
         foreach (var (tp, partition) in _partitions)
         {
-            if (!partition.TryTakeCommittable(out var next)) continue;
+            long next;
+            if (_transactions is not null)
+            {
+                // Only what a committed transaction carried (see KafkaTransactions.TryGetCommitted).
+                if (!_transactions.TryGetCommitted(tp, out next) || !partition.TryTakeNewer(next)) continue;
+            }
+            else if (!partition.TryTakeCommittable(out next)) continue;
             try
             {
                 _consumer.StoreOffset(new TopicPartitionOffset(tp, next));
@@ -197,6 +212,7 @@ public sealed partial class KafkaConsumerLoop : IDisposable
             if (!_partitions.ContainsKey(tp)) _partitions[tp] = new PartitionOffsets(tp.Topic, tp.Partition.Value);
         }
         _assignedCount = _partitions.Count;
+        _owned = [.. _partitions.Values];
         _pauseNewlyAssigned = _paused;
         Log.Assigned(_log, list.Count, string.Join(", ", list.Select(p => $"{p.Topic}[{p.Partition.Value}]")));
     }
@@ -228,15 +244,30 @@ public sealed partial class KafkaConsumerLoop : IDisposable
         }
 
         var commits = new List<TopicPartitionOffset>();
+        var states = revoked.Select(tp => _partitions[tp]).ToList();
+        foreach (var p in states)
+        {
+            if (p.InFlight > heldPerPartition.GetValueOrDefault(p))
+                Log.RevokedWithInFlight(_log, p.Topic, p.Partition, p.InFlight);
+        }
+        if (_transactions is not null)
+        {
+            // Commits what was published, with these partitions' offsets, and marks them revoked under
+            // the transaction gate: nothing of theirs is published afterwards.
+            _transactions.Commit(states);
+        }
         foreach (var tp in revoked)
         {
             var p = _partitions[tp];
-            if (p.Committable >= 0) commits.Add(new TopicPartitionOffset(tp, p.Committable));
-            if (p.InFlight > heldPerPartition.GetValueOrDefault(p))
-                Log.RevokedWithInFlight(_log, tp.Topic, tp.Partition.Value, p.InFlight);
+            if (_transactions is null)
+            {
+                if (p.Committable >= 0) commits.Add(new TopicPartitionOffset(tp, p.Committable));
+            }
+            else if (_transactions.TryGetCommitted(tp, out var committed)) commits.Add(new TopicPartitionOffset(tp, committed));
             p.MarkRevoked();
             _partitions.Remove(tp);
         }
+        _owned = [.. _partitions.Values];
         if (commits.Count > 0)
         {
             try
@@ -258,6 +289,10 @@ public sealed partial class KafkaConsumerLoop : IDisposable
         {
             if (_partitions.Remove(p.TopicPartition, out var state)) state.MarkRevoked();
         }
+        _owned = [.. _partitions.Values];
+        // Exactly-once: the open transaction may hold outputs of these partitions, whose offsets we can
+        // no longer commit; abort it and restart from the committed offsets.
+        _transactions?.Abort($"{list.Count} partition(s) lost");
         var keep = _held.Where(r => !r.Partition.IsRevoked).ToList();
         _held.Clear();
         foreach (var r in keep) _held.Enqueue(r);
@@ -288,6 +323,7 @@ public sealed partial class KafkaConsumerLoop : IDisposable
             Thread.Sleep(10);
         }
         if (!pipelineRun.IsCompleted) Log.DrainTimedOut(_log, timeout.TotalSeconds);
+        _transactions?.Commit();
         StoreCompletedOffsets();
         try
         {

@@ -28,9 +28,15 @@ public sealed class KafkaPredictionSink : IPredictionSink
     private readonly Dictionary<string, byte[]> _reasonBytes = [];
     private readonly Dictionary<string, byte[]> _topicBytes = [];
 
-    public KafkaPredictionSink(IProducer<byte[], byte[]> producer, string outputTopic, string deadLetterTopic, PredictionWriter writer)
+    private readonly KafkaTransactions? _transactions;
+    private bool[] _skip = [];
+
+    /// <param name="transactions">Exactly-once mode: each batch is produced inside the open transaction.</param>
+    public KafkaPredictionSink(IProducer<byte[], byte[]> producer, string outputTopic, string deadLetterTopic, PredictionWriter writer,
+        KafkaTransactions? transactions = null)
     {
         _producer = producer;
+        _transactions = transactions;
         _outputTopic = outputTopic;
         _deadLetterTopic = deadLetterTopic;
         _writer = writer;
@@ -44,24 +50,38 @@ public sealed class KafkaPredictionSink : IPredictionSink
             handler = report => batch.OnDelivered(!report.Error.IsError, report.Error.IsError ? $"{report.Error.Code}: {report.Error.Reason}" : null);
             batch.TransportState = handler;
         }
-        batch.BeginDelivery(batch.Count);
+        using var transaction = _transactions?.Enter();
+        // Records of partitions revoked meanwhile belong to their new owner, which consumes them from
+        // the committed offset: publishing them here would only duplicate its output.
+        if (_skip.Length < batch.Count) _skip = new bool[batch.Capacity];
+        var messages = 0;
+        for (var row = 0; row < batch.Count; row++)
+        {
+            _skip[row] = batch.Records[row].Partition.IsRevoked;
+            if (!_skip[row]) messages++;
+        }
+        batch.BeginDelivery(messages);
         var k = 0;
         for (var row = 0; row < batch.Count; row++)
         {
             Message<byte[], byte[]> message;
+            var skip = _skip[row];
             string topic;
             if (batch.DeadLetterReasons[row] is { } reason)
             {
+                if (skip) continue;
                 topic = _deadLetterTopic;
                 message = DeadLetter(batch, row, reason);
             }
             else
             {
                 topic = _outputTopic;
+                var scoreRow = k++;
+                if (skip) continue;
                 message = new Message<byte[], byte[]>
                 {
                     Key = Encoding.UTF8.GetBytes(batch.EntityKeys[row]!),
-                    Value = _writer.Write(batch, row, k++),
+                    Value = _writer.Write(batch, row, scoreRow),
                 };
             }
             Produce(topic, message, handler);

@@ -70,6 +70,26 @@ public sealed class KafkaOptions
     public ProducerConfig Producer { get; set; } = new();
     /// <summary>How long a revoked partition waits for its in-flight records before handing over.</summary>
     public int RevokeDrainTimeoutMs { get; set; } = 5000;
+    /// <summary>
+    /// AtLeastOnce (default): offsets are committed after the outputs were acknowledged; a crash
+    /// re-processes the in-flight window. ExactlyOnce: outputs and offsets are committed in Kafka
+    /// transactions; read_committed consumers see each input's outcome once.
+    /// </summary>
+    public DeliveryGuarantee Delivery { get; set; } = DeliveryGuarantee.AtLeastOnce;
+    /// <summary>ExactlyOnce: transactional.id; default streaminference-&lt;group&gt;-&lt;host name&gt; (stable per pod/host, so a restart fences its predecessor).</summary>
+    public string? TransactionalId { get; set; }
+    /// <summary>ExactlyOnce: how often the open transaction is committed (latency seen by read_committed consumers).</summary>
+    public int TransactionCommitIntervalMs { get; set; } = 100;
+    /// <summary>ExactlyOnce: bound on each transactional call (init, send offsets, commit, abort).</summary>
+    public int TransactionTimeoutMs { get; set; } = 30_000;
+
+    public string EffectiveTransactionalId => TransactionalId is { Length: > 0 } id ? id : $"streaminference-{GroupId}-{Environment.MachineName}";
+}
+
+public enum DeliveryGuarantee
+{
+    AtLeastOnce,
+    ExactlyOnce,
 }
 
 public sealed class RedisOptions
@@ -150,6 +170,11 @@ public static class ProcessorOptionsValidator
         if (o.Kafka.InputTopic == o.Kafka.OutputTopic || o.Kafka.InputTopic == o.Kafka.DeadLetterTopic)
             errors.Add("Kafka:OutputTopic and Kafka:DeadLetterTopic must differ from Kafka:InputTopic.");
         Range(o.Kafka.RevokeDrainTimeoutMs, 0, 300_000, "Kafka:RevokeDrainTimeoutMs");
+        if (!Enum.IsDefined(o.Kafka.Delivery)) errors.Add($"Kafka:Delivery must be AtLeastOnce or ExactlyOnce (was {o.Kafka.Delivery}).");
+        Range(o.Kafka.TransactionCommitIntervalMs, 10, 60_000, "Kafka:TransactionCommitIntervalMs");
+        Range(o.Kafka.TransactionTimeoutMs, 1_000, 900_000, "Kafka:TransactionTimeoutMs");
+        if (o.Kafka.Delivery == DeliveryGuarantee.ExactlyOnce && o.Kafka.Producer.EnableIdempotence == false)
+            errors.Add("Kafka:Producer:EnableIdempotence=false cannot be combined with Kafka:Delivery=ExactlyOnce.");
         if (!Uri.TryCreate(o.SchemaRegistry.Url, UriKind.Absolute, out var u) || (u.Scheme != "http" && u.Scheme != "https"))
             errors.Add($"SchemaRegistry:Url (env SCHEMA_REGISTRY_URL) must be an absolute http(s) URL (was '{o.SchemaRegistry.Url}').");
         Require(o.Redis.Configuration, "Redis:Configuration (env REDIS_URL)");

@@ -51,6 +51,35 @@ public sealed partial class StreamProcessor
     /// <summary>An extra per-batch observer (live views, audits), called after the metrics; set before <see cref="RunAsync"/>.</summary>
     public IPipelineObserver? Observer { get; init; }
 
+    /// <summary>
+    /// Runs until stopped; a restartable failure (an aborted transaction, deliveries that failed after an
+    /// outage outlasted the producer's timeouts) restarts the processor from the committed offsets after a
+    /// backoff instead of ending it. Anything else (bad configuration, a model that does not load) ends it.
+    /// </summary>
+    public async Task RunSupervisedAsync(CancellationToken stop)
+    {
+        var restarts = _metricFactory.CreateCounter("streaminference_restarts_total",
+            "In-process restarts of the processor after a restartable failure.");
+        var backoff = TimeSpan.FromSeconds(1);
+        while (true)
+        {
+            var started = Environment.TickCount64;
+            try
+            {
+                await RunAsync(stop).ConfigureAwait(false);
+                return;
+            }
+            catch (PipelineFatalException e) when (e.Restartable && !stop.IsCancellationRequested)
+            {
+                if (Environment.TickCount64 - started > 60_000) backoff = TimeSpan.FromSeconds(1);
+                restarts.Inc();
+                Log.Restarting(_log, e.Message, backoff.TotalSeconds);
+                await Task.Delay(backoff, stop).ConfigureAwait(false);
+                backoff = TimeSpan.FromTicks(Math.Min(backoff.Ticks * 2, TimeSpan.FromSeconds(30).Ticks));
+            }
+        }
+    }
+
     public async Task RunAsync(CancellationToken stop)
     {
         var errors = ProcessorOptionsValidator.Validate(_options, _resolvePath);
@@ -76,13 +105,22 @@ public sealed partial class StreamProcessor
         using var redis = await ConnectionMultiplexer.ConnectAsync(redisConfig).ConfigureAwait(false);
         var store = new RedisFeatureStore(redis, plan);
 
-        using var producer = new ProducerBuilder<byte[], byte[]>(ProducerConfigFor(k))
-            .SetErrorHandler((_, e) => Log.ProducerError(_log, e.Code.ToString(), e.Reason))
-            .Build();
+        var exactlyOnce = k.Delivery == DeliveryGuarantee.ExactlyOnce;
+        using var producer = BuildProducer(ProducerConfigFor(k));
+        using var transactions = exactlyOnce
+            ? new KafkaTransactions(producer, _loggers.CreateLogger<KafkaTransactions>(),
+                TimeSpan.FromMilliseconds(k.TransactionCommitIntervalMs), TimeSpan.FromMilliseconds(k.TransactionTimeoutMs))
+            : null;
+        if (exactlyOnce) Log.ExactlyOnce(_log, k.EffectiveTransactionalId, k.TransactionCommitIntervalMs);
+        // Drift reports are telemetry, not outputs: in exactly-once mode they go through their own
+        // (idempotent, non-transactional) producer so they never hold a transaction open.
+        var driftConfig = ProducerConfigFor(k);
+        driftConfig.TransactionalId = null;
+        using var driftProducer = exactlyOnce ? BuildProducer(driftConfig) : null;
         var sink = new KafkaPredictionSink(producer, k.OutputTopic, k.DeadLetterTopic,
-            new PredictionWriter(predictionSchemaId, scorer.ModelName, scorer.ModelVersion, scorer.PrimaryScoreIndex));
+            new PredictionWriter(predictionSchemaId, scorer.ModelName, scorer.ModelVersion, scorer.PrimaryScoreIndex), transactions);
         IPipelineObserver observer = metrics;
-        using var drift = await CreateDriftAsync(plan, scorer, modelDir, producer, registry, stop).ConfigureAwait(false);
+        using var drift = await CreateDriftAsync(plan, scorer, modelDir, driftProducer ?? producer, registry, stop).ConfigureAwait(false);
         if (drift is not null)
         {
             Drift = drift.Monitor;
@@ -92,7 +130,7 @@ public sealed partial class StreamProcessor
         var topology = new PipelineTopology(_options.Pipeline.ToPipelineOptions(), plan, decoder, store, scorer, sink, observer);
 
         using var consumer = new KafkaConsumerLoop(ConsumerConfigFor(k), [k.InputTopic], topology, metrics,
-            _loggers.CreateLogger<KafkaConsumerLoop>(), TimeSpan.FromMilliseconds(k.RevokeDrainTimeoutMs));
+            _loggers.CreateLogger<KafkaConsumerLoop>(), TimeSpan.FromMilliseconds(k.RevokeDrainTimeoutMs), transactions);
         _consumer = consumer;
         using var abort = new CancellationTokenSource();
         var pipeline = topology.RunAsync(abort.Token);
@@ -115,7 +153,8 @@ public sealed partial class StreamProcessor
             catch (OperationCanceledException) when (abort.IsCancellationRequested)
             {
             }
-            producer.Flush(shutdownTimeout);
+            if (!exactlyOnce) producer.Flush(shutdownTimeout);
+            driftProducer?.Flush(shutdownTimeout);
         }
         Log.Stopped(_log, metrics.PublishedCount, metrics.DeadLetteredCount);
     }
@@ -144,6 +183,11 @@ public sealed partial class StreamProcessor
             _metricFactory, _loggers.CreateLogger<DriftPublisher>(), d.WindowSeconds);
     }
 
+    private IProducer<byte[], byte[]> BuildProducer(ProducerConfig config) =>
+        new ProducerBuilder<byte[], byte[]>(config)
+            .SetErrorHandler((_, e) => Log.ProducerError(_log, e.Code.ToString(), e.Reason))
+            .Build();
+
     public static ProducerConfig ProducerConfigFor(KafkaOptions k)
     {
         var config = new ProducerConfig(k.Producer.ToDictionary())
@@ -155,6 +199,11 @@ public sealed partial class StreamProcessor
         config.LingerMs ??= 5;
         config.CompressionType ??= CompressionType.Lz4;
         config.ClientId ??= "streaminference-processor";
+        if (k.Delivery == DeliveryGuarantee.ExactlyOnce)
+        {
+            config.TransactionalId = k.EffectiveTransactionalId;
+            config.TransactionTimeoutMs ??= Math.Max(60_000, k.TransactionTimeoutMs * 2);
+        }
         return config;
     }
 
@@ -189,6 +238,12 @@ public sealed partial class StreamProcessor
 
         [LoggerMessage(Level = LogLevel.Information, Message = "Drift monitoring against {Path}: reports to {Topic} every {Window}")]
         public static partial void DriftOn(ILogger logger, string path, string topic, string window);
+
+        [LoggerMessage(Level = LogLevel.Error, Message = "Processor failed ({Reason}); restarting from the committed offsets in {Seconds}s")]
+        public static partial void Restarting(ILogger logger, string reason, double seconds);
+
+        [LoggerMessage(Level = LogLevel.Information, Message = "Exactly-once delivery: transactional id {TransactionalId}, commit every {IntervalMs} ms")]
+        public static partial void ExactlyOnce(ILogger logger, string transactionalId, int intervalMs);
 
         [LoggerMessage(Level = LogLevel.Warning, Message = "Kafka producer error {Code}: {Reason}")]
         public static partial void ProducerError(ILogger logger, string code, string reason);

@@ -60,7 +60,7 @@ public static class DemoRunner
         // Logs go to stderr like the live view; stdout carries only the final JSON line.
         var processor = new StreamProcessor(options, loggers, Metrics.WithCustomRegistry(Metrics.NewCustomRegistry()));
         using var stopProcessor = CancellationTokenSource.CreateLinkedTokenSource(ct);
-        var processing = processor.RunAsync(stopProcessor.Token);
+        var processing = processor.RunSupervisedAsync(stopProcessor.Token);
         // Produce once the group has assigned partitions, so latency figures do not include the join.
         var joinDeadline = Stopwatch.StartNew();
         while ((!processor.IsReady || processor.AssignedPartitions == 0) && !processing.IsCompleted && joinDeadline.Elapsed < TimeSpan.FromSeconds(30))

@@ -89,6 +89,9 @@ public static class ServeCommand
         var registry = Metrics.NewCustomRegistry();
         var factory = Metrics.WithCustomRegistry(registry);
         builder.Services.AddSingleton(options);
+        // SIGTERM: stop consuming, drain and publish what is in flight, commit, close — within
+        // Pipeline:ShutdownTimeoutMs, plus a margin for leaving the group; then the host gives up.
+        builder.Services.Configure<HostOptions>(h => h.ShutdownTimeout = TimeSpan.FromMilliseconds(options.Pipeline.ShutdownTimeoutMs) + TimeSpan.FromSeconds(10));
         builder.Services.AddSingleton(sp => new StreamProcessor(options, sp.GetRequiredService<ILoggerFactory>(), factory));
         builder.Services.AddHostedService<ProcessorService>();
         var app = builder.Build();
@@ -112,7 +115,7 @@ public sealed partial class ProcessorService(StreamProcessor processor, IHostApp
         try
         {
             await Task.Yield();
-            await processor.RunAsync(stoppingToken).ConfigureAwait(false);
+            await processor.RunSupervisedAsync(stoppingToken).ConfigureAwait(false);
         }
         catch (OperationCanceledException) when (stoppingToken.IsCancellationRequested)
         {
