@@ -1,0 +1,109 @@
+using System.Collections.Concurrent;
+using System.Diagnostics;
+using System.Runtime.InteropServices;
+
+namespace StreamInference.IntegrationTests;
+
+/// <summary>
+/// <c>streaminference serve</c> as a child process, as it runs in production: killed with SIGKILL
+/// (no cleanup at all) or stopped with SIGTERM (graceful shutdown).
+/// </summary>
+public sealed partial class ChildProcessor : IDisposable
+{
+    private readonly Process _process;
+    private readonly ConcurrentQueue<string> _lines = new();
+    private readonly TaskCompletionSource _assigned = new(TaskCreationOptions.RunContinuationsAsynchronously);
+
+    private ChildProcessor(Process process)
+    {
+        _process = process;
+        _process.OutputDataReceived += (_, e) => OnLine(e.Data);
+        _process.ErrorDataReceived += (_, e) => OnLine(e.Data);
+        _process.BeginOutputReadLine();
+        _process.BeginErrorReadLine();
+    }
+
+    public static ChildProcessor Start(IReadOnlyDictionary<string, string> settings)
+    {
+        var info = new ProcessStartInfo("dotnet")
+        {
+            RedirectStandardOutput = true,
+            RedirectStandardError = true,
+            UseShellExecute = false,
+        };
+        info.ArgumentList.Add(CliPath);
+        info.ArgumentList.Add("serve");
+        foreach (var (key, value) in settings)
+        {
+            info.ArgumentList.Add("--set");
+            info.ArgumentList.Add($"{key}={value}");
+        }
+        info.Environment["DOTNET_gcServer"] = "0";
+        return new ChildProcessor(Process.Start(info) ?? throw new InvalidOperationException("could not start the processor"));
+    }
+
+    /// <summary>The CLI built next to this test assembly's configuration (the project reference builds it first).</summary>
+    public static string CliPath { get; } = FindCli();
+
+    private static string FindCli()
+    {
+        var testDir = new DirectoryInfo(AppContext.BaseDirectory);
+        var tfm = testDir.Name;                       // net10.0
+        var configuration = testDir.Parent!.Name;     // Release / Debug
+        var dir = testDir;
+        while (dir is not null && !File.Exists(Path.Combine(dir.FullName, "StreamInference.sln"))) dir = dir.Parent;
+        if (dir is null) throw new InvalidOperationException("repository root (StreamInference.sln) not found above " + AppContext.BaseDirectory);
+        var path = Path.Combine(dir.FullName, "src", "StreamInference", "bin", configuration, tfm, "streaminference.dll");
+        return File.Exists(path) ? path : throw new FileNotFoundException("build the CLI first", path);
+    }
+
+    public int Id => _process.Id;
+    public bool HasExited => _process.HasExited;
+    public int ExitCode => _process.ExitCode;
+    public IReadOnlyCollection<string> Lines => _lines;
+
+    /// <summary>Completes when the consumer group assigned partitions to this process.</summary>
+    public Task Assigned => _assigned.Task;
+
+    private void OnLine(string? line)
+    {
+        if (line is null) return;
+        _lines.Enqueue(line);
+        if (line.Contains("Assigned ", StringComparison.Ordinal) && line.Contains("partition(s)", StringComparison.Ordinal)) _assigned.TrySetResult();
+    }
+
+    public void Kill() => Signal(9);
+
+    public void Terminate() => Signal(15);
+
+    private void Signal(int signal)
+    {
+        if (_process.HasExited) return;
+        if (kill(_process.Id, signal) != 0) throw new InvalidOperationException($"kill({_process.Id}, {signal}) failed: errno {Marshal.GetLastPInvokeError()}");
+    }
+
+    public async Task<bool> WaitForExitAsync(TimeSpan timeout)
+    {
+        using var cts = new CancellationTokenSource(timeout);
+        try
+        {
+            await _process.WaitForExitAsync(cts.Token);
+            return true;
+        }
+        catch (OperationCanceledException)
+        {
+            return false;
+        }
+    }
+
+    public string Tail(int lines = 30) => string.Join(Environment.NewLine, _lines.TakeLast(lines));
+
+    public void Dispose()
+    {
+        if (!_process.HasExited) _process.Kill(entireProcessTree: true);
+        _process.Dispose();
+    }
+
+    [LibraryImport("libc", SetLastError = true)]
+    private static partial int kill(int pid, int signal);
+}
