@@ -137,7 +137,7 @@ public sealed class ServicesFixture : IAsyncLifetime
         }
     }
 
-    private static string? FindOnPath(string exe)
+    internal static string? FindOnPath(string exe)
     {
         foreach (var dir in (Environment.GetEnvironmentVariable("PATH") ?? "").Split(Path.PathSeparator))
         {
@@ -149,7 +149,7 @@ public sealed class ServicesFixture : IAsyncLifetime
         return null;
     }
 
-    private static async Task WaitForRedisAsync(string config)
+    internal static async Task WaitForRedisAsync(string config)
     {
         var deadline = DateTime.UtcNow.AddSeconds(20);
         while (true)

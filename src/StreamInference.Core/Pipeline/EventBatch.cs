@@ -88,6 +88,8 @@ public sealed class EventBatch
     /// <summary>Classifier label of the k-th clean row, when the model emits one.</summary>
     public string?[] Labels { get; }
     public long ScoredAtMs { get; set; }
+    /// <summary>The model that scored this batch (set by the scorer).</summary>
+    public ModelIdentity? ScoredBy { get; set; }
     /// <summary>Stopwatch timestamp when the batch was flushed by the batcher.</summary>
     public long FlushedAt { get; set; }
 
@@ -165,5 +167,12 @@ public sealed class EventBatch
         LateEvents = 0;
         RedeliveredEvents = 0;
         StaleLookups = 0;
+        FeatureStoreUnavailable = false;
     }
+
+    /// <summary>
+    /// The feature store could not be reached (Defaults policy): every window and lookup feature of
+    /// this batch took its default, and the events were not added to their windows.
+    /// </summary>
+    public bool FeatureStoreUnavailable { get; set; }
 }

@@ -29,10 +29,14 @@ public static class DeadLetterReasons
     public const string MissingEventId = "missing-event-id";
     public const string TooLarge = "too-large";
     public const string InvalidEventTime = "invalid-event-time";
+    public const string ModelError = "model-error";
+    public const string NonFiniteNumber = "non-finite-number";
+    public const string RegistryUnavailable = "registry-unavailable";
 
     public static readonly string[] All =
     [
         EmptyValue, WrongMagicByte, TruncatedHeader, UnknownSchemaId, IncompatibleSchema,
-        MalformedAvro, MissingEntityKey, MissingEventId, TooLarge, InvalidEventTime,
+        MalformedAvro, MissingEntityKey, MissingEventId, TooLarge, InvalidEventTime, ModelError, NonFiniteNumber,
+        RegistryUnavailable,
     ];
 }

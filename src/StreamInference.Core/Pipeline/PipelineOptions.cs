@@ -15,4 +15,18 @@ public sealed class PipelineOptions
     public int MaxInFlightBatches { get; set; } = 8;
     /// <summary>Longest backoff between retries of a retriable stage failure (e.g. Redis down).</summary>
     public TimeSpan MaxRetryBackoff { get; set; } = TimeSpan.FromSeconds(5);
+    /// <summary>
+    /// Feature store unavailable. Null (the Wait policy): retry with backoff; the input queue fills and
+    /// consumption pauses until the store is back. Set (the Defaults policy): after this long, score the
+    /// batch with every store-backed feature at its default and mark the records degraded; later batches
+    /// skip the store until <see cref="FeatureStoreProbeInterval"/> has passed, then probe it again.
+    /// </summary>
+    public TimeSpan? FeatureStoreFallbackAfter { get; set; }
+    /// <summary>
+    /// A batch the model fails to score twice: true dead-letters its records (reason model-error) and
+    /// goes on; false stops the processor.
+    /// </summary>
+    public bool DeadLetterOnModelError { get; set; } = true;
+    /// <summary>Defaults policy: how long batches skip an unavailable store before the next probe.</summary>
+    public TimeSpan FeatureStoreProbeInterval { get; set; } = TimeSpan.FromSeconds(1);
 }

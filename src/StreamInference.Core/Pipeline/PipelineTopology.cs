@@ -172,23 +172,63 @@ public sealed class PipelineTopology
 
     private async Task FetchWithRetryAsync(EventBatch batch, CancellationToken ct)
     {
+        var fallbackAfter = _options.FeatureStoreFallbackAfter;
+        if (fallbackAfter is not null && _time.GetTimestamp() < _storeSkipUntil)
+        {
+            UseDefaults(batch);
+            return;
+        }
+        var started = _time.GetTimestamp();
         var backoff = TimeSpan.FromMilliseconds(50);
         while (true)
         {
+            var left = fallbackAfter is { } limit ? limit - _time.GetElapsedTime(started) : Timeout.InfiniteTimeSpan;
+            using var attempt = CancellationTokenSource.CreateLinkedTokenSource(ct);
+            if (fallbackAfter is not null) attempt.CancelAfter(left > TimeSpan.Zero ? left : TimeSpan.Zero);
             try
             {
-                await _featureStore.FetchAsync(batch, ct).ConfigureAwait(false);
+                await _featureStore.FetchAsync(batch, attempt.Token).ConfigureAwait(false);
+                return;
+            }
+            catch (OperationCanceledException) when (!ct.IsCancellationRequested)
+            {
+                // Defaults policy and the store did not answer in time.
+                StoreUnavailable(batch);
                 return;
             }
             catch (Exception e) when (e is not OperationCanceledException && e is not PipelineFatalException)
             {
-                // Retriable (Redis timeout, connection loss). Waiting here fills the input queue, which
-                // pauses consumption: nothing is lost and nothing spins.
+                // Retriable (Redis timeout, connection loss). Under the Wait policy waiting here fills the
+                // input queue, which pauses consumption: nothing is lost and nothing spins.
                 _observer.OnRetry("enrich", e);
+                if (fallbackAfter is { } l && _time.GetElapsedTime(started) + backoff >= l)
+                {
+                    StoreUnavailable(batch);
+                    return;
+                }
                 await Task.Delay(backoff, _time, ct).ConfigureAwait(false);
                 backoff = TimeSpan.FromTicks(Math.Min(backoff.Ticks * 2, _options.MaxRetryBackoff.Ticks));
             }
         }
+    }
+
+    private long _storeSkipUntil;
+
+    private void StoreUnavailable(EventBatch batch)
+    {
+        _storeSkipUntil = _time.GetTimestamp() + (long)(_options.FeatureStoreProbeInterval.TotalSeconds * _time.TimestampFrequency);
+        UseDefaults(batch);
+    }
+
+    private static void UseDefaults(EventBatch batch)
+    {
+        for (var k = 0; k < batch.OkCount; k++)
+        {
+            var row = batch.Rows[k];
+            batch.WindowRow(row).Fill(double.NaN);
+            batch.LookupRow(row).Fill(double.NaN);
+        }
+        batch.FeatureStoreUnavailable = true;
     }
 
     private async Task ScoreStageAsync(CancellationToken ct)
@@ -197,23 +237,36 @@ public sealed class PipelineTopology
         {
             ThrowIfDeliveryFailed();
             var start = Stopwatch.GetTimestamp();
-            if (batch.OkCount > 0)
-            {
-                try
-                {
-                    _scorer.Score(batch);
-                }
-                catch (Exception e) when (e is not OperationCanceledException)
-                {
-                    throw new PipelineFatalException($"Model {_scorer.ModelName}@{_scorer.ModelVersion} failed to score a batch of {batch.OkCount}: {e.Message}", e);
-                }
-            }
+            if (batch.OkCount > 0) ScoreOrDeadLetter(batch);
             batch.ScoredAtMs = _time.GetUtcNow().ToUnixTimeMilliseconds();
             var scored = Stopwatch.GetTimestamp();
             _observer.OnBatchScored(batch, Stopwatch.GetElapsedTime(start, scored));
             _sink.Publish(batch);
             _observer.OnBatchPublished(batch, Stopwatch.GetElapsedTime(scored));
         }
+    }
+
+    private void ScoreOrDeadLetter(EventBatch batch)
+    {
+        Exception? error = null;
+        for (var attempt = 0; attempt < 2; attempt++)
+        {
+            try
+            {
+                _scorer.Score(batch);
+                return;
+            }
+            catch (Exception e) when (e is not OperationCanceledException)
+            {
+                error = e;
+                _observer.OnRetry("score", e);
+            }
+        }
+        var what = $"model {_scorer.ModelName}@{_scorer.ModelVersion} failed to score a batch of {batch.OkCount} twice: {error!.Message}";
+        if (!_options.DeadLetterOnModelError) throw new PipelineFatalException(what, error);
+        // The records go to the dead-letter topic with the reason, to be replayed once the model is fixed.
+        for (var k = 0; k < batch.OkCount; k++) batch.DeadLetter(batch.Rows[k], DeadLetterReasons.ModelError, what);
+        batch.OkCount = 0;
     }
 
     // Runs on the producer's delivery thread.

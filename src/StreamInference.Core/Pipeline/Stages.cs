@@ -15,6 +15,17 @@ public interface IFeatureStore
     ValueTask FetchAsync(EventBatch batch, CancellationToken cancellationToken);
 }
 
+/// <summary>The model version that scored a batch; a hot swap changes it between batches.</summary>
+public sealed class ModelIdentity(string name, string version, int primaryScoreIndex)
+{
+    public string Name => name;
+    public string Version => version;
+    public int PrimaryScoreIndex => primaryScoreIndex;
+    public byte[] NameUtf8 { get; } = System.Text.Encoding.UTF8.GetBytes(name);
+    public byte[] VersionUtf8 { get; } = System.Text.Encoding.UTF8.GetBytes(version);
+    public override string ToString() => $"{name}@{version}";
+}
+
 /// <summary>Scores the clean rows' feature vectors.</summary>
 public interface IScorer
 {

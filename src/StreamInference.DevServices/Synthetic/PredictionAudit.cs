@@ -21,6 +21,7 @@ public sealed class PredictionAudit : IDisposable
     private readonly ConcurrentDictionary<(int, long), string?> _predicted = new();
     private readonly ConcurrentDictionary<(int, long), string> _deadLettered = new();
     private readonly Dictionary<int, GenericDatumReader<GenericRecord>> _readers = [];
+    private readonly ConcurrentDictionary<(int, long), string> _degraded = new();
     private long _duplicates;
     private long _undecodable;
 
@@ -46,6 +47,8 @@ public sealed class PredictionAudit : IDisposable
     public long Undecodable => Interlocked.Read(ref _undecodable);
     public IReadOnlyDictionary<(int Partition, long Offset), string?> Predictions => _predicted;
     public IReadOnlyDictionary<(int Partition, long Offset), string> DeadLetters => _deadLettered;
+    /// <summary>Predictions whose <c>degraded</c> field is set, by source partition and offset, with its value.</summary>
+    public IReadOnlyDictionary<(int Partition, long Offset), string> Degraded => _degraded;
 
     public Task RunAsync(CancellationToken ct) => Task.Factory.StartNew(() =>
     {
@@ -95,6 +98,7 @@ public sealed class PredictionAudit : IDisposable
         var record = reader.Read(null!, new BinaryDecoder(stream));
         var key = ((int)record["source_partition"], (long)record["source_offset"]);
         if (!_predicted.TryAdd(key, (string)record["event_id"])) Interlocked.Increment(ref _duplicates);
+        if (record.TryGetValue("degraded", out var degraded) && degraded is string why) _degraded[key] = why;
     }
 
     public void Dispose() => _consumer.Dispose();

@@ -137,6 +137,10 @@ public static class SyntheticPaymentProducer
         return sent;
     }
 
+    /// <summary>One event in the Confluent wire format under <paramref name="schemaId"/> (<paramref name="schema"/> = payment-event.avsc).</summary>
+    public static byte[] Encode(RecordSchema schema, int schemaId, PaymentEvent e, bool dropKey = false) =>
+        Encode(new GenericDatumWriter<GenericRecord>(schema), schema, (EnumSchema)schema["channel"].Schema, schemaId, e, dropKey);
+
     private static byte[] Encode(GenericDatumWriter<GenericRecord> writer, RecordSchema schema, EnumSchema channelSchema, int schemaId, PaymentEvent e, bool dropKey)
     {
         var record = new GenericRecord(schema);

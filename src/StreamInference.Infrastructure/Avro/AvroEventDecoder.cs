@@ -26,11 +26,22 @@ public sealed class AvroEventDecoder : IEventDecoder
     private readonly int _idPos, _keyPos, _timePos;
     private readonly int[] _numericPos;
     private readonly EventFieldKind[] _numericKinds;
+    private readonly string[] _numericNames;
     private readonly int[] _textPos;
     // Written only by the batch stage (single reader); no locking needed.
     private readonly Dictionary<int, DatumReader<GenericRecord>> _readers = [];
     private readonly Dictionary<int, string> _rejected = [];
     private GenericRecord? _reuse;
+
+    /// <summary>
+    /// Registry unreachable (or 5xx) while resolving a schema id not yet cached: false (Wait) retries
+    /// with backoff, which backpressures the consumer; true dead-letters the record with reason
+    /// registry-unavailable (its id is tried again for the next record). Cached ids never need the registry.
+    /// </summary>
+    public bool DeadLetterWhenRegistryUnavailable { get; init; }
+
+    /// <summary>Called on each failed registry attempt under the Wait policy (metrics, logs).</summary>
+    public Action<Exception>? OnRegistryRetry { get; init; }
 
     public AvroEventDecoder(ISchemaRegistryClient registry, AvroSchema readerSchema, FeaturePlan plan, int maxMessageBytes = 1 << 20)
     {
@@ -44,10 +55,12 @@ public sealed class AvroEventDecoder : IEventDecoder
         _timePos = Position(plan.TimeField, "event.timeField");
         _numericPos = new int[plan.NumericFields.Count];
         _numericKinds = new EventFieldKind[plan.NumericFields.Count];
+        _numericNames = new string[plan.NumericFields.Count];
         foreach (var f in plan.NumericFields)
         {
             _numericPos[f.Slot] = Position(f.Name, $"feature field '{f.Name}'");
             _numericKinds[f.Slot] = f.Kind;
+            _numericNames[f.Slot] = f.Name;
         }
         _textPos = new int[plan.TextFields.Count];
         foreach (var f in plan.TextFields) _textPos[f.Slot] = Position(f.Name, $"feature field '{f.Name}'");
@@ -90,6 +103,11 @@ public sealed class AvroEventDecoder : IEventDecoder
                     continue;
                 }
                 reader = await ResolveAsync(schemaId, cancellationToken).ConfigureAwait(false);
+                if (reader is null && !_rejected.ContainsKey(schemaId))
+                {
+                    batch.DeadLetter(row, DeadLetterReasons.RegistryUnavailable, $"schema {schemaId} could not be fetched: the registry is unavailable");
+                    continue;
+                }
                 if (reader is null)
                 {
                     row--; // re-run this row: it now hits the rejected cache with the reason
@@ -103,20 +121,32 @@ public sealed class AvroEventDecoder : IEventDecoder
     private async Task<DatumReader<GenericRecord>?> ResolveAsync(int schemaId, CancellationToken ct)
     {
         AvroSchema writer;
-        try
+        var backoff = TimeSpan.FromMilliseconds(200);
+        while (true)
         {
-            writer = await _registry.GetSchemaAsync(schemaId, ct).ConfigureAwait(false);
-        }
-        catch (SchemaRegistryException e) when (e.ErrorCode is SchemaRegistryException.SchemaNotFound or 404)
-        {
-            // Unknown ids stay unknown for this process (ids are never reused by a registry).
-            _rejected[schemaId] = $"unknown schema id {schemaId}";
-            return null;
-        }
-        catch (SchemaParseException e)
-        {
-            _rejected[schemaId] = $"incompatible: schema {schemaId} does not parse: {e.Message}";
-            return null;
+            try
+            {
+                writer = await _registry.GetSchemaAsync(schemaId, ct).ConfigureAwait(false);
+                break;
+            }
+            catch (SchemaRegistryException e) when (e.ErrorCode == SchemaRegistryException.Unreachable || e.HttpStatus >= 500)
+            {
+                if (DeadLetterWhenRegistryUnavailable) return null;
+                OnRegistryRetry?.Invoke(e);
+                await Task.Delay(backoff, ct).ConfigureAwait(false);
+                backoff = TimeSpan.FromTicks(Math.Min(backoff.Ticks * 2, TimeSpan.FromSeconds(10).Ticks));
+            }
+            catch (SchemaRegistryException e) when (e.ErrorCode is SchemaRegistryException.SchemaNotFound or 404)
+            {
+                // Unknown ids stay unknown for this process (ids are never reused by a registry).
+                _rejected[schemaId] = $"unknown schema id {schemaId}";
+                return null;
+            }
+            catch (SchemaParseException e)
+            {
+                _rejected[schemaId] = $"incompatible: schema {schemaId} does not parse: {e.Message}";
+                return null;
+            }
         }
         if (!_reader.CanRead(writer))
         {
@@ -168,7 +198,19 @@ public sealed class AvroEventDecoder : IEventDecoder
         batch.EventTimesMs[row] = (long)time;
 
         var numerics = batch.NumericRow(row);
-        for (var i = 0; i < _numericPos.Length; i++) numerics[i] = AsNumber(record.GetValue(_numericPos[i]));
+        for (var i = 0; i < _numericPos.Length; i++)
+        {
+            var raw = record.GetValue(_numericPos[i]);
+            var number = AsNumber(raw);
+            // null is "missing" (the feature takes its default); NaN or ±∞ sent as a value is bad input.
+            if (raw is double or float && !double.IsFinite(number))
+            {
+                batch.DeadLetter(row, DeadLetterReasons.NonFiniteNumber,
+                    $"field '{_numericNames[i]}' = {number.ToString(CultureInfo.InvariantCulture)}");
+                return;
+            }
+            numerics[i] = number;
+        }
         var texts = batch.TextRow(row);
         for (var i = 0; i < _textPos.Length; i++) texts[i] = AsText(record.GetValue(_textPos[i]));
     }

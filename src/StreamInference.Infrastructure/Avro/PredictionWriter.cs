@@ -39,6 +39,10 @@ public sealed class PredictionWriter
     }
 
     /// <summary>Encodes the prediction for clean row <paramref name="k"/> (record row <paramref name="row"/>).</summary>
+    /// <summary>Value of the <c>degraded</c> field when the feature store could not be reached.</summary>
+    public const string DegradedFeatureStore = "feature-store-unavailable";
+    private static readonly byte[] FeatureStoreUnavailable = System.Text.Encoding.UTF8.GetBytes(DegradedFeatureStore);
+
     public byte[] Write(EventBatch batch, int row, int k)
     {
         _buffer.ResetWrittenCount();
@@ -48,10 +52,11 @@ public sealed class PredictionWriter
 
         WriteString(batch.EventIds[row]!);
         WriteString(batch.EntityKeys[row]!);
-        WriteBytes(_modelName);
-        WriteBytes(_modelVersion);
+        var model = batch.ScoredBy;
+        WriteBytes(model?.NameUtf8 ?? _modelName);
+        WriteBytes(model?.VersionUtf8 ?? _modelVersion);
         var scores = batch.ScoreRow(k);
-        WriteDouble(scores[Math.Min(_primaryIndex, scores.Length - 1)]);
+        WriteDouble(scores[Math.Min(model?.PrimaryScoreIndex ?? _primaryIndex, scores.Length - 1)]);
         WriteLong(scores.Length);
         foreach (var s in scores) WriteDouble(s);
         WriteLong(0); // end of array blocks
@@ -71,6 +76,12 @@ public sealed class PredictionWriter
         ref readonly var r = ref batch.Records[row];
         WriteLong(r.Partition.Partition);
         WriteLong(r.Offset);
+        if (batch.FeatureStoreUnavailable)
+        {
+            WriteLong(1);
+            WriteBytes(FeatureStoreUnavailable);
+        }
+        else WriteLong(0);
         return _buffer.WrittenSpan.ToArray();
     }
 

@@ -18,6 +18,18 @@ public sealed class SchemaRegistryOptions
     public TimeSpan RequestTimeout { get; set; } = TimeSpan.FromSeconds(10);
     /// <summary>Attempts for requests that got no answer or a 5xx.</summary>
     public int MaxAttempts { get; set; } = 5;
+    /// <summary>
+    /// The processor meets a schema id it has not cached while the registry is unreachable: Wait
+    /// (default) retries with backoff and pauses consumption; DeadLetter sends the record to the
+    /// dead-letter topic with reason registry-unavailable. Cached ids keep decoding either way.
+    /// </summary>
+    public RegistryPolicy OnUnavailable { get; set; } = RegistryPolicy.Wait;
+}
+
+public enum RegistryPolicy
+{
+    Wait,
+    DeadLetter,
 }
 
 /// <summary>

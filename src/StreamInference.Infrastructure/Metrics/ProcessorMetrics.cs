@@ -31,6 +31,7 @@ public sealed partial class ProcessorMetrics : IPipelineObserver
     private long _lateCount;
     private long _redeliveredCount;
     private readonly Counter _retries;
+    private readonly Counter _degraded;
     private long _publishedCount, _deadLetteredCount, _batches, _batchRecords;
 
     public ProcessorMetrics(IMetricFactory factory, FeaturePlan plan, string inputTopic, string outputTopic, ILogger log)
@@ -54,6 +55,8 @@ public sealed partial class ProcessorMetrics : IPipelineObserver
         _late = factory.CreateCounter("streaminference_window_late_events_total", "Events too late (beyond event.allowedLateness) to be added to the windowed aggregates; scored all the same.");
         _redelivered = factory.CreateCounter("streaminference_window_redelivered_events_total", "Redelivered events whose window update had already been applied (skipped, so aggregates stay exact).");
         _stale = factory.CreateCounter("streaminference_lookup_stale_total", "Materialized lookup values found but older than their TTL or newer than the event; the features took their defaults.");
+        _degraded = factory.CreateCounter("streaminference_degraded_records_total",
+            "Records scored with degraded features (reason feature-store-unavailable: Redis:OnUnavailable=Defaults).", ["reason"]);
         _retries = factory.CreateCounter("streaminference_stage_retries_total", "Retriable failures inside a stage (e.g. Redis unavailable).", ["stage"]);
         Lag = factory.CreateGauge("streaminference_consumer_lag", "High watermark minus consumer position, per assigned partition.", ["topic", "partition"]);
         Pauses = factory.CreateCounter("streaminference_consumer_pauses_total", "Times the consumer paused its partitions because the pipeline was full.");
@@ -82,6 +85,7 @@ public sealed partial class ProcessorMetrics : IPipelineObserver
     public void OnBatchAssembled(EventBatch batch, TimeSpan decode, TimeSpan enrich)
     {
         _batchSize.Observe(batch.Count);
+        if (batch.FeatureStoreUnavailable) _degraded.WithLabels("feature-store-unavailable").Inc(batch.OkCount);
         _decode.Observe(decode.TotalSeconds);
         _enrich.Observe(enrich.TotalSeconds);
         Interlocked.Increment(ref _batches);

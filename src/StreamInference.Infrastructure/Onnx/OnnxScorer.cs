@@ -67,6 +67,8 @@ public sealed class OnnxScorer : IScorer, IDisposable
             PrimaryScoreIndex = Manifest.PrimaryScoreIndex ?? OutputWidth - 1;
             if (PrimaryScoreIndex < 0 || PrimaryScoreIndex >= OutputWidth)
                 throw new InvalidDataException($"{manifestPath}: primaryScoreIndex {PrimaryScoreIndex} is outside the model's {OutputWidth} score columns.");
+            Identity = new ModelIdentity(Manifest.Name, Manifest.Version, PrimaryScoreIndex);
+            Directory = modelDirectory;
         }
         catch
         {
@@ -77,6 +79,9 @@ public sealed class OnnxScorer : IScorer, IDisposable
     }
 
     public ModelManifest Manifest { get; }
+    public ModelIdentity Identity { get; } = null!;
+    /// <summary>The version directory the model was loaded from.</summary>
+    public string Directory { get; } = null!;
     public string ModelName => Manifest.Name;
     public string ModelVersion => Manifest.Version;
     public int OutputWidth { get; }
@@ -144,6 +149,7 @@ public sealed class OnnxScorer : IScorer, IDisposable
 
     public void Score(EventBatch batch)
     {
+        batch.ScoredBy = Identity;
         var rows = batch.OkCount;
         _shape[0] = rows;
         _shape[1] = _featureCount;

@@ -96,6 +96,22 @@ public sealed class RedisOptions
 {
     /// <summary>StackExchange.Redis configuration string, e.g. "localhost:6379,password=…". Environment: REDIS_URL (redis://…).</summary>
     public string Configuration { get; set; } = "localhost:6379";
+    /// <summary>
+    /// Redis unreachable or timing out. Wait (default): retry with backoff; consumption pauses until it
+    /// is back, nothing is scored without its features. Defaults: after FallbackAfterMs, score with the
+    /// window and lookup features at their defaults and mark the predictions degraded (those events are
+    /// then missing from their windows' aggregates).
+    /// </summary>
+    public FeatureStorePolicy OnUnavailable { get; set; } = FeatureStorePolicy.Wait;
+    public int FallbackAfterMs { get; set; } = 1000;
+    /// <summary>Defaults policy: while unavailable, batches skip Redis and probe it again after this long.</summary>
+    public int ProbeIntervalMs { get; set; } = 1000;
+}
+
+public enum FeatureStorePolicy
+{
+    Wait,
+    Defaults,
 }
 
 public sealed class ModelOptions
@@ -106,6 +122,20 @@ public sealed class ModelOptions
     /// <summary>A version directory name, or "latest".</summary>
     public string Version { get; set; } = "latest";
     public int IntraOpThreads { get; set; }
+    /// <summary>
+    /// With Version=latest: how often the repository is checked for a newer version, which is then
+    /// loaded, warmed and swapped in between batches (a version that fails to load is rejected and
+    /// logged). 0 turns watching off.
+    /// </summary>
+    public int WatchIntervalMs { get; set; } = 10_000;
+    /// <summary>A batch the model fails to score (twice): DeadLetter its records (reason model-error) and go on, or Stop.</summary>
+    public ModelErrorPolicy OnError { get; set; } = ModelErrorPolicy.DeadLetter;
+}
+
+public enum ModelErrorPolicy
+{
+    DeadLetter,
+    Stop,
 }
 
 public sealed class FeatureOptions
@@ -126,12 +156,15 @@ public sealed class PipelineSettings
     /// <summary>On shutdown, how long to wait for in-flight records to be published and acknowledged.</summary>
     public int ShutdownTimeoutMs { get; set; } = 15000;
 
-    public PipelineOptions ToPipelineOptions() => new()
+    public PipelineOptions ToPipelineOptions(RedisOptions redis, ModelOptions model) => new()
     {
         MaxBatchSize = MaxBatchSize,
         MaxBatchDelay = TimeSpan.FromMilliseconds(MaxBatchDelayMs),
         InputQueueCapacity = InputQueueCapacity,
         MaxInFlightBatches = MaxInFlightBatches,
+        FeatureStoreFallbackAfter = redis.OnUnavailable == FeatureStorePolicy.Defaults ? TimeSpan.FromMilliseconds(redis.FallbackAfterMs) : null,
+        FeatureStoreProbeInterval = TimeSpan.FromMilliseconds(redis.ProbeIntervalMs),
+        DeadLetterOnModelError = model.OnError == ModelErrorPolicy.DeadLetter,
     };
 }
 
@@ -178,9 +211,13 @@ public static class ProcessorOptionsValidator
         if (!Uri.TryCreate(o.SchemaRegistry.Url, UriKind.Absolute, out var u) || (u.Scheme != "http" && u.Scheme != "https"))
             errors.Add($"SchemaRegistry:Url (env SCHEMA_REGISTRY_URL) must be an absolute http(s) URL (was '{o.SchemaRegistry.Url}').");
         Require(o.Redis.Configuration, "Redis:Configuration (env REDIS_URL)");
+        if (!Enum.IsDefined(o.Redis.OnUnavailable)) errors.Add($"Redis:OnUnavailable must be Wait or Defaults (was {o.Redis.OnUnavailable}).");
+        Range(o.Redis.FallbackAfterMs, 0, 600_000, "Redis:FallbackAfterMs");
+        Range(o.Redis.ProbeIntervalMs, 10, 600_000, "Redis:ProbeIntervalMs");
         Require(o.Model.Repository, "Model:Repository");
         Require(o.Model.Name, "Model:Name");
         Require(o.Model.Version, "Model:Version");
+        Range(o.Model.WatchIntervalMs, 0, 86_400_000, "Model:WatchIntervalMs");
         if (!string.IsNullOrWhiteSpace(o.Model.Repository) && !Directory.Exists(resolvePath(o.Model.Repository)))
             errors.Add($"Model:Repository: directory '{o.Model.Repository}' does not exist.");
         FileExists(o.Features.Definition, "Features:Definition");

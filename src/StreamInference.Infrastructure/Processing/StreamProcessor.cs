@@ -88,16 +88,37 @@ public sealed partial class StreamProcessor
         var plan = FeatureSetLoader.LoadFile(_resolvePath(_options.Features.Definition));
         var readerSchema = AvroSchema.Parse(await File.ReadAllTextAsync(_resolvePath(_options.Features.ReaderSchema), stop).ConfigureAwait(false));
         var modelDir = ModelRepository.Resolve(_resolvePath(_options.Model.Repository), _options.Model.Name, _options.Model.Version);
-        using var scorer = new OnnxScorer(modelDir, plan, new OnnxScorerOptions { IntraOpThreads = _options.Model.IntraOpThreads });
-        Log.ModelLoaded(_log, scorer.ModelName, scorer.ModelVersion, modelDir, plan.Name, plan.Version, plan.FeatureCount, scorer.OutputWidth);
+        var scorerOptions = new OnnxScorerOptions { IntraOpThreads = _options.Model.IntraOpThreads };
+        var initial = new OnnxScorer(modelDir, plan, scorerOptions);
+        Log.ModelLoaded(_log, initial.ModelName, initial.ModelVersion, modelDir, plan.Name, plan.Version, plan.FeatureCount, initial.OutputWidth);
 
         var k = _options.Kafka;
         var metrics = new ProcessorMetrics(_metricFactory, plan, k.InputTopic, k.OutputTopic, _loggers.CreateLogger<ProcessorMetrics>());
-        metrics.ModelInfo.WithLabels(scorer.ModelName, scorer.ModelVersion).Set(1);
+        metrics.ModelInfo.WithLabels(initial.ModelName, initial.ModelVersion).Set(1);
+        var swaps = _metricFactory.CreateCounter("streaminference_model_swaps_total",
+            "New model versions found in the repository: loaded (and swapped in) or rejected.", ["result"]);
+        // Model:Version=latest follows the repository: new versions are loaded, warmed and swapped in.
+        var watch = _options.Model.Version == "latest" ? TimeSpan.FromMilliseconds(_options.Model.WatchIntervalMs) : TimeSpan.Zero;
+        using var scorer = new HotSwapScorer(initial, _resolvePath(_options.Model.Repository), _options.Model.Name, plan, scorerOptions,
+            _loggers.CreateLogger<HotSwapScorer>(), watch)
+        {
+            Swapped = (previous, next, _) =>
+            {
+                metrics.ModelInfo.WithLabels(previous.Name, previous.Version).Set(0);
+                metrics.ModelInfo.WithLabels(next.Name, next.Version).Set(1);
+                swaps.WithLabels("loaded").Inc();
+                if (Drift is not null) Log.DriftStaysOnProfile(_log, previous.ToString(), next.ToString());
+            },
+            Rejected = (_, _) => swaps.WithLabels("rejected").Inc(),
+        };
         Metrics = metrics;
 
         using var registry = new SchemaRegistryClient(_options.SchemaRegistry);
-        var decoder = new AvroEventDecoder(registry, readerSchema, plan, _options.Features.MaxMessageBytes);
+        var decoder = new AvroEventDecoder(registry, readerSchema, plan, _options.Features.MaxMessageBytes)
+        {
+            DeadLetterWhenRegistryUnavailable = _options.SchemaRegistry.OnUnavailable == RegistryPolicy.DeadLetter,
+            OnRegistryRetry = e => metrics.OnRetry("decode", e),
+        };
         var predictionSchemaId = await registry.RegisterAsync($"{k.OutputTopic}-value", PredictionWriter.Schema, stop).ConfigureAwait(false);
 
         var redisConfig = ConfigurationOptions.Parse(_options.Redis.Configuration);
@@ -127,7 +148,7 @@ public sealed partial class StreamProcessor
             observer = new CompositeObserver(observer, drift);
         }
         if (Observer is not null) observer = new CompositeObserver(observer, Observer);
-        var topology = new PipelineTopology(_options.Pipeline.ToPipelineOptions(), plan, decoder, store, scorer, sink, observer);
+        var topology = new PipelineTopology(_options.Pipeline.ToPipelineOptions(_options.Redis, _options.Model), plan, decoder, store, scorer, sink, observer);
 
         using var consumer = new KafkaConsumerLoop(ConsumerConfigFor(k), [k.InputTopic], topology, metrics,
             _loggers.CreateLogger<KafkaConsumerLoop>(), TimeSpan.FromMilliseconds(k.RevokeDrainTimeoutMs), transactions);
@@ -162,7 +183,7 @@ public sealed partial class StreamProcessor
     /// <summary>The drift monitor, when drift monitoring is on; available once <see cref="RunAsync"/> has loaded the model.</summary>
     public DriftMonitor? Drift { get; private set; }
 
-    private async Task<DriftPublisher?> CreateDriftAsync(FeaturePlan plan, OnnxScorer scorer, string modelDir, IProducer<byte[], byte[]> producer,
+    private async Task<DriftPublisher?> CreateDriftAsync(FeaturePlan plan, HotSwapScorer scorer, string modelDir, IProducer<byte[], byte[]> producer,
         ISchemaRegistryClient registry, CancellationToken stop)
     {
         var d = _options.Drift;
@@ -238,6 +259,9 @@ public sealed partial class StreamProcessor
 
         [LoggerMessage(Level = LogLevel.Information, Message = "Drift monitoring against {Path}: reports to {Topic} every {Window}")]
         public static partial void DriftOn(ILogger logger, string path, string topic, string window);
+
+        [LoggerMessage(Level = LogLevel.Warning, Message = "Drift monitoring continues against the reference profile of {Previous}; restart to monitor {Next} against its own profile")]
+        public static partial void DriftStaysOnProfile(ILogger logger, string previous, string next);
 
         [LoggerMessage(Level = LogLevel.Error, Message = "Processor failed ({Reason}); restarting from the committed offsets in {Seconds}s")]
         public static partial void Restarting(ILogger logger, string reason, double seconds);

@@ -1,0 +1,135 @@
+using System.Diagnostics;
+using Prometheus;
+using StreamInference.DevServices.Redis;
+using StreamInference.DevServices.Synthetic;
+using StreamInference.Infrastructure.Avro;
+using StreamInference.Infrastructure.Processing;
+using Xunit.Abstractions;
+using AvroSchema = Avro.Schema;
+
+namespace StreamInference.IntegrationTests;
+
+/// <summary>
+/// The feature store goes away for 10 s in the middle of a run (its own redis-server process, stopped
+/// and started again on the same port) while events keep arriving: each Redis:OnUnavailable policy does
+/// what it says and processing recovers without a restart.
+/// </summary>
+[Collection(ServicesCollection.Name)]
+public sealed class RedisOutageTests(ServicesFixture services, ITestOutputHelper output)
+{
+    private static readonly Avro.RecordSchema Writer =
+        (Avro.RecordSchema)AvroSchema.Parse(File.ReadAllText(Path.Combine(AppContext.BaseDirectory, "schemas", "payment-event.avsc")));
+
+    [Theory]
+    [InlineData(FeatureStorePolicy.Wait)]
+    [InlineData(FeatureStorePolicy.Defaults)]
+    public async Task RedisStoppedFor10Seconds_NoCrash_PolicyHolds_AndProcessingRecovers(FeatureStorePolicy policy)
+    {
+        using var redis = new RestartableRedis();
+        await redis.StartAsync();
+        var input = await services.CreateTopicAsync("payments", 4);
+        var predictions = await services.CreateTopicAsync("predictions", 4);
+        var dlq = await services.CreateTopicAsync("dlq", 1);
+        var options = services.ProcessorOptions(input, predictions, dlq, "g-" + Guid.NewGuid().ToString("N"));
+        options.Redis.Configuration = redis.Configuration;
+        options.Redis.OnUnavailable = policy;
+        options.Redis.FallbackAfterMs = 500;
+
+        using var registry = new SchemaRegistryClient(new SchemaRegistryOptions { Url = services.SchemaRegistryUrl });
+        using var audit = new PredictionAudit(services.BootstrapServers, registry, predictions, dlq);
+        using var stopAudit = new CancellationTokenSource();
+        var auditing = audit.RunAsync(stopAudit.Token);
+        var processor = new StreamProcessor(options, new TestLoggerFactory(output), Metrics.WithCustomRegistry(Metrics.NewCustomRegistry()));
+        using var stop = new CancellationTokenSource();
+        var run = processor.RunAsync(stop.Token);
+        while (processor.AssignedPartitions == 0 && !run.IsCompleted) await Task.Delay(50);
+        if (run.IsCompleted) await run;
+
+        // 400 events/s for 25 s; Redis is down from 6 s to 16 s.
+        var producing = Task.Run(() => SyntheticPaymentProducer.ProduceAsync(services.BootstrapServers, registry, Writer,
+            new ProduceOptions { Topic = input, Events = 10_000, Rate = 400, Seed = 1010 }, null, CancellationToken.None));
+        await Task.Delay(TimeSpan.FromSeconds(6));
+        var accountedBeforeOutage = audit.Predicted + audit.DeadLettered;
+        redis.Stop();
+        var stoppedAt = Stopwatch.StartNew();
+        await Task.Delay(TimeSpan.FromSeconds(10));
+        var accountedDuringOutage = audit.Predicted + audit.DeadLettered - accountedBeforeOutage;
+        Assert.False(run.IsCompleted, "the processor stopped while Redis was down");
+        await redis.StartAsync();
+        output.WriteLine($"Redis down for {stoppedAt.Elapsed.TotalSeconds:N1} s");
+        var produced = await producing;
+
+        var sw = Stopwatch.StartNew();
+        while (audit.Predicted + audit.DeadLettered < produced.Produced && sw.Elapsed < TimeSpan.FromSeconds(90) && !run.IsCompleted) await Task.Delay(100);
+        var metrics = processor.Metrics!;
+        Assert.False(run.IsCompleted, "the processor stopped after Redis came back");
+        await stop.CancelAsync();
+        await run.WaitAsync(TimeSpan.FromSeconds(60));
+        await Task.Delay(500);
+        await stopAudit.CancelAsync();
+        await auditing;
+
+        var lost = produced.Records.Count(r => !audit.Predictions.ContainsKey((r.Partition, r.Offset)) && !audit.DeadLetters.ContainsKey((r.Partition, r.Offset)));
+        var lastQuarter = produced.Records.Skip(produced.Records.Count * 3 / 4).ToList();
+        var degradedAtEnd = lastQuarter.Count(r => audit.Degraded.ContainsKey((r.Partition, r.Offset)));
+        output.WriteLine($"{policy}: produced {produced.Produced}, predicted {audit.Predicted}, lost {lost}, duplicates {audit.Duplicates}, " +
+                         $"accounted during the outage {accountedDuringOutage}, degraded {audit.Degraded.Count} (in the last quarter: {degradedAtEnd}), " +
+                         $"pauses {metrics.Pauses.Value}");
+        Assert.Equal(0, lost);
+        Assert.Equal(0, degradedAtEnd); // recovered: the store is used again
+        if (policy == FeatureStorePolicy.Wait)
+        {
+            Assert.Empty(audit.Degraded);                        // nothing scored without its features
+            Assert.True(accountedDuringOutage < 400, $"{accountedDuringOutage} records were scored while Redis was down"); // at most what was in flight
+        }
+        else
+        {
+            // Scoring went on through the outage, with defaults, and said so on each prediction.
+            Assert.True(audit.Degraded.Count >= 2000, $"only {audit.Degraded.Count} degraded predictions during a 10 s outage at 400/s");
+            Assert.All(audit.Degraded.Values, v => Assert.Equal(PredictionWriter.DegradedFeatureStore, v));
+            Assert.True(accountedDuringOutage >= 2000, $"only {accountedDuringOutage} records scored during the outage");
+        }
+    }
+
+    /// <summary>A redis-server process (Garnet when redis-server is not installed) that can be stopped and started on the same port.</summary>
+    private sealed class RestartableRedis : IDisposable
+    {
+        private readonly int _port = EmbeddedGarnet.FreePort();
+        private Process? _process;
+        private EmbeddedGarnet? _garnet;
+
+        public string Configuration => $"127.0.0.1:{_port}";
+
+        public async Task StartAsync()
+        {
+            if (ServicesFixture.FindOnPath("redis-server") is { } exe)
+            {
+                _process = Process.Start(new ProcessStartInfo(exe, $"--port {_port} --bind 127.0.0.1 --save \"\" --appendonly no")
+                {
+                    RedirectStandardOutput = true,
+                    UseShellExecute = false,
+                });
+            }
+            else
+            {
+                _garnet = new EmbeddedGarnet(_port);
+            }
+            await ServicesFixture.WaitForRedisAsync(Configuration);
+        }
+
+        public void Stop()
+        {
+            if (_process is { } p)
+            {
+                p.Kill();
+                p.WaitForExit();
+                p.Dispose();
+                _process = null;
+            }
+            _garnet?.Dispose();
+            _garnet = null;
+        }
+
+        public void Dispose() => Stop();
+    }
+}
