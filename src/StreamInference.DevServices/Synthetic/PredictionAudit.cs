@@ -22,6 +22,7 @@ public sealed class PredictionAudit : IDisposable
     private readonly ConcurrentDictionary<(int, long), string> _deadLettered = new();
     private readonly Dictionary<int, GenericDatumReader<GenericRecord>> _readers = [];
     private readonly ConcurrentDictionary<(int, long), string> _degraded = new();
+    private readonly ConcurrentDictionary<(int, long), string> _versions = new();
     private long _duplicates;
     private long _undecodable;
 
@@ -49,6 +50,8 @@ public sealed class PredictionAudit : IDisposable
     public IReadOnlyDictionary<(int Partition, long Offset), string> DeadLetters => _deadLettered;
     /// <summary>Predictions whose <c>degraded</c> field is set, by source partition and offset, with its value.</summary>
     public IReadOnlyDictionary<(int Partition, long Offset), string> Degraded => _degraded;
+    /// <summary>The model version of each prediction, by source partition and offset.</summary>
+    public IReadOnlyDictionary<(int Partition, long Offset), string> ModelVersions => _versions;
 
     public Task RunAsync(CancellationToken ct) => Task.Factory.StartNew(() =>
     {
@@ -99,6 +102,7 @@ public sealed class PredictionAudit : IDisposable
         var key = ((int)record["source_partition"], (long)record["source_offset"]);
         if (!_predicted.TryAdd(key, (string)record["event_id"])) Interlocked.Increment(ref _duplicates);
         if (record.TryGetValue("degraded", out var degraded) && degraded is string why) _degraded[key] = why;
+        _versions[key] = (string)record["model_version"];
     }
 
     public void Dispose() => _consumer.Dispose();

@@ -1,0 +1,116 @@
+using System.Diagnostics;
+using Prometheus;
+using StreamInference.DevServices.Synthetic;
+using StreamInference.Infrastructure.Avro;
+using StreamInference.Infrastructure.Onnx;
+using StreamInference.Infrastructure.Processing;
+using Xunit.Abstractions;
+using AvroSchema = Avro.Schema;
+
+namespace StreamInference.IntegrationTests;
+
+/// <summary>
+/// Model versions appear in the repository while events stream through: one copied in slowly (its
+/// model.onnx half-written for a while), then a corrupt one. The half-written file and the corrupt
+/// version are rejected, the complete one is swapped in between batches, nothing is lost.
+/// </summary>
+[Collection(ServicesCollection.Name)]
+public sealed class HotSwapTests(ServicesFixture services, ITestOutputHelper output)
+{
+    private static readonly Avro.RecordSchema Writer =
+        (Avro.RecordSchema)AvroSchema.Parse(File.ReadAllText(Path.Combine(AppContext.BaseDirectory, "schemas", "payment-event.avsc")));
+
+    [Fact]
+    public async Task NewVersion_IsSwappedInUnderLoad_HalfCopiedAndCorruptVersionsAreRejected_NothingLost()
+    {
+        var repository = Directory.CreateTempSubdirectory("models-").FullName;
+        try
+        {
+            var source = Path.Combine(AppContext.BaseDirectory, "models", "fraud-logreg", "2");
+            CopyVersion(source, Path.Combine(repository, "fraud-logreg", "2"), "2");
+            var input = await services.CreateTopicAsync("payments", 4);
+            var predictions = await services.CreateTopicAsync("predictions", 4);
+            var dlq = await services.CreateTopicAsync("dlq", 1);
+            var options = services.ProcessorOptions(input, predictions, dlq, "g-" + Guid.NewGuid().ToString("N"));
+            options.Model.Repository = repository;
+            options.Model.Version = "latest";
+            options.Model.WatchIntervalMs = 200;
+            var metricRegistry = Metrics.NewCustomRegistry();
+            var factory = Metrics.WithCustomRegistry(metricRegistry);
+
+            using var registry = new SchemaRegistryClient(new SchemaRegistryOptions { Url = services.SchemaRegistryUrl });
+            using var audit = new PredictionAudit(services.BootstrapServers, registry, predictions, dlq);
+            using var stopAudit = new CancellationTokenSource();
+            var auditing = audit.RunAsync(stopAudit.Token);
+            var processor = new StreamProcessor(options, new TestLoggerFactory(output), factory);
+            using var stop = new CancellationTokenSource();
+            var run = processor.RunAsync(stop.Token);
+            while (processor.AssignedPartitions == 0 && !run.IsCompleted) await Task.Delay(50);
+            if (run.IsCompleted) await run;
+
+            var producing = Task.Run(() => SyntheticPaymentProducer.ProduceAsync(services.BootstrapServers, registry, Writer,
+                new ProduceOptions { Topic = input, Events = 8000, Rate = 800, Seed = 3003 }, null, CancellationToken.None));
+            await Task.Delay(2500);
+            // Version 3 arrives like a slow copy: manifest first, then half of model.onnx, the rest a second later.
+            var v3 = Path.Combine(repository, "fraud-logreg", "3");
+            Directory.CreateDirectory(v3);
+            File.Copy(Path.Combine(source, "reference-profile.json"), Path.Combine(v3, "reference-profile.json"));
+            WriteManifest(source, v3, "3");
+            var model = await File.ReadAllBytesAsync(Path.Combine(source, "model.onnx"));
+            await File.WriteAllBytesAsync(Path.Combine(v3, "model.onnx"), model[..(model.Length / 2)]);
+            await Task.Delay(1000);
+            await File.WriteAllBytesAsync(Path.Combine(v3, "model.onnx"), model);
+            await Task.Delay(2500);
+            // Version 4 is corrupt.
+            var v4 = Path.Combine(repository, "fraud-logreg", "4");
+            Directory.CreateDirectory(v4);
+            WriteManifest(source, v4, "4");
+            var garbage = new byte[model.Length];
+            new Random(4).NextBytes(garbage);
+            await File.WriteAllBytesAsync(Path.Combine(v4, "model.onnx"), garbage);
+
+            var produced = await producing;
+            var sw = Stopwatch.StartNew();
+            while (audit.Predicted + audit.DeadLettered < produced.Produced && sw.Elapsed < TimeSpan.FromSeconds(60)) await Task.Delay(100);
+            Assert.False(run.IsCompleted, "the processor stopped");
+            await stop.CancelAsync();
+            await run.WaitAsync(TimeSpan.FromSeconds(60));
+            await Task.Delay(300);
+            await stopAudit.CancelAsync();
+            await auditing;
+
+            var swaps = factory.CreateCounter("streaminference_model_swaps_total", "", ["result"]);
+            var lost = produced.Records.Count(r => !audit.Predictions.ContainsKey((r.Partition, r.Offset)) && !audit.DeadLetters.ContainsKey((r.Partition, r.Offset)));
+            var byVersion = audit.ModelVersions.Values.GroupBy(v => v).ToDictionary(g => g.Key, g => g.Count());
+            // Batches are scored in consume order, so per partition the version never goes back.
+            var wentBack = audit.ModelVersions.GroupBy(p => p.Key.Partition)
+                .Count(g => g.OrderBy(p => p.Key.Offset).Select(p => p.Value).Zip(g.OrderBy(p => p.Key.Offset).Select(p => p.Value).Skip(1)).Any(t => t.First == "3" && t.Second == "2"));
+            output.WriteLine($"lost {lost}; predictions by version: {string.Join(", ", byVersion.Select(p => $"v{p.Key} {p.Value}"))}; " +
+                             $"swaps loaded {swaps.WithLabels("loaded").Value}, rejected {swaps.WithLabels("rejected").Value}");
+            Assert.Equal(0, lost);
+            Assert.Equal(["2", "3"], byVersion.Keys.Order());
+            Assert.True(byVersion["3"] > 1000, "version 3 served too little");
+            Assert.Equal(0, wentBack);
+            Assert.Equal(1, swaps.WithLabels("loaded").Value);
+            Assert.True(swaps.WithLabels("rejected").Value >= 2, "the half-written v3 and the corrupt v4 must have been rejected");
+        }
+        finally
+        {
+            Directory.Delete(repository, recursive: true);
+        }
+    }
+
+    private static void CopyVersion(string from, string to, string version)
+    {
+        Directory.CreateDirectory(to);
+        foreach (var f in Directory.GetFiles(from)) File.Copy(f, Path.Combine(to, Path.GetFileName(f)));
+        WriteManifest(from, to, version);
+    }
+
+    private static void WriteManifest(string from, string to, string version)
+    {
+        var manifest = ModelManifest.Load(Path.Combine(from, "manifest.json"));
+        manifest.Version = version;
+        File.WriteAllText(Path.Combine(to, "manifest.json"), manifest.ToJson());
+    }
+}
