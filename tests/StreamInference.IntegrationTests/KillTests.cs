@@ -88,6 +88,11 @@ public sealed class KillTests(ServicesFixture services, ITestOutputHelper output
     {
         var (settings, input, predictions, dlq) = await SetUpAsync();
         settings["Pipeline:ShutdownTimeoutMs"] = "10000";
+        // Credentials that must never reach the logs (unused by these plaintext services).
+        string[] secrets = ["sasl-consumer-secret", "sasl-producer-secret", "registry-basic-secret"];
+        settings["Kafka:Consumer:SaslPassword"] = secrets[0];
+        settings["Kafka:Producer:SaslPassword"] = secrets[1];
+        settings["SchemaRegistry:BasicAuthUserInfo"] = "user:" + secrets[2];
         var produced = await ProduceAsync(input, 20_000, seed: 404);
 
         using var registry = new SchemaRegistryClient(new SchemaRegistryOptions { Url = services.SchemaRegistryUrl });
@@ -106,6 +111,9 @@ public sealed class KillTests(ServicesFixture services, ITestOutputHelper output
             Assert.True(await child.WaitForExitAsync(TimeSpan.FromSeconds(30)), $"SIGTERM: still running after 30 s{Environment.NewLine}{child.Tail()}");
             Assert.True(child.ExitCode == 0, $"exit code {child.ExitCode}:{Environment.NewLine}{child.Tail()}");
             stops.Add($"{sw.Elapsed.TotalSeconds:N1} s at {audit.Predicted + audit.DeadLettered} accounted");
+            Assert.DoesNotContain(child.Lines, l => secrets.Any(l.Contains));
+            foreach (var line in child.Lines.Where(l => l.Contains("warn", StringComparison.OrdinalIgnoreCase) || l.Contains("Assigned") || l.Contains("Revoked") || l.Contains("Stopped") || l.Contains("fail")))
+                output.WriteLine(line);
         }
         using (var last = ChildProcessor.Start(settings))
         {

@@ -23,6 +23,7 @@ public sealed class PredictionAudit : IDisposable
     private readonly Dictionary<int, GenericDatumReader<GenericRecord>> _readers = [];
     private readonly ConcurrentDictionary<(int, long), string> _degraded = new();
     private readonly ConcurrentDictionary<(int, long), string> _versions = new();
+    private readonly ConcurrentDictionary<TopicPartition, long> _positions = new();
     private long _duplicates;
     private long _undecodable;
 
@@ -36,7 +37,12 @@ public sealed class PredictionAudit : IDisposable
             AutoOffsetReset = AutoOffsetReset.Earliest,
             EnableAutoCommit = false,
             IsolationLevel = IsolationLevel.ReadCommitted,
-        }).Build();
+        })
+        // It commits nothing, so a rebalance of its own group would restart a partition from the
+        // beginning and count every record again: resume from the positions it has read up to.
+        .SetPartitionsAssignedHandler((_, list) => list.Select(tp =>
+            _positions.TryGetValue(tp, out var next) ? new TopicPartitionOffset(tp, next) : new TopicPartitionOffset(tp, Offset.Beginning)))
+        .Build();
         _consumer.Subscribe([predictionTopic, deadLetterTopic]);
         DeadLetterTopic = deadLetterTopic;
     }
@@ -67,6 +73,7 @@ public sealed class PredictionAudit : IDisposable
                 continue;
             }
             if (r is null) continue;
+            _positions[r.TopicPartition] = r.Offset.Value + 1;
             if (r.Topic == DeadLetterTopic) AccountDeadLetter(r);
             else AccountPrediction(r.Message.Value);
         }

@@ -47,15 +47,21 @@ public sealed class SchemaRegistryClient : ISchemaRegistryClient, IDisposable
     public SchemaRegistryClient(SchemaRegistryOptions options, HttpMessageHandler? handler = null)
     {
         if (!Uri.TryCreate(options.Url, UriKind.Absolute, out var baseUri) || (baseUri.Scheme != "http" && baseUri.Scheme != "https"))
-            throw new ArgumentException($"SchemaRegistry:Url '{options.Url}' is not an absolute http(s) URL.", nameof(options));
+            throw new ArgumentException($"SchemaRegistry:Url '{StreamInference.Infrastructure.Processing.Secrets.RedactText(options.Url)}' is not an absolute http(s) URL.", nameof(options));
         _options = options;
         _http = handler is null ? new HttpClient() : new HttpClient(handler);
-        _http.BaseAddress = new Uri(baseUri.ToString().TrimEnd('/') + "/");
+        // Credentials in the URL (https://user:password@host, Confluent's basic.auth.credentials.source=URL)
+        // become the basic-auth header unless BasicAuthUserInfo is set; they never stay in the address.
+        var userInfo = string.IsNullOrEmpty(options.BasicAuthUserInfo) && baseUri.UserInfo.Length > 0
+            ? Uri.UnescapeDataString(baseUri.UserInfo)
+            : options.BasicAuthUserInfo;
+        var address = new UriBuilder(baseUri) { UserName = "", Password = "" }.Uri;
+        _http.BaseAddress = new Uri(address.ToString().TrimEnd('/') + "/");
         _http.Timeout = options.RequestTimeout;
         _http.DefaultRequestHeaders.Accept.Add(new MediaTypeWithQualityHeaderValue(ContentType));
-        if (!string.IsNullOrEmpty(options.BasicAuthUserInfo))
+        if (!string.IsNullOrEmpty(userInfo))
             _http.DefaultRequestHeaders.Authorization = new AuthenticationHeaderValue("Basic",
-                Convert.ToBase64String(Encoding.UTF8.GetBytes(options.BasicAuthUserInfo)));
+                Convert.ToBase64String(Encoding.UTF8.GetBytes(userInfo)));
     }
 
     public Uri BaseAddress => _http.BaseAddress!;

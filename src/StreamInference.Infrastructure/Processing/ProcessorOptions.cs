@@ -209,7 +209,7 @@ public static class ProcessorOptionsValidator
         if (o.Kafka.Delivery == DeliveryGuarantee.ExactlyOnce && o.Kafka.Producer.EnableIdempotence == false)
             errors.Add("Kafka:Producer:EnableIdempotence=false cannot be combined with Kafka:Delivery=ExactlyOnce.");
         if (!Uri.TryCreate(o.SchemaRegistry.Url, UriKind.Absolute, out var u) || (u.Scheme != "http" && u.Scheme != "https"))
-            errors.Add($"SchemaRegistry:Url (env SCHEMA_REGISTRY_URL) must be an absolute http(s) URL (was '{o.SchemaRegistry.Url}').");
+            errors.Add($"SchemaRegistry:Url (env SCHEMA_REGISTRY_URL) must be an absolute http(s) URL (was '{Secrets.RedactText(o.SchemaRegistry.Url)}').");
         Require(o.Redis.Configuration, "Redis:Configuration (env REDIS_URL)");
         if (!Enum.IsDefined(o.Redis.OnUnavailable)) errors.Add($"Redis:OnUnavailable must be Wait or Defaults (was {o.Redis.OnUnavailable}).");
         Range(o.Redis.FallbackAfterMs, 0, 600_000, "Redis:FallbackAfterMs");

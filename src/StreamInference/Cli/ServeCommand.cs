@@ -22,6 +22,7 @@ public static class ServeCommand
     private static readonly Option<string?> Output = new("--output-topic") { Description = "Prediction topic (Kafka:OutputTopic)." };
     private static readonly Option<string?> Model = new("--model") { Description = "Model as name or name@version (Model:Name, Model:Version)." };
     private static readonly Option<int?> Port = new("--metrics-port") { Description = "Port of /metrics, /healthz, /readyz (Http:Port; 0 = any free port)." };
+    private static readonly Option<bool> PrintConfig = new("--print-config") { Description = "Print the effective settings (defaults included, credentials masked) and exit." };
     private static readonly Option<string[]> Set = new("--set") { Description = "Any setting as Section:Key=Value (repeatable), e.g. --set Pipeline:MaxBatchSize=512.", AllowMultipleArgumentsPerToken = false };
 
     public static Command Create()
@@ -29,7 +30,7 @@ public static class ServeCommand
         var command = new Command("serve", "Run the processor: consume events, score them, publish predictions. " +
                                            "Configuration: appsettings.json < KAFKA_BOOTSTRAP_SERVERS/SCHEMA_REGISTRY_URL/REDIS_URL < STREAMINFERENCE__Section__Key < flags.")
         {
-            ConfigFile, Bootstrap, Registry, Redis, Group, Input, Output, Model, Port, Set,
+            ConfigFile, Bootstrap, Registry, Redis, Group, Input, Output, Model, Port, Set, PrintConfig,
         };
         command.SetAction((parse, ct) => RunAsync(parse, ct));
         return command;
@@ -72,6 +73,11 @@ public static class ServeCommand
         {
             configuration = ProcessorConfiguration.Build(parse.GetValue(ConfigFile), flags);
             options = ProcessorConfiguration.Bind(configuration);
+            if (parse.GetValue(PrintConfig))
+            {
+                foreach (var line in ConfigurationPrinter.Lines(options)) Console.WriteLine(line);
+                return 0;
+            }
             var errors = ProcessorOptionsValidator.Validate(options, PathResolver.Resolve);
             if (errors.Count > 0) throw new OptionsValidationException(errors);
         }
