@@ -83,6 +83,7 @@ public sealed class BrokerFaultTests(ServicesFixture services, ITestOutputHelper
         var produced = await producing;
         while (audit.Predicted + audit.DeadLettered < produced.Produced && sw.Elapsed < TimeSpan.FromSeconds(150) && !run.IsCompleted) await Task.Delay(100);
         timeline.Add($"{sw.Elapsed.TotalSeconds:N1}s done (accounted {audit.Predicted + audit.DeadLettered} of {produced.Produced})");
+        output.WriteLine(string.Join(Environment.NewLine, timeline));
         Assert.False(run.IsCompleted, "the processor stopped");
         await stop.CancelAsync();
         await run.WaitAsync(TimeSpan.FromSeconds(60));
@@ -92,7 +93,6 @@ public sealed class BrokerFaultTests(ServicesFixture services, ITestOutputHelper
 
         var lost = produced.Records.Count(r => !audit.Predictions.ContainsKey((r.Partition, r.Offset)) && !audit.DeadLetters.ContainsKey((r.Partition, r.Offset)));
         var restarts = metricFactory.CreateCounter("streaminference_restarts_total", "").Value;
-        output.WriteLine(string.Join(Environment.NewLine, timeline));
         output.WriteLine($"{delivery}: produced {produced.Produced}, predicted {audit.Predicted}, dead-lettered {audit.DeadLettered}, lost {lost}, " +
                          $"duplicates {audit.Duplicates}, in-process restarts {restarts}");
         Assert.Equal(0, lost);

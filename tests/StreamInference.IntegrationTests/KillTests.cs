@@ -11,7 +11,8 @@ namespace StreamInference.IntegrationTests;
 /// The processor as a child process (<c>streaminference serve</c>), killed with SIGKILL at random
 /// points and restarted, or stopped with SIGTERM; a downstream reader accounts every input record.
 /// Sizes come from STREAMINFERENCE_KILL_EVENTS / STREAMINFERENCE_KILLS (the README's figures were
-/// taken with 200000 / 10; CI runs the default, smaller size).
+/// taken with 200000 / 10; CI runs the default, smaller size); STREAMINFERENCE_KILL_DELIVERY=ExactlyOnce
+/// runs the kill test in exactly-once mode (0 duplicates expected; needs a real broker).
 /// </summary>
 [Collection(ServicesCollection.Name)]
 public sealed class KillTests(ServicesFixture services, ITestOutputHelper output)
@@ -31,6 +32,14 @@ public sealed class KillTests(ServicesFixture services, ITestOutputHelper output
         var seed = Env("STREAMINFERENCE_KILL_SEED", 2026);
         var random = new Random(seed);
         var (settings, input, predictions, dlq) = await SetUpAsync();
+        // Exactly-once kill runs need a real broker (KAFKA_BOOTSTRAP_SERVERS): the embedded cluster does
+        // not abort a killed producer's open transaction when its successor initializes (see README).
+        var exactlyOnce = Environment.GetEnvironmentVariable("STREAMINFERENCE_KILL_DELIVERY") == "ExactlyOnce";
+        if (exactlyOnce)
+        {
+            settings["Kafka:Delivery"] = "ExactlyOnce";
+            settings["Kafka:TransactionalId"] = "kill-test-" + settings["Kafka:GroupId"];
+        }
         var produced = await ProduceAsync(input, events, seed);
 
         using var registry = new SchemaRegistryClient(new SchemaRegistryOptions { Url = services.SchemaRegistryUrl });
@@ -80,7 +89,7 @@ public sealed class KillTests(ServicesFixture services, ITestOutputHelper output
                          $"duplicates {audit.Duplicates} (≤ {kills} × {window} allowed; peak {peak.PerSecond:N0}/s)");
         Assert.Equal(0, lost);
         Assert.Equal(malformed, audit.DeadLettered);
-        Assert.InRange(audit.Duplicates, 0, (long)kills * window);
+        Assert.InRange(audit.Duplicates, 0, exactlyOnce ? 0 : (long)kills * window);
     }
 
     [Fact]
@@ -110,9 +119,9 @@ public sealed class KillTests(ServicesFixture services, ITestOutputHelper output
             child.Terminate();
             Assert.True(await child.WaitForExitAsync(TimeSpan.FromSeconds(30)), $"SIGTERM: still running after 30 s{Environment.NewLine}{child.Tail()}");
             Assert.True(child.ExitCode == 0, $"exit code {child.ExitCode}:{Environment.NewLine}{child.Tail()}");
-            stops.Add($"{sw.Elapsed.TotalSeconds:N1} s at {audit.Predicted + audit.DeadLettered} accounted");
+            stops.Add($"{sw.Elapsed.TotalSeconds:N1} s at {audit.Predicted + audit.DeadLettered} accounted, committed {Committed(settings, input)}");
             Assert.DoesNotContain(child.Lines, l => secrets.Any(l.Contains));
-            foreach (var line in child.Lines.Where(l => l.Contains("warn", StringComparison.OrdinalIgnoreCase) || l.Contains("Assigned") || l.Contains("Revoked") || l.Contains("Stopped") || l.Contains("fail")))
+            foreach (var line in child.Lines.Where(l => l.Contains("warn", StringComparison.OrdinalIgnoreCase) || l.Contains("consuming from") || l.Contains("Revoked") || l.Contains("Stopped") || l.Contains("fail")))
                 output.WriteLine(line);
         }
         using (var last = ChildProcessor.Start(settings))
@@ -122,15 +131,29 @@ public sealed class KillTests(ServicesFixture services, ITestOutputHelper output
             while (audit.Predicted + audit.DeadLettered < produced.Produced && limit.Elapsed < TimeSpan.FromMinutes(3)) await Task.Delay(100);
             last.Terminate();
             Assert.True(await last.WaitForExitAsync(TimeSpan.FromSeconds(30)));
+            foreach (var line in last.Lines.Where(l => l.Contains("consuming from") || l.Contains("warn", StringComparison.OrdinalIgnoreCase))) output.WriteLine("last: " + line);
         }
         await Task.Delay(1000);
         await stopAudit.CancelAsync();
         await auditing;
 
         var lost = produced.Records.Count(r => !audit.Predictions.ContainsKey((r.Partition, r.Offset)) && !audit.DeadLetters.ContainsKey((r.Partition, r.Offset)));
-        output.WriteLine($"graceful stops: {string.Join("; ", stops)}; lost {lost}, duplicates {audit.Duplicates}");
+        output.WriteLine($"graceful stops: {string.Join("; ", stops)}; lost {lost}, duplicates {audit.Duplicates} (reader re-reads skipped: {audit.Rereads})");
+        foreach (var g in audit.DuplicateKeys.GroupBy(k => k.Partition).OrderBy(g => g.Key))
+            output.WriteLine($"  duplicates on partition {g.Key}: {g.Count()} in offsets {g.Min(k => k.Offset)}..{g.Max(k => k.Offset)}");
         Assert.Equal(0, lost);
         Assert.Equal(0, audit.Duplicates);
+    }
+
+    private string Committed(Dictionary<string, string> settings, string topic)
+    {
+        using var probe = new Confluent.Kafka.ConsumerBuilder<byte[], byte[]>(new Confluent.Kafka.ConsumerConfig
+        {
+            BootstrapServers = settings["Kafka:BootstrapServers"],
+            GroupId = settings["Kafka:GroupId"],
+        }).Build();
+        var committed = probe.Committed(Enumerable.Range(0, 12).Select(p => new Confluent.Kafka.TopicPartition(topic, p)), TimeSpan.FromSeconds(10));
+        return string.Join(",", committed.OrderBy(c => c.Partition.Value).Select(c => c.Offset.Value));
     }
 
     private async Task<(Dictionary<string, string> Settings, string Input, string Predictions, string Dlq)> SetUpAsync()

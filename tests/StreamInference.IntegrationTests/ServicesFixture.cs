@@ -94,7 +94,12 @@ public sealed class ServicesFixture : IAsyncLifetime
         var baseDir = AppContext.BaseDirectory;
         return new()
         {
-            Kafka = new() { BootstrapServers = BootstrapServers, GroupId = group, InputTopic = input, OutputTopic = output, DeadLetterTopic = deadLetters },
+            Kafka = new()
+            {
+                BootstrapServers = BootstrapServers, GroupId = group, InputTopic = input, OutputTopic = output, DeadLetterTopic = deadLetters,
+                // The embedded cluster holds a rebalance until departed members' sessions expire: keep that short.
+                Consumer = new() { SessionTimeoutMs = 6000, HeartbeatIntervalMs = 1000 },
+            },
             SchemaRegistry = new() { Url = SchemaRegistryUrl },
             Redis = new() { Configuration = Redis },
             Model = new() { Repository = Path.Combine(baseDir, "models") },

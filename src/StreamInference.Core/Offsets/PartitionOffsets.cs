@@ -24,6 +24,17 @@ public sealed class PartitionOffsets
     private long _nextSeq;
     private long _committable = -1;   // next offset to commit (last contiguous completed + 1); -1 none yet
     private long _lastTaken = -1;
+    private long _lastTracked = -1;
+
+    /// <summary>
+    /// True when <paramref name="offset"/> is at or below the last offset tracked in this assignment:
+    /// the client handed the record over a second time (it can re-fetch from an older position, e.g.
+    /// after pause/resume), and it is already in flight or done.
+    /// </summary>
+    public bool AlreadyTracked(long offset)
+    {
+        lock (_gate) return offset <= _lastTracked;
+    }
 
     public PartitionOffsets(string topic, int partition, int initialCapacity = 1024)
     {
@@ -43,6 +54,9 @@ public sealed class PartitionOffsets
     /// <summary>Set when the partition was revoked or lost; completions after that are ignored.</summary>
     public bool IsRevoked { get; private set; }
 
+    /// <summary>Set by the consumer once it logged where this partition's consumption started.</summary>
+    public bool Started { get; set; }
+
     public int InFlight { get { lock (_gate) return _count; } }
 
     /// <summary>Registers a consumed record. Offsets must increase.</summary>
@@ -61,6 +75,7 @@ public sealed class PartitionOffsets
             _offsets[slot] = offset;
             _done[slot] = false;
             _count++;
+            _lastTracked = offset;
             return _nextSeq++;
         }
     }

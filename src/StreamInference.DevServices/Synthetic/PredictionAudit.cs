@@ -24,7 +24,9 @@ public sealed class PredictionAudit : IDisposable
     private readonly ConcurrentDictionary<(int, long), string> _degraded = new();
     private readonly ConcurrentDictionary<(int, long), string> _versions = new();
     private readonly ConcurrentDictionary<TopicPartition, long> _positions = new();
+    private readonly ConcurrentQueue<(int, long)> _duplicateKeys = new();
     private long _duplicates;
+    private long _rereads;
     private long _undecodable;
 
     public PredictionAudit(string bootstrapServers, ISchemaRegistryClient registry, string predictionTopic, string deadLetterTopic)
@@ -51,6 +53,10 @@ public sealed class PredictionAudit : IDisposable
     public int Predicted => _predicted.Count;
     public int DeadLettered => _deadLettered.Count;
     public long Duplicates => Interlocked.Read(ref _duplicates);
+    /// <summary>Output records this reader was handed again at offsets it had already read (not counted as duplicates).</summary>
+    public long Rereads => Interlocked.Read(ref _rereads);
+    /// <summary>The source partition and offset of each duplicate prediction seen (the first 100,000).</summary>
+    public IReadOnlyCollection<(int Partition, long Offset)> DuplicateKeys => _duplicateKeys;
     public long Undecodable => Interlocked.Read(ref _undecodable);
     public IReadOnlyDictionary<(int Partition, long Offset), string?> Predictions => _predicted;
     public IReadOnlyDictionary<(int Partition, long Offset), string> DeadLetters => _deadLettered;
@@ -73,6 +79,14 @@ public sealed class PredictionAudit : IDisposable
                 continue;
             }
             if (r is null) continue;
+            // A record at an offset already read is this reader reading again (its group rebalanced, or
+            // the cluster reset its position), not a second output: skip it. Duplicates are new records
+            // (new offsets) for an input already accounted.
+            if (_positions.TryGetValue(r.TopicPartition, out var next) && r.Offset.Value < next)
+            {
+                Interlocked.Increment(ref _rereads);
+                continue;
+            }
             _positions[r.TopicPartition] = r.Offset.Value + 1;
             if (r.Topic == DeadLetterTopic) AccountDeadLetter(r);
             else AccountPrediction(r.Message.Value);
@@ -107,7 +121,11 @@ public sealed class PredictionAudit : IDisposable
         using var stream = new MemoryStream(value, ConfluentWireFormat.HeaderSize, value.Length - ConfluentWireFormat.HeaderSize);
         var record = reader.Read(null!, new BinaryDecoder(stream));
         var key = ((int)record["source_partition"], (long)record["source_offset"]);
-        if (!_predicted.TryAdd(key, (string)record["event_id"])) Interlocked.Increment(ref _duplicates);
+        if (!_predicted.TryAdd(key, (string)record["event_id"]))
+        {
+            Interlocked.Increment(ref _duplicates);
+            if (_duplicateKeys.Count < 100_000) _duplicateKeys.Enqueue(key);
+        }
         if (record.TryGetValue("degraded", out var degraded) && degraded is string why) _degraded[key] = why;
         _versions[key] = (string)record["model_version"];
     }

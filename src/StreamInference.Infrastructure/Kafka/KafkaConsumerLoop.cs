@@ -137,6 +137,19 @@ public sealed partial class KafkaConsumerLoop : IDisposable
             return;
         }
         var offset = result.Offset.Value;
+        if (partition.AlreadyTracked(offset))
+        {
+            // librdkafka can fetch a partition again from an older position (seen after pause/resume
+            // while the first fetch of a new assignment was in progress): those records are in flight or
+            // done here, so processing them again would only duplicate outputs.
+            _metrics.RefetchedSkipped.Inc();
+            return;
+        }
+        if (partition.InFlight == 0 && partition.Committable < 0 && !partition.Started)
+        {
+            partition.Started = true;
+            Log.FirstRecord(_log, result.Topic, result.Partition.Value, offset);
+        }
         var record = new InputRecord(partition, partition.Track(offset), offset, result.Message.Key, result.Message.Value,
             result.Message.Timestamp.UnixTimestampMs, result.Message.Headers);
         _metrics.Consumed.Inc();
@@ -341,6 +354,9 @@ public sealed partial class KafkaConsumerLoop : IDisposable
     {
         [LoggerMessage(Level = LogLevel.Information, Message = "Assigned {Count} partition(s): {Partitions}")]
         public static partial void Assigned(ILogger logger, int count, string partitions);
+
+        [LoggerMessage(Level = LogLevel.Information, Message = "{Topic}[{Partition}]: consuming from offset {Offset}")]
+        public static partial void FirstRecord(ILogger logger, string topic, int partition, long offset);
 
         [LoggerMessage(Level = LogLevel.Information, Message = "Revoked {Count} partition(s); watermarks committed")]
         public static partial void Revoked(ILogger logger, int count);

@@ -131,12 +131,18 @@ public sealed partial class KafkaTransactions : IDisposable
 
     private void CommitOpen()
     {
+        // Everything below is bounded by one transaction timeout: a commit that cannot finish in time
+        // (brokers gone longer than that) aborts, and the processor restarts from the committed offsets.
+        var deadline = Environment.TickCount64 + (long)_timeout.TotalMilliseconds;
         try
         {
             // Serves every delivery report, so each partition's watermark covers what was published.
-            while (_producer.Flush(_timeout) > 0)
+            if (_producer.Flush(_timeout) > 0)
             {
                 Log.FlushSlow(_log, _timeout.TotalSeconds);
+                TryAbort();
+                _failure ??= new PipelineFatalException($"Transaction aborted: outputs not acknowledged within {_timeout.TotalSeconds} s", restartable: true);
+                return;
             }
             var offsets = new List<TopicPartitionOffset>();
             foreach (var p in _owned?.Invoke() ?? [])
@@ -145,8 +151,8 @@ public sealed partial class KafkaTransactions : IDisposable
                 if (next >= 0) offsets.Add(new TopicPartitionOffset(p.Topic, p.Partition, next));
             }
             if (offsets.Count > 0 && _groupMetadata is not null)
-                RetryRetriable(() => _producer.SendOffsetsToTransaction(offsets, _groupMetadata(), _timeout));
-            RetryRetriable(() => _producer.CommitTransaction(_timeout));
+                RetryRetriable(() => _producer.SendOffsetsToTransaction(offsets, _groupMetadata(), Remaining(deadline)), deadline);
+            RetryRetriable(() => _producer.CommitTransaction(Remaining(deadline)), deadline);
             _open = false;
             lock (_committed)
             {
@@ -168,7 +174,9 @@ public sealed partial class KafkaTransactions : IDisposable
         }
     }
 
-    private void RetryRetriable(Action call)
+    private static TimeSpan Remaining(long deadline) => TimeSpan.FromMilliseconds(Math.Max(1, deadline - Environment.TickCount64));
+
+    private void RetryRetriable(Action call, long deadline)
     {
         for (var attempt = 1; ; attempt++)
         {
@@ -177,10 +185,15 @@ public sealed partial class KafkaTransactions : IDisposable
                 call();
                 return;
             }
-            catch (KafkaRetriableException e) when (attempt < 10)
+            catch (KafkaRetriableException e) when (Environment.TickCount64 < deadline)
             {
                 Log.Retrying(_log, e.Error.Code.ToString(), e.Error.Reason, attempt);
                 Thread.Sleep(Math.Min(100 * attempt, 1000));
+            }
+            catch (KafkaRetriableException e)
+            {
+                // Out of time: the transaction is in doubt; abort it.
+                throw new KafkaTxnRequiresAbortException(e.Error);
             }
         }
     }
@@ -226,7 +239,7 @@ public sealed partial class KafkaTransactions : IDisposable
 
     private static partial class Log
     {
-        [LoggerMessage(Level = LogLevel.Warning, Message = "Transaction flush still waiting after {Seconds}s for the brokers to acknowledge")]
+        [LoggerMessage(Level = LogLevel.Warning, Message = "Transaction outputs not acknowledged within {Seconds}s; aborting")]
         public static partial void FlushSlow(ILogger logger, double seconds);
 
         [LoggerMessage(Level = LogLevel.Warning, Message = "Transactional call failed with retriable {Code}: {Reason} (attempt {Attempt})")]

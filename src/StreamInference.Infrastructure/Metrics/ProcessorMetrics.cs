@@ -59,6 +59,8 @@ public sealed partial class ProcessorMetrics : IPipelineObserver
             "Records scored with degraded features (reason feature-store-unavailable: Redis:OnUnavailable=Defaults).", ["reason"]);
         _retries = factory.CreateCounter("streaminference_stage_retries_total", "Retriable failures inside a stage (e.g. Redis unavailable).", ["stage"]);
         Lag = factory.CreateGauge("streaminference_consumer_lag", "High watermark minus consumer position, per assigned partition.", ["topic", "partition"]);
+        RefetchedSkipped = factory.CreateCounter("streaminference_consumer_refetched_skipped_total",
+            "Records the Kafka client handed over again at offsets this process had already taken (skipped).");
         Pauses = factory.CreateCounter("streaminference_consumer_pauses_total", "Times the consumer paused its partitions because the pipeline was full.");
         Paused = factory.CreateGauge("streaminference_consumer_paused", "1 while the consumer is paused by backpressure.");
         ModelInfo = factory.CreateGauge("streaminference_model_info", "The model being served (value 1).", ["model", "version"]);
@@ -67,6 +69,7 @@ public sealed partial class ProcessorMetrics : IPipelineObserver
 
     public Counter.Child Consumed { get; }
     public Gauge Lag { get; }
+    public Counter RefetchedSkipped { get; }
     public Counter Pauses { get; }
     public Gauge Paused { get; }
     public Gauge ModelInfo { get; }
