@@ -39,6 +39,7 @@ public sealed class KillTests(ServicesFixture services, ITestOutputHelper output
         {
             settings["Kafka:Delivery"] = "ExactlyOnce";
             settings["Kafka:TransactionalId"] = "kill-test-" + settings["Kafka:GroupId"];
+            if (services.Mock is not null) settings["Kafka:MirrorTransactionalOffsets"] = "true";
         }
         var produced = await ProduceAsync(input, events, seed);
 

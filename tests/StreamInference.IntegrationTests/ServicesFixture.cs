@@ -99,6 +99,8 @@ public sealed class ServicesFixture : IAsyncLifetime
                 BootstrapServers = BootstrapServers, GroupId = group, InputTopic = input, OutputTopic = output, DeadLetterTopic = deadLetters,
                 // The embedded cluster holds a rebalance until departed members' sessions expire: keep that short.
                 Consumer = new() { SessionTimeoutMs = 6000, HeartbeatIntervalMs = 1000 },
+                // The embedded cluster does not store transactional offset commits (exactly-once tests).
+                MirrorTransactionalOffsets = _mock is not null,
             },
             SchemaRegistry = new() { Url = SchemaRegistryUrl },
             Redis = new() { Configuration = Redis },

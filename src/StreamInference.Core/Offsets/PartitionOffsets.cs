@@ -54,6 +54,14 @@ public sealed class PartitionOffsets
     /// <summary>Set when the partition was revoked or lost; completions after that are ignored.</summary>
     public bool IsRevoked { get; private set; }
 
+    /// <summary>Exactly-once: the next offset the last committed transaction carried for this assignment (-1: none yet).</summary>
+    public long TransactionCommitted
+    {
+        get => Interlocked.Read(ref _transactionCommitted);
+        set => Interlocked.Exchange(ref _transactionCommitted, value);
+    }
+    private long _transactionCommitted = -1;
+
     /// <summary>Set by the consumer once it logged where this partition's consumption started.</summary>
     public bool Started { get; set; }
 

@@ -172,7 +172,8 @@ public sealed class EventBatch
 
     /// <summary>
     /// The feature store could not be reached (Defaults policy): every window and lookup feature of
-    /// this batch took its default, and the events were not added to their windows.
+    /// this batch took its default. The events may be missing from their windows' aggregates (a window
+    /// update sent before the timeout can still be applied when Redis answers late).
     /// </summary>
     public bool FeatureStoreUnavailable { get; set; }
 }

@@ -190,7 +190,7 @@ public sealed class PipelineTopology
                 await _featureStore.FetchAsync(batch, attempt.Token).ConfigureAwait(false);
                 return;
             }
-            catch (OperationCanceledException) when (!ct.IsCancellationRequested)
+            catch (OperationCanceledException) when (fallbackAfter is not null && attempt.IsCancellationRequested && !ct.IsCancellationRequested)
             {
                 // Defaults policy and the store did not answer in time.
                 StoreUnavailable(batch);

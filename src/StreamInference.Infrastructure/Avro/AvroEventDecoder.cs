@@ -43,6 +43,10 @@ public sealed class AvroEventDecoder : IEventDecoder
     /// <summary>Called on each failed registry attempt under the Wait policy (metrics, logs).</summary>
     public Action<Exception>? OnRegistryRetry { get; init; }
 
+    /// <summary>DeadLetter policy: how long uncached ids are dead-lettered without asking the registry after it was found unreachable.</summary>
+    public int RegistryProbeIntervalMs { get; init; } = 5000;
+    private long _registryDownUntil;
+
     public AvroEventDecoder(ISchemaRegistryClient registry, AvroSchema readerSchema, FeaturePlan plan, int maxMessageBytes = 1 << 20)
     {
         _registry = registry;
@@ -122,6 +126,9 @@ public sealed class AvroEventDecoder : IEventDecoder
     {
         AvroSchema writer;
         var backoff = TimeSpan.FromMilliseconds(200);
+        // DeadLetter policy: once the registry was found unreachable, do not ask it again (each ask costs
+        // the client's retries) for every record until the probe interval has passed.
+        if (DeadLetterWhenRegistryUnavailable && Environment.TickCount64 < _registryDownUntil) return null;
         while (true)
         {
             try
@@ -131,7 +138,11 @@ public sealed class AvroEventDecoder : IEventDecoder
             }
             catch (SchemaRegistryException e) when (e.ErrorCode == SchemaRegistryException.Unreachable || e.HttpStatus >= 500)
             {
-                if (DeadLetterWhenRegistryUnavailable) return null;
+                if (DeadLetterWhenRegistryUnavailable)
+                {
+                    _registryDownUntil = Environment.TickCount64 + RegistryProbeIntervalMs;
+                    return null;
+                }
                 OnRegistryRetry?.Invoke(e);
                 await Task.Delay(backoff, ct).ConfigureAwait(false);
                 backoff = TimeSpan.FromTicks(Math.Min(backoff.Ticks * 2, TimeSpan.FromSeconds(10).Ticks));
@@ -145,6 +156,12 @@ public sealed class AvroEventDecoder : IEventDecoder
             catch (SchemaParseException e)
             {
                 _rejected[schemaId] = $"incompatible: schema {schemaId} does not parse: {e.Message}";
+                return null;
+            }
+            catch (SchemaRegistryException e)
+            {
+                // Any other answer (not Avro, 4xx): the id cannot be used by this reader.
+                _rejected[schemaId] = $"incompatible: schema {schemaId}: {e.Message}";
                 return null;
             }
         }

@@ -28,21 +28,29 @@ public sealed partial class KafkaConsumerLoop : IDisposable
     private bool _pauseNewlyAssigned;
     private long _lastLagUpdate;
     private readonly KafkaTransactions? _transactions;
+    private readonly bool _mirrorTransactionalOffsets;
     private volatile PartitionOffsets[] _owned = [];
 
     /// <param name="transactions">Exactly-once mode: offsets go into the producer's transactions instead
     /// of being stored and auto-committed, and the input is read <c>read_committed</c>.</param>
     public KafkaConsumerLoop(ConsumerConfig config, IReadOnlyList<string> topics, PipelineTopology pipeline,
-        ProcessorMetrics metrics, ILogger log, TimeSpan revokeDrainTimeout, KafkaTransactions? transactions = null)
+        ProcessorMetrics metrics, ILogger log, TimeSpan revokeDrainTimeout, KafkaTransactions? transactions = null,
+        bool mirrorTransactionalOffsets = false)
     {
         _transactions = transactions;
+        _mirrorTransactionalOffsets = transactions is not null && mirrorTransactionalOffsets;
         _topics = topics;
         _pipeline = pipeline;
         _metrics = metrics;
         _log = log;
         _revokeDrainTimeout = revokeDrainTimeout;
         config.EnableAutoOffsetStore = false;
-        if (transactions is not null) config.IsolationLevel = IsolationLevel.ReadCommitted;
+        if (transactions is not null)
+        {
+            config.IsolationLevel = IsolationLevel.ReadCommitted;
+            // Offsets travel in the transactions; regular commits would race with them on a broker.
+            if (!_mirrorTransactionalOffsets) config.EnableAutoCommit = false;
+        }
         config.EnableAutoCommit ??= true;
         _consumer = new ConsumerBuilder<byte[], byte[]>(config)
             .SetPartitionsAssignedHandler((_, list) => OnAssigned(list))
@@ -77,6 +85,9 @@ public sealed partial class KafkaConsumerLoop : IDisposable
             }
             catch (Exception e)
             {
+                // Leave the group even on failure, or the member lingers until its session times out and
+                // the next start (an in-process restart) waits for it.
+                Close();
                 done.TrySetException(e);
             }
         })
@@ -188,8 +199,10 @@ public sealed partial class KafkaConsumerLoop : IDisposable
             long next;
             if (_transactions is not null)
             {
-                // Only what a committed transaction carried (see KafkaTransactions.TryGetCommitted).
-                if (!_transactions.TryGetCommitted(tp, out next) || !partition.TryTakeNewer(next)) continue;
+                // Mirror mode only (Kafka:MirrorTransactionalOffsets): what a committed transaction carried.
+                if (!_mirrorTransactionalOffsets) return;
+                next = partition.TransactionCommitted;
+                if (next < 0 || !partition.TryTakeNewer(next)) continue;
             }
             else if (!partition.TryTakeCommittable(out next)) continue;
             try
@@ -276,7 +289,7 @@ public sealed partial class KafkaConsumerLoop : IDisposable
             {
                 if (p.Committable >= 0) commits.Add(new TopicPartitionOffset(tp, p.Committable));
             }
-            else if (_transactions.TryGetCommitted(tp, out var committed)) commits.Add(new TopicPartitionOffset(tp, committed));
+            else if (_mirrorTransactionalOffsets && p.TransactionCommitted >= 0) commits.Add(new TopicPartitionOffset(tp, p.TransactionCommitted));
             p.MarkRevoked();
             _partitions.Remove(tp);
         }
@@ -338,13 +351,22 @@ public sealed partial class KafkaConsumerLoop : IDisposable
         if (!pipelineRun.IsCompleted) Log.DrainTimedOut(_log, timeout.TotalSeconds);
         _transactions?.Commit();
         StoreCompletedOffsets();
+        Close();
+    }
+
+    private bool _closed;
+
+    private void Close()
+    {
+        if (_closed) return;
+        _closed = true;
         try
         {
             _consumer.Close();
         }
-        catch (KafkaException e)
+        catch (Exception e) when (e is KafkaException or PipelineFatalException)
         {
-            Log.CommitFailed(_log, e.Error.Reason);
+            Log.CommitFailed(_log, e.Message);
         }
     }
 

@@ -20,6 +20,8 @@ public sealed class KafkaPredictionSink : IPredictionSink
     public const string SourcePartitionHeader = "streaminference.source.partition";
     public const string SourceOffsetHeader = "streaminference.source.offset";
     public const string SourceTimestampHeader = "streaminference.source.timestamp";
+    /// <summary>Set (to the original size) when a dead letter's value was dropped because it exceeded message.max.bytes.</summary>
+    public const string ValueDroppedHeader = "streaminference.dlq.value-dropped";
 
     private readonly IProducer<byte[], byte[]> _producer;
     private readonly string _outputTopic;
@@ -131,6 +133,18 @@ public sealed class KafkaPredictionSink : IPredictionSink
                 // librdkafka's queue is full: the broker is slower than we are. Wait for acknowledgements.
                 Thread.Sleep(backoff);
                 backoff = Math.Min(backoff * 2, 100);
+            }
+            catch (ProduceException<byte[], byte[]> e) when (e.Error.Code == ErrorCode.MsgSizeTooLarge && topic == _deadLetterTopic && message.Value is { Length: > 0 } value)
+            {
+                // The record plus its dead-letter headers is over message.max.bytes: keep the coordinates
+                // and the reason, drop the payload (it is still in the input topic at the source offset).
+                message = new Message<byte[], byte[]> { Key = message.Key, Value = null!, Headers = message.Headers };
+                message.Headers.Add(ValueDroppedHeader, Encoding.ASCII.GetBytes(value.Length.ToString(CultureInfo.InvariantCulture)));
+            }
+            catch (ProduceException<byte[], byte[]> e)
+            {
+                // E.g. a transaction in an abortable state: the batch cannot be published by this producer.
+                throw new PipelineFatalException($"Producing to {topic} failed: {e.Error.Code}: {e.Error.Reason}", e, restartable: true);
             }
         }
     }

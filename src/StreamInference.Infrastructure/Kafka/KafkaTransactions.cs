@@ -25,16 +25,21 @@ public sealed partial class KafkaTransactions : IDisposable
     private readonly IProducer<byte[], byte[]> _producer;
     private readonly ILogger _log;
     private readonly TimeSpan _timeout;
+    private readonly TimeSpan _socketTimeout;
     private readonly Lock _gate = new();
     private readonly Timer _timer;
     private Func<IReadOnlyList<PartitionOffsets>>? _owned;
     private Func<IConsumerGroupMetadata>? _groupMetadata;
     private bool _open;
-    private readonly Dictionary<TopicPartition, long> _committed = [];
+    private volatile string? _call;
+    private long _callStarted;
+    private int _wedgedReported;
     private volatile PipelineFatalException? _failure;
 
-    public KafkaTransactions(IProducer<byte[], byte[]> producer, ILogger log, TimeSpan commitInterval, TimeSpan timeout)
+    /// <param name="socketTimeout">The producer's socket.timeout.ms: a request lost to a broker that went down is only retried after it.</param>
+    public KafkaTransactions(IProducer<byte[], byte[]> producer, ILogger log, TimeSpan commitInterval, TimeSpan timeout, TimeSpan socketTimeout)
     {
+        _socketTimeout = socketTimeout;
         _producer = producer;
         _log = log;
         _timeout = timeout;
@@ -65,7 +70,19 @@ public sealed partial class KafkaTransactions : IDisposable
             if (_failure is { } f) throw f;
             if (!_open)
             {
-                _producer.BeginTransaction();
+                try
+                {
+                    Call("begin transaction");
+                    _producer.BeginTransaction();
+                }
+                catch (KafkaException e)
+                {
+                    throw _failure ??= new PipelineFatalException($"Could not begin a transaction ({e.Error.Code}: {e.Error.Reason})", e, restartable: !e.Error.IsFatal);
+                }
+                finally
+                {
+                    Call(null);
+                }
                 _open = true;
             }
             return new Scope(this);
@@ -108,17 +125,6 @@ public sealed partial class KafkaTransactions : IDisposable
         }
     }
 
-    /// <summary>
-    /// The offsets of <paramref name="partition"/> that a committed transaction carried. The consumer also
-    /// stores them for its regular offset commits: redundant where the broker persists transactional
-    /// offset commits, and what keeps the group's position (and lag monitoring) right where it does not
-    /// (librdkafka's embedded cluster accepts TxnOffsetCommit without storing it).
-    /// </summary>
-    public bool TryGetCommitted(TopicPartition partition, out long offset)
-    {
-        lock (_committed) return _committed.TryGetValue(partition, out offset);
-    }
-
     /// <summary>Aborts the open transaction (lost partitions: their offsets can no longer be committed by us).</summary>
     public void Abort(string why)
     {
@@ -137,6 +143,8 @@ public sealed partial class KafkaTransactions : IDisposable
         try
         {
             // Serves every delivery report, so each partition's watermark covers what was published.
+            var step = Environment.TickCount64;
+            Call("flush");
             if (_producer.Flush(_timeout) > 0)
             {
                 Log.FlushSlow(_log, _timeout.TotalSeconds);
@@ -145,19 +153,30 @@ public sealed partial class KafkaTransactions : IDisposable
                 return;
             }
             var offsets = new List<TopicPartitionOffset>();
+            var carried = new List<(PartitionOffsets Partition, long Next)>();
             foreach (var p in _owned?.Invoke() ?? [])
             {
                 var next = p.Committable;
-                if (next >= 0) offsets.Add(new TopicPartitionOffset(p.Topic, p.Partition, next));
+                if (next < 0) continue;
+                offsets.Add(new TopicPartitionOffset(p.Topic, p.Partition, next));
+                carried.Add((p, next));
             }
+            Slow("flush", ref step);
             if (offsets.Count > 0 && _groupMetadata is not null)
-                RetryRetriable(() => _producer.SendOffsetsToTransaction(offsets, _groupMetadata(), Remaining(deadline)), deadline);
-            RetryRetriable(() => _producer.CommitTransaction(Remaining(deadline)), deadline);
-            _open = false;
-            lock (_committed)
             {
-                foreach (var o in offsets) _committed[o.TopicPartition] = o.Offset.Value;
+                var metadata = _groupMetadata();
+                Call("send offsets to transaction");
+                RetryRetriable(() => _producer.SendOffsetsToTransaction(offsets, metadata, Remaining(deadline)), deadline);
             }
+            Slow("send offsets", ref step);
+            Call("commit transaction");
+            RetryRetriable(() => _producer.CommitTransaction(Remaining(deadline)), deadline);
+            Slow("commit", ref step);
+            Call(null);
+            _open = false;
+            // Per assignment (a PartitionOffsets lives as long as its assignment), so a partition that
+            // comes back never starts from a previous owner-era value.
+            foreach (var (p, next) in carried) p.TransactionCommitted = next;
             Interlocked.Increment(ref _commits);
         }
         catch (KafkaTxnRequiresAbortException e)
@@ -172,6 +191,41 @@ public sealed partial class KafkaTransactions : IDisposable
             _open = false;
             _failure ??= new PipelineFatalException($"Transactional producer failed ({e.Error.Code}: {e.Error.Reason})", e, restartable: !e.Error.IsFatal);
         }
+        finally
+        {
+            Call(null);
+        }
+    }
+
+    /// <summary>
+    /// Called (once) when a transactional call of the Kafka client has not returned long after its own
+    /// timeout. Every call here is bounded by <c>TransactionTimeoutMs</c>, but librdkafka waits without
+    /// bound for some internal replies (seen: send_offsets_to_transaction after every broker of the
+    /// embedded cluster went down and up). The producer is then wedged: the processor sets this to log
+    /// and end the process, so the orchestrator restarts it and the broker aborts the open transaction.
+    /// </summary>
+    public Action<string>? Wedged { get; init; }
+
+    private void Call(string? what)
+    {
+        Interlocked.Exchange(ref _callStarted, what is null ? 0 : Environment.TickCount64);
+        _call = what;
+    }
+
+    private void CheckWedged()
+    {
+        var started = Interlocked.Read(ref _callStarted);
+        if (started == 0 || _call is not { } call) return;
+        var seconds = (Environment.TickCount64 - started) / 1000.0;
+        if (seconds < 2 * _timeout.TotalSeconds + _socketTimeout.TotalSeconds + 5 || Interlocked.Exchange(ref _wedgedReported, 1) == 1) return;
+        Wedged?.Invoke($"the Kafka client's {call} has not returned for {seconds:0} s (its timeout is {_timeout.TotalSeconds:0} s)");
+    }
+
+    private void Slow(string what, ref long since)
+    {
+        var now = Environment.TickCount64;
+        if (now - since > 2000) Log.SlowStep(_log, what, (now - since) / 1000.0);
+        since = now;
     }
 
     private static TimeSpan Remaining(long deadline) => TimeSpan.FromMilliseconds(Math.Max(1, deadline - Environment.TickCount64));
@@ -200,6 +254,7 @@ public sealed partial class KafkaTransactions : IDisposable
 
     private void TryAbort()
     {
+        Call("abort transaction");
         try
         {
             _producer.AbortTransaction(_timeout);
@@ -208,11 +263,13 @@ public sealed partial class KafkaTransactions : IDisposable
         {
             Log.AbortFailed(_log, e.Error.Code.ToString(), e.Error.Reason);
         }
+        Call(null);
         _open = false;
     }
 
     private void CommitFromTimer()
     {
+        CheckWedged();
         if (!_gate.TryEnter()) return; // a batch is being produced or a commit runs: next tick
         try
         {
@@ -244,6 +301,9 @@ public sealed partial class KafkaTransactions : IDisposable
 
         [LoggerMessage(Level = LogLevel.Warning, Message = "Transactional call failed with retriable {Code}: {Reason} (attempt {Attempt})")]
         public static partial void Retrying(ILogger logger, string code, string reason, int attempt);
+
+        [LoggerMessage(Level = LogLevel.Warning, Message = "Transaction {Step} took {Seconds:0.0}s")]
+        public static partial void SlowStep(ILogger logger, string step, double seconds);
 
         [LoggerMessage(Level = LogLevel.Error, Message = "Aborting the transaction failed ({Code}: {Reason})")]
         public static partial void AbortFailed(ILogger logger, string code, string reason);

@@ -69,14 +69,15 @@ public sealed partial class HotSwapScorer : IScorer, IDisposable
         if (Interlocked.Exchange(ref _checking, 1) == 1) return;
         try
         {
+            if (_disposed) return;
             string dir;
             try
             {
                 dir = Path.GetFullPath(ModelRepository.Resolve(_repository, _name, "latest"));
             }
-            catch (FileNotFoundException)
+            catch (Exception e) when (e is IOException or UnauthorizedAccessException)
             {
-                return; // repository emptied or moved: keep serving
+                return; // repository emptied, moved or unreadable: keep serving
             }
             var signature = Signature(dir);
             if (_tried.TryGetValue(dir, out var seen) && seen == signature) return;
@@ -86,9 +87,9 @@ public sealed partial class HotSwapScorer : IScorer, IDisposable
             {
                 candidate = new OnnxScorer(dir, _plan, _options);
             }
-            catch (Exception e) when (e is InvalidDataException or FileNotFoundException or IOException or FeatureDefinitionException
-                                          or Microsoft.ML.OnnxRuntime.OnnxRuntimeException or UnauthorizedAccessException)
+            catch (Exception e)
             {
+                // Whatever a bad version throws (corrupt file, odd manifest): reject it, keep serving.
                 Reject(dir, e.Message);
                 return;
             }
@@ -100,6 +101,11 @@ public sealed partial class HotSwapScorer : IScorer, IDisposable
             {
                 candidate.Dispose();
                 Reject(dir, why);
+                return;
+            }
+            if (_disposed)
+            {
+                candidate.Dispose();
                 return;
             }
             Log.Ready(_log, candidate.Identity.ToString(), dir);
@@ -128,8 +134,11 @@ public sealed partial class HotSwapScorer : IScorer, IDisposable
         return Of(Path.Combine(dir, "model.onnx")) + "|" + Of(Path.Combine(dir, "manifest.json"));
     }
 
+    private volatile bool _disposed;
+
     public void Dispose()
     {
+        _disposed = true;
         _timer?.Dispose();
         while (Volatile.Read(ref _checking) == 1) Thread.Sleep(5);
         Interlocked.Exchange(ref _pending, null)?.Dispose();

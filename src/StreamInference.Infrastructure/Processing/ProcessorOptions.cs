@@ -82,6 +82,13 @@ public sealed class KafkaOptions
     public int TransactionCommitIntervalMs { get; set; } = 100;
     /// <summary>ExactlyOnce: bound on each transactional call (init, send offsets, commit, abort).</summary>
     public int TransactionTimeoutMs { get; set; } = 30_000;
+    /// <summary>
+    /// ExactlyOnce, for clusters that do not persist transactional offset commits (librdkafka's embedded
+    /// mock cluster accepts TxnOffsetCommit without storing it): also commit, through the consumer, the
+    /// offsets each committed transaction carried. Leave off against a real broker, where such commits
+    /// would race with the transactional ones.
+    /// </summary>
+    public bool MirrorTransactionalOffsets { get; set; }
 
     public string EffectiveTransactionalId => TransactionalId is { Length: > 0 } id ? id : $"streaminference-{GroupId}-{Environment.MachineName}";
 }
@@ -212,7 +219,7 @@ public static class ProcessorOptionsValidator
             errors.Add($"SchemaRegistry:Url (env SCHEMA_REGISTRY_URL) must be an absolute http(s) URL (was '{Secrets.RedactText(o.SchemaRegistry.Url)}').");
         Require(o.Redis.Configuration, "Redis:Configuration (env REDIS_URL)");
         if (!Enum.IsDefined(o.Redis.OnUnavailable)) errors.Add($"Redis:OnUnavailable must be Wait or Defaults (was {o.Redis.OnUnavailable}).");
-        Range(o.Redis.FallbackAfterMs, 0, 600_000, "Redis:FallbackAfterMs");
+        Range(o.Redis.FallbackAfterMs, 1, 600_000, "Redis:FallbackAfterMs");
         Range(o.Redis.ProbeIntervalMs, 10, 600_000, "Redis:ProbeIntervalMs");
         Require(o.Model.Repository, "Model:Repository");
         Require(o.Model.Name, "Model:Name");

@@ -61,6 +61,7 @@ public sealed partial class StreamProcessor
         var restarts = _metricFactory.CreateCounter("streaminference_restarts_total",
             "In-process restarts of the processor after a restartable failure.");
         var backoff = TimeSpan.FromSeconds(1);
+        var restarting = false;
         while (true)
         {
             var started = Environment.TickCount64;
@@ -69,16 +70,35 @@ public sealed partial class StreamProcessor
                 await RunAsync(stop).ConfigureAwait(false);
                 return;
             }
-            catch (PipelineFatalException e) when (e.Restartable && !stop.IsCancellationRequested)
+            catch (Exception e) when (!stop.IsCancellationRequested
+                                      && (e is PipelineFatalException { Restartable: true } || (restarting && IsTransient(e))))
             {
+                // A first start fails fast on anything (configuration, unreachable services); once running,
+                // an outage that outlasts a restart is waited out.
+                restarting = true;
                 if (Environment.TickCount64 - started > 60_000) backoff = TimeSpan.FromSeconds(1);
                 restarts.Inc();
-                Log.Restarting(_log, e.Message, backoff.TotalSeconds);
+                Log.Restarting(_log, Secrets.RedactText(e.Message), backoff.TotalSeconds);
                 await Task.Delay(backoff, stop).ConfigureAwait(false);
                 backoff = TimeSpan.FromTicks(Math.Min(backoff.Ticks * 2, TimeSpan.FromSeconds(30).Ticks));
             }
         }
     }
+
+    /// <summary>Infrastructure that may come back: Kafka, the registry or Redis not answering.</summary>
+    private static bool IsTransient(Exception e) => e switch
+    {
+        KafkaException k => !k.Error.IsFatal,
+        SchemaRegistryException r => r.ErrorCode == SchemaRegistryException.Unreachable || r.HttpStatus >= 500,
+        RedisConnectionException or RedisTimeoutException or TimeoutException => true,
+        _ => false,
+    };
+
+    /// <summary>
+    /// Exactly-once: what to do when the Kafka client's transactional call hangs past every timeout
+    /// (default: log and end the process so the orchestrator restarts it).
+    /// </summary>
+    public Action<string>? OnWedged { get; init; }
 
     public async Task RunAsync(CancellationToken stop)
     {
@@ -130,7 +150,15 @@ public sealed partial class StreamProcessor
         using var producer = BuildProducer(ProducerConfigFor(k));
         using var transactions = exactlyOnce
             ? new KafkaTransactions(producer, _loggers.CreateLogger<KafkaTransactions>(),
-                TimeSpan.FromMilliseconds(k.TransactionCommitIntervalMs), TimeSpan.FromMilliseconds(k.TransactionTimeoutMs))
+                TimeSpan.FromMilliseconds(k.TransactionCommitIntervalMs), TimeSpan.FromMilliseconds(k.TransactionTimeoutMs),
+                TimeSpan.FromMilliseconds(k.Producer.SocketTimeoutMs ?? 60_000))
+            {
+                Wedged = OnWedged ?? (why =>
+                {
+                    Log.ProducerWedged(_log, why);
+                    Environment.FailFast("StreamInference: transactional producer wedged: " + why);
+                }),
+            }
             : null;
         if (exactlyOnce) Log.ExactlyOnce(_log, k.EffectiveTransactionalId, k.TransactionCommitIntervalMs);
         // Drift reports are telemetry, not outputs: in exactly-once mode they go through their own
@@ -151,7 +179,8 @@ public sealed partial class StreamProcessor
         var topology = new PipelineTopology(_options.Pipeline.ToPipelineOptions(_options.Redis, _options.Model), plan, decoder, store, scorer, sink, observer);
 
         using var consumer = new KafkaConsumerLoop(ConsumerConfigFor(k), [k.InputTopic], topology, metrics,
-            _loggers.CreateLogger<KafkaConsumerLoop>(), TimeSpan.FromMilliseconds(k.RevokeDrainTimeoutMs), transactions);
+            _loggers.CreateLogger<KafkaConsumerLoop>(), TimeSpan.FromMilliseconds(k.RevokeDrainTimeoutMs), transactions,
+            k.MirrorTransactionalOffsets);
         _consumer = consumer;
         using var abort = new CancellationTokenSource();
         var pipeline = topology.RunAsync(abort.Token);
@@ -159,24 +188,35 @@ public sealed partial class StreamProcessor
         var consuming = consumer.RunAsync(pipeline, shutdownTimeout, stop);
         _ready = true;
         Log.Started(_log, k.InputTopic, k.OutputTopic, k.DeadLetterTopic, k.GroupId);
+        Exception? consumeError = null;
         try
         {
             await consuming.ConfigureAwait(false);
         }
-        finally
+        catch (Exception e)
         {
-            _ready = false;
-            if (!pipeline.IsCompleted) await abort.CancelAsync().ConfigureAwait(false);
-            try
-            {
-                await pipeline.ConfigureAwait(false);
-            }
-            catch (OperationCanceledException) when (abort.IsCancellationRequested)
-            {
-            }
-            if (!exactlyOnce) producer.Flush(shutdownTimeout);
-            driftProducer?.Flush(shutdownTimeout);
+            consumeError = e;
         }
+        _ready = false;
+        if (!pipeline.IsCompleted) await abort.CancelAsync().ConfigureAwait(false);
+        Exception? pipelineError = null;
+        try
+        {
+            await pipeline.ConfigureAwait(false);
+        }
+        catch (OperationCanceledException) when (abort.IsCancellationRequested)
+        {
+        }
+        catch (Exception e)
+        {
+            pipelineError = e;
+        }
+        if (!exactlyOnce) producer.Flush(shutdownTimeout);
+        driftProducer?.Flush(shutdownTimeout);
+        // When both sides failed, the restartable cause wins: the other is usually its consequence.
+        var failure = new[] { consumeError, pipelineError }.FirstOrDefault(e => e is PipelineFatalException { Restartable: true })
+                      ?? consumeError ?? pipelineError;
+        if (failure is not null) System.Runtime.ExceptionServices.ExceptionDispatchInfo.Throw(failure);
         Log.Stopped(_log, metrics.PublishedCount, metrics.DeadLetteredCount);
     }
 
@@ -262,6 +302,9 @@ public sealed partial class StreamProcessor
 
         [LoggerMessage(Level = LogLevel.Warning, Message = "Drift monitoring continues against the reference profile of {Previous}; restart to monitor {Next} against its own profile")]
         public static partial void DriftStaysOnProfile(ILogger logger, string previous, string next);
+
+        [LoggerMessage(Level = LogLevel.Critical, Message = "Exactly-once producer wedged: {Reason}; ending the process so it restarts (the open transaction is aborted by the broker)")]
+        public static partial void ProducerWedged(ILogger logger, string reason);
 
         [LoggerMessage(Level = LogLevel.Error, Message = "Processor failed ({Reason}); restarting from the committed offsets in {Seconds}s")]
         public static partial void Restarting(ILogger logger, string reason, double seconds);

@@ -97,7 +97,9 @@ public static class ServeCommand
         builder.Services.AddSingleton(options);
         // SIGTERM: stop consuming, drain and publish what is in flight, commit, close — within
         // Pipeline:ShutdownTimeoutMs, plus a margin for leaving the group; then the host gives up.
-        builder.Services.Configure<HostOptions>(h => h.ShutdownTimeout = TimeSpan.FromMilliseconds(options.Pipeline.ShutdownTimeoutMs) + TimeSpan.FromSeconds(10));
+        // Exactly-once adds the final commit (bounded by one transaction timeout, plus an abort).
+        var transactionBound = options.Kafka.Delivery == DeliveryGuarantee.ExactlyOnce ? TimeSpan.FromMilliseconds(2.0 * options.Kafka.TransactionTimeoutMs) : TimeSpan.Zero;
+        builder.Services.Configure<HostOptions>(h => h.ShutdownTimeout = TimeSpan.FromMilliseconds(options.Pipeline.ShutdownTimeoutMs) + transactionBound + TimeSpan.FromSeconds(10));
         builder.Services.AddSingleton(sp => new StreamProcessor(options, sp.GetRequiredService<ILoggerFactory>(), factory));
         builder.Services.AddHostedService<ProcessorService>();
         var app = builder.Build();
@@ -128,7 +130,7 @@ public sealed partial class ProcessorService(StreamProcessor processor, IHostApp
         }
         catch (Exception e)
         {
-            Log.Fatal(log, e.Message, e);
+            Log.Fatal(log, Secrets.RedactText(e.Message), e);
             Environment.ExitCode = 1;
         }
         finally
