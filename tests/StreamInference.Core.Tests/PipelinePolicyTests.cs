@@ -1,0 +1,176 @@
+using StreamInference.Core.Features;
+using StreamInference.Core.Offsets;
+using StreamInference.Core.Pipeline;
+
+namespace StreamInference.Core.Tests;
+
+/// <summary>
+/// The pipeline's fault policies, with fake stages (pure logic): a model that fails to score, a feature
+/// store that does not answer.
+/// </summary>
+public sealed class PipelinePolicyTests
+{
+    private static readonly FeaturePlan Plan = FeatureSetLoader.Parse("""
+        featureSet: policy
+        version: 1
+        event: { idField: id, entityKeyField: user, timeField: ts }
+        lookups:
+          - name: profile
+            entityField: user
+            ttl: 1d
+            refresh: 1h
+            fields:
+              - { name: count, function: count, window: 1d }
+        features:
+          - { name: amount, event: amount, default: -1 }
+          - { name: count, lookup: profile.count, default: 7 }
+        """);
+
+    [Fact]
+    public async Task ModelThatFailsTwice_DeadLettersTheBatchWithModelError_AndTheNextBatchIsScored()
+    {
+        var scorer = new FlakyScorer(failures: 2);
+        var (sink, offsets) = await RunAsync(new PipelineOptions { MaxBatchSize = 4, MaxBatchDelay = TimeSpan.Zero }, scorer, new FakeStore(), records: 8);
+        Assert.Equal(Enumerable.Repeat(DeadLetterReasons.ModelError, 4), sink.Reasons.Take(4));
+        Assert.All(sink.Reasons.Skip(4), r => Assert.Null(r));
+        Assert.Equal(8, offsets.Committable);   // dead letters complete their offsets too
+        Assert.Equal(3, scorer.Calls);          // two failed attempts, then the next batch
+    }
+
+    [Fact]
+    public async Task ModelThatFailsOnce_IsRetried_AndNothingIsDeadLettered()
+    {
+        var scorer = new FlakyScorer(failures: 1);
+        var (sink, _) = await RunAsync(new PipelineOptions { MaxBatchSize = 4, MaxBatchDelay = TimeSpan.Zero }, scorer, new FakeStore(), records: 4);
+        Assert.All(sink.Reasons, r => Assert.Null(r));
+        Assert.Equal(2, scorer.Calls);
+    }
+
+    [Fact]
+    public async Task ModelErrorWithStopPolicy_FailsThePipeline()
+    {
+        var options = new PipelineOptions { MaxBatchSize = 4, MaxBatchDelay = TimeSpan.Zero, DeadLetterOnModelError = false };
+        var e = await Assert.ThrowsAsync<PipelineFatalException>(() => RunAsync(options, new FlakyScorer(failures: 2), new FakeStore(), records: 4));
+        Assert.Contains("failed to score", e.Message);
+        Assert.False(e.Restartable);
+    }
+
+    [Fact]
+    public async Task StoreDown_DefaultsPolicy_ScoresWithDefaults_MarksTheBatch_AndSkipsTheStoreUntilTheProbe()
+    {
+        var store = new FakeStore { Down = true };
+        var options = new PipelineOptions
+        {
+            MaxBatchSize = 2, MaxBatchDelay = TimeSpan.Zero,
+            FeatureStoreFallbackAfter = TimeSpan.FromMilliseconds(100), FeatureStoreProbeInterval = TimeSpan.FromMinutes(1),
+        };
+        var scorer = new FlakyScorer(failures: 0);
+        var (sink, _) = await RunAsync(options, scorer, store, records: 6);
+        Assert.All(sink.Reasons, r => Assert.Null(r));
+        Assert.Equal([true, true, true], sink.Degraded);
+        Assert.All(scorer.Features, f => Assert.Equal(7f, f[1]));   // the lookup feature took its default
+        Assert.Equal(1, store.Calls);   // later batches skipped the store until the probe interval
+    }
+
+    [Fact]
+    public async Task StoreDown_WaitPolicy_RetriesUntilItAnswers_NothingDegraded()
+    {
+        var store = new FakeStore { Down = true, UpAfterCalls = 3, Throws = true };
+        var options = new PipelineOptions { MaxBatchSize = 2, MaxBatchDelay = TimeSpan.Zero, MaxRetryBackoff = TimeSpan.FromMilliseconds(20) };
+        var (sink, _) = await RunAsync(options, new FlakyScorer(failures: 0), store, records: 4);
+        Assert.Equal([false, false], sink.Degraded);
+        Assert.True(store.Calls >= 4);
+    }
+
+    private static async Task<(FakeSink Sink, PartitionOffsets Offsets)> RunAsync(PipelineOptions options, IScorer scorer, IFeatureStore store, int records)
+    {
+        var sink = new FakeSink();
+        var topology = new PipelineTopology(options, Plan, new FakeDecoder(), store, scorer, sink);
+        var offsets = new PartitionOffsets("events", 0);
+        var run = topology.RunAsync(CancellationToken.None);
+        for (var i = 0; i < records; i++)
+        {
+            var record = new InputRecord(offsets, offsets.Track(i), i, null, [1], 1_700_000_000_000 + i, null);
+            await topology.Input.WriteAsync(record);
+        }
+        topology.Input.Complete();
+        await run.WaitAsync(TimeSpan.FromSeconds(30));
+        return (sink, offsets);
+    }
+
+    private sealed class FakeDecoder : IEventDecoder
+    {
+        public ValueTask DecodeAsync(EventBatch batch, CancellationToken cancellationToken)
+        {
+            for (var row = 0; row < batch.Count; row++)
+            {
+                batch.EntityKeys[row] = "user-" + (batch.Records[row].Offset % 3);
+                batch.EventIds[row] = "e" + batch.Records[row].Offset;
+                batch.EventTimesMs[row] = batch.Records[row].TimestampMs;
+                batch.NumericRow(row).Fill(10);
+            }
+            return ValueTask.CompletedTask;
+        }
+    }
+
+    private sealed class FakeStore : IFeatureStore
+    {
+        public bool Down { get; set; }
+        public int UpAfterCalls { get; init; } = int.MaxValue;
+        /// <summary>Fail fast (a client timeout) instead of hanging until cancelled.</summary>
+        public bool Throws { get; init; }
+        public int Calls { get; private set; }
+
+        public async ValueTask FetchAsync(EventBatch batch, CancellationToken cancellationToken)
+        {
+            Calls++;
+            if (Calls > UpAfterCalls) Down = false;
+            if (Down && Throws) throw new TimeoutException("store timed out");
+            if (Down)
+            {
+                // Like a Redis client waiting on a dead connection: answers only when cancelled.
+                await Task.Delay(Timeout.Infinite, cancellationToken);
+            }
+            for (var k = 0; k < batch.OkCount; k++) batch.LookupRow(batch.Rows[k]).Fill(3);
+        }
+    }
+
+    private sealed class FlakyScorer(int failures) : IScorer
+    {
+        private int _left = failures;
+        public int Calls { get; private set; }
+        public List<float[]> Features { get; } = [];
+        public string ModelName => "fake";
+        public string ModelVersion => "1";
+        public int OutputWidth => 1;
+
+        public void Score(EventBatch batch)
+        {
+            Calls++;
+            if (_left-- > 0) throw new InvalidOperationException("model crashed");
+            for (var k = 0; k < batch.OkCount; k++)
+            {
+                Features.Add(batch.FeatureRow(k).ToArray());
+                batch.ScoreRow(k)[0] = 0.5;
+            }
+        }
+    }
+
+    private sealed class FakeSink : IPredictionSink
+    {
+        public List<string?> Reasons { get; } = [];
+        public List<bool> Degraded { get; } = [];
+
+        public void Publish(EventBatch batch)
+        {
+            batch.BeginDelivery(batch.Count);
+            for (var row = 0; row < batch.Count; row++)
+            {
+                Reasons.Add(batch.DeadLetterReasons[row]);
+                batch.OnDelivered(true, null);
+            }
+            Degraded.Add(batch.FeatureStoreUnavailable);
+            batch.EndProduce();
+        }
+    }
+}
