@@ -136,7 +136,8 @@ public sealed class AvroEventDecoder : IEventDecoder
                 writer = await _registry.GetSchemaAsync(schemaId, ct).ConfigureAwait(false);
                 break;
             }
-            catch (SchemaRegistryException e) when (e.ErrorCode == SchemaRegistryException.Unreachable || e.HttpStatus >= 500)
+            catch (SchemaRegistryException e) when (!(e.ErrorCode is SchemaRegistryException.SchemaNotFound or SchemaRegistryException.InvalidSchema
+                                                      || e.HttpStatus is 404 or 422))
             {
                 if (DeadLetterWhenRegistryUnavailable)
                 {
@@ -158,9 +159,9 @@ public sealed class AvroEventDecoder : IEventDecoder
                 _rejected[schemaId] = $"incompatible: schema {schemaId} does not parse: {e.Message}";
                 return null;
             }
-            catch (SchemaRegistryException e)
+            catch (SchemaRegistryException e) when (e.ErrorCode == SchemaRegistryException.InvalidSchema || e.HttpStatus is 404 or 422)
             {
-                // Any other answer (not Avro, 4xx): the id cannot be used by this reader.
+                // The registry's definitive answer (not Avro, unprocessable): the id cannot be used by this reader.
                 _rejected[schemaId] = $"incompatible: schema {schemaId}: {e.Message}";
                 return null;
             }

@@ -87,8 +87,18 @@ public sealed partial class KafkaConsumerLoop : IDisposable
             {
                 // Leave the group even on failure, or the member lingers until its session times out and
                 // the next start (an in-process restart) waits for it.
-                Close();
-                done.TrySetException(e);
+                try
+                {
+                    Close();
+                }
+                catch (Exception closing)
+                {
+                    Log.CommitFailed(_log, closing.Message);
+                }
+                finally
+                {
+                    done.TrySetException(e);
+                }
             }
         })
         {

@@ -144,7 +144,12 @@ public sealed class KafkaPredictionSink : IPredictionSink
             catch (ProduceException<byte[], byte[]> e)
             {
                 // E.g. a transaction in an abortable state: the batch cannot be published by this producer.
-                throw new PipelineFatalException($"Producing to {topic} failed: {e.Error.Code}: {e.Error.Reason}", e, restartable: true);
+                // Part of the batch may already be in the open transaction: abort it, or committing it
+                // later would publish those rows again after the restart re-processes the batch.
+                var why = $"Producing to {topic} failed: {e.Error.Code}: {e.Error.Reason}";
+                _transactions?.Abort(why);
+                var permanent = e.Error.IsFatal || e.Error.Code is ErrorCode.Local_Fatal or ErrorCode.MsgSizeTooLarge or ErrorCode.Local_InvalidArg;
+                throw new PipelineFatalException(why, e, restartable: !permanent);
             }
         }
     }

@@ -28,6 +28,7 @@ public sealed partial class StreamProcessor
     private readonly IMetricFactory _metricFactory;
     private readonly Func<string, string> _resolvePath;
     private volatile bool _ready;
+    private volatile bool _reachedReady;
 
     public StreamProcessor(ProcessorOptions options, ILoggerFactory loggers, IMetricFactory metricFactory, Func<string, string>? resolvePath = null)
     {
@@ -71,7 +72,7 @@ public sealed partial class StreamProcessor
                 return;
             }
             catch (Exception e) when (!stop.IsCancellationRequested
-                                      && (e is PipelineFatalException { Restartable: true } || (restarting && IsTransient(e))))
+                                      && (e is PipelineFatalException { Restartable: true } || ((restarting || _reachedReady) && IsTransient(e))))
             {
                 // A first start fails fast on anything (configuration, unreachable services); once running,
                 // an outage that outlasts a restart is waited out.
@@ -187,6 +188,7 @@ public sealed partial class StreamProcessor
         var shutdownTimeout = TimeSpan.FromMilliseconds(_options.Pipeline.ShutdownTimeoutMs);
         var consuming = consumer.RunAsync(pipeline, shutdownTimeout, stop);
         _ready = true;
+        _reachedReady = true;
         Log.Started(_log, k.InputTopic, k.OutputTopic, k.DeadLetterTopic, k.GroupId);
         Exception? consumeError = null;
         try
@@ -213,8 +215,10 @@ public sealed partial class StreamProcessor
         }
         if (!exactlyOnce) producer.Flush(shutdownTimeout);
         driftProducer?.Flush(shutdownTimeout);
-        // When both sides failed, the restartable cause wins: the other is usually its consequence.
-        var failure = new[] { consumeError, pipelineError }.FirstOrDefault(e => e is PipelineFatalException { Restartable: true })
+        // A permanent transactional failure (fenced) wins; otherwise, when both sides failed, the
+        // restartable cause wins: the other is usually its consequence.
+        var failure = (consumeError is not null || pipelineError is not null ? transactions?.Failure is { Restartable: false } fenced ? fenced : null : null)
+                      ?? new[] { consumeError, pipelineError }.FirstOrDefault(e => e is PipelineFatalException { Restartable: true })
                       ?? consumeError ?? pipelineError;
         if (failure is not null) System.Runtime.ExceptionServices.ExceptionDispatchInfo.Throw(failure);
         Log.Stopped(_log, metrics.PublishedCount, metrics.DeadLetteredCount);
