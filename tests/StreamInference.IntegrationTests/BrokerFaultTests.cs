@@ -19,8 +19,7 @@ namespace StreamInference.IntegrationTests;
 public sealed class BrokerFaultTests(ServicesFixture services, ITestOutputHelper output)
 {
     private const short Produce = 0, Fetch = 1, OffsetCommit = 8, AddPartitionsToTxn = 24;
-    private static readonly Avro.RecordSchema Writer =
-        (Avro.RecordSchema)AvroSchema.Parse(File.ReadAllText(Path.Combine(AppContext.BaseDirectory, "schemas", "payment-event.avsc")));
+    private static readonly Avro.RecordSchema Writer = ServicesFixture.PaymentEventSchema;
 
     [Theory]
     [InlineData(DeliveryGuarantee.AtLeastOnce)]
@@ -100,7 +99,7 @@ public sealed class BrokerFaultTests(ServicesFixture services, ITestOutputHelper
         await stopAudit.CancelAsync();
         await auditing;
 
-        var lost = produced.Records.Count(r => !audit.Predictions.ContainsKey((r.Partition, r.Offset)) && !audit.DeadLetters.ContainsKey((r.Partition, r.Offset)));
+        var lost = audit.Unaccounted(produced.Records);
         var restarts = metricFactory.CreateCounter("streaminference_restarts_total", "").Value;
         output.WriteLine($"{delivery}: produced {produced.Produced}, predicted {audit.Predicted}, dead-lettered {audit.DeadLettered}, lost {lost}, " +
                          $"duplicates {audit.Duplicates}, in-process restarts {restarts}");

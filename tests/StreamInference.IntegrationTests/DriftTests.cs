@@ -20,7 +20,7 @@ public sealed class DriftTests(ServicesFixture services, ITestOutputHelper outpu
 {
     private static readonly string Base = AppContext.BaseDirectory;
     private static readonly FeaturePlan Plan = FeatureSetLoader.LoadFile(Path.Combine(Base, "schemas", "features", "card_payments.yaml"));
-    private static readonly Avro.RecordSchema Writer = (Avro.RecordSchema)AvroSchema.Parse(File.ReadAllText(Path.Combine(Base, "schemas", "payment-event.avsc")));
+    private static readonly Avro.RecordSchema Writer = ServicesFixture.PaymentEventSchema;
 
     [Fact]
     public async Task ShiftedEvents_AreReportedOnTheDriftTopic_AndInTheGauges()

@@ -12,8 +12,7 @@ namespace StreamInference.IntegrationTests;
 [Collection(ServicesCollection.Name)]
 public sealed class ExactlyOnceTests(ServicesFixture services, ITestOutputHelper output)
 {
-    private static readonly Avro.RecordSchema Writer =
-        (Avro.RecordSchema)AvroSchema.Parse(File.ReadAllText(Path.Combine(AppContext.BaseDirectory, "schemas", "payment-event.avsc")));
+    private static readonly Avro.RecordSchema Writer = ServicesFixture.PaymentEventSchema;
 
     [Fact]
     public async Task ExactlyOnce_ReadCommittedReaderSeesEachInputOnce_AcrossARestart()
@@ -47,7 +46,7 @@ public sealed class ExactlyOnceTests(ServicesFixture services, ITestOutputHelper
         await auditing;
 
         var all = first.Records.Concat(second.Records).ToList();
-        var lost = all.Count(r => !audit.Predictions.ContainsKey((r.Partition, r.Offset)) && !audit.DeadLetters.ContainsKey((r.Partition, r.Offset)));
+        var lost = audit.Unaccounted(all);
         output.WriteLine($"inputs {all.Count}: predicted {audit.Predicted}, dead-lettered {audit.DeadLettered}, lost {lost}, duplicates {audit.Duplicates}");
         Assert.Equal(0, lost);
         Assert.Equal(0, audit.Duplicates);

@@ -17,8 +17,7 @@ namespace StreamInference.IntegrationTests;
 [Collection(ServicesCollection.Name)]
 public sealed class HotSwapTests(ServicesFixture services, ITestOutputHelper output)
 {
-    private static readonly Avro.RecordSchema Writer =
-        (Avro.RecordSchema)AvroSchema.Parse(File.ReadAllText(Path.Combine(AppContext.BaseDirectory, "schemas", "payment-event.avsc")));
+    private static readonly Avro.RecordSchema Writer = ServicesFixture.PaymentEventSchema;
 
     [Fact]
     public async Task NewVersion_IsSwappedInUnderLoad_HalfCopiedAndCorruptVersionsAreRejected_NothingLost()
@@ -80,7 +79,7 @@ public sealed class HotSwapTests(ServicesFixture services, ITestOutputHelper out
             await auditing;
 
             var swaps = factory.CreateCounter("streaminference_model_swaps_total", "", ["result"]);
-            var lost = produced.Records.Count(r => !audit.Predictions.ContainsKey((r.Partition, r.Offset)) && !audit.DeadLetters.ContainsKey((r.Partition, r.Offset)));
+            var lost = audit.Unaccounted(produced.Records);
             var byVersion = audit.ModelVersions.Values.GroupBy(v => v).ToDictionary(g => g.Key, g => g.Count());
             // Batches are scored in consume order, so per partition the version never goes back.
             var wentBack = audit.ModelVersions.GroupBy(p => p.Key.Partition)

@@ -20,8 +20,7 @@ namespace StreamInference.IntegrationTests;
 public sealed class MalformedInputTests(ServicesFixture services, ITestOutputHelper output)
 {
     private const int MaxMessageBytes = 4096;
-    private static readonly Avro.RecordSchema Writer =
-        (Avro.RecordSchema)AvroSchema.Parse(File.ReadAllText(Path.Combine(AppContext.BaseDirectory, "schemas", "payment-event.avsc")));
+    private static readonly Avro.RecordSchema Writer = ServicesFixture.PaymentEventSchema;
 
     // A writer schema the reader cannot resolve: amount is a string.
     private const string WrongTypesSchema = """

@@ -17,7 +17,7 @@ public sealed class PipelineTests(ServicesFixture services, ITestOutputHelper ou
 {
     private static readonly string Base = AppContext.BaseDirectory;
     private static readonly FeaturePlan Plan = FeatureSetLoader.LoadFile(Path.Combine(Base, "schemas", "features", "card_payments.yaml"));
-    private static readonly Avro.RecordSchema Writer = (Avro.RecordSchema)AvroSchema.Parse(File.ReadAllText(Path.Combine(Base, "schemas", "payment-event.avsc")));
+    private static readonly Avro.RecordSchema Writer = ServicesFixture.PaymentEventSchema;
 
     private sealed record Topics(string Input, string Output, string DeadLetter);
 
@@ -214,7 +214,7 @@ public sealed class PipelineTests(ServicesFixture services, ITestOutputHelper ou
         await stopAudit.CancelAsync();
         await auditing;
 
-        var lost = a.Records.Concat(b.Records).Count(r => !audit.Predictions.ContainsKey((r.Partition, r.Offset)) && !audit.DeadLetters.ContainsKey((r.Partition, r.Offset)));
+        var lost = audit.Unaccounted(a.Records.Concat(b.Records));
         Assert.Equal(0, lost);
         // A rebalance may re-process at most the in-flight window: 4 batches × 256 records per instance.
         Assert.InRange(audit.Duplicates, 0, 2 * 4 * 256);

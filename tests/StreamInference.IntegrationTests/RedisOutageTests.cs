@@ -17,8 +17,7 @@ namespace StreamInference.IntegrationTests;
 [Collection(ServicesCollection.Name)]
 public sealed class RedisOutageTests(ServicesFixture services, ITestOutputHelper output)
 {
-    private static readonly Avro.RecordSchema Writer =
-        (Avro.RecordSchema)AvroSchema.Parse(File.ReadAllText(Path.Combine(AppContext.BaseDirectory, "schemas", "payment-event.avsc")));
+    private static readonly Avro.RecordSchema Writer = ServicesFixture.PaymentEventSchema;
 
     [Theory]
     [InlineData(FeatureStorePolicy.Wait)]
@@ -69,7 +68,7 @@ public sealed class RedisOutageTests(ServicesFixture services, ITestOutputHelper
         await stopAudit.CancelAsync();
         await auditing;
 
-        var lost = produced.Records.Count(r => !audit.Predictions.ContainsKey((r.Partition, r.Offset)) && !audit.DeadLetters.ContainsKey((r.Partition, r.Offset)));
+        var lost = audit.Unaccounted(produced.Records);
         // The last 1,000 records were produced 11.5 s or more after Redis came back.
         var last = produced.Records.Skip(produced.Records.Count - 1000).ToList();
         var degradedAtEnd = last.Count(r => audit.Degraded.ContainsKey((r.Partition, r.Offset)));

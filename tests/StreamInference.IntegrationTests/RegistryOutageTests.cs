@@ -21,8 +21,7 @@ namespace StreamInference.IntegrationTests;
 [Collection(ServicesCollection.Name)]
 public sealed class RegistryOutageTests(ServicesFixture services, ITestOutputHelper output)
 {
-    private static readonly Avro.RecordSchema Writer =
-        (Avro.RecordSchema)AvroSchema.Parse(File.ReadAllText(Path.Combine(AppContext.BaseDirectory, "schemas", "payment-event.avsc")));
+    private static readonly Avro.RecordSchema Writer = ServicesFixture.PaymentEventSchema;
 
     // The same event with one more optional field: a second writer schema (another id) the reader resolves.
     private static readonly Avro.RecordSchema NewerWriter = (Avro.RecordSchema)AvroSchema.Parse(

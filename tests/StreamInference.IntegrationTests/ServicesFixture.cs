@@ -84,6 +84,10 @@ public sealed class ServicesFixture : IAsyncLifetime
         }
     }
 
+    /// <summary>The input events' Avro schema (schemas/payment-event.avsc), as upstream producers write it.</summary>
+    public static Avro.RecordSchema PaymentEventSchema { get; } =
+        (Avro.RecordSchema)Avro.Schema.Parse(File.ReadAllText(Path.Combine(AppContext.BaseDirectory, "schemas", "payment-event.avsc")));
+
     /// <summary>Creates a topic with a unique name and returns it.</summary>
     /// <summary>
     /// Processor options against these services with the repository's feature set, reader schema and

@@ -26,16 +26,6 @@ public sealed class PartitionOffsets
     private long _lastTaken = -1;
     private long _lastTracked = -1;
 
-    /// <summary>
-    /// True when <paramref name="offset"/> is at or below the last offset tracked in this assignment:
-    /// the client handed the record over a second time (it can re-fetch from an older position, e.g.
-    /// after pause/resume), and it is already in flight or done.
-    /// </summary>
-    public bool AlreadyTracked(long offset)
-    {
-        lock (_gate) return offset <= _lastTracked;
-    }
-
     public PartitionOffsets(string topic, int partition, int initialCapacity = 1024)
     {
         ArgumentOutOfRangeException.ThrowIfLessThan(initialCapacity, 1);
@@ -62,29 +52,36 @@ public sealed class PartitionOffsets
     }
     private long _transactionCommitted = -1;
 
-    /// <summary>Set by the consumer once it logged where this partition's consumption started.</summary>
-    public bool Started { get; set; }
 
     public int InFlight { get { lock (_gate) return _count; } }
 
+    /// <summary>Records tracked in this assignment (read by the consume thread, the only one that tracks).</summary>
+    public long Tracked => Volatile.Read(ref _nextSeq);
+
     /// <summary>Registers a consumed record. Offsets must increase.</summary>
-    public long Track(long offset)
+    public long Track(long offset) => TryTrack(offset, out var sequence)
+        ? sequence
+        : throw new InvalidOperationException($"Offset {offset} tracked after {_lastTracked} on {Topic}[{Partition}]; offsets must increase.");
+
+    /// <summary>
+    /// Registers a consumed record; false (nothing tracked) when <paramref name="offset"/> is at or below
+    /// an offset already tracked in this assignment: the client handed the record over a second time (it
+    /// can re-fetch from an older position, e.g. after pause/resume), and it is in flight or done.
+    /// </summary>
+    public bool TryTrack(long offset, out long sequence)
     {
         lock (_gate)
         {
-            if (_count > 0)
-            {
-                var last = _offsets[(_head + _count - 1) % _offsets.Length];
-                if (offset <= last)
-                    throw new InvalidOperationException($"Offset {offset} tracked after {last} on {Topic}[{Partition}]; offsets must increase.");
-            }
+            sequence = -1;
+            if (offset <= _lastTracked) return false;
             if (_count == _offsets.Length) Grow();
             var slot = (_head + _count) % _offsets.Length;
             _offsets[slot] = offset;
             _done[slot] = false;
             _count++;
             _lastTracked = offset;
-            return _nextSeq++;
+            sequence = _nextSeq++;
+            return true;
         }
     }
 

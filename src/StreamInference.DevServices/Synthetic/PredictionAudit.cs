@@ -65,6 +65,10 @@ public sealed class PredictionAudit : IDisposable
     /// <summary>The model version of each prediction, by source partition and offset.</summary>
     public IReadOnlyDictionary<(int Partition, long Offset), string> ModelVersions => _versions;
 
+    /// <summary>Produced records with neither a prediction nor a dead letter (lost).</summary>
+    public int Unaccounted(IEnumerable<ProducedRecord> records) =>
+        records.Count(r => !_predicted.ContainsKey((r.Partition, r.Offset)) && !_deadLettered.ContainsKey((r.Partition, r.Offset)));
+
     public Task RunAsync(CancellationToken ct) => Task.Factory.StartNew(() =>
     {
         while (!ct.IsCancellationRequested)

@@ -158,7 +158,8 @@ public sealed partial class KafkaConsumerLoop : IDisposable
             return;
         }
         var offset = result.Offset.Value;
-        if (partition.AlreadyTracked(offset))
+        var first = partition.Tracked == 0;
+        if (!partition.TryTrack(offset, out var sequence))
         {
             // librdkafka can fetch a partition again from an older position (seen after pause/resume
             // while the first fetch of a new assignment was in progress): those records are in flight or
@@ -166,12 +167,8 @@ public sealed partial class KafkaConsumerLoop : IDisposable
             _metrics.RefetchedSkipped.Inc();
             return;
         }
-        if (partition.InFlight == 0 && partition.Committable < 0 && !partition.Started)
-        {
-            partition.Started = true;
-            Log.FirstRecord(_log, result.Topic, result.Partition.Value, offset);
-        }
-        var record = new InputRecord(partition, partition.Track(offset), offset, result.Message.Key, result.Message.Value,
+        if (first) Log.FirstRecord(_log, result.Topic, result.Partition.Value, offset);
+        var record = new InputRecord(partition, sequence, offset, result.Message.Key, result.Message.Value,
             result.Message.Timestamp.UnixTimestampMs, result.Message.Headers);
         _metrics.Consumed.Inc();
         if (_held.Count == 0 && input.TryWrite(record)) return;
