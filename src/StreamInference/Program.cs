@@ -14,7 +14,16 @@ var root = new RootCommand("StreamInference: Kafka events in, ONNX Runtime predi
     BatchCommands.Drift(),
     BatchCommands.Replay(),
 };
-return await root.Parse(args).InvokeAsync();
+var parse = root.Parse(args);
+// SIGTERM/Ctrl+C: `serve` leaves signals to its host, which drains, commits and closes within its own
+// configured bound (Pipeline:ShutdownTimeoutMs and the transaction timeout). System.CommandLine would
+// otherwise end the process with 143 two seconds after the signal, mid-drain. Other commands get the
+// cancellation token and a generous bound to checkpoint and close.
+var invocation = new InvocationConfiguration
+{
+    ProcessTerminationTimeout = parse.CommandResult.Command.Name == "serve" ? null : TimeSpan.FromSeconds(60),
+};
+return await parse.InvokeAsync(invocation);
 
 static Command DevUpAndHistory()
 {
