@@ -277,6 +277,86 @@ public sealed class FeatureParityTests(ServicesFixture services, ITestOutputHelp
         Assert.Equal(after, again);
     }
 
+
+    /// <summary>
+    /// The feature store keeps each entity's window state between batches and Redis skips returning it
+    /// while it is current. Two stores (two instances after a rebalance) take turns on the same cards, so
+    /// each one's cached state is regularly outdated by the other: every window value must still equal
+    /// what a store without a cache computes from the state in Redis, and the cache must be used.
+    /// </summary>
+    [Fact]
+    public async Task WindowStateCache_GivesTheSameWindows_WhenAnotherInstanceWritesTheSameEntities()
+    {
+        var cachedPlan = FeatureSetLoader.Parse(Definition("cache-" + Guid.NewGuid().ToString("N")[..8]));
+        var referencePlan = FeatureSetLoader.Parse(Definition("nocache-" + Guid.NewGuid().ToString("N")[..8]));
+        var events = History(2400, seed: 29);
+        using var redis = await ConnectionMultiplexer.ConnectAsync(services.Redis);
+        var a = new StreamInference.Infrastructure.Redis.RedisFeatureStore(redis, cachedPlan);
+        var b = new StreamInference.Infrastructure.Redis.RedisFeatureStore(redis, cachedPlan);
+        var reference = new StreamInference.Infrastructure.Redis.RedisFeatureStore(redis, referencePlan, cachedEntities: 0);
+        var source = new StreamInference.Core.Offsets.PartitionOffsets("cache-test", 0);
+
+        EventBatch Batch(FeaturePlan plan, int from, int count)
+        {
+            var batch = new EventBatch(plan, count, 1);
+            for (var r = 0; r < count; r++)
+            {
+                var i = from + r;
+                var e = events[i];
+                batch.Records[r] = new InputRecord(source, i, i, null, null, e.EventTime.ToUnixTimeMilliseconds(), null);
+                batch.EventIds[r] = e.EventId;
+                batch.EntityKeys[r] = e.CardId;
+                batch.EventTimesMs[r] = e.EventTime.ToUnixTimeMilliseconds();
+                foreach (var f in plan.NumericFields) batch.NumericRow(r)[f.Slot] = f.Name == "amount" ? e.Amount : double.NaN;
+                foreach (var f in plan.TextFields)
+                    batch.TextRow(r)[f.Slot] = f.Name switch { "card_id" => e.CardId, "merchant_id" => e.MerchantId, "channel" => e.Channel.ToString().ToUpperInvariant(), _ => null };
+            }
+            batch.Count = count;
+            batch.CollectCleanRows();
+            return batch;
+        }
+
+        const int size = 40;
+        var compared = 0;
+        var maxDiff = 0.0;
+        for (int from = 0, n = 0; from < events.Count; from += size, n++)
+        {
+            var count = Math.Min(size, events.Count - from);
+            // Mostly instance a; every third batch instance b; now and then a batch is delivered twice.
+            var store = n % 3 == 2 ? b : a;
+            var redeliver = n % 7 == 3;
+            for (var pass = 0; pass < (redeliver ? 2 : 1); pass++)
+            {
+                var cached = Batch(cachedPlan, from, count);
+                var plain = Batch(referencePlan, from, count);
+                await store.FetchAsync(cached, CancellationToken.None);
+                await reference.FetchAsync(plain, CancellationToken.None);
+                Assert.Equal(plain.RedeliveredEvents, cached.RedeliveredEvents);
+                Assert.Equal(plain.LateEvents, cached.LateEvents);
+                for (var r = 0; r < count; r++)
+                {
+                    var x = cached.WindowRow(r);
+                    var y = plain.WindowRow(r);
+                    for (var w = 0; w < x.Length; w++)
+                    {
+                        Assert.Equal(double.IsNaN(y[w]), double.IsNaN(x[w]));
+                        if (!double.IsNaN(y[w])) maxDiff = Math.Max(maxDiff, Math.Abs(x[w] - y[w]));
+                        compared++;
+                    }
+                }
+            }
+        }
+        var cards = events.Select(e => e.CardId).Distinct().Count();
+        output.WriteLine($"compared {compared} window values, max |cached - uncached| = {maxDiff}; a: {a.CacheHits} hits, {a.CacheMisses} misses; " +
+                         $"b: {b.CacheHits} hits, {b.CacheMisses} misses; reference: {reference.CacheHits} hits, {reference.CacheMisses} misses ({cards} cards)");
+        Assert.True(maxDiff <= 1e-6, $"cached and uncached windows differ by {maxDiff}"); // summation order only
+        Assert.True(compared > 10_000);
+        Assert.Equal(0, reference.CacheHits);
+        Assert.True(a.CacheHits > 300, "instance a must mostly find its cached state current");
+        // Each instance misses more often than once per card: the other one's writes outdated its cache.
+        Assert.True(a.CacheMisses > cards && b.CacheMisses > cards, "the other instance's writes must make cached state miss");
+    }
+
     public void Dispose()
     {
         if (Directory.Exists(_dir)) Directory.Delete(_dir, recursive: true);

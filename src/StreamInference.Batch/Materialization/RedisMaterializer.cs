@@ -66,6 +66,9 @@ public static class RedisMaterializer
                 var meta = FeatureKeys.WindowMeta(plan, entity);
                 // Only the watermark: a live processor's redelivery marker (src, off) stays as it is.
                 pending.Add(db.HashSetAsync(meta, [new HashEntry("wm", state.Watermark)]));
+                // The state changes under any processor that cached it: dropping the version token makes
+                // its next call read the whole state again (WindowUpdate.lua).
+                pending.Add(db.HashDeleteAsync(meta, "v"));
                 pending.Add(db.KeyExpireAsync(meta, expiry));
                 for (var s = 0; s < plan.Series.Count; s++)
                 {

@@ -16,6 +16,12 @@ namespace StreamInference.Infrastructure.Redis;
 /// </list>
 /// The window features of each event are then computed here by <see cref="WindowEngine"/> replaying the
 /// batch's events over the returned state, exactly as the batch path does over history.
+/// The state this replay ends with is kept (up to <see cref="CachedEntities"/> entities) under the version
+/// token the script stored with it; the next call for the entity sends that token and, when no other writer
+/// touched the entity in between (another instance after a rebalance, the batch path), Redis returns only
+/// the buckets the new events touch instead of the whole state — the costly part, since an entity's 30-day
+/// series can hold hundreds of buckets. Input partitions are keyed by entity, so in steady state an
+/// instance is the only writer of its entities and nearly every call is a cache hit.
 /// All keys of an entity carry its hash tag (<see cref="FeatureKeys"/>), so Redis Cluster works.
 /// </summary>
 public sealed class RedisFeatureStore : IFeatureStore
@@ -29,11 +35,20 @@ public sealed class RedisFeatureStore : IFeatureStore
     private readonly Dictionary<string, List<int>> _groups = new(StringComparer.Ordinal);
     private readonly Stack<List<int>> _spareLists = new();
     private readonly Dictionary<string, Task<RedisValue[]>> _lookupReads = new(StringComparer.Ordinal);
-    private readonly List<(List<int> Rows, Task<RedisResult> State)> _windowCalls = [];
+    private readonly List<(string Entity, List<int> Rows, Task<RedisResult> State)> _windowCalls = [];
     private readonly long _expiryMs;
+    private readonly Dictionary<string, CachedState> _cache = new(StringComparer.Ordinal);
+    private readonly string _tokenPrefix = Convert.ToHexString(System.Security.Cryptography.RandomNumberGenerator.GetBytes(8)) + "-";
+    private long _tokens;
 
-    public RedisFeatureStore(IConnectionMultiplexer redis, FeaturePlan plan)
+    private sealed record CachedState(string Token, EntityWindowState State);
+
+    /// <param name="cachedEntities">Entities whose window state is kept between batches (0 = none; every
+    /// call then reads the whole state from Redis).</param>
+    public RedisFeatureStore(IConnectionMultiplexer redis, FeaturePlan plan, int cachedEntities = DefaultCachedEntities)
     {
+        ArgumentOutOfRangeException.ThrowIfNegative(cachedEntities);
+        CachedEntities = cachedEntities;
         _redis = redis;
         _plan = plan;
         _engine = new WindowEngine(plan);
@@ -50,6 +65,17 @@ public sealed class RedisFeatureStore : IFeatureStore
     }
 
     private readonly bool _cluster;
+
+    /// <summary>Default bound of the window-state cache (entities; the cache is emptied when it is reached).</summary>
+    public const int DefaultCachedEntities = 100_000;
+
+    public int CachedEntities { get; }
+
+    /// <summary>Window-state calls answered without returning the state (the cached state was current).</summary>
+    public long CacheHits { get; private set; }
+
+    /// <summary>Window-state calls that returned the whole state.</summary>
+    public long CacheMisses { get; private set; }
 
     /// <summary>How long an idle entity's window keys live: the longest retention plus a day.</summary>
     public static long ExpiryMs(FeaturePlan plan)
@@ -89,15 +115,15 @@ public sealed class RedisFeatureStore : IFeatureStore
         round.Execute();
         try
         {
-            foreach (var (_, task) in _windowCalls) await task.WaitAsync(cancellationToken).ConfigureAwait(false);
+            foreach (var (_, _, task) in _windowCalls) await task.WaitAsync(cancellationToken).ConfigureAwait(false);
             foreach (var task in _lookupReads.Values) await task.WaitAsync(cancellationToken).ConfigureAwait(false);
 
-            foreach (var (rows, task) in _windowCalls) Replay(batch, rows, task.Result);
+            foreach (var (entity, rows, task) in _windowCalls) Replay(batch, entity, rows, task.Result);
             FillLookups(batch);
         }
         finally
         {
-            foreach (var (rows, _) in _windowCalls) { rows.Clear(); _spareLists.Push(rows); }
+            foreach (var (_, rows, _) in _windowCalls) { rows.Clear(); _spareLists.Push(rows); }
             _windowCalls.Clear();
             _groups.Clear();
             _lookupReads.Clear();
@@ -123,7 +149,7 @@ public sealed class RedisFeatureStore : IFeatureStore
         // call stays short (a script blocks the server; other clients must not wait long). In a cluster
         // a script may only touch one slot's keys, so one entity (one hash tag) per call.
         var perCall = _cluster ? 1 : EntitiesPerCall;
-        var pending = new List<List<int>>(perCall);
+        var pending = new List<(string Entity, List<int> Rows)>(perCall);
         var keys = new List<RedisKey>(perCall * (1 + _plan.Series.Count));
         var args = new List<RedisValue>(256);
         var remaining = _groups.Count;
@@ -131,11 +157,11 @@ public sealed class RedisFeatureStore : IFeatureStore
         {
             if (pending.Count == 0) Header(args, Math.Min(perCall, remaining));
             AddEntity(entity, rows, batch, keys, args);
-            pending.Add(rows);
+            pending.Add((entity, rows));
             remaining--;
             if (pending.Count < perCall && remaining > 0) continue;
             var call = round.ScriptEvaluateAsync(Script, [.. keys], [.. args]);
-            for (var e = 0; e < pending.Count; e++) _windowCalls.Add((pending[e], Pick(call, e)));
+            for (var e = 0; e < pending.Count; e++) _windowCalls.Add((pending[e].Entity, pending[e].Rows, Pick(call, e)));
             pending.Clear();
             keys.Clear();
             args.Clear();
@@ -161,6 +187,8 @@ public sealed class RedisFeatureStore : IFeatureStore
         var series = _plan.Series;
         keys.Add(FeatureKeys.WindowMeta(_plan, entity));
         foreach (var spec in series) keys.Add(FeatureKeys.Series(_plan, spec, entity));
+        args.Add(_cache.TryGetValue(entity, out var cached) ? cached.Token : "");
+        args.Add(_tokenPrefix + (++_tokens).ToString("x", CultureInfo.InvariantCulture));
         args.Add(rows.Count);
         foreach (var row in rows)
         {
@@ -182,18 +210,30 @@ public sealed class RedisFeatureStore : IFeatureStore
     /// each event's windows are read first, then the event is added (unless late or already applied).
     /// The same rules as the script, so the state here ends equal to the state in Redis.
     /// </summary>
-    private void Replay(EventBatch batch, List<int> rows, RedisResult result)
+    private void Replay(EventBatch batch, string entity, List<int> rows, RedisResult result)
     {
         var parts = (RedisResult[])result!;
-        var state = _engine.NewState();
+        // Out of the cache while it changes: should anything below throw, no stale entry stays behind.
+        _cache.Remove(entity, out var cached);
+        EntityWindowState state;
+        if ((string?)parts[4] == "1")
+        {
+            state = cached?.State ?? throw new InvalidOperationException($"Redis answered for entity '{entity}' as if its cached window state were current, but none is cached.");
+            CacheHits++;
+        }
+        else
+        {
+            state = _engine.NewState();
+            for (var i = 0; i < _plan.Series.Count; i++)
+                ParseBuckets((RedisResult[])parts[5 + i]!, state.Series[i]);
+            CacheMisses++;
+        }
         var wmText = (string?)parts[0];
-        if (!string.IsNullOrEmpty(wmText)) state.Watermark = (long)double.Parse(wmText, CultureInfo.InvariantCulture);
+        state.Watermark = string.IsNullOrEmpty(wmText) ? EntityWindowState.NoWatermark : (long)double.Parse(wmText, CultureInfo.InvariantCulture);
         var src = (string?)parts[1];
         if (string.IsNullOrEmpty(src)) src = null;
         var offText = (string?)parts[2];
         long? off = string.IsNullOrEmpty(offText) ? null : (long)double.Parse(offText, CultureInfo.InvariantCulture);
-        for (var i = 0; i < _plan.Series.Count; i++)
-            ParseBuckets((RedisResult[])parts[3 + i]!, state.Series[i]);
 
         foreach (var row in rows)
         {
@@ -211,6 +251,13 @@ public sealed class RedisFeatureStore : IFeatureStore
             if (_engine.IsLate(state.Watermark, t)) batch.LateEvents++;
             else _engine.Add(state, t, batch.NumericRow(row));
         }
+
+        // The state now equals the one in Redis, under the token the script left in the meta hash.
+        var token = (string?)parts[3];
+        if (CachedEntities == 0 || string.IsNullOrEmpty(token)) return;
+        _engine.Trim(state);
+        if (_cache.Count >= CachedEntities) _cache.Clear();
+        _cache[entity] = new CachedState(token, state);
     }
 
     /// <summary>Parses a series hash (bucket → "count|sum|min|max") into <paramref name="series"/>.</summary>
