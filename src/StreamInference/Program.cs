@@ -13,6 +13,7 @@ var root = new RootCommand("StreamInference: Kafka events in, ONNX Runtime predi
     BatchCommands.Profile(),
     BatchCommands.Drift(),
     BatchCommands.Replay(),
+    BenchCommand.Create(),
 };
 var parse = root.Parse(args);
 // SIGTERM/Ctrl+C: `serve` leaves signals to its host, which drains, commits and closes within its own

@@ -11,6 +11,7 @@ namespace StreamInference.Benchmarks;
 /// Results are per event (OperationsPerInvoke = rows).
 /// </summary>
 [MemoryDiagnoser]
+[BenchmarkCategory("drift")]
 public class DriftUpdateBenchmarks
 {
     private const int Rows = 4096;

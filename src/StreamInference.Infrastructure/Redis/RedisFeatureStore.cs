@@ -16,17 +16,20 @@ namespace StreamInference.Infrastructure.Redis;
 /// </list>
 /// The window features of each event are then computed here by <see cref="WindowEngine"/> replaying the
 /// batch's events over the returned state, exactly as the batch path does over history.
-/// The state this replay ends with is kept (up to <see cref="CachedEntities"/> entities) under the version
-/// token the script stored with it; the next call for the entity sends that token and, when no other writer
-/// touched the entity in between (another instance after a rebalance, the batch path), Redis returns only
-/// the buckets the new events touch instead of the whole state — the costly part, since an entity's 30-day
-/// series can hold hundreds of buckets. Input partitions are keyed by entity, so in steady state an
-/// instance is the only writer of its entities and nearly every call is a cache hit.
+/// The state this replay ends with equals the one left in Redis; it is kept (up to
+/// <see cref="CachedEntities"/> entities) with the version token the call stored beside it. For an entity
+/// whose state is cached, the next batch is replayed here first and only the result goes to Redis
+/// (<c>WindowWrite.lua</c>: the changed buckets, the deleted ones and the meta fields), written only if
+/// the token is still the stored one. Otherwise — another instance wrote the entity after a rebalance,
+/// or the batch path materialized it — nothing is written, and a second round trip falls back to
+/// <c>WindowUpdate.lua</c> for those entities. Input partitions are keyed by entity, so in steady state
+/// an instance is the only writer of its entities and almost every entity takes the short path.
 /// All keys of an entity carry its hash tag (<see cref="FeatureKeys"/>), so Redis Cluster works.
 /// </summary>
 public sealed class RedisFeatureStore : IFeatureStore
 {
-    private static readonly string Script = LoadScript();
+    private static readonly string Script = LoadScript("WindowUpdate.lua");
+    private static readonly string WriteScript = LoadScript("WindowWrite.lua");
 
     private readonly IConnectionMultiplexer _redis;
     private readonly FeaturePlan _plan;
@@ -36,12 +39,19 @@ public sealed class RedisFeatureStore : IFeatureStore
     private readonly Stack<List<int>> _spareLists = new();
     private readonly Dictionary<string, Task<RedisValue[]>> _lookupReads = new(StringComparer.Ordinal);
     private readonly List<(string Entity, List<int> Rows, Task<RedisResult> State)> _windowCalls = [];
+    private readonly List<(string Entity, List<int> Rows, Task<RedisResult> Written, Pending Update)> _writeCalls = [];
+    private readonly List<(string Entity, List<int> Rows)> _refused = [];
+    private readonly HashSet<(int Series, long Bucket)> _touched = [];
     private readonly long _expiryMs;
     private readonly Dictionary<string, CachedState> _cache = new(StringComparer.Ordinal);
     private readonly string _tokenPrefix = Convert.ToHexString(System.Security.Cryptography.RandomNumberGenerator.GetBytes(8)) + "-";
     private long _tokens;
 
-    private sealed record CachedState(string Token, EntityWindowState State);
+    /// <summary>An entity's state as in Redis after this store's last call, and what identifies it there.</summary>
+    private sealed record CachedState(string Token, EntityWindowState State, string? Source, long? Offset);
+
+    /// <summary>A locally computed update waiting for Redis to accept it.</summary>
+    private sealed record Pending(CachedState Next, string Expected, bool Applied, List<(int Series, long Bucket)> Touched, int Redelivered, int Late);
 
     /// <param name="cachedEntities">Entities whose window state is kept between batches (0 = none; every
     /// call then reads the whole state from Redis).</param>
@@ -71,10 +81,10 @@ public sealed class RedisFeatureStore : IFeatureStore
 
     public int CachedEntities { get; }
 
-    /// <summary>Window-state calls answered without returning the state (the cached state was current).</summary>
+    /// <summary>Entity updates computed here from the cached state and accepted by Redis.</summary>
     public long CacheHits { get; private set; }
 
-    /// <summary>Window-state calls that returned the whole state.</summary>
+    /// <summary>Entity updates that read the whole state from Redis (nothing cached, or the cache was outdated).</summary>
     public long CacheMisses { get; private set; }
 
     /// <summary>How long an idle entity's window keys live: the longest retention plus a day.</summary>
@@ -85,10 +95,10 @@ public sealed class RedisFeatureStore : IFeatureStore
         return longest + 2 * plan.AllowedLatenessMs + 86_400_000;
     }
 
-    private static string LoadScript()
+    private static string LoadScript(string name)
     {
-        using var stream = typeof(RedisFeatureStore).Assembly.GetManifestResourceStream("WindowUpdate.lua")
-                           ?? throw new InvalidOperationException("Embedded resource WindowUpdate.lua is missing.");
+        using var stream = typeof(RedisFeatureStore).Assembly.GetManifestResourceStream(name)
+                           ?? throw new InvalidOperationException($"Embedded resource {name} is missing.");
         using var reader = new StreamReader(stream);
         return reader.ReadToEnd();
     }
@@ -115,19 +125,55 @@ public sealed class RedisFeatureStore : IFeatureStore
         round.Execute();
         try
         {
+            foreach (var (_, _, task, _) in _writeCalls) await task.WaitAsync(cancellationToken).ConfigureAwait(false);
             foreach (var (_, _, task) in _windowCalls) await task.WaitAsync(cancellationToken).ConfigureAwait(false);
             foreach (var task in _lookupReads.Values) await task.WaitAsync(cancellationToken).ConfigureAwait(false);
 
+            foreach (var (entity, rows, task, update) in _writeCalls)
+            {
+                if ((int)task.Result == 1)
+                {
+                    batch.RedeliveredEvents += update.Redelivered;
+                    batch.LateEvents += update.Late;
+                    Keep(entity, update.Next);
+                    CacheHits++;
+                }
+                else
+                {
+                    _refused.Add((entity, rows));
+                }
+            }
             foreach (var (entity, rows, task) in _windowCalls) Replay(batch, entity, rows, task.Result);
+
+            if (_refused.Count > 0)
+            {
+                // Someone else changed these entities: read their state as the script applies the events.
+                _windowCalls.Clear();
+                var again = _redis.GetDatabase().CreateBatch();
+                QueueUpdateCalls(_refused, batch, again);
+                again.Execute();
+                foreach (var (_, _, task) in _windowCalls) await task.WaitAsync(cancellationToken).ConfigureAwait(false);
+                foreach (var (entity, rows, task) in _windowCalls) Replay(batch, entity, rows, task.Result);
+            }
             FillLookups(batch);
         }
         finally
         {
-            foreach (var (_, rows, _) in _windowCalls) { rows.Clear(); _spareLists.Push(rows); }
+            foreach (var rows in _groups.Values) { rows.Clear(); _spareLists.Push(rows); }
             _windowCalls.Clear();
+            _writeCalls.Clear();
+            _refused.Clear();
             _groups.Clear();
             _lookupReads.Clear();
         }
+    }
+
+    private void Keep(string entity, CachedState state)
+    {
+        if (CachedEntities == 0 || string.IsNullOrEmpty(state.Token)) return;
+        _engine.Trim(state.State);
+        if (_cache.Count >= CachedEntities) _cache.Clear();
+        _cache[entity] = state;
     }
 
     private void QueueWindowCalls(EventBatch batch, IBatch round)
@@ -145,6 +191,98 @@ public sealed class RedisFeatureStore : IFeatureStore
             rows.Add(row);
         }
 
+        var cold = new List<(string Entity, List<int> Rows)>();
+        var warm = new List<(string Entity, List<int> Rows, Pending Update)>();
+        foreach (var (entity, rows) in _groups)
+        {
+            // Out of the cache while it changes: whatever happens next, no stale entry stays behind.
+            if (_cache.Remove(entity, out var cached)) warm.Add((entity, rows, Advance(batch, cached, rows)));
+            else cold.Add((entity, rows));
+        }
+        QueueWriteCalls(warm, round);
+        QueueUpdateCalls(cold, batch, round);
+    }
+
+    /// <summary>
+    /// Replays the entity's events over its cached state, writing each event's window values into the batch,
+    /// and returns the state Redis should hold afterwards (not yet written).
+    /// </summary>
+    private Pending Advance(EventBatch batch, CachedState cached, List<int> rows)
+    {
+        var state = cached.State;
+        var touched = new List<(int Series, long Bucket)>();
+        var (src, off, redelivered, late) = ReplayRows(batch, state, cached.Source, cached.Offset, rows, touched);
+        var applied = src != cached.Source || off != cached.Offset;
+        return new Pending(new CachedState(applied ? NewToken() : cached.Token, state, src, off), cached.Token, applied, touched, redelivered, late);
+    }
+
+    private string NewToken() => _tokenPrefix + (++_tokens).ToString("x", CultureInfo.InvariantCulture);
+
+    private void QueueWriteCalls(List<(string Entity, List<int> Rows, Pending Update)> entities, IBatch round)
+    {
+        var perCall = _cluster ? 1 : EntitiesPerCall;
+        var series = _plan.Series;
+        var keys = new List<RedisKey>(perCall * (1 + series.Count));
+        var args = new List<RedisValue>(256);
+        var pending = new List<(string Entity, List<int> Rows, Pending Update)>(perCall);
+        for (var i = 0; i < entities.Count; i++)
+        {
+            if (pending.Count == 0)
+            {
+                args.Add(series.Count);
+                args.Add(_expiryMs);
+                args.Add(Math.Min(perCall, entities.Count - i));
+            }
+            var (entity, rows, update) = entities[i];
+            var state = update.Next.State;
+            keys.Add(FeatureKeys.WindowMeta(_plan, entity));
+            foreach (var spec in series) keys.Add(FeatureKeys.Series(_plan, spec, entity));
+            args.Add(update.Expected);
+            args.Add(update.Next.Token);
+            args.Add(update.Applied ? "1" : "0");
+            args.Add(state.Watermark == EntityWindowState.NoWatermark ? "" : state.Watermark.ToString(CultureInfo.InvariantCulture));
+            args.Add(update.Next.Source ?? "");
+            args.Add(update.Next.Offset is { } o ? o.ToString(CultureInfo.InvariantCulture) : "");
+            for (var s = 0; s < series.Count; s++)
+            {
+                // Buckets below the retention bound are neither written nor kept (as WindowUpdate.lua does).
+                var from = _engine.RetainFrom(series[s], state.Watermark);
+                var buckets = state.Series[s].Buckets;
+                var countAt = args.Count;
+                args.Add(0);
+                var n = 0;
+                _touched.Clear();
+                foreach (var (ts, bucket) in update.Touched)
+                {
+                    if (ts != s || bucket < from || !_touched.Add((ts, bucket))) continue;
+                    args.Add(bucket);
+                    args.Add(FormatStats(buckets[bucket]));
+                    n++;
+                }
+                args[countAt] = n;
+                countAt = args.Count;
+                args.Add(0);
+                var m = 0;
+                foreach (var bucket in buckets.Keys)
+                {
+                    if (bucket >= from) continue;
+                    args.Add(bucket);
+                    m++;
+                }
+                args[countAt] = m;
+            }
+            pending.Add((entity, rows, update));
+            if (pending.Count < perCall && i < entities.Count - 1) continue;
+            var call = round.ScriptEvaluateAsync(WriteScript, [.. keys], [.. args]);
+            for (var e = 0; e < pending.Count; e++) _writeCalls.Add((pending[e].Entity, pending[e].Rows, Pick(call, e), pending[e].Update));
+            pending.Clear();
+            keys.Clear();
+            args.Clear();
+        }
+    }
+
+    private void QueueUpdateCalls(List<(string Entity, List<int> Rows)> entities, EventBatch batch, IBatch round)
+    {
         // Up to EntitiesPerCall entities per script call on a standalone server: fewer calls, while one
         // call stays short (a script blocks the server; other clients must not wait long). In a cluster
         // a script may only touch one slot's keys, so one entity (one hash tag) per call.
@@ -152,14 +290,13 @@ public sealed class RedisFeatureStore : IFeatureStore
         var pending = new List<(string Entity, List<int> Rows)>(perCall);
         var keys = new List<RedisKey>(perCall * (1 + _plan.Series.Count));
         var args = new List<RedisValue>(256);
-        var remaining = _groups.Count;
-        foreach (var (entity, rows) in _groups)
+        for (var i = 0; i < entities.Count; i++)
         {
-            if (pending.Count == 0) Header(args, Math.Min(perCall, remaining));
+            var (entity, rows) = entities[i];
+            if (pending.Count == 0) Header(args, Math.Min(perCall, entities.Count - i));
             AddEntity(entity, rows, batch, keys, args);
             pending.Add((entity, rows));
-            remaining--;
-            if (pending.Count < perCall && remaining > 0) continue;
+            if (pending.Count < perCall && i < entities.Count - 1) continue;
             var call = round.ScriptEvaluateAsync(Script, [.. keys], [.. args]);
             for (var e = 0; e < pending.Count; e++) _windowCalls.Add((pending[e].Entity, pending[e].Rows, Pick(call, e)));
             pending.Clear();
@@ -187,8 +324,7 @@ public sealed class RedisFeatureStore : IFeatureStore
         var series = _plan.Series;
         keys.Add(FeatureKeys.WindowMeta(_plan, entity));
         foreach (var spec in series) keys.Add(FeatureKeys.Series(_plan, spec, entity));
-        args.Add(_cache.TryGetValue(entity, out var cached) ? cached.Token : "");
-        args.Add(_tokenPrefix + (++_tokens).ToString("x", CultureInfo.InvariantCulture));
+        args.Add(NewToken());
         args.Add(rows.Count);
         foreach (var row in rows)
         {
@@ -213,28 +349,36 @@ public sealed class RedisFeatureStore : IFeatureStore
     private void Replay(EventBatch batch, string entity, List<int> rows, RedisResult result)
     {
         var parts = (RedisResult[])result!;
-        // Out of the cache while it changes: should anything below throw, no stale entry stays behind.
-        _cache.Remove(entity, out var cached);
-        EntityWindowState state;
-        if ((string?)parts[4] == "1")
-        {
-            state = cached?.State ?? throw new InvalidOperationException($"Redis answered for entity '{entity}' as if its cached window state were current, but none is cached.");
-            CacheHits++;
-        }
-        else
-        {
-            state = _engine.NewState();
-            for (var i = 0; i < _plan.Series.Count; i++)
-                ParseBuckets((RedisResult[])parts[5 + i]!, state.Series[i]);
-            CacheMisses++;
-        }
+        var state = _engine.NewState();
         var wmText = (string?)parts[0];
-        state.Watermark = string.IsNullOrEmpty(wmText) ? EntityWindowState.NoWatermark : (long)double.Parse(wmText, CultureInfo.InvariantCulture);
+        if (!string.IsNullOrEmpty(wmText)) state.Watermark = (long)double.Parse(wmText, CultureInfo.InvariantCulture);
         var src = (string?)parts[1];
         if (string.IsNullOrEmpty(src)) src = null;
         var offText = (string?)parts[2];
         long? off = string.IsNullOrEmpty(offText) ? null : (long)double.Parse(offText, CultureInfo.InvariantCulture);
+        for (var i = 0; i < _plan.Series.Count; i++)
+            ParseBuckets((RedisResult[])parts[4 + i]!, state.Series[i]);
+        CacheMisses++;
 
+        var (newSrc, newOff, redelivered, late) = ReplayRows(batch, state, src, off, rows, touched: null);
+        batch.RedeliveredEvents += redelivered;
+        batch.LateEvents += late;
+        // The state now equals the one in Redis, under the token the script left in the meta hash.
+        Keep(entity, new CachedState((string?)parts[3] ?? "", state, newSrc, newOff));
+    }
+
+    /// <summary>
+    /// The stream's replay of one entity's events over its state: each event's windows are read first,
+    /// then the event is added unless it is late or was already applied (same source, offset not beyond
+    /// the last applied one). <paramref name="touched"/>, when given, collects the buckets it changes, for
+    /// the write that follows.
+    /// </summary>
+    private (string? Source, long? Offset, int Redelivered, int Late) ReplayRows(EventBatch batch, EntityWindowState state, string? src, long? off,
+        List<int> rows, List<(int Series, long Bucket)>? touched)
+    {
+        var redelivered = 0;
+        var late = 0;
+        var series = _plan.Series;
         foreach (var row in rows)
         {
             var record = batch.Records[row];
@@ -243,21 +387,26 @@ public sealed class RedisFeatureStore : IFeatureStore
             var source = record.Partition.SourceId;
             if (src == source && off is { } last && record.Offset <= last)
             {
-                batch.RedeliveredEvents++;
+                redelivered++;
                 continue;
             }
             src = source;
             off = record.Offset;
-            if (_engine.IsLate(state.Watermark, t)) batch.LateEvents++;
-            else _engine.Add(state, t, batch.NumericRow(row));
+            if (_engine.IsLate(state.Watermark, t))
+            {
+                late++;
+                continue;
+            }
+            var numerics = batch.NumericRow(row);
+            _engine.Add(state, t, numerics);
+            if (touched is null) continue;
+            for (var s = 0; s < series.Count; s++)
+            {
+                var value = series[s].ValueSlot < 0 ? 1.0 : numerics[series[s].ValueSlot];
+                if (WindowEngine.IsAggregatable(value)) touched.Add((s, WindowEngine.BucketOf(series[s], t)));
+            }
         }
-
-        // The state now equals the one in Redis, under the token the script left in the meta hash.
-        var token = (string?)parts[3];
-        if (CachedEntities == 0 || string.IsNullOrEmpty(token)) return;
-        _engine.Trim(state);
-        if (_cache.Count >= CachedEntities) _cache.Clear();
-        _cache[entity] = new CachedState(token, state);
+        return (src, off, redelivered, late);
     }
 
     /// <summary>Parses a series hash (bucket → "count|sum|min|max") into <paramref name="series"/>.</summary>

@@ -1,6 +1,6 @@
 -- Windowed-aggregate update for a micro-batch (StreamInference), one or more entities per call.
--- For each entity: returns its state as it was before this call (unless the caller already holds that
--- state, see below), then applies the batch's events to it in order. Mirrors StreamInference.Core.Features.Windows.WindowEngine (late rule, bucket index,
+-- For each entity: returns its state as it was before this call, then applies the batch's events to it
+-- in order. Mirrors StreamInference.Core.Features.Windows.WindowEngine (late rule, bucket index,
 -- retention) and RedisFeatureStore.Replay (redelivery rule); the parity, redelivery and state tests
 -- hold them together. Runs on Redis (Lua 5.1) and Garnet (Lua 5.4).
 --
@@ -9,14 +9,11 @@
 --   then the bucket hash of each series (field = bucket index, value = "count|sum|min|max").
 -- ARGV[1] S (series)  ARGV[2] allowed lateness ms  ARGV[3] key expiry ms  ARGV[4] entities
 -- ARGV[5..4+2S]       per series: bucket ms, retained buckets
--- then per entity:    expected token ("" = none), new token, event count n, then n times: src, offset,
---                     event time ms, S values ("" = missing)
--- Version token: every call that applies events sets v to the caller's new token (unique per call), and
--- any other writer of the state deletes v. A caller that cached the state it computed after its last
--- call sends that call's token as the expected one; when v still equals it, the state is exactly what the
--- caller holds, so the buckets are not returned (the costly part: an entity can have hundreds) and only
--- the buckets the events touch are read. Result per entity: { wm, src, off, v after the call,
--- "1" when the caller's state was current else "0", then (when "0") each series' HGETALL }.
+-- then per entity:    version token, event count n, then n times: src, offset, event time ms,
+--                     S values ("" = missing)
+-- Result per entity: { wm, src, off, v after the call, then each series' HGETALL } (state before the call).
+-- A call that applies events stores the caller's token (unique per call) as v; WindowWrite.lua then lets
+-- the caller write its own next update while v still equals that token.
 local S = tonumber(ARGV[1])
 local L = tonumber(ARGV[2])
 local expire = tonumber(ARGV[3])
@@ -29,38 +26,22 @@ end
 
 local function update(k, p)
   local meta = KEYS[k + 1]
+  local token = ARGV[p]
+  p = p + 1
   local m = redis.call('HMGET', meta, 'wm', 'src', 'off', 'v')
-  local expected, token = ARGV[p], ARGV[p + 1]
-  p = p + 2
-  local current = expected ~= '' and m[4] == expected
-  local result = { m[1] or '', m[2] or '', m[3] or '', m[4] or '', current and '1' or '0' }
+  local result = { m[1] or '', m[2] or '', m[3] or '', m[4] or '' }
   local wm = m[1] and tonumber(m[1]) or nil
-  local wm0 = wm
   local src = m[2] or nil
   local off = m[3] and tonumber(m[3]) or nil
 
-  -- state[s][bucket] = value; when current, filled lazily with the buckets the events touch.
-  local state, changed, loaded = {}, {}, {}
+  local state, changed = {}, {}
   for s = 1, S do
+    local flat = redis.call('HGETALL', KEYS[k + 1 + s])
+    result[4 + s] = flat
     local buckets = {}
-    if not current then
-      local flat = redis.call('HGETALL', KEYS[k + 1 + s])
-      result[5 + s] = flat
-      for i = 1, #flat, 2 do buckets[flat[i]] = flat[i + 1] end
-    end
+    for i = 1, #flat, 2 do buckets[flat[i]] = flat[i + 1] end
     state[s] = buckets
     changed[s] = {}
-    loaded[s] = {}
-  end
-  local function get(s, b)
-    local cur = state[s][b]
-    if cur == nil and current and not loaded[s][b] then
-      loaded[s][b] = true
-      cur = redis.call('HGET', KEYS[k + 1 + s], b)
-      if not cur then cur = nil end
-      state[s][b] = cur
-    end
-    return cur
   end
 
   local applied = false
@@ -75,7 +56,7 @@ local function update(k, p)
           local v = ARGV[p + 2 + s]
           if v ~= '' then
             local b = tostring(math.floor(t / width[s]))
-            local cur = get(s, b)
+            local cur = state[s][b]
             if cur then
               local c, sm, mn, mx = string.match(cur, '^([^|]*)|([^|]*)|([^|]*)|([^|]*)$')
               local x = tonumber(v)
@@ -110,19 +91,9 @@ local function update(k, p)
       for b, v in pairs(changed[s]) do
         if from == nil or tonumber(b) >= from then redis.call('HSET', key, b, v) end
       end
-      if from ~= nil and not current then
+      if from ~= nil then
         for b, _ in pairs(state[s]) do
           if tonumber(b) < from then redis.call('HDEL', key, b) end
-        end
-      elseif from ~= nil and wm0 ~= nil then
-        -- Every bucket below the previous call's bound is already gone: delete [previous bound, from).
-        local from0 = math.floor((wm0 - 2 * L) / width[s]) - retain[s] - 1
-        if from - from0 > retain[s] + 2 then
-          for _, b in ipairs(redis.call('HKEYS', key)) do
-            if tonumber(b) < from then redis.call('HDEL', key, b) end
-          end
-        else
-          for b = from0, from - 1 do redis.call('HDEL', key, tostring(b)) end
         end
       end
       redis.call('PEXPIRE', key, expire)

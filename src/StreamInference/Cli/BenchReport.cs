@@ -1,0 +1,156 @@
+using System.Globalization;
+using System.Text;
+using System.Text.Json;
+using System.Text.Json.Serialization;
+using StreamInference.Benchmarks;
+
+namespace StreamInference.Cli;
+
+public sealed class ThroughputRun
+{
+    public long Events { get; set; }
+    public double Seconds { get; set; }
+    public double EventsPerSecond { get; set; }
+    public double CpuMicrosPerEvent { get; set; }
+    /// <summary>CPU seconds per wall second over the measured span.</summary>
+    public double CpuCoresBusy { get; set; }
+}
+
+public sealed class LatencyStep
+{
+    public double Fraction { get; set; }
+    public double TargetRate { get; set; }
+    public double AchievedRate { get; set; }
+    public int Samples { get; set; }
+    public int Missing { get; set; }
+    public double P50Ms { get; set; }
+    public double P95Ms { get; set; }
+    public double P99Ms { get; set; }
+    public double MaxMs { get; set; }
+}
+
+public sealed record BenchGoal(string Name, string Target, string Measured, bool Met);
+
+public sealed record BenchFigure(string Name, string Value);
+
+public sealed class BenchResult
+{
+    public string Command { get; set; } = "";
+    public string Date { get; set; } = "";
+    public string Machine { get; set; } = "";
+    public string Kafka { get; set; } = "";
+    public string Redis { get; set; } = "";
+    public int Events { get; set; }
+    public int Partitions { get; set; }
+    public double DurationSeconds { get; set; }
+    public ThroughputRun Passthrough { get; set; } = new();
+    public ThroughputRun Processor { get; set; } = new();
+    public double ThroughputRatio => Passthrough.EventsPerSecond > 0 ? Math.Round(Processor.EventsPerSecond / Passthrough.EventsPerSecond, 3) : double.NaN;
+    /// <summary>The processor's own /metrics after the throughput run: batches and time per stage.</summary>
+    public List<BenchFigure> Stages { get; set; } = [];
+    public List<LatencyStep> Latency { get; set; } = [];
+    public List<MicroResult> Micro { get; set; } = [];
+    public List<BenchGoal> Goals { get; set; } = [];
+}
+
+[JsonSourceGenerationOptions(PropertyNamingPolicy = JsonKnownNamingPolicy.CamelCase, WriteIndented = true,
+    NumberHandling = JsonNumberHandling.AllowNamedFloatingPointLiterals)]
+[JsonSerializable(typeof(BenchResult))]
+public sealed partial class BenchJson : JsonSerializerContext;
+
+/// <summary>Goals of the performance work, and the results file in Markdown and JSON.</summary>
+public static class BenchReport
+{
+    public static IEnumerable<BenchGoal> Goals(BenchResult r)
+    {
+        yield return new BenchGoal("processor ÷ passthrough throughput", "≥ 0.6", F(r.ThroughputRatio, "0.000"), r.ThroughputRatio >= 0.6);
+        yield return new BenchGoal("CPU per event, full pipeline", "≤ 12 µs", F(r.Processor.CpuMicrosPerEvent, "0.0") + " µs", r.Processor.CpuMicrosPerEvent <= 12);
+        if (r.Latency.FirstOrDefault(l => Math.Abs(l.Fraction - 0.5) < 1e-9) is { } half)
+            yield return new BenchGoal("p99 event-to-prediction at 50 % of max rate", "≤ 25 ms", F(half.P99Ms, "0.0") + " ms", half.P99Ms <= 25);
+        foreach (var group in new[] { "batcher", "offsets", "assembly" })
+        {
+            var rows = r.Micro.Where(m => m.Group == group && !m.Baseline && m.AllocatedBytesPerEvent is not null).ToList();
+            if (rows.Count == 0) continue;
+            var worst = rows.Max(m => m.AllocatedBytesPerEvent!.Value);
+            yield return new BenchGoal($"allocated per event, {group}", "0 B", F(worst, "0.##") + " B", worst < 0.5);
+        }
+        if (Speedup(r.Micro, "redis-fetch", "256") is { } redis)
+            yield return new BenchGoal("Redis pipelined ÷ per-key at batch 256", "≥ 5×", F(redis, "0.0") + "×", redis >= 5);
+        if (Speedup(r.Micro, "onnx-score", "256") is { } onnx)
+            yield return new BenchGoal("ONNX Runtime pooled ÷ allocating at batch 256 (no goal; reported)", "> 1×", F(onnx, "0.00") + "×", onnx > 1);
+    }
+
+    /// <summary>Baseline time ÷ the other method's time, for the rows whose parameters mention <paramref name="parameter"/>.</summary>
+    private static double? Speedup(List<MicroResult> micro, string group, string parameter)
+    {
+        var rows = micro.Where(m => m.Group == group && ParameterValues(m.Parameters).Contains(parameter)).ToList();
+        var baseline = rows.FirstOrDefault(m => m.Baseline);
+        var other = rows.FirstOrDefault(m => !m.Baseline);
+        return baseline is null || other is null || other.NsPerEvent <= 0 ? null : baseline.NsPerEvent / other.NsPerEvent;
+    }
+
+    private static string[] ParameterValues(string parameters) =>
+        parameters.Split([',', ';', ' ', '='], StringSplitOptions.RemoveEmptyEntries);
+
+    public static string Json(BenchResult r) => JsonSerializer.Serialize(r, BenchJson.Default.BenchResult);
+
+    public static string Markdown(BenchResult r)
+    {
+        var b = new StringBuilder();
+        b.AppendLine("# Benchmarks");
+        b.AppendLine();
+        b.AppendLine($"Written by `{r.Command}` on {r.Date} ({r.DurationSeconds:0} s). Machine: {r.Machine}.");
+        b.AppendLine($"Kafka: {r.Kafka}. Redis: {r.Redis}. The processor and the passthrough run as child processes, one after the other, " +
+                     "so each CPU figure is that process's own; the services share the same cores. Machine-readable: the `.json` beside this file.");
+        b.AppendLine();
+        b.AppendLine("## Goals");
+        b.AppendLine();
+        b.AppendLine("| goal | target | measured | |");
+        b.AppendLine("|---|---|---|---|");
+        foreach (var g in r.Goals) b.AppendLine($"| {g.Name} | {g.Target} | {g.Measured} | {(g.Met ? "met" : "not met")} |");
+        b.AppendLine();
+        b.AppendLine($"## End to end: {r.Events:N0} events, {r.Partitions} partitions");
+        b.AppendLine();
+        b.AppendLine("Throughput from the output topic's high watermarks, from the first output record to the last; CPU is the child process's user + system time over the same span.");
+        b.AppendLine();
+        b.AppendLine("| run | events/s | CPU-µs/event | cores busy |");
+        b.AppendLine("|---|---:|---:|---:|");
+        b.AppendLine($"| passthrough (raw Confluent.Kafka consume → produce) | {r.Passthrough.EventsPerSecond:N0} | {r.Passthrough.CpuMicrosPerEvent:0.00} | {r.Passthrough.CpuCoresBusy:0.00} |");
+        b.AppendLine($"| processor (decode, Redis features, ONNX Runtime, predictions, drift) | {r.Processor.EventsPerSecond:N0} | {r.Processor.CpuMicrosPerEvent:0.00} | {r.Processor.CpuCoresBusy:0.00} |");
+        b.AppendLine($"| **ratio processor ÷ passthrough** | **{r.ThroughputRatio:0.000}** | | |");
+        if (r.Stages.Count > 0)
+        {
+            b.AppendLine();
+            b.AppendLine("Where the processor's time went during that run (its own /metrics; stages overlap, batches are pipelined):");
+            b.AppendLine();
+            b.AppendLine("| figure | value |");
+            b.AppendLine("|---|---:|");
+            foreach (var f in r.Stages) b.AppendLine($"| {f.Name} | {f.Value} |");
+        }
+        b.AppendLine();
+        b.AppendLine("## Event-to-prediction latency (open loop)");
+        b.AppendLine();
+        b.AppendLine("Events are produced on a fixed schedule at a fraction of the processor's measured maximum; latency is the time a reader receives the prediction minus the event time, which the producer sets to the moment it produces the event (millisecond resolution; the first second of each step is warm-up).");
+        b.AppendLine();
+        b.AppendLine("| load | target events/s | achieved | samples | missing | p50 ms | p95 ms | p99 ms | max ms |");
+        b.AppendLine("|---|---:|---:|---:|---:|---:|---:|---:|---:|");
+        foreach (var l in r.Latency)
+            b.AppendLine($"| {l.Fraction:P0} | {l.TargetRate:N0} | {l.AchievedRate:N0} | {l.Samples:N0} | {l.Missing:N0} | {l.P50Ms:0.0} | {l.P95Ms:0.0} | {l.P99Ms:0.0} | {l.MaxMs:0.0} |");
+        if (r.Micro.Count > 0)
+        {
+            b.AppendLine();
+            b.AppendLine("## Stages (BenchmarkDotNet, in process, MemoryDiagnoser)");
+            b.AppendLine();
+            b.AppendLine("Per event: an invocation handles a batch and BenchmarkDotNet divides by its size. Ratio: this row's time ÷ the baseline's (same parameters).");
+            b.AppendLine();
+            b.AppendLine("| stage | method | parameters | ns/event | B/event | ratio to baseline |");
+            b.AppendLine("|---|---|---|---:|---:|---:|");
+            foreach (var m in r.Micro)
+                b.AppendLine($"| {m.Group} | {m.Method}{(m.Baseline ? " (baseline)" : "")} | {m.Parameters} | {F(m.NsPerEvent, "N1")} | {(m.AllocatedBytesPerEvent is { } a ? F(a, "0.##") : "–")} | {(m.RatioToBaseline is { } x ? F(x, "0.000") : "")} |");
+        }
+        return b.ToString();
+    }
+
+    private static string F(double value, string format) =>
+        double.IsFinite(value) ? value.ToString(format, CultureInfo.InvariantCulture) : "n/a";
+}

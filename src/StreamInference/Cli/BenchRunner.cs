@@ -1,0 +1,471 @@
+using System.Diagnostics;
+using System.Globalization;
+using System.Reflection;
+using System.Text;
+using Confluent.Kafka;
+using Confluent.Kafka.Admin;
+using StackExchange.Redis;
+using StreamInference.Batch.Synthetic;
+using StreamInference.Benchmarks;
+using StreamInference.Core.Features;
+using StreamInference.DevServices.Kafka;
+using StreamInference.DevServices.Redis;
+using StreamInference.DevServices.SchemaRegistry;
+using StreamInference.DevServices.Synthetic;
+using StreamInference.Infrastructure.Avro;
+using StreamInference.Infrastructure.Kafka;
+using StreamInference.Infrastructure.Processing;
+using Avro.Generic;
+using Avro.IO;
+using AvroSchema = Avro.Schema;
+
+namespace StreamInference.Cli;
+
+public sealed record BenchSettings(int Events, int Partitions, double LatencySeconds, string? BootstrapServers, string? SchemaRegistryUrl,
+    string? Redis, string Output, bool SkipMicro, bool Quick, string[] ProcessorSettings);
+
+/// <summary>
+/// The benchmark suite. Kafka (embedded Kafka-protocol cluster or the given brokers), the registry and
+/// Redis stay in this process or outside it; the processor (<c>serve</c>) and the passthrough baseline
+/// (<c>bench passthrough</c>) run as child processes of this same binary, one after the other, so each
+/// one's CPU time is its own. Throughput is taken from the output topics' high watermarks between the
+/// first output record and the last; latency from the prediction's event time (the open-loop producer
+/// stamps each event with the moment it produces it) to the moment a reader in this process receives
+/// the prediction.
+/// </summary>
+public static class BenchRunner
+{
+    private const int Seed = 7;
+    private static readonly double[] LatencyFractions = [0.25, 0.50, 0.80];
+
+    public static async Task<int> RunAsync(BenchSettings s, CancellationToken ct)
+    {
+        if (s.Events < 1000 || s.Partitions < 1 || s.LatencySeconds < 3)
+        {
+            await Console.Error.WriteLineAsync("bench: --events >= 1000, --partitions >= 1, --latency-seconds >= 3.").ConfigureAwait(false);
+            return 2;
+        }
+        CultureInfo.CurrentCulture = CultureInfo.InvariantCulture;
+        var total = Stopwatch.StartNew();
+        var runId = Guid.NewGuid().ToString("N")[..8];
+        var events = s.Quick ? Math.Min(s.Events, 20_000) : s.Events;
+        var stepSeconds = s.Quick ? Math.Min(s.LatencySeconds, 6) : s.LatencySeconds;
+        string Topic(string role) => s.BootstrapServers is null ? "bench-" + role : $"bench-{role}-{runId}";
+        var input = Topic("in");
+        var passOut = Topic("passthrough");
+        var predictions = Topic("predictions");
+        var dlq = Topic("dlq");
+        var drift = Topic("drift");
+
+        Log($"bench: {events:N0} events, {s.Partitions} partitions; Kafka {(s.BootstrapServers ?? "embedded")}, registry {(s.SchemaRegistryUrl ?? "embedded")}, Redis {(s.Redis is null ? "embedded Garnet" : Secrets.RedactText(s.Redis))}");
+        using var mock = s.BootstrapServers is null ? new MockKafkaCluster(3) : null;
+        var bootstrap = s.BootstrapServers ?? mock!.BootstrapServers;
+        await using var devRegistry = s.SchemaRegistryUrl is null ? await DevSchemaRegistry.StartAsync(0, ct).ConfigureAwait(false) : null;
+        var registryUrl = s.SchemaRegistryUrl ?? devRegistry!.Url;
+        using var garnet = s.Redis is null ? new EmbeddedGarnet() : null;
+        var redisConfig = s.Redis is null ? garnet!.Configuration : RedisUrl.ToConfiguration(s.Redis);
+        await CreateTopicsAsync(mock, bootstrap, s.Partitions, [input, passOut, predictions], [dlq, drift]).ConfigureAwait(false);
+
+        var result = new BenchResult
+        {
+            Command = "dotnet run --project src/StreamInference -c Release -- bench" + (s.Quick ? " --quick" : "") +
+                      (events != 100_000 ? $" --events {events}" : "") + (s.Partitions != 6 ? $" --partitions {s.Partitions}" : "") +
+                      string.Concat(s.ProcessorSettings.Select(x => " --set " + x)),
+            Date = DateTimeOffset.UtcNow.ToString("yyyy-MM-dd HH:mm 'UTC'", CultureInfo.InvariantCulture),
+            Machine = MachineDescription(),
+            Kafka = s.BootstrapServers is null ? "embedded librdkafka mock cluster (3 brokers, in the bench process)" : "external brokers",
+            Redis = s.Redis is null ? "embedded Garnet (in the bench process)" : "external Redis",
+            Events = events,
+            Partitions = s.Partitions,
+        };
+        try
+        {
+            var plan = FeatureSetLoader.LoadFile(PathResolver.Resolve("schemas/features/card_payments.yaml"));
+            using (var redis = await ConnectionMultiplexer.ConnectAsync(redisConfig).ConfigureAwait(false))
+            {
+                Log("warm start: synthetic history → lookups and window state in Redis (the batch path's code) ...");
+                await WarmStart.MaterializeAsync(redis.GetDatabase(), plan, Seed, cancellationToken: ct).ConfigureAwait(false);
+            }
+            using var registry = new SchemaRegistryClient(new SchemaRegistryOptions { Url = registryUrl });
+            var writer = (Avro.RecordSchema)AvroSchema.Parse(await File.ReadAllTextAsync(PathResolver.Resolve("schemas/payment-event.avsc"), ct).ConfigureAwait(false));
+            Log($"producing {events:N0} events to {input} ...");
+            var produced = await SyntheticPaymentProducer.ProduceAsync(bootstrap, registry, writer,
+                new ProduceOptions { Topic = input, Events = events, Seed = Seed }, null, ct).ConfigureAwait(false);
+            if (produced.Failed > 0) throw new InvalidOperationException($"{produced.Failed} input events were not delivered.");
+
+            // 1. Passthrough baseline.
+            Log("passthrough baseline: raw Confluent.Kafka consume → produce ...");
+            using (var pass = ChildRun.Start(["bench", "passthrough", "--bootstrap-servers", bootstrap, "--input-topic", input, "--output-topic", passOut, "--group-id", $"bench-passthrough-{runId}"]))
+            {
+                var run = await MeasureAsync(pass, bootstrap, [passOut], events, ct).ConfigureAwait(false);
+                result.Passthrough = run;
+                Log($"  {run.EventsPerSecond:N0} events/s, {run.CpuMicrosPerEvent:N2} CPU-µs/event");
+                await pass.StopAsync().ConfigureAwait(false);
+            }
+
+            // 2. The processor on the same input, then 3. open-loop latency steps against it.
+            Log("processor (serve): full pipeline with the example model ...");
+            var metricsPort = EmbeddedGarnet.FreePort();
+            using var processor = ChildRun.Start(["serve",
+                "--set", $"Kafka:BootstrapServers={bootstrap}", "--set", $"Kafka:GroupId=bench-processor-{runId}",
+                "--set", $"Kafka:InputTopic={input}", "--set", $"Kafka:OutputTopic={predictions}", "--set", $"Kafka:DeadLetterTopic={dlq}",
+                "--set", $"SchemaRegistry:Url={registryUrl}", "--set", $"Redis:Configuration={redisConfig}", "--set", $"Drift:Topic={drift}",
+                "--set", $"Http:Port={metricsPort}", "--set", "Http:Host=127.0.0.1", "--set", "Logging:LogLevel:Default=Warning",
+                .. FetchWait(mock), .. s.ProcessorSettings.SelectMany(x => new[] { "--set", x })]);
+            var proc = await MeasureAsync(processor, bootstrap, [predictions, dlq], events, ct).ConfigureAwait(false);
+            result.Processor = proc;
+            result.Stages.AddRange(await StageBreakdownAsync(metricsPort, ct).ConfigureAwait(false));
+            foreach (var st in result.Stages) Log($"  {st.Name}: {st.Value}");
+            Log($"  {proc.EventsPerSecond:N0} events/s, {proc.CpuMicrosPerEvent:N2} CPU-µs/event, ratio {proc.EventsPerSecond / result.Passthrough.EventsPerSecond:N3}");
+
+            var generator = new PaymentGenerator(Seed + 1);
+            var schemaId = await registry.RegisterAsync($"{input}-value", writer, ct).ConfigureAwait(false);
+            foreach (var fraction in LatencyFractions)
+            {
+                var rate = fraction * proc.EventsPerSecond;
+                Log($"latency at {fraction:P0} of max: open loop at {rate:N0} events/s for {stepSeconds:N0} s ...");
+                var step = await LatencyStepAsync(processor, bootstrap, input, predictions, writer, schemaId, generator, rate, stepSeconds, ct).ConfigureAwait(false);
+                step.Fraction = fraction;
+                result.Latency.Add(step);
+                Log($"  p50 {step.P50Ms:N1} ms, p95 {step.P95Ms:N1} ms, p99 {step.P99Ms:N1} ms (achieved {step.AchievedRate:N0}/s, {step.Samples:N0} samples, {step.Missing} missing)");
+            }
+            await processor.StopAsync().ConfigureAwait(false);
+
+            // 4–6. Stage micro-benchmarks (BenchmarkDotNet, in process).
+            if (!s.SkipMicro)
+            {
+                Log("stage micro-benchmarks (BenchmarkDotNet) ...");
+                var artifacts = Path.Combine(Path.GetTempPath(), "streaminference-bench-" + runId);
+                result.Micro.AddRange(MicroSuite.Run(new MicroSuiteOptions(redisConfig, artifacts, s.Quick), Console.Error));
+            }
+        }
+        finally
+        {
+            if (s.BootstrapServers is not null) await DeleteTopicsAsync(bootstrap, [input, passOut, predictions, dlq, drift]).ConfigureAwait(false);
+        }
+
+        result.DurationSeconds = Math.Round(total.Elapsed.TotalSeconds, 1);
+        result.Goals.AddRange(BenchReport.Goals(result));
+        var output = Path.GetFullPath(s.Output);
+        Directory.CreateDirectory(Path.GetDirectoryName(output)!);
+        await File.WriteAllTextAsync(output + ".json", BenchReport.Json(result), ct).ConfigureAwait(false);
+        await File.WriteAllTextAsync(output + ".md", BenchReport.Markdown(result), ct).ConfigureAwait(false);
+        Log($"wrote {output}.md and {output}.json in {total.Elapsed.TotalMinutes:N1} min");
+        foreach (var g in result.Goals) Log($"  {(g.Met ? "met    " : "not met")} {g.Name}: {g.Measured} (goal {g.Target})");
+        return 0;
+    }
+
+    private static void Log(string line) => Console.Error.WriteLine(line);
+
+    /// <summary>
+    /// The embedded cluster answers a fetch that finds no data only after the consumer's whole
+    /// fetch.wait.max.ms (500 ms by default) even when records arrive meanwhile — a real broker answers as
+    /// soon as they do. Latency against it would measure that wait, so the processor gets a short one there.
+    /// </summary>
+    private static string[] FetchWait(MockKafkaCluster? mock) => mock is null ? [] : ["--set", "Kafka:Consumer:FetchWaitMaxMs=5"];
+
+    /// <summary>Where the processor's time went during the throughput run, from its own /metrics.</summary>
+    private static async Task<List<BenchFigure>> StageBreakdownAsync(int port, CancellationToken ct)
+    {
+        using var http = new HttpClient { Timeout = TimeSpan.FromSeconds(10) };
+        var text = await http.GetStringAsync(new Uri($"http://127.0.0.1:{port}/metrics"), ct).ConfigureAwait(false);
+        var values = new Dictionary<string, double>(StringComparer.Ordinal);
+        foreach (var line in text.Split('\n'))
+        {
+            if (line.Length == 0 || line[0] == '#') continue;
+            var space = line.LastIndexOf(' ');
+            if (space > 0 && double.TryParse(line.AsSpan(space + 1), NumberStyles.Float, CultureInfo.InvariantCulture, out var v)) values[line[..space]] = v;
+        }
+        double Get(string name) => values.TryGetValue(name, out var v) ? v : double.NaN;
+        var figures = new List<BenchFigure>();
+        var batches = Get("streaminference_batch_size_count");
+        figures.Add(new BenchFigure("batches", batches.ToString("N0", CultureInfo.InvariantCulture)));
+        figures.Add(new BenchFigure("mean batch size", (Get("streaminference_batch_size_sum") / batches).ToString("N1", CultureInfo.InvariantCulture)));
+        foreach (var (key, _) in values.Where(kv => kv.Key.StartsWith("streaminference_stage_duration_seconds_sum{", StringComparison.Ordinal)).OrderBy(kv => kv.Key, StringComparer.Ordinal))
+        {
+            var labels = key[key.IndexOf('{', StringComparison.Ordinal)..];
+            var count = Get("streaminference_stage_duration_seconds_count" + labels);
+            figures.Add(new BenchFigure("mean stage time per batch " + labels.Trim('{', '}'), (1000 * values[key] / count).ToString("N2", CultureInfo.InvariantCulture) + " ms"));
+        }
+        figures.Add(new BenchFigure("consumer pauses (pipeline full)", Get("streaminference_consumer_pauses_total").ToString("N0", CultureInfo.InvariantCulture)));
+        figures.Add(new BenchFigure("records fetched again after a resume and skipped", Get("streaminference_consumer_refetched_skipped_total").ToString("N0", CultureInfo.InvariantCulture)));
+        return figures;
+    }
+
+    /// <summary>
+    /// Waits until <paramref name="events"/> records are in <paramref name="outputs"/>; throughput over the
+    /// span from the first output record to the last, and the child's CPU time over the same span.
+    /// </summary>
+    private static async Task<ThroughputRun> MeasureAsync(ChildRun child, string bootstrap, string[] outputs, int events, CancellationToken ct)
+    {
+        using var watermarks = new WatermarkCounter(bootstrap, outputs);
+        var start = watermarks.Count();
+        var clock = Stopwatch.StartNew();
+        TimeSpan? firstAt = null;
+        TimeSpan firstCpu = default;
+        long firstCount = 0;
+        var lastProgress = (Count: 0L, At: TimeSpan.Zero);
+        while (true)
+        {
+            ct.ThrowIfCancellationRequested();
+            if (child.HasExited) throw new InvalidOperationException($"{child.Name} exited with {child.ExitCode}:{Environment.NewLine}{child.Tail()}");
+            var count = watermarks.Count() - start;
+            var cpu = child.CpuTime();
+            var now = clock.Elapsed;
+            if (firstAt is null && count > 0)
+            {
+                firstAt = now;
+                firstCpu = cpu;
+                firstCount = count;
+            }
+            if (count >= events)
+            {
+                var seconds = (now - firstAt!.Value).TotalSeconds;
+                var n = count - firstCount;
+                return new ThroughputRun
+                {
+                    Events = count,
+                    Seconds = Math.Round(seconds, 3),
+                    EventsPerSecond = Math.Round(n / seconds, 1),
+                    CpuMicrosPerEvent = Math.Round((cpu - firstCpu).TotalMicroseconds / n, 2),
+                    CpuCoresBusy = Math.Round((cpu - firstCpu).TotalSeconds / seconds, 2),
+                };
+            }
+            if (count != lastProgress.Count) lastProgress = (count, now);
+            else if (now - lastProgress.At > TimeSpan.FromSeconds(120))
+                throw new TimeoutException($"{child.Name}: no output for 120 s at {count:N0} of {events:N0}:{Environment.NewLine}{child.Tail()}");
+            await Task.Delay(10, ct).ConfigureAwait(false);
+        }
+    }
+
+    /// <summary>
+    /// One open-loop step: events are produced on a fixed schedule at <paramref name="rate"/> whatever the
+    /// processor does; a reader records, per prediction, receive time minus the input record's timestamp.
+    /// The first second is warm-up and not counted.
+    /// </summary>
+    private static async Task<LatencyStep> LatencyStepAsync(ChildRun processor, string bootstrap, string input, string predictions,
+        Avro.RecordSchema writer, int schemaId, PaymentGenerator generator, double rate, double seconds, CancellationToken ct)
+    {
+        using var reader = new ConsumerBuilder<byte[], byte[]>(new ConsumerConfig
+        {
+            BootstrapServers = bootstrap, GroupId = "bench-latency-reader", EnableAutoCommit = false, FetchWaitMaxMs = 5,
+            IsolationLevel = IsolationLevel.ReadUncommitted, ClientId = "streaminference-bench-reader",
+        }).Build();
+        using (var admin = new WatermarkCounter(bootstrap, [predictions]))
+            reader.Assign(admin.Ends().Select(e => new TopicPartitionOffset(e.Partition, e.Offset)));
+        var latencies = new List<double>((int)(rate * seconds) + 16);
+        var received = 0;
+        var warmUpEndMs = DateTimeOffset.UtcNow.ToUnixTimeMilliseconds() + 1000;
+        var stop = new CancellationTokenSource();
+        var produced = 0;
+        var predictionReader = new GenericDatumReader<GenericRecord>(PredictionWriter.Schema, PredictionWriter.Schema);
+        var reading = Task.Factory.StartNew(() =>
+        {
+            while (!stop.IsCancellationRequested)
+            {
+                var r = reader.Consume(50);
+                if (r?.Message is null) continue;
+                var at = DateTimeOffset.UtcNow.ToUnixTimeMilliseconds();
+                var source = EventTimeMs(predictionReader, r.Message.Value);
+                if (source < warmUpEndMs) continue;
+                latencies.Add(at - source);
+                Interlocked.Increment(ref received);
+            }
+        }, TaskCreationOptions.LongRunning);
+
+        using var producer = new ProducerBuilder<byte[], byte[]>(new ProducerConfig
+        {
+            BootstrapServers = bootstrap, EnableIdempotence = true, LingerMs = 1, ClientId = "streaminference-bench-open-loop",
+        }).Build();
+        var total = (int)(rate * seconds);
+        var clock = Stopwatch.StartNew();
+        var failed = 0;
+        var counted = 0;
+        for (var i = 0; i < total; i++)
+        {
+            var ahead = TimeSpan.FromSeconds(i / rate) - clock.Elapsed;
+            if (ahead > TimeSpan.FromMilliseconds(1)) await Task.Delay(ahead, ct).ConfigureAwait(false);
+            var now = DateTimeOffset.UtcNow;
+            if (now.ToUnixTimeMilliseconds() > warmUpEndMs) counted++;
+            var e = generator.Next(now);
+            producer.Produce(input, new Message<byte[], byte[]> { Key = Encoding.UTF8.GetBytes(e.CardId), Value = SyntheticPaymentProducer.Encode(writer, schemaId, e) },
+                report => { if (report.Error.IsError) Interlocked.Increment(ref failed); });
+            produced++;
+        }
+        var achieved = produced / clock.Elapsed.TotalSeconds;
+        producer.Flush(ct);
+        // Wait for the tail (bounded), then stop the reader.
+        var expected = counted;
+        var tail = Stopwatch.StartNew();
+        while (Volatile.Read(ref received) < expected && tail.Elapsed < TimeSpan.FromSeconds(15) && !processor.HasExited)
+            await Task.Delay(50, ct).ConfigureAwait(false);
+        await stop.CancelAsync().ConfigureAwait(false);
+        await reading.ConfigureAwait(false);
+        reader.Close();
+        if (failed > 0) throw new InvalidOperationException($"{failed} open-loop events were not delivered.");
+
+        latencies.Sort();
+        double P(double q) => latencies.Count == 0 ? double.NaN : latencies[Math.Min(latencies.Count - 1, (int)Math.Ceiling(q * latencies.Count) - 1)];
+        return new LatencyStep
+        {
+            TargetRate = Math.Round(rate, 1),
+            AchievedRate = Math.Round(achieved, 1),
+            Samples = latencies.Count,
+            Missing = Math.Max(0, expected - latencies.Count),
+            P50Ms = P(0.50), P95Ms = P(0.95), P99Ms = P(0.99), MaxMs = latencies.Count == 0 ? double.NaN : latencies[^1],
+        };
+    }
+
+    /// <summary>The prediction's <c>event_time</c>: the open-loop producer sets it to the moment it produces the input.</summary>
+    private static long EventTimeMs(GenericDatumReader<GenericRecord> reader, byte[] value)
+    {
+        using var stream = new MemoryStream(value, ConfluentWireFormat.HeaderSize, value.Length - ConfluentWireFormat.HeaderSize);
+        var record = reader.Read(null!, new BinaryDecoder(stream));
+        return new DateTimeOffset(DateTime.SpecifyKind((DateTime)record["event_time"], DateTimeKind.Utc)).ToUnixTimeMilliseconds();
+    }
+
+    private static async Task CreateTopicsAsync(MockKafkaCluster? mock, string bootstrap, int partitions, string[] wide, string[] narrow)
+    {
+        if (mock is not null)
+        {
+            foreach (var t in wide) mock.CreateTopic(t, partitions, 3);
+            foreach (var t in narrow) mock.CreateTopic(t, 1, 3);
+            return;
+        }
+        using var admin = new AdminClientBuilder(new AdminClientConfig { BootstrapServers = bootstrap }).Build();
+        await admin.CreateTopicsAsync(
+            wide.Select(t => new TopicSpecification { Name = t, NumPartitions = partitions, ReplicationFactor = -1 })
+                .Concat(narrow.Select(t => new TopicSpecification { Name = t, NumPartitions = 1, ReplicationFactor = -1 }))).ConfigureAwait(false);
+    }
+
+    private static async Task DeleteTopicsAsync(string bootstrap, string[] topics)
+    {
+        try
+        {
+            using var admin = new AdminClientBuilder(new AdminClientConfig { BootstrapServers = bootstrap }).Build();
+            await admin.DeleteTopicsAsync(topics).ConfigureAwait(false);
+        }
+        catch (KafkaException e)
+        {
+            Log($"bench: could not delete the benchmark topics ({e.Message}); delete {string.Join(", ", topics)} by hand.");
+        }
+    }
+
+    private static string MachineDescription()
+    {
+        var cpu = "";
+        try
+        {
+            cpu = File.ReadLines("/proc/cpuinfo").FirstOrDefault(l => l.StartsWith("model name", StringComparison.Ordinal))?.Split(':', 2)[1].Trim() ?? "";
+        }
+        catch (IOException)
+        {
+        }
+        return $"{Environment.ProcessorCount} cores{(cpu.Length > 0 ? " (" + cpu + ")" : "")}, {System.Runtime.InteropServices.RuntimeInformation.OSDescription}, .NET {Environment.Version}";
+    }
+}
+
+/// <summary>Sum of the high watermarks of some topics' partitions.</summary>
+internal sealed class WatermarkCounter : IDisposable
+{
+    private readonly IConsumer<byte[], byte[]> _consumer;
+    private readonly List<TopicPartition> _partitions = [];
+
+    public WatermarkCounter(string bootstrap, string[] topics)
+    {
+        _consumer = new ConsumerBuilder<byte[], byte[]>(new ConsumerConfig { BootstrapServers = bootstrap, GroupId = "bench-watermarks", ClientId = "streaminference-bench-watermarks" }).Build();
+        using var admin = new DependentAdminClientBuilder(_consumer.Handle).Build();
+        var metadata = admin.GetMetadata(TimeSpan.FromSeconds(10));
+        foreach (var topic in topics)
+        {
+            var t = metadata.Topics.FirstOrDefault(m => m.Topic == topic) ?? throw new InvalidOperationException($"topic '{topic}' not found");
+            _partitions.AddRange(t.Partitions.Select(p => new TopicPartition(topic, p.PartitionId)));
+        }
+    }
+
+    public long Count() => _partitions.Sum(p => _consumer.QueryWatermarkOffsets(p, TimeSpan.FromSeconds(10)).High.Value);
+
+    public IEnumerable<(TopicPartition Partition, long Offset)> Ends() =>
+        _partitions.Select(p => (p, _consumer.QueryWatermarkOffsets(p, TimeSpan.FromSeconds(10)).High.Value)).ToList();
+
+    public void Dispose() => _consumer.Dispose();
+}
+
+/// <summary>A child process of this same binary (apphost or <c>dotnet StreamInference.dll</c>), its output kept for errors.</summary>
+internal sealed class ChildRun : IDisposable
+{
+    private readonly Process _process;
+    private readonly Queue<string> _tail = new();
+
+    private ChildRun(Process process, string name)
+    {
+        _process = process;
+        Name = name;
+    }
+
+    public string Name { get; }
+    public bool HasExited => _process.HasExited;
+    public int ExitCode => _process.ExitCode;
+
+    public static ChildRun Start(string[] args)
+    {
+        var host = Environment.ProcessPath ?? throw new InvalidOperationException("cannot locate this program to start a child process");
+        var info = new ProcessStartInfo(host) { RedirectStandardOutput = true, RedirectStandardError = true, UseShellExecute = false };
+        if (Path.GetFileNameWithoutExtension(host) == "dotnet") info.ArgumentList.Add(Assembly.GetEntryAssembly()!.Location);
+        foreach (var a in args) info.ArgumentList.Add(a);
+        var process = new Process { StartInfo = info };
+        var run = new ChildRun(process, args[0] == "serve" ? "processor" : "passthrough");
+        process.OutputDataReceived += (_, e) => run.Keep(e.Data);
+        process.ErrorDataReceived += (_, e) => run.Keep(e.Data);
+        process.Start();
+        process.BeginOutputReadLine();
+        process.BeginErrorReadLine();
+        return run;
+    }
+
+    private void Keep(string? line)
+    {
+        if (line is null) return;
+        lock (_tail)
+        {
+            _tail.Enqueue(line);
+            while (_tail.Count > 40) _tail.Dequeue();
+        }
+    }
+
+    public string Tail()
+    {
+        lock (_tail) return string.Join(Environment.NewLine, _tail);
+    }
+
+    public TimeSpan CpuTime()
+    {
+        _process.Refresh();
+        return _process.TotalProcessorTime;
+    }
+
+    /// <summary>SIGTERM, then wait (the processor drains and commits).</summary>
+    public async Task StopAsync()
+    {
+        if (_process.HasExited) return;
+        if (kill(_process.Id, 15) != 0) _process.Kill();
+        using var wait = new CancellationTokenSource(TimeSpan.FromSeconds(60));
+        try
+        {
+            await _process.WaitForExitAsync(wait.Token).ConfigureAwait(false);
+        }
+        catch (OperationCanceledException)
+        {
+            _process.Kill(entireProcessTree: true);
+        }
+    }
+
+    [System.Runtime.InteropServices.DllImport("libc", SetLastError = true)]
+    private static extern int kill(int pid, int signal);
+
+    public void Dispose()
+    {
+        if (!_process.HasExited) _process.Kill(entireProcessTree: true);
+        _process.Dispose();
+    }
+}
