@@ -1,3 +1,4 @@
+using System.Diagnostics;
 using Confluent.Kafka;
 using Microsoft.Extensions.Logging;
 using StreamInference.Core.Offsets;
@@ -30,13 +31,17 @@ public sealed partial class KafkaConsumerLoop : IDisposable
     private readonly KafkaTransactions? _transactions;
     private readonly bool _mirrorTransactionalOffsets;
     private volatile PartitionOffsets[] _owned = [];
+    private readonly TimeSpan _pauseAfter;
+    // When the input queue was first found full (Stopwatch timestamp; 0 = not full).
+    private long _fullSince;
 
     /// <param name="transactions">Exactly-once mode: offsets go into the producer's transactions instead
     /// of being stored and auto-committed, and the input is read <c>read_committed</c>.</param>
     public KafkaConsumerLoop(ConsumerConfig config, IReadOnlyList<string> topics, PipelineTopology pipeline,
         ProcessorMetrics metrics, ILogger log, TimeSpan revokeDrainTimeout, KafkaTransactions? transactions = null,
-        bool mirrorTransactionalOffsets = false)
+        bool mirrorTransactionalOffsets = false, TimeSpan? pauseAfter = null)
     {
+        _pauseAfter = pauseAfter ?? TimeSpan.FromSeconds(1);
         _transactions = transactions;
         _mirrorTransactionalOffsets = transactions is not null && mirrorTransactionalOffsets;
         _topics = topics;
@@ -120,9 +125,14 @@ public sealed partial class KafkaConsumerLoop : IDisposable
 
             if (_held.Count > 0 && !TryReleaseHeld(input))
             {
-                // Still full: wait for room (bounded) and serve group callbacks without consuming.
-                input.WaitToWriteAsync(CancellationToken.None).AsTask().Wait(50, CancellationToken.None);
-                Accept(TryConsume(TimeSpan.Zero), input);
+                // Full. Stop reading and wait for room: librdkafka keeps what it fetched ahead and stops
+                // fetching at its own queue limits, so nothing is dropped and nothing is fetched twice.
+                // Full for longer than PauseAfter means a stall (Redis or the model stuck): pause the
+                // partitions, so that Consume can serve group callbacks (rebalances, max.poll.interval)
+                // without returning records.
+                if (!_paused && Stopwatch.GetElapsedTime(_fullSince) >= _pauseAfter) Pause();
+                input.WaitToWriteAsync(CancellationToken.None).AsTask().Wait(_paused ? 50 : 5, CancellationToken.None);
+                if (_paused) Accept(TryConsume(TimeSpan.Zero), input);
                 continue;
             }
             Accept(TryConsume(TimeSpan.FromMilliseconds(100)), input);
@@ -172,14 +182,21 @@ public sealed partial class KafkaConsumerLoop : IDisposable
             result.Message.Timestamp.UnixTimestampMs, result.Message.Headers);
         _metrics.Consumed.Inc();
         if (_held.Count == 0 && input.TryWrite(record)) return;
-        _held.Enqueue(record);
-        if (!_paused)
+        if (_held.Count == 0)
         {
-            _consumer.Pause(_consumer.Assignment);
-            _paused = true;
-            _metrics.Pauses.Inc();
-            _metrics.Paused.Set(1);
+            _fullSince = Stopwatch.GetTimestamp();
+            _metrics.Backpressured.Inc();
         }
+        _held.Enqueue(record);
+        if (!_paused && _pauseAfter <= TimeSpan.Zero) Pause();
+    }
+
+    private void Pause()
+    {
+        _consumer.Pause(_consumer.Assignment);
+        _paused = true;
+        _metrics.Pauses.Inc();
+        _metrics.Paused.Set(1);
     }
 
     private bool TryReleaseHeld(System.Threading.Channels.ChannelWriter<InputRecord> input)

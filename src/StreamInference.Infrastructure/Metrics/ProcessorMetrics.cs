@@ -61,7 +61,8 @@ public sealed partial class ProcessorMetrics : IPipelineObserver
         Lag = factory.CreateGauge("streaminference_consumer_lag", "High watermark minus consumer position, per assigned partition.", ["topic", "partition"]);
         RefetchedSkipped = factory.CreateCounter("streaminference_consumer_refetched_skipped_total",
             "Records the Kafka client handed over again at offsets this process had already taken (skipped).");
-        Pauses = factory.CreateCounter("streaminference_consumer_pauses_total", "Times the consumer paused its partitions because the pipeline was full.");
+        Pauses = factory.CreateCounter("streaminference_consumer_pauses_total", "Times the consumer paused its partitions because the pipeline stayed full (Kafka:PauseAfterMs).");
+        Backpressured = factory.CreateCounter("streaminference_consumer_backpressure_total", "Times the consumer stopped reading because the pipeline's input queue was full.");
         Paused = factory.CreateGauge("streaminference_consumer_paused", "1 while the consumer is paused by backpressure.");
         ModelInfo = factory.CreateGauge("streaminference_model_info", "The model being served (value 1).", ["model", "version"]);
         DeliveryFailures = factory.CreateCounter("streaminference_delivery_failures_total", "Messages the producer failed to deliver.");
@@ -70,6 +71,7 @@ public sealed partial class ProcessorMetrics : IPipelineObserver
     public Counter.Child Consumed { get; }
     public Gauge Lag { get; }
     public Counter RefetchedSkipped { get; }
+    public Counter Backpressured { get; }
     public Counter Pauses { get; }
     public Gauge Paused { get; }
     public Gauge ModelInfo { get; }

@@ -71,6 +71,13 @@ public sealed class KafkaOptions
     /// <summary>How long a revoked partition waits for its in-flight records before handing over.</summary>
     public int RevokeDrainTimeoutMs { get; set; } = 5000;
     /// <summary>
+    /// How long the pipeline's input queue may stay full before the consumer pauses its partitions. Until
+    /// then the consumer just stops reading and librdkafka stops fetching at its own queue limits; a pause
+    /// discards what librdkafka had fetched ahead, to be fetched again on resume, so it is kept for stalls
+    /// (Redis or the model stuck), where it lets the consumer keep serving group callbacks. 0 = pause at once.
+    /// </summary>
+    public int PauseAfterMs { get; set; } = 1000;
+    /// <summary>
     /// AtLeastOnce (default): offsets are committed after the outputs were acknowledged; a crash
     /// re-processes the in-flight window. ExactlyOnce: outputs and offsets are committed in Kafka
     /// transactions; read_committed consumers see each input's outcome once.
@@ -210,6 +217,7 @@ public static class ProcessorOptionsValidator
         if (o.Kafka.InputTopic == o.Kafka.OutputTopic || o.Kafka.InputTopic == o.Kafka.DeadLetterTopic)
             errors.Add("Kafka:OutputTopic and Kafka:DeadLetterTopic must differ from Kafka:InputTopic.");
         Range(o.Kafka.RevokeDrainTimeoutMs, 0, 300_000, "Kafka:RevokeDrainTimeoutMs");
+        Range(o.Kafka.PauseAfterMs, 0, 60_000, "Kafka:PauseAfterMs");
         if (!Enum.IsDefined(o.Kafka.Delivery)) errors.Add($"Kafka:Delivery must be AtLeastOnce or ExactlyOnce (was {o.Kafka.Delivery}).");
         Range(o.Kafka.TransactionCommitIntervalMs, 10, 60_000, "Kafka:TransactionCommitIntervalMs");
         Range(o.Kafka.TransactionTimeoutMs, 1_000, 900_000, "Kafka:TransactionTimeoutMs");

@@ -181,7 +181,7 @@ public sealed partial class StreamProcessor
 
         using var consumer = new KafkaConsumerLoop(ConsumerConfigFor(k), [k.InputTopic], topology, metrics,
             _loggers.CreateLogger<KafkaConsumerLoop>(), TimeSpan.FromMilliseconds(k.RevokeDrainTimeoutMs), transactions,
-            k.MirrorTransactionalOffsets);
+            k.MirrorTransactionalOffsets, TimeSpan.FromMilliseconds(k.PauseAfterMs));
         _consumer = consumer;
         using var abort = new CancellationTokenSource();
         var pipeline = topology.RunAsync(abort.Token);

@@ -187,7 +187,8 @@ public static class BenchRunner
             var count = Get("streaminference_stage_duration_seconds_count" + labels);
             figures.Add(new BenchFigure("mean stage time per batch " + labels.Trim('{', '}'), (1000 * values[key] / count).ToString("N2", CultureInfo.InvariantCulture) + " ms"));
         }
-        figures.Add(new BenchFigure("consumer pauses (pipeline full)", Get("streaminference_consumer_pauses_total").ToString("N0", CultureInfo.InvariantCulture)));
+        figures.Add(new BenchFigure("consumer stopped reading (input queue full)", Get("streaminference_consumer_backpressure_total").ToString("N0", CultureInfo.InvariantCulture)));
+        figures.Add(new BenchFigure("consumer pauses (queue full longer than Kafka:PauseAfterMs)", Get("streaminference_consumer_pauses_total").ToString("N0", CultureInfo.InvariantCulture)));
         figures.Add(new BenchFigure("records fetched again after a resume and skipped", Get("streaminference_consumer_refetched_skipped_total").ToString("N0", CultureInfo.InvariantCulture)));
         return figures;
     }
