@@ -137,6 +137,14 @@ public static class SyntheticPaymentProducer
         return sent;
     }
 
+    /// <summary>Encodes events in the Confluent wire format under <paramref name="schemaId"/>, reusing one Avro writer.</summary>
+    public static Func<PaymentEvent, byte[]> Encoder(RecordSchema schema, int schemaId)
+    {
+        var writer = new GenericDatumWriter<GenericRecord>(schema);
+        var channelSchema = (EnumSchema)schema["channel"].Schema;
+        return e => Encode(writer, schema, channelSchema, schemaId, e, false);
+    }
+
     /// <summary>One event in the Confluent wire format under <paramref name="schemaId"/> (<paramref name="schema"/> = payment-event.avsc).</summary>
     public static byte[] Encode(RecordSchema schema, int schemaId, PaymentEvent e, bool dropKey = false) =>
         Encode(new GenericDatumWriter<GenericRecord>(schema), schema, (EnumSchema)schema["channel"].Schema, schemaId, e, dropKey);

@@ -111,7 +111,7 @@ public static class BenchReport
         b.AppendLine();
         b.AppendLine($"## End to end: {r.Events:N0} events, {r.Partitions} partitions");
         b.AppendLine();
-        b.AppendLine("Throughput from the output topic's high watermarks, from the first output record to the last; CPU is the child process's user + system time over the same span.");
+        b.AppendLine("Throughput from the output topic's high watermarks, from a quarter of the output (the first quarter is warm-up: JIT tiering, connections, first fetches) to the last record; CPU is the child process's user + system time over the same span.");
         b.AppendLine();
         b.AppendLine("| run | events/s | CPU-µs/event | cores busy |");
         b.AppendLine("|---|---:|---:|---:|");
