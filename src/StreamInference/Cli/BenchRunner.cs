@@ -67,7 +67,7 @@ public static class BenchRunner
         var result = new BenchResult
         {
             Command = "dotnet run --project src/StreamInference -c Release -- bench" + (s.Quick ? " --quick" : "") +
-                      (events != 200_000 ? $" --events {events}" : "") + (s.Partitions != 8 ? $" --partitions {s.Partitions}" : "") +
+                      (events != 300_000 ? $" --events {events}" : "") + (s.Partitions != 12 ? $" --partitions {s.Partitions}" : "") +
                       string.Concat(s.ProcessorSettings.Select(x => " --set " + x)),
             Date = DateTimeOffset.UtcNow.ToString("yyyy-MM-dd HH:mm 'UTC'", CultureInfo.InvariantCulture),
             Machine = MachineDescription(),
