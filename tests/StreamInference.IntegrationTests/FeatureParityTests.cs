@@ -282,7 +282,8 @@ public sealed class FeatureParityTests(ServicesFixture services, ITestOutputHelp
     /// The feature store keeps each entity's window state between batches and Redis skips returning it
     /// while it is current. Two stores (two instances after a rebalance) take turns on the same cards, so
     /// each one's cached state is regularly outdated by the other: every window value must still equal
-    /// what a store without a cache computes from the state in Redis, and the cache must be used.
+    /// what a store without a cache computes from the state in Redis, and the cache must be used. Batches
+    /// delivered twice and events from two partitions exercise the redelivery marker.
     /// </summary>
     [Fact]
     public async Task WindowStateCache_GivesTheSameWindows_WhenAnotherInstanceWritesTheSameEntities()
@@ -294,7 +295,9 @@ public sealed class FeatureParityTests(ServicesFixture services, ITestOutputHelp
         var a = new StreamInference.Infrastructure.Redis.RedisFeatureStore(redis, cachedPlan);
         var b = new StreamInference.Infrastructure.Redis.RedisFeatureStore(redis, cachedPlan);
         var reference = new StreamInference.Infrastructure.Redis.RedisFeatureStore(redis, referencePlan, cachedEntities: 0);
-        var source = new StreamInference.Core.Offsets.PartitionOffsets("cache-test", 0);
+        // Two input partitions, alternating: an entity's events can come from both (its key in the event
+        // need not be the Kafka key), so a batch can end on the same (source, offset) it started from.
+        StreamInference.Core.Offsets.PartitionOffsets[] sources = [new("cache-test", 0), new("cache-test", 1)];
 
         EventBatch Batch(FeaturePlan plan, int from, int count)
         {
@@ -303,7 +306,7 @@ public sealed class FeatureParityTests(ServicesFixture services, ITestOutputHelp
             {
                 var i = from + r;
                 var e = events[i];
-                batch.Records[r] = new InputRecord(source, i, i, null, null, e.EventTime.ToUnixTimeMilliseconds(), null);
+                batch.Records[r] = new InputRecord(sources[i % 2], i, i, null, null, e.EventTime.ToUnixTimeMilliseconds(), null);
                 batch.EventIds[r] = e.EventId;
                 batch.EntityKeys[r] = e.CardId;
                 batch.EventTimesMs[r] = e.EventTime.ToUnixTimeMilliseconds();

@@ -64,22 +64,26 @@ public static class RedisMaterializer
                 if (state.Watermark == EntityWindowState.NoWatermark) continue;
                 engine.Trim(state);
                 var meta = FeatureKeys.WindowMeta(plan, entity);
+                // One MULTI/EXEC per entity (its keys share a hash tag): a processor's script sees the
+                // entity before or after, never half-written.
+                var tx = db.CreateTransaction();
                 // Only the watermark: a live processor's redelivery marker (src, off) stays as it is.
-                pending.Add(db.HashSetAsync(meta, [new HashEntry("wm", state.Watermark)]));
+                _ = tx.HashSetAsync(meta, [new HashEntry("wm", state.Watermark)]);
                 // The state changes under any processor that cached it: dropping the version token makes
                 // its next call read the whole state again (WindowUpdate.lua).
-                pending.Add(db.HashDeleteAsync(meta, "v"));
-                pending.Add(db.KeyExpireAsync(meta, expiry));
+                _ = tx.HashDeleteAsync(meta, "v");
+                _ = tx.KeyExpireAsync(meta, expiry);
                 for (var s = 0; s < plan.Series.Count; s++)
                 {
                     var key = FeatureKeys.Series(plan, plan.Series[s], entity);
-                    pending.Add(db.KeyDeleteAsync(key));
+                    _ = tx.KeyDeleteAsync(key);
                     var buckets = state.Series[s].Buckets;
                     if (buckets.Count == 0) continue;
-                    pending.Add(db.HashSetAsync(key, buckets.Select(b => new HashEntry(
-                        b.Key.ToString(CultureInfo.InvariantCulture), RedisFeatureStore.FormatStats(b.Value))).ToArray()));
-                    pending.Add(db.KeyExpireAsync(key, expiry));
+                    _ = tx.HashSetAsync(key, buckets.Select(b => new HashEntry(
+                        b.Key.ToString(CultureInfo.InvariantCulture), RedisFeatureStore.FormatStats(b.Value))).ToArray());
+                    _ = tx.KeyExpireAsync(key, expiry);
                 }
+                pending.Add(tx.ExecuteAsync());
                 windowEntities++;
                 await Flush(false).ConfigureAwait(false);
             }

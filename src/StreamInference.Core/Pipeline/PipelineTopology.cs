@@ -26,7 +26,7 @@ public sealed class PipelineTopology
     private readonly IPipelineObserver _observer;
     private readonly TimeProvider _time;
 
-    // Input: single writer (the consume thread, via TryWrite: on failure it pauses its partitions),
+    // Input: single writer (the consume thread, via TryWrite: on failure it stops reading, and pauses its partitions if that lasts),
     // single reader (the batch stage). Bounded so a slow model or Redis stops consumption instead of
     // growing memory.
     private readonly Channel<InputRecord> _input;

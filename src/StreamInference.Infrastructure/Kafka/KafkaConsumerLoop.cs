@@ -10,8 +10,10 @@ namespace StreamInference.Infrastructure.Kafka;
 /// <summary>
 /// The consume side: one dedicated thread blocks in <c>Consume</c>, tracks every record in its
 /// partition's watermark, and hands it to the pipeline's input channel. When the channel is full it
-/// pauses every assigned partition and resumes once the records it held back fit again: memory stays
-/// bounded and librdkafka keeps serving the group protocol. Offsets are stored (never auto-stored) only
+/// stops reading until the record it holds back fits (librdkafka stops fetching at its own queue limits);
+/// if the channel stays full longer than the pause threshold (a stall) it pauses every assigned partition,
+/// so that it can keep serving the group protocol, and resumes once the held records fit again.
+/// Memory stays bounded either way. Offsets are stored (never auto-stored) only
 /// up to each partition's contiguous watermark of acknowledged records; librdkafka's auto-commit then
 /// commits what was stored.
 /// </summary>
@@ -122,6 +124,9 @@ public sealed partial class KafkaConsumerLoop : IDisposable
         {
             StoreCompletedOffsets();
             UpdateLagEvery(TimeSpan.FromSeconds(2));
+            // A rebalance can take the held records away (revoked or lost partitions) while paused:
+            // nothing would resume the partitions then.
+            if (_paused && _held.Count == 0) Resume();
 
             if (_held.Count > 0 && !TryReleaseHeld(input))
             {
@@ -191,6 +196,13 @@ public sealed partial class KafkaConsumerLoop : IDisposable
         if (!_paused && _pauseAfter <= TimeSpan.Zero) Pause();
     }
 
+    private void Resume()
+    {
+        _consumer.Resume(_consumer.Assignment);
+        _paused = false;
+        _metrics.Paused.Set(0);
+    }
+
     private void Pause()
     {
         _consumer.Pause(_consumer.Assignment);
@@ -206,12 +218,7 @@ public sealed partial class KafkaConsumerLoop : IDisposable
             if (!input.TryWrite(_held.Peek())) return false;
             _held.Dequeue();
         }
-        if (_paused)
-        {
-            _consumer.Resume(_consumer.Assignment);
-            _paused = false;
-            _metrics.Paused.Set(0);
-        }
+        if (_paused) Resume();
         return true;
     }
 

@@ -62,6 +62,11 @@ public sealed partial class ProcessorMetrics : IPipelineObserver
         RefetchedSkipped = factory.CreateCounter("streaminference_consumer_refetched_skipped_total",
             "Records the Kafka client handed over again at offsets this process had already taken (skipped).");
         Pauses = factory.CreateCounter("streaminference_consumer_pauses_total", "Times the consumer paused its partitions because the pipeline stayed full (Kafka:PauseAfterMs).");
+        var windowUpdates = factory.CreateCounter("streaminference_window_state_updates_total",
+            "Entity window-state updates per path: cached = computed from the state kept since the entity's last batch and written conditionally; " +
+            "read = the state was read from Redis (first sight of the entity, cache full, or another writer changed it).", ["path"]);
+        _windowCached = windowUpdates.WithLabels("cached");
+        _windowRead = windowUpdates.WithLabels("read");
         Backpressured = factory.CreateCounter("streaminference_consumer_backpressure_total", "Times the consumer stopped reading because the pipeline's input queue was full.");
         Paused = factory.CreateGauge("streaminference_consumer_paused", "1 while the consumer is paused by backpressure.");
         ModelInfo = factory.CreateGauge("streaminference_model_info", "The model being served (value 1).", ["model", "version"]);
@@ -72,6 +77,14 @@ public sealed partial class ProcessorMetrics : IPipelineObserver
     public Gauge Lag { get; }
     public Counter RefetchedSkipped { get; }
     public Counter Backpressured { get; }
+    private readonly Counter.Child _windowCached;
+    private readonly Counter.Child _windowRead;
+
+    public void OnWindowStateUpdate(long cached, long read)
+    {
+        if (cached > 0) _windowCached.Inc(cached);
+        if (read > 0) _windowRead.Inc(read);
+    }
     public Counter Pauses { get; }
     public Gauge Paused { get; }
     public Gauge ModelInfo { get; }

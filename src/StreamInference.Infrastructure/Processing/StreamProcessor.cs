@@ -145,7 +145,7 @@ public sealed partial class StreamProcessor
         var redisConfig = ConfigurationOptions.Parse(_options.Redis.Configuration);
         redisConfig.AbortOnConnectFail = false;
         using var redis = await ConnectionMultiplexer.ConnectAsync(redisConfig).ConfigureAwait(false);
-        var store = new RedisFeatureStore(redis, plan);
+        var store = new RedisFeatureStore(redis, plan) { OnUpdated = metrics.OnWindowStateUpdate };
 
         var exactlyOnce = k.Delivery == DeliveryGuarantee.ExactlyOnce;
         using var producer = BuildProducer(ProducerConfigFor(k));

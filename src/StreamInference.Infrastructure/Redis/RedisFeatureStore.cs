@@ -48,10 +48,18 @@ public sealed class RedisFeatureStore : IFeatureStore
     private long _tokens;
 
     /// <summary>An entity's state as in Redis after this store's last call, and what identifies it there.</summary>
-    private sealed record CachedState(string Token, EntityWindowState State, string? Source, long? Offset);
+    private sealed record CachedState(string Token, EntityWindowState State, string? Source, long? Offset, long ExpirySetAtMs);
+
+    /// <summary>
+    /// How often a cached entity's keys get their expiry pushed back (PEXPIRE), besides when a series key is
+    /// created. Expiry is a day longer than the longest retention, so an hour late is harmless, and most
+    /// writes skip half of their commands.
+    /// </summary>
+    private const long ExpiryRefreshMs = 3_600_000;
 
     /// <summary>A locally computed update waiting for Redis to accept it.</summary>
-    private sealed record Pending(CachedState Next, string Expected, bool Applied, List<(int Series, long Bucket)> Touched, int Redelivered, int Late);
+    private sealed record Pending(CachedState Next, string Expected, bool Applied, List<(int Series, long Bucket)> Touched, int Redelivered, int Late,
+        bool RefreshExpiry, long EmptySeriesBefore);
 
     /// <param name="cachedEntities">Entities whose window state is kept between batches (0 = none; every
     /// call then reads the whole state from Redis).</param>
@@ -81,6 +89,11 @@ public sealed class RedisFeatureStore : IFeatureStore
 
     public int CachedEntities { get; }
 
+    /// <summary>Called after each batch with its entity updates: computed here from the cached state, and read from Redis.</summary>
+    public Action<long, long>? OnUpdated { get; init; }
+
+    private long _reads;
+
     /// <summary>Entity updates computed here from the cached state and accepted by Redis.</summary>
     public long CacheHits { get; private set; }
 
@@ -109,22 +122,29 @@ public sealed class RedisFeatureStore : IFeatureStore
         var hasWindows = _plan.Series.Count > 0;
         if (lookups.Count == 0 && !hasWindows) return;
 
-        var round = _redis.GetDatabase().CreateBatch();
-        if (hasWindows) QueueWindowCalls(batch, round);
-        for (var k = 0; k < batch.OkCount; k++)
-        {
-            var texts = batch.TextRow(batch.Rows[k]);
-            for (var l = 0; l < lookups.Count; l++)
-            {
-                var entity = texts[lookups[l].EntityTextSlot];
-                if (entity is null) continue;
-                var key = FeatureKeys.Lookup(lookups[l], entity);
-                if (!_lookupReads.ContainsKey(key)) _lookupReads[key] = round.HashGetAsync(key, _fields[l]);
-            }
-        }
-        round.Execute();
+        // Counted afresh on every attempt: the caller retries a whole batch after a failure.
+        batch.RedeliveredEvents = 0;
+        batch.LateEvents = 0;
+        batch.StaleLookups = 0;
+        _reads = 0;
+        long cached = 0;
         try
         {
+            var round = _redis.GetDatabase().CreateBatch();
+            if (hasWindows) QueueWindowCalls(batch, round);
+            for (var k = 0; k < batch.OkCount; k++)
+            {
+                var texts = batch.TextRow(batch.Rows[k]);
+                for (var l = 0; l < lookups.Count; l++)
+                {
+                    var entity = texts[lookups[l].EntityTextSlot];
+                    if (entity is null) continue;
+                    var key = FeatureKeys.Lookup(lookups[l], entity);
+                    if (!_lookupReads.ContainsKey(key)) _lookupReads[key] = round.HashGetAsync(key, _fields[l]);
+                }
+            }
+            round.Execute();
+
             foreach (var (_, _, task, _) in _writeCalls) await task.WaitAsync(cancellationToken).ConfigureAwait(false);
             foreach (var (_, _, task) in _windowCalls) await task.WaitAsync(cancellationToken).ConfigureAwait(false);
             foreach (var task in _lookupReads.Values) await task.WaitAsync(cancellationToken).ConfigureAwait(false);
@@ -136,7 +156,7 @@ public sealed class RedisFeatureStore : IFeatureStore
                     batch.RedeliveredEvents += update.Redelivered;
                     batch.LateEvents += update.Late;
                     Keep(entity, update.Next);
-                    CacheHits++;
+                    cached++;
                 }
                 else
                 {
@@ -156,6 +176,9 @@ public sealed class RedisFeatureStore : IFeatureStore
                 foreach (var (entity, rows, task) in _windowCalls) Replay(batch, entity, rows, task.Result);
             }
             FillLookups(batch);
+            CacheHits += cached;
+            CacheMisses += _reads;
+            OnUpdated?.Invoke(cached, _reads);
         }
         finally
         {
@@ -210,10 +233,16 @@ public sealed class RedisFeatureStore : IFeatureStore
     private Pending Advance(EventBatch batch, CachedState cached, List<int> rows)
     {
         var state = cached.State;
+        // A series without buckets has no key in Redis: a write that creates it must also set its expiry.
+        long empty = 0;
+        for (var s = 0; s < state.Series.Length && s < 64; s++)
+            if (state.Series[s].Buckets.Count == 0) empty |= 1L << s;
         var touched = new List<(int Series, long Bucket)>();
-        var (src, off, redelivered, late) = ReplayRows(batch, state, cached.Source, cached.Offset, rows, touched);
-        var applied = src != cached.Source || off != cached.Offset;
-        return new Pending(new CachedState(applied ? NewToken() : cached.Token, state, src, off), cached.Token, applied, touched, redelivered, late);
+        var (src, off, applied, redelivered, late) = ReplayRows(batch, state, cached.Source, cached.Offset, rows, touched);
+        var now = Environment.TickCount64;
+        var refresh = applied && (now - cached.ExpirySetAtMs >= ExpiryRefreshMs || state.Series.Length > 64);
+        return new Pending(new CachedState(applied ? NewToken() : cached.Token, state, src, off, refresh ? now : cached.ExpirySetAtMs),
+            cached.Token, applied, touched, redelivered, late, refresh, empty);
     }
 
     private string NewToken() => _tokenPrefix + (++_tokens).ToString("x", CultureInfo.InvariantCulture);
@@ -243,6 +272,7 @@ public sealed class RedisFeatureStore : IFeatureStore
             args.Add(state.Watermark == EntityWindowState.NoWatermark ? "" : state.Watermark.ToString(CultureInfo.InvariantCulture));
             args.Add(update.Next.Source ?? "");
             args.Add(update.Next.Offset is { } o ? o.ToString(CultureInfo.InvariantCulture) : "");
+            args.Add(update.RefreshExpiry ? "1" : "0");
             for (var s = 0; s < series.Count; s++)
             {
                 // Buckets below the retention bound are neither written nor kept (as WindowUpdate.lua does).
@@ -270,6 +300,7 @@ public sealed class RedisFeatureStore : IFeatureStore
                     m++;
                 }
                 args[countAt] = m;
+                args.Add(update.RefreshExpiry || (n > 0 && (update.EmptySeriesBefore & (1L << s)) != 0) ? "1" : "0");
             }
             pending.Add((entity, rows, update));
             if (pending.Count < perCall && i < entities.Count - 1) continue;
@@ -358,26 +389,29 @@ public sealed class RedisFeatureStore : IFeatureStore
         long? off = string.IsNullOrEmpty(offText) ? null : (long)double.Parse(offText, CultureInfo.InvariantCulture);
         for (var i = 0; i < _plan.Series.Count; i++)
             ParseBuckets((RedisResult[])parts[4 + i]!, state.Series[i]);
-        CacheMisses++;
+        _reads++;
 
-        var (newSrc, newOff, redelivered, late) = ReplayRows(batch, state, src, off, rows, touched: null);
+        var (newSrc, newOff, _, redelivered, late) = ReplayRows(batch, state, src, off, rows, touched: null);
         batch.RedeliveredEvents += redelivered;
         batch.LateEvents += late;
         // The state now equals the one in Redis, under the token the script left in the meta hash.
-        Keep(entity, new CachedState((string?)parts[3] ?? "", state, newSrc, newOff));
+        // WindowUpdate.lua set the expiry of every key when it applied events; when it did not, an earlier
+        // write did, recently enough for the refresh interval.
+        Keep(entity, new CachedState((string?)parts[3] ?? "", state, newSrc, newOff, Environment.TickCount64));
     }
 
     /// <summary>
     /// The stream's replay of one entity's events over its state: each event's windows are read first,
     /// then the event is added unless it is late or was already applied (same source, offset not beyond
-    /// the last applied one). <paramref name="touched"/>, when given, collects the buckets it changes, for
+    /// the last applied one) — Applied says whether any was. <paramref name="touched"/>, when given, collects the buckets it changes, for
     /// the write that follows.
     /// </summary>
-    private (string? Source, long? Offset, int Redelivered, int Late) ReplayRows(EventBatch batch, EntityWindowState state, string? src, long? off,
+    private (string? Source, long? Offset, bool Applied, int Redelivered, int Late) ReplayRows(EventBatch batch, EntityWindowState state, string? src, long? off,
         List<int> rows, List<(int Series, long Bucket)>? touched)
     {
         var redelivered = 0;
         var late = 0;
+        var applied = false;
         var series = _plan.Series;
         foreach (var row in rows)
         {
@@ -392,6 +426,7 @@ public sealed class RedisFeatureStore : IFeatureStore
             }
             src = source;
             off = record.Offset;
+            applied = true;
             if (_engine.IsLate(state.Watermark, t))
             {
                 late++;
@@ -406,7 +441,7 @@ public sealed class RedisFeatureStore : IFeatureStore
                 if (WindowEngine.IsAggregatable(value)) touched.Add((s, WindowEngine.BucketOf(series[s], t)));
             }
         }
-        return (src, off, redelivered, late);
+        return (src, off, applied, redelivered, late);
     }
 
     /// <summary>Parses a series hash (bucket → "count|sum|min|max") into <paramref name="series"/>.</summary>

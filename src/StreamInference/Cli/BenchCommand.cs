@@ -86,7 +86,7 @@ public static class BenchCommand
                         producer.Produce(output, new Message<byte[], byte[]> { Key = r.Message.Key, Value = r.Message.Value }, report =>
                         {
                             if (report.Error.IsError) Interlocked.Increment(ref failed);
-                            else consumer.StoreOffset(offset);
+                            else consumer.StoreOffset(new TopicPartitionOffset(offset.TopicPartition, offset.Offset + 1));
                         });
                         break;
                     }

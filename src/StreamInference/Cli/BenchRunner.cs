@@ -43,12 +43,20 @@ public static class BenchRunner
             await Console.Error.WriteLineAsync("bench: --events >= 1000, --partitions >= 1, --latency-seconds >= 3.").ConfigureAwait(false);
             return 2;
         }
+        if (s.ProcessorSettings.Any(x => x.StartsWith("Kafka:Delivery=", StringComparison.OrdinalIgnoreCase) && !x.EndsWith("=AtLeastOnce", StringComparison.OrdinalIgnoreCase)))
+        {
+            // High watermarks count transaction markers and aborted records, and the reader would see
+            // predictions before their commit: the figures would be wrong, not just different.
+            await Console.Error.WriteLineAsync("bench: measures the at-least-once pipeline only (Kafka:Delivery=AtLeastOnce).").ConfigureAwait(false);
+            return 2;
+        }
         CultureInfo.CurrentCulture = CultureInfo.InvariantCulture;
         var total = Stopwatch.StartNew();
         var runId = Guid.NewGuid().ToString("N")[..8];
         var events = s.Quick ? Math.Min(s.Events, 20_000) : s.Events;
         var stepSeconds = s.Quick ? Math.Min(s.LatencySeconds, 6) : s.LatencySeconds;
-        string Topic(string role) => s.BootstrapServers is null ? "bench-" + role : $"bench-{role}-{runId}";
+        // Unique per run: a Redis kept between runs must not take this run's records for redeliveries of the last one's.
+        string Topic(string role) => $"bench-{role}-{runId}";
         var input = Topic("in");
         var passOut = Topic("passthrough");
         var predictions = Topic("predictions");
@@ -62,7 +70,6 @@ public static class BenchRunner
         var registryUrl = s.SchemaRegistryUrl ?? devRegistry!.Url;
         using var garnet = s.Redis is null ? new EmbeddedGarnet() : null;
         var redisConfig = s.Redis is null ? garnet!.Configuration : RedisUrl.ToConfiguration(s.Redis);
-        await CreateTopicsAsync(mock, bootstrap, s.Partitions, [input, passOut, predictions], [dlq, drift]).ConfigureAwait(false);
 
         var result = new BenchResult
         {
@@ -76,8 +83,16 @@ public static class BenchRunner
             Events = events,
             Partitions = s.Partitions,
         };
+        var topicsDeleted = false;
+        async Task DeleteTopicsOnceAsync()
+        {
+            if (topicsDeleted || s.BootstrapServers is null) return;
+            topicsDeleted = true;
+            await DeleteTopicsAsync(bootstrap, [input, passOut, predictions, dlq, drift]).ConfigureAwait(false);
+        }
         try
         {
+            await CreateTopicsAsync(mock, bootstrap, s.Partitions, [input, passOut, predictions], [dlq, drift]).ConfigureAwait(false);
             var plan = FeatureSetLoader.LoadFile(PathResolver.Resolve("schemas/features/card_payments.yaml"));
             using (var redis = await ConnectionMultiplexer.ConnectAsync(redisConfig).ConfigureAwait(false))
             {
@@ -128,6 +143,7 @@ public static class BenchRunner
                 Log($"  p50 {step.P50Ms:N1} ms, p95 {step.P95Ms:N1} ms, p99 {step.P99Ms:N1} ms (achieved {step.AchievedRate:N0}/s, {step.Samples:N0} samples, {step.Missing} missing)");
             }
             await processor.StopAsync().ConfigureAwait(false);
+            await DeleteTopicsOnceAsync().ConfigureAwait(false);
 
             // 4–6. Stage micro-benchmarks (BenchmarkDotNet, in process).
             if (!s.SkipMicro)
@@ -139,7 +155,7 @@ public static class BenchRunner
         }
         finally
         {
-            if (s.BootstrapServers is not null) await DeleteTopicsAsync(bootstrap, [input, passOut, predictions, dlq, drift]).ConfigureAwait(false);
+            await DeleteTopicsOnceAsync().ConfigureAwait(false);
         }
 
         result.DurationSeconds = Math.Round(total.Elapsed.TotalSeconds, 1);
@@ -185,6 +201,9 @@ public static class BenchRunner
             var count = Get("streaminference_stage_duration_seconds_count" + labels);
             figures.Add(new BenchFigure("mean stage time per batch " + labels.Trim('{', '}'), (1000 * values[key] / count).ToString("N2", CultureInfo.InvariantCulture) + " ms"));
         }
+        var cached = Get("streaminference_window_state_updates_total{path=\"cached\"}");
+        var read = Get("streaminference_window_state_updates_total{path=\"read\"}");
+        figures.Add(new BenchFigure("entity window updates computed from the cached state", (cached / (cached + read)).ToString("P1", CultureInfo.InvariantCulture)));
         figures.Add(new BenchFigure("consumer stopped reading (input queue full)", Get("streaminference_consumer_backpressure_total").ToString("N0", CultureInfo.InvariantCulture)));
         figures.Add(new BenchFigure("consumer pauses (queue full longer than Kafka:PauseAfterMs)", Get("streaminference_consumer_pauses_total").ToString("N0", CultureInfo.InvariantCulture)));
         figures.Add(new BenchFigure("records fetched again after a resume and skipped", Get("streaminference_consumer_refetched_skipped_total").ToString("N0", CultureInfo.InvariantCulture)));
@@ -219,9 +238,9 @@ public static class BenchRunner
                 firstCpu = cpu;
                 firstCount = count;
             }
-            if (count >= events)
+            if (count >= events && firstAt is { } from && now > from && count > firstCount)
             {
-                var seconds = (now - firstAt!.Value).TotalSeconds;
+                var seconds = (now - from).TotalSeconds;
                 var n = count - firstCount;
                 return new ThroughputRun
                 {
@@ -232,6 +251,8 @@ public static class BenchRunner
                     CpuCoresBusy = Math.Round((cpu - firstCpu).TotalSeconds / seconds, 2),
                 };
             }
+            if (count >= events)
+                throw new InvalidOperationException($"{child.Name}: the measured part of the run ({events - events / 4:N0} events) went by between two samples; raise --events.");
             if (count != lastProgress.Count) lastProgress = (count, now);
             else if (now - lastProgress.At > TimeSpan.FromSeconds(120))
                 throw new TimeoutException($"{child.Name}: no output for 120 s at {count:N0} of {events:N0}:{Environment.NewLine}{child.Tail()}");
@@ -275,36 +296,61 @@ public static class BenchRunner
             }
         }, TaskCreationOptions.LongRunning);
 
-        using var producer = new ProducerBuilder<byte[], byte[]>(new ProducerConfig
-        {
-            BootstrapServers = bootstrap, EnableIdempotence = true, LingerMs = 1, ClientId = "streaminference-bench-open-loop",
-        }).Build();
-        var encode = SyntheticPaymentProducer.Encoder(writer, schemaId);
-        var total = (int)(rate * seconds);
-        var clock = Stopwatch.StartNew();
         var failed = 0;
         var counted = 0;
-        for (var i = 0; i < total; i++)
+        double achieved;
+        try
         {
-            var ahead = TimeSpan.FromSeconds(i / rate) - clock.Elapsed;
-            if (ahead > TimeSpan.FromMilliseconds(1)) await Task.Delay(ahead, ct).ConfigureAwait(false);
-            var now = DateTimeOffset.UtcNow;
-            if (now.ToUnixTimeMilliseconds() > warmUpEndMs) counted++;
-            var e = generator.Next(now);
-            producer.Produce(input, new Message<byte[], byte[]> { Key = Encoding.UTF8.GetBytes(e.CardId), Value = encode(e) },
-                report => { if (report.Error.IsError) Interlocked.Increment(ref failed); });
-            produced++;
+            using var producer = new ProducerBuilder<byte[], byte[]>(new ProducerConfig
+            {
+                BootstrapServers = bootstrap, EnableIdempotence = true, LingerMs = 1, ClientId = "streaminference-bench-open-loop",
+            }).Build();
+            var encode = SyntheticPaymentProducer.Encoder(writer, schemaId);
+            var total = (int)(rate * seconds);
+            var clock = Stopwatch.StartNew();
+            for (var i = 0; i < total; i++)
+            {
+                var ahead = TimeSpan.FromSeconds(i / rate) - clock.Elapsed;
+                if (ahead > TimeSpan.FromMilliseconds(1)) await Task.Delay(ahead, ct).ConfigureAwait(false);
+                var now = DateTimeOffset.UtcNow;
+                if (now.ToUnixTimeMilliseconds() > warmUpEndMs) counted++;
+                var e = generator.Next(now);
+                var message = new Message<byte[], byte[]> { Key = Encoding.UTF8.GetBytes(e.CardId), Value = encode(e) };
+                while (true)
+                {
+                    try
+                    {
+                        producer.Produce(input, message, report => { if (report.Error.IsError) Interlocked.Increment(ref failed); });
+                        break;
+                    }
+                    catch (ProduceException<byte[], byte[]> x) when (x.Error.Code == ErrorCode.Local_QueueFull)
+                    {
+                        producer.Poll(TimeSpan.FromMilliseconds(5));
+                    }
+                }
+                produced++;
+            }
+            achieved = produced / clock.Elapsed.TotalSeconds;
+            producer.Flush(ct);
+            // Wait for the tail (bounded), then stop the reader.
+            var tail = Stopwatch.StartNew();
+            while (Volatile.Read(ref received) < counted && tail.Elapsed < TimeSpan.FromSeconds(15) && !processor.HasExited)
+                await Task.Delay(50, ct).ConfigureAwait(false);
         }
-        var achieved = produced / clock.Elapsed.TotalSeconds;
-        producer.Flush(ct);
-        // Wait for the tail (bounded), then stop the reader.
+        finally
+        {
+            // The reader thread must be done before the consumer it reads from is disposed.
+            await stop.CancelAsync().ConfigureAwait(false);
+            try
+            {
+                await reading.ConfigureAwait(false);
+            }
+            finally
+            {
+                reader.Close();
+            }
+        }
         var expected = counted;
-        var tail = Stopwatch.StartNew();
-        while (Volatile.Read(ref received) < expected && tail.Elapsed < TimeSpan.FromSeconds(15) && !processor.HasExited)
-            await Task.Delay(50, ct).ConfigureAwait(false);
-        await stop.CancelAsync().ConfigureAwait(false);
-        await reading.ConfigureAwait(false);
-        reader.Close();
         if (failed > 0) throw new InvalidOperationException($"{failed} open-loop events were not delivered.");
 
         latencies.Sort();
