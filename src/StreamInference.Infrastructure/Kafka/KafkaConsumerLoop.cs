@@ -269,6 +269,7 @@ public sealed partial class KafkaConsumerLoop : IDisposable
             if (!_partitions.ContainsKey(tp)) _partitions[tp] = new PartitionOffsets(tp.Topic, tp.Partition.Value);
         }
         _assignedCount = _partitions.Count;
+        _metrics.AssignedPartitions.Set(_assignedCount);
         _owned = [.. _partitions.Values];
         _pauseNewlyAssigned = _paused;
         Log.Assigned(_log, list.Count, string.Join(", ", list.Select(p => $"{p.Topic}[{p.Partition.Value}]")));
@@ -337,6 +338,7 @@ public sealed partial class KafkaConsumerLoop : IDisposable
             }
         }
         _assignedCount = _partitions.Count;
+        _metrics.AssignedPartitions.Set(_assignedCount);
         Log.Revoked(_log, revoked.Count);
     }
 
@@ -354,6 +356,7 @@ public sealed partial class KafkaConsumerLoop : IDisposable
         _held.Clear();
         foreach (var r in keep) _held.Enqueue(r);
         _assignedCount = _partitions.Count;
+        _metrics.AssignedPartitions.Set(_assignedCount);
         Log.Lost(_log, list.Count);
     }
 

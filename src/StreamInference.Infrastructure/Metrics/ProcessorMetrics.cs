@@ -58,6 +58,7 @@ public sealed partial class ProcessorMetrics : IPipelineObserver
         _degraded = factory.CreateCounter("streaminference_degraded_records_total",
             "Records scored with degraded features (reason feature-store-unavailable: Redis:OnUnavailable=Defaults).", ["reason"]);
         _retries = factory.CreateCounter("streaminference_stage_retries_total", "Retriable failures inside a stage (e.g. Redis unavailable).", ["stage"]);
+        AssignedPartitions = factory.CreateGauge("streaminference_consumer_assigned_partitions", "Input partitions currently assigned to this instance.");
         Lag = factory.CreateGauge("streaminference_consumer_lag", "High watermark minus consumer position, per assigned partition.", ["topic", "partition"]);
         RefetchedSkipped = factory.CreateCounter("streaminference_consumer_refetched_skipped_total",
             "Records the Kafka client handed over again at offsets this process had already taken (skipped).");
@@ -77,6 +78,7 @@ public sealed partial class ProcessorMetrics : IPipelineObserver
     public Gauge Lag { get; }
     public Counter RefetchedSkipped { get; }
     public Counter Backpressured { get; }
+    public Gauge AssignedPartitions { get; }
     private readonly Counter.Child _windowCached;
     private readonly Counter.Child _windowRead;
 

@@ -13,7 +13,7 @@ public static class BenchCommand
     {
         var events = new Option<int>("--events") { Description = "Input events for the throughput runs (processor and passthrough read the same topic).", DefaultValueFactory = _ => 300_000 };
         var partitions = new Option<int>("--partitions") { Description = "Partitions of the benchmark topics (the embedded cluster keeps a few megabytes per partition).", DefaultValueFactory = _ => 12 };
-        var step = new Option<double>("--latency-seconds") { Description = "Length of each open-loop latency step (25 %, 50 %, 80 % of the measured maximum rate).", DefaultValueFactory = _ => 20 };
+        var step = new Option<double>("--latency-seconds") { Description = "Length of each open-loop latency step (25 %, 50 %, 80 % of the measured maximum rate; the first 2 s are warm-up).", DefaultValueFactory = _ => 10 };
         var kafka = new Option<string?>("--bootstrap-servers") { Description = "Measure against this Kafka instead of the embedded Kafka-protocol cluster (topics bench-*-<run id> are created and deleted)." };
         var registry = new Option<string?>("--schema-registry-url") { Description = "Schema registry to use (default: the embedded dev registry)." };
         var redis = new Option<string?>("--redis") { Description = "Redis configuration or redis:// URL (default: REDIS_URL, else embedded Garnet). Its feature keys are overwritten with the synthetic warm start." };

@@ -130,7 +130,7 @@ public static class BenchReport
         b.AppendLine();
         b.AppendLine("## Event-to-prediction latency (open loop)");
         b.AppendLine();
-        b.AppendLine("Events are produced on a fixed schedule at a fraction of the processor's measured maximum; latency is the time a reader receives the prediction minus the event time, which the producer sets to the moment it produces the event (millisecond resolution; the first second of each step is warm-up).");
+        b.AppendLine("Events are produced on a fixed schedule at a fraction of the processor's measured maximum; latency is the time a reader receives the prediction minus the event time, which the producer sets to the moment it produces the event (millisecond resolution). Each step runs on fresh topics with a freshly started processor (same settings, same Redis); its first two seconds are warm-up.");
         b.AppendLine();
         b.AppendLine("| load | target events/s | achieved | samples | missing | p50 ms | p95 ms | p99 ms | max ms |");
         b.AppendLine("|---|---:|---:|---:|---:|---:|---:|---:|---:|");

@@ -84,11 +84,12 @@ public static class BenchRunner
             Partitions = s.Partitions,
         };
         var topicsDeleted = false;
+        var stepTopics = new List<string>();
         async Task DeleteTopicsOnceAsync()
         {
             if (topicsDeleted || s.BootstrapServers is null) return;
             topicsDeleted = true;
-            await DeleteTopicsAsync(bootstrap, [input, passOut, predictions, dlq, drift]).ConfigureAwait(false);
+            await DeleteTopicsAsync(bootstrap, [input, passOut, predictions, dlq, drift, .. stepTopics]).ConfigureAwait(false);
         }
         try
         {
@@ -118,31 +119,48 @@ public static class BenchRunner
 
             // 2. The processor on the same input, then 3. open-loop latency steps against it.
             Log("processor (serve): full pipeline with the example model ...");
-            var metricsPort = EmbeddedGarnet.FreePort();
-            using var processor = ChildRun.Start(["serve",
-                "--set", $"Kafka:BootstrapServers={bootstrap}", "--set", $"Kafka:GroupId=bench-processor-{runId}",
-                "--set", $"Kafka:InputTopic={input}", "--set", $"Kafka:OutputTopic={predictions}", "--set", $"Kafka:DeadLetterTopic={dlq}",
+            ChildRun Processor(string from, string to, string group, int port) => ChildRun.Start(["serve",
+                "--set", $"Kafka:BootstrapServers={bootstrap}", "--set", $"Kafka:GroupId={group}",
+                "--set", $"Kafka:InputTopic={from}", "--set", $"Kafka:OutputTopic={to}", "--set", $"Kafka:DeadLetterTopic={dlq}",
                 "--set", $"SchemaRegistry:Url={registryUrl}", "--set", $"Redis:Configuration={redisConfig}", "--set", $"Drift:Topic={drift}",
-                "--set", $"Http:Port={metricsPort}", "--set", "Http:Host=127.0.0.1", "--set", "Logging:LogLevel:Default=Warning",
+                "--set", $"Http:Port={port}", "--set", "Http:Host=127.0.0.1", "--set", "Logging:LogLevel:Default=Warning",
                 .. FetchWait(mock), .. s.ProcessorSettings.SelectMany(x => new[] { "--set", x })]);
-            var proc = await MeasureAsync(processor, bootstrap, [predictions, dlq], events, ct).ConfigureAwait(false);
+            var metricsPort = EmbeddedGarnet.FreePort();
+            var proc = new ThroughputRun();
+            using (var processor = Processor(input, predictions, $"bench-processor-{runId}", metricsPort))
+            {
+                proc = await MeasureAsync(processor, bootstrap, [predictions, dlq], events, ct).ConfigureAwait(false);
+                result.Stages.AddRange(await StageBreakdownAsync(metricsPort, ct).ConfigureAwait(false));
+                await processor.StopAsync().ConfigureAwait(false);
+            }
             result.Processor = proc;
-            result.Stages.AddRange(await StageBreakdownAsync(metricsPort, ct).ConfigureAwait(false));
             foreach (var st in result.Stages) Log($"  {st.Name}: {st.Value}");
             Log($"  {proc.EventsPerSecond:N0} events/s, {proc.CpuMicrosPerEvent:N2} CPU-µs/event, ratio {proc.EventsPerSecond / result.Passthrough.EventsPerSecond:N3}");
 
+            // 3. Each latency step on fresh topics with a fresh processor (same settings, the same warm
+            // Redis): the embedded cluster looks a fetch offset up by walking a partition's message sets
+            // from the first, so topics written in small open-loop batches make it, not the processor, the
+            // slow part as a step goes on. Short steps, and the upstream producer lingers 5 ms (librdkafka's
+            // default) so that its batches are not needlessly small.
             var generator = new PaymentGenerator(Seed + 1);
-            var schemaId = await registry.RegisterAsync($"{input}-value", writer, ct).ConfigureAwait(false);
-            foreach (var fraction in LatencyFractions)
+            for (var i = 0; i < LatencyFractions.Length; i++)
             {
+                var fraction = LatencyFractions[i];
                 var rate = fraction * proc.EventsPerSecond;
+                var (stepIn, stepOut) = (Topic($"in{i + 1}"), Topic($"predictions{i + 1}"));
+                stepTopics.AddRange([stepIn, stepOut]);
+                await CreateTopicsAsync(mock, bootstrap, s.Partitions, [stepIn, stepOut], []).ConfigureAwait(false);
+                var schemaId = await registry.RegisterAsync($"{stepIn}-value", writer, ct).ConfigureAwait(false);
                 Log($"latency at {fraction:P0} of max: open loop at {rate:N0} events/s for {stepSeconds:N0} s ...");
-                var step = await LatencyStepAsync(processor, bootstrap, input, predictions, writer, schemaId, generator, rate, stepSeconds, ct).ConfigureAwait(false);
+                var port = EmbeddedGarnet.FreePort();
+                using var processor = Processor(stepIn, stepOut, $"bench-latency-{i + 1}-{runId}", port);
+                await WaitAssignedAsync(processor, port, ct).ConfigureAwait(false);
+                var step = await LatencyStepAsync(processor, bootstrap, stepIn, stepOut, writer, schemaId, generator, rate, stepSeconds, ct).ConfigureAwait(false);
+                await processor.StopAsync().ConfigureAwait(false);
                 step.Fraction = fraction;
                 result.Latency.Add(step);
                 Log($"  p50 {step.P50Ms:N1} ms, p95 {step.P95Ms:N1} ms, p99 {step.P99Ms:N1} ms (achieved {step.AchievedRate:N0}/s, {step.Samples:N0} samples, {step.Missing} missing)");
             }
-            await processor.StopAsync().ConfigureAwait(false);
             await DeleteTopicsOnceAsync().ConfigureAwait(false);
 
             // 4–6. Stage micro-benchmarks (BenchmarkDotNet, in process).
@@ -177,6 +195,29 @@ public static class BenchRunner
     /// soon as they do. Latency against it would measure that wait, so the processor gets a short one there.
     /// </summary>
     private static string[] FetchWait(MockKafkaCluster? mock) => mock is null ? [] : ["--set", "Kafka:Consumer:FetchWaitMaxMs=5"];
+
+    /// <summary>Waits until the processor's /metrics shows assigned partitions.</summary>
+    private static async Task WaitAssignedAsync(ChildRun processor, int port, CancellationToken ct)
+    {
+        using var http = new HttpClient { Timeout = TimeSpan.FromSeconds(5) };
+        var clock = Stopwatch.StartNew();
+        while (clock.Elapsed < TimeSpan.FromSeconds(90))
+        {
+            if (processor.HasExited) throw new InvalidOperationException($"processor exited with {processor.ExitCode}:{Environment.NewLine}{processor.Tail()}");
+            try
+            {
+                var text = await http.GetStringAsync(new Uri($"http://127.0.0.1:{port}/metrics"), ct).ConfigureAwait(false);
+                var line = text.Split('\n').FirstOrDefault(l => l.StartsWith("streaminference_consumer_assigned_partitions ", StringComparison.Ordinal));
+                if (line is not null && double.Parse(line.AsSpan(line.LastIndexOf(' ') + 1), CultureInfo.InvariantCulture) > 0) return;
+            }
+            catch (HttpRequestException)
+            {
+                // not listening yet
+            }
+            await Task.Delay(200, ct).ConfigureAwait(false);
+        }
+        throw new TimeoutException($"processor: no partitions assigned within 90 s:{Environment.NewLine}{processor.Tail()}");
+    }
 
     /// <summary>Where the processor's time went during the throughput run, from its own /metrics.</summary>
     private static async Task<List<BenchFigure>> StageBreakdownAsync(int port, CancellationToken ct)
@@ -277,7 +318,7 @@ public static class BenchRunner
             reader.Assign(admin.Ends().Select(e => new TopicPartitionOffset(e.Partition, e.Offset)));
         var latencies = new List<double>((int)(rate * seconds) + 16);
         var received = 0;
-        var warmUpEndMs = DateTimeOffset.UtcNow.ToUnixTimeMilliseconds() + 1000;
+        var warmUpEndMs = DateTimeOffset.UtcNow.ToUnixTimeMilliseconds() + 2000;
         var stop = new CancellationTokenSource();
         var produced = 0;
         var reading = Task.Factory.StartNew(() =>
@@ -303,7 +344,7 @@ public static class BenchRunner
         {
             using var producer = new ProducerBuilder<byte[], byte[]>(new ProducerConfig
             {
-                BootstrapServers = bootstrap, EnableIdempotence = true, LingerMs = 1, ClientId = "streaminference-bench-open-loop",
+                BootstrapServers = bootstrap, EnableIdempotence = true, LingerMs = 5, ClientId = "streaminference-bench-open-loop",
             }).Build();
             var encode = SyntheticPaymentProducer.Encoder(writer, schemaId);
             var total = (int)(rate * seconds);
