@@ -48,7 +48,13 @@ public static class DemoRunner
 
         var options = new ProcessorOptions
         {
-            Kafka = new KafkaOptions { BootstrapServers = env.Endpoints.BootstrapServers, GroupId = "streaminference-demo", InputTopic = input, OutputTopic = output, DeadLetterTopic = dlq },
+            Kafka = new KafkaOptions
+            {
+                BootstrapServers = env.Endpoints.BootstrapServers, GroupId = "streaminference-demo", InputTopic = input, OutputTopic = output, DeadLetterTopic = dlq,
+                // The embedded cluster answers a fetch that finds no data only after the whole fetch.wait.max.ms
+                // (500 ms by default), even when records arrive meanwhile; a real broker answers at once.
+                Consumer = new Confluent.Kafka.ConsumerConfig { FetchWaitMaxMs = 10 },
+            },
             SchemaRegistry = new SchemaRegistryOptions { Url = env.Endpoints.SchemaRegistryUrl },
             Redis = new RedisOptions { Configuration = env.Endpoints.Redis },
             Pipeline = new PipelineSettings { MaxBatchSize = s.MaxBatch },
