@@ -59,6 +59,67 @@ public sealed class OnnxScorerTests : IDisposable
 
     private static double Dot(float[] x, int k) => x[0] * W[k] + x[1] * W[2 + k] + x[2] * W[4 + k];
 
+    private string SingleColumnModel() => Write(new OnnxGraph("g").InputMatrix("features", 3)
+        .Initializer("w", [W[0], W[2], W[4]], 3, 1)
+        .Node("MatMul", ["features", "w"], ["y"])
+        .OutputTensor("y", OnnxGraph.Float, -1, 1));
+
+    [Theory]
+    [InlineData("cpu", ExecutionDeviceKind.Cpu, 0)]
+    [InlineData(" CUDA ", ExecutionDeviceKind.Cuda, 0)]
+    [InlineData("cuda:3", ExecutionDeviceKind.Cuda, 3)]
+    [InlineData("auto", ExecutionDeviceKind.Auto, 0)]
+    public void Device_Parses(string text, ExecutionDeviceKind kind, int id)
+    {
+        Assert.True(ExecutionDevice.TryParse(text, out var device, out var error), error);
+        Assert.Equal(new ExecutionDevice(kind, id), device);
+    }
+
+    [Theory]
+    [InlineData("gpu")]
+    [InlineData("cuda:")]
+    [InlineData("cuda:-1")]
+    [InlineData("")]
+    public void Device_RejectsOtherValues_NamingTheSetting(string text)
+    {
+        Assert.False(ExecutionDevice.TryParse(text, out _, out var error));
+        Assert.Contains("Model:Device", error);
+        var options = new StreamInference.Infrastructure.Processing.ProcessorOptions();
+        options.Model.Device = text;
+        Assert.Contains(StreamInference.Infrastructure.Processing.ProcessorOptionsValidator.Validate(options, p => p), e => e.Contains("Model:Device"));
+    }
+
+    /// <summary>This build references the CPU package of ONNX Runtime: a CUDA request fails at load, with the reason.</summary>
+    [Fact]
+    public void Device_Cuda_CannotBeMet_FailsAtLoadWithTheReason()
+    {
+        var dir = SingleColumnModel();
+        var e = Assert.Throws<InvalidOperationException>(() =>
+            new OnnxScorer(dir, Plan, new OnnxScorerOptions { Device = new ExecutionDevice(ExecutionDeviceKind.Cuda, 0) }));
+        Assert.Contains("Model:Device=cuda:0 cannot be met", e.Message);
+        Assert.Contains("CUDA", e.Message);
+    }
+
+    [Fact]
+    public void Device_Auto_FallsBackToTheCpu_AndSaysWhy()
+    {
+        var dir = SingleColumnModel();
+        using var scorer = new OnnxScorer(dir, Plan, new OnnxScorerOptions { Device = new ExecutionDevice(ExecutionDeviceKind.Auto, 0) });
+        Assert.Equal("cpu", scorer.ExecutionProvider);
+        Assert.NotNull(scorer.FallbackReason);
+        Assert.Contains("CUDA", scorer.FallbackReason);
+        var batch = Score(scorer);                                  // and it scores
+        Assert.Equal(1 * 0.5f + 2 * 2f + 3 * 0f, (float)batch.ScoreRow(0)[0], 5);
+    }
+
+    [Fact]
+    public void Device_Cpu_RunsOnTheCpu()
+    {
+        using var scorer = new OnnxScorer(SingleColumnModel(), Plan, new OnnxScorerOptions { Device = ExecutionDevice.Cpu });
+        Assert.Equal("cpu", scorer.ExecutionProvider);
+        Assert.Null(scorer.FallbackReason);
+    }
+
     [Fact]
     public void Scorer_ReadsSingleColumnOutput()
     {

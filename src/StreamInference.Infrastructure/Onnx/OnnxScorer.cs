@@ -9,6 +9,9 @@ public sealed class OnnxScorerOptions
 {
     /// <summary>Threads ONNX Runtime may use inside one operator; 0 lets it choose.</summary>
     public int IntraOpThreads { get; set; }
+
+    /// <summary>Where the model runs (<see cref="ExecutionDevice"/>).</summary>
+    public ExecutionDevice Device { get; set; } = ExecutionDevice.Cpu;
 }
 
 /// <summary>
@@ -39,16 +42,10 @@ public sealed class OnnxScorer : IScorer, IDisposable
         CheckAgainstFeatureSet(Manifest, plan, manifestPath);
         _featureCount = plan.FeatureCount;
 
-        using var sessionOptions = new SessionOptions { GraphOptimizationLevel = GraphOptimizationLevel.ORT_ENABLE_ALL };
-        if (options?.IntraOpThreads > 0) sessionOptions.IntraOpNumThreads = options.IntraOpThreads;
-        try
-        {
-            _session = new InferenceSession(modelPath, sessionOptions);
-        }
-        catch (OnnxRuntimeException e)
-        {
-            throw new InvalidDataException($"ONNX Runtime cannot load '{modelPath}': {e.Message}", e);
-        }
+        var device = options?.Device ?? ExecutionDevice.Cpu;
+        _session = device.Kind == ExecutionDeviceKind.Cpu
+            ? CreateSession(modelPath, options, cuda: null)
+            : CreateCudaSession(modelPath, options, device);
 
         try
         {
@@ -77,6 +74,66 @@ public sealed class OnnxScorer : IScorer, IDisposable
             throw;
         }
     }
+
+    /// <summary>Where this model runs: <c>cpu</c> or <c>cuda:&lt;id&gt;</c>.</summary>
+    public string ExecutionProvider { get; private set; } = "cpu";
+
+    /// <summary>Why <c>Model:Device=auto</c> fell back to the CPU; null when it did not.</summary>
+    public string? FallbackReason { get; private set; }
+
+    private InferenceSession CreateCudaSession(string modelPath, OnnxScorerOptions? options, ExecutionDevice device)
+    {
+        try
+        {
+            var session = CreateSession(modelPath, options, device.DeviceId);
+            ExecutionProvider = $"cuda:{device.DeviceId}";
+            return session;
+        }
+        catch (CudaUnavailableException e) when (device.Kind == ExecutionDeviceKind.Auto)
+        {
+            FallbackReason = e.Message;
+            return CreateSession(modelPath, options, cuda: null);
+        }
+        catch (CudaUnavailableException e)
+        {
+            throw new InvalidOperationException(
+                $"Model:Device={device} cannot be met: {e.Message} (Model:Device=auto falls back to the CPU instead).", e);
+        }
+    }
+
+    private static InferenceSession CreateSession(string modelPath, OnnxScorerOptions? options, int? cuda)
+    {
+        using var sessionOptions = new SessionOptions { GraphOptimizationLevel = GraphOptimizationLevel.ORT_ENABLE_ALL };
+        if (options?.IntraOpThreads > 0) sessionOptions.IntraOpNumThreads = options.IntraOpThreads;
+        if (cuda is { } id)
+        {
+            try
+            {
+                sessionOptions.AppendExecutionProvider_CUDA(id);
+            }
+            catch (Exception e) when (e is OnnxRuntimeException or EntryPointNotFoundException or DllNotFoundException or NotSupportedException)
+            {
+                // The CPU package of ONNX Runtime has no CUDA provider; a GPU build without the CUDA
+                // libraries, or without the device, fails here too.
+                var hint = e is EntryPointNotFoundException ? " (this ONNX Runtime is a CPU build: its package has no CUDA provider)" : "";
+                throw new CudaUnavailableException($"ONNX Runtime's CUDA execution provider did not load for device {id}{hint}: {e.Message}", e);
+            }
+        }
+        try
+        {
+            return new InferenceSession(modelPath, sessionOptions);
+        }
+        catch (OnnxRuntimeException e) when (cuda is not null)
+        {
+            throw new CudaUnavailableException($"ONNX Runtime could not create a CUDA session on device {cuda}: {e.Message}", e);
+        }
+        catch (OnnxRuntimeException e)
+        {
+            throw new InvalidDataException($"ONNX Runtime cannot load '{modelPath}': {e.Message}", e);
+        }
+    }
+
+    private sealed class CudaUnavailableException(string message, Exception inner) : Exception(message, inner);
 
     public ModelManifest Manifest { get; }
     public ModelIdentity Identity { get; } = null!;

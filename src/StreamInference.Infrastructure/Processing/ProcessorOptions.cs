@@ -136,6 +136,8 @@ public sealed class ModelOptions
     /// <summary>A version directory name, or "latest".</summary>
     public string Version { get; set; } = "latest";
     public int IntraOpThreads { get; set; }
+    /// <summary>cpu (default), cuda or cuda:&lt;id&gt; (fails at start when it cannot be met), or auto (CUDA when it loads, else the CPU with a warning).</summary>
+    public string Device { get; set; } = "cpu";
     /// <summary>
     /// With Version=latest: how often the repository is checked for a newer version, which is then
     /// loaded, warmed and swapped in between batches (a version that fails to load is rejected and
@@ -218,6 +220,7 @@ public static class ProcessorOptionsValidator
             errors.Add("Kafka:OutputTopic and Kafka:DeadLetterTopic must differ from Kafka:InputTopic.");
         Range(o.Kafka.RevokeDrainTimeoutMs, 0, 300_000, "Kafka:RevokeDrainTimeoutMs");
         Range(o.Kafka.PauseAfterMs, 0, 60_000, "Kafka:PauseAfterMs");
+        if (!StreamInference.Infrastructure.Onnx.ExecutionDevice.TryParse(o.Model.Device, out _, out var deviceError)) errors.Add(deviceError);
         if (!Enum.IsDefined(o.Kafka.Delivery)) errors.Add($"Kafka:Delivery must be AtLeastOnce or ExactlyOnce (was {o.Kafka.Delivery}).");
         Range(o.Kafka.TransactionCommitIntervalMs, 10, 60_000, "Kafka:TransactionCommitIntervalMs");
         Range(o.Kafka.TransactionTimeoutMs, 1_000, 900_000, "Kafka:TransactionTimeoutMs");

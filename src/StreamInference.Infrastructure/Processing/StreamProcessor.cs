@@ -109,13 +109,21 @@ public sealed partial class StreamProcessor
         var plan = FeatureSetLoader.LoadFile(_resolvePath(_options.Features.Definition));
         var readerSchema = AvroSchema.Parse(await File.ReadAllTextAsync(_resolvePath(_options.Features.ReaderSchema), stop).ConfigureAwait(false));
         var modelDir = ModelRepository.Resolve(_resolvePath(_options.Model.Repository), _options.Model.Name, _options.Model.Version);
-        var scorerOptions = new OnnxScorerOptions { IntraOpThreads = _options.Model.IntraOpThreads };
+        ExecutionDevice.TryParse(_options.Model.Device, out var device, out _);
+        var scorerOptions = new OnnxScorerOptions { IntraOpThreads = _options.Model.IntraOpThreads, Device = device };
         var initial = new OnnxScorer(modelDir, plan, scorerOptions);
         Log.ModelLoaded(_log, initial.ModelName, initial.ModelVersion, modelDir, plan.Name, plan.Version, plan.FeatureCount, initial.OutputWidth);
+        if (initial.FallbackReason is { } why) Log.DeviceFallback(_log, why);
+        // Later versions (hot swap) run where the first one does.
+        if (device.Kind == ExecutionDeviceKind.Auto)
+            scorerOptions.Device = initial.ExecutionProvider == "cpu" ? ExecutionDevice.Cpu : new ExecutionDevice(ExecutionDeviceKind.Cuda, device.DeviceId);
 
         var k = _options.Kafka;
         var metrics = new ProcessorMetrics(_metricFactory, plan, k.InputTopic, k.OutputTopic, _loggers.CreateLogger<ProcessorMetrics>());
         metrics.ModelInfo.WithLabels(initial.ModelName, initial.ModelVersion).Set(1);
+        _metricFactory.CreateGauge("streaminference_model_execution_provider",
+            "Where the model runs (value 1): cpu or cuda:<id>; fallback=\"true\" when Model:Device=auto could not use CUDA.", ["provider", "fallback"])
+            .WithLabels(initial.ExecutionProvider, initial.FallbackReason is null ? "false" : "true").Set(1);
         var swaps = _metricFactory.CreateCounter("streaminference_model_swaps_total",
             "New model versions found in the repository: loaded (and swapped in) or rejected.", ["result"]);
         // Model:Version=latest follows the repository: new versions are loaded, warmed and swapped in.
@@ -289,6 +297,9 @@ public sealed partial class StreamProcessor
 
     private static partial class Log
     {
+        [LoggerMessage(Level = LogLevel.Warning, Message = "Model:Device=auto: running on the CPU; {Reason}")]
+        public static partial void DeviceFallback(ILogger logger, string reason);
+
         [LoggerMessage(Level = LogLevel.Information, Message = "Model {Model}@{Version} loaded from {Directory} (feature set {FeatureSet} v{FeatureSetVersion}, {Features} features, {Outputs} score column(s))")]
         public static partial void ModelLoaded(ILogger logger, string model, string version, string directory, string featureSet, int featureSetVersion, int features, int outputs);
 
