@@ -42,6 +42,8 @@ public sealed class RedisFeatureStore : IFeatureStore
     private readonly List<(string Entity, List<int> Rows, Task<RedisResult> Written, Pending Update)> _writeCalls = [];
     private readonly List<(string Entity, List<int> Rows)> _refused = [];
     private readonly HashSet<(int Series, long Bucket)> _touched = [];
+    // The buckets each cached entity's replay changed, one range per entity (one list for the batch).
+    private readonly List<(int Series, long Bucket)> _touchedBuckets = [];
     private readonly long _expiryMs;
     private readonly Dictionary<string, CachedState> _cache = new(StringComparer.Ordinal);
     private readonly string _tokenPrefix = Convert.ToHexString(System.Security.Cryptography.RandomNumberGenerator.GetBytes(8)) + "-";
@@ -58,7 +60,8 @@ public sealed class RedisFeatureStore : IFeatureStore
     private const long ExpiryRefreshMs = 3_600_000;
 
     /// <summary>A locally computed update waiting for Redis to accept it.</summary>
-    private sealed record Pending(CachedState Next, string Expected, bool Applied, List<(int Series, long Bucket)> Touched, int Redelivered, int Late,
+    /// <summary><see cref="TouchedFrom"/>/<see cref="TouchedCount"/>: the entity's range in <c>_touchedBuckets</c>.</summary>
+    private sealed record Pending(CachedState Next, string Expected, bool Applied, int TouchedFrom, int TouchedCount, int Redelivered, int Late,
         bool RefreshExpiry, long EmptySeriesBefore);
 
     /// <param name="cachedEntities">Entities whose window state is kept between batches (0 = none; every
@@ -186,6 +189,7 @@ public sealed class RedisFeatureStore : IFeatureStore
             _windowCalls.Clear();
             _writeCalls.Clear();
             _refused.Clear();
+            _touchedBuckets.Clear();
             _groups.Clear();
             _lookupReads.Clear();
         }
@@ -237,12 +241,12 @@ public sealed class RedisFeatureStore : IFeatureStore
         long empty = 0;
         for (var s = 0; s < state.Series.Length && s < 64; s++)
             if (state.Series[s].Buckets.Count == 0) empty |= 1L << s;
-        var touched = new List<(int Series, long Bucket)>();
-        var (src, off, applied, redelivered, late) = ReplayRows(batch, state, cached.Source, cached.Offset, rows, touched);
+        var touchedFrom = _touchedBuckets.Count;
+        var (src, off, applied, redelivered, late) = ReplayRows(batch, state, cached.Source, cached.Offset, rows, _touchedBuckets);
         var now = Environment.TickCount64;
         var refresh = applied && (now - cached.ExpirySetAtMs >= ExpiryRefreshMs || state.Series.Length > 64);
         return new Pending(new CachedState(applied ? NewToken() : cached.Token, state, src, off, refresh ? now : cached.ExpirySetAtMs),
-            cached.Token, applied, touched, redelivered, late, refresh, empty);
+            cached.Token, applied, touchedFrom, _touchedBuckets.Count - touchedFrom, redelivered, late, refresh, empty);
     }
 
     private string NewToken() => _tokenPrefix + (++_tokens).ToString("x", CultureInfo.InvariantCulture);
@@ -282,7 +286,7 @@ public sealed class RedisFeatureStore : IFeatureStore
                 args.Add(0);
                 var n = 0;
                 _touched.Clear();
-                foreach (var (ts, bucket) in update.Touched)
+                foreach (var (ts, bucket) in System.Runtime.InteropServices.CollectionsMarshal.AsSpan(_touchedBuckets).Slice(update.TouchedFrom, update.TouchedCount))
                 {
                     if (ts != s || bucket < from || !_touched.Add((ts, bucket))) continue;
                     args.Add(bucket);

@@ -314,8 +314,8 @@ public static class BenchRunner
             BootstrapServers = bootstrap, GroupId = "bench-latency-reader", EnableAutoCommit = false, FetchWaitMaxMs = 5,
             IsolationLevel = IsolationLevel.ReadUncommitted, ClientId = "streaminference-bench-reader",
         }).Build();
-        using (var admin = new WatermarkCounter(bootstrap, [predictions]))
-            reader.Assign(admin.Ends().Select(e => new TopicPartitionOffset(e.Partition, e.Offset)));
+        using (var offsets = new TopicOffsets(bootstrap, predictions))
+            reader.Assign(offsets.Resolve("end").Select(p => new TopicPartitionOffset(predictions, p.Partition, p.Offset)));
         var latencies = new List<double>((int)(rate * seconds) + 16);
         var received = 0;
         var warmUpEndMs = DateTimeOffset.UtcNow.ToUnixTimeMilliseconds() + 2000;
@@ -505,19 +505,11 @@ internal sealed class WatermarkCounter : IDisposable
     public WatermarkCounter(string bootstrap, string[] topics)
     {
         _consumer = new ConsumerBuilder<byte[], byte[]>(new ConsumerConfig { BootstrapServers = bootstrap, GroupId = "bench-watermarks", ClientId = "streaminference-bench-watermarks" }).Build();
-        using var admin = new DependentAdminClientBuilder(_consumer.Handle).Build();
-        var metadata = admin.GetMetadata(TimeSpan.FromSeconds(10));
         foreach (var topic in topics)
-        {
-            var t = metadata.Topics.FirstOrDefault(m => m.Topic == topic) ?? throw new InvalidOperationException($"topic '{topic}' not found");
-            _partitions.AddRange(t.Partitions.Select(p => new TopicPartition(topic, p.PartitionId)));
-        }
+            _partitions.AddRange(TopicOffsets.PartitionsOf(_consumer, topic).Select(p => new TopicPartition(topic, p)));
     }
 
     public long Count() => _partitions.Sum(p => _consumer.QueryWatermarkOffsets(p, TimeSpan.FromSeconds(10)).High.Value);
-
-    public IEnumerable<(TopicPartition Partition, long Offset)> Ends() =>
-        _partitions.Select(p => (p, _consumer.QueryWatermarkOffsets(p, TimeSpan.FromSeconds(10)).High.Value)).ToList();
 
     public void Dispose() => _consumer.Dispose();
 }
