@@ -98,6 +98,8 @@ public sealed class OnnxScorerTests : IDisposable
             new OnnxScorer(dir, Plan, new OnnxScorerOptions { Device = new ExecutionDevice(ExecutionDeviceKind.Cuda, 0) }));
         Assert.Contains("Model:Device=cuda:0 cannot be met", e.Message);
         Assert.Contains("CUDA", e.Message);
+        Assert.Equal("Cpu", OnnxScorer.PackageFlavor);
+        Assert.Contains("-p:OnnxRuntimeFlavor=Gpu", e.Message);   // the way out is named
     }
 
     [Fact]

@@ -115,7 +115,9 @@ public sealed class OnnxScorer : IScorer, IDisposable
             {
                 // The CPU package of ONNX Runtime has no CUDA provider; a GPU build without the CUDA
                 // libraries, or without the device, fails here too.
-                var hint = e is EntryPointNotFoundException ? " (this ONNX Runtime is a CPU build: its package has no CUDA provider)" : "";
+                var hint = PackageFlavor == "Cpu"
+                    ? " (this build uses the CPU package Microsoft.ML.OnnxRuntime, which has no CUDA provider; build with -p:OnnxRuntimeFlavor=Gpu)"
+                    : " (Microsoft.ML.OnnxRuntime.Gpu: check that the CUDA and cuDNN libraries it was built for are on the library path and the device exists)";
                 throw new CudaUnavailableException($"ONNX Runtime's CUDA execution provider did not load for device {id}{hint}: {e.Message}", e);
             }
         }
@@ -132,6 +134,13 @@ public sealed class OnnxScorer : IScorer, IDisposable
             throw new InvalidDataException($"ONNX Runtime cannot load '{modelPath}': {e.Message}", e);
         }
     }
+
+    /// <summary>The ONNX Runtime package this build references: Cpu or Gpu (-p:OnnxRuntimeFlavor).</summary>
+#if ONNXRUNTIME_GPU
+    public const string PackageFlavor = "Gpu";
+#else
+    public const string PackageFlavor = "Cpu";
+#endif
 
     private sealed class CudaUnavailableException(string message, Exception inner) : Exception(message, inner);
 

@@ -1,3 +1,4 @@
+using System.Reflection;
 using Microsoft.Extensions.Configuration;
 using StreamInference.Infrastructure.Processing;
 
@@ -32,8 +33,23 @@ public static class ProcessorConfiguration
         return values;
     }
 
+    /// <summary>Top-level sections read by the host rather than bound to <see cref="ProcessorOptions"/>.</summary>
+    public static readonly IReadOnlySet<string> HostSections = new HashSet<string>(StringComparer.OrdinalIgnoreCase) { "Logging" };
+
+    /// <summary>
+    /// Binds the configuration to <see cref="ProcessorOptions"/>. A key that matches no setting (a typo in a
+    /// ConfigMap, a setting of another version) is an error naming the key and the closest setting, never
+    /// silently ignored.
+    /// </summary>
     public static ProcessorOptions Bind(IConfiguration configuration)
     {
+        var errors = new List<string>();
+        foreach (var section in configuration.GetChildren())
+        {
+            if (!HostSections.Contains(section.Key)) CheckKeys(section, typeof(ProcessorOptions), errors);
+        }
+        if (errors.Count > 0) throw new OptionsValidationException(errors);
+
         var options = new ProcessorOptions();
         try
         {
@@ -44,5 +60,48 @@ public static class ProcessorConfiguration
             throw new OptionsValidationException([e.Message + (e.InnerException is null ? "" : " " + e.InnerException.Message)]);
         }
         return options;
+    }
+
+    private static void CheckKeys(IConfigurationSection section, Type owner, List<string> errors)
+    {
+        var settings = owner.GetProperties(BindingFlags.Public | BindingFlags.Instance)
+            .Where(p => p.CanWrite && p.GetIndexParameters().Length == 0)
+            .ToDictionary(p => p.Name, StringComparer.OrdinalIgnoreCase);
+        if (!settings.TryGetValue(section.Key, out var setting))
+        {
+            var parent = section.Path.Contains(':', StringComparison.Ordinal) ? section.Path[..section.Path.LastIndexOf(':')] + ":" : "";
+            var closest = settings.Keys.Concat(parent.Length == 0 ? HostSections : [])
+                .Select(k => (Key: k, Distance: EditDistance(k.ToLowerInvariant(), section.Key.ToLowerInvariant())))
+                .OrderBy(x => x.Distance).FirstOrDefault();
+            var hint = closest.Key is not null && closest.Distance <= Math.Max(2, section.Key.Length / 4) ? $"; did you mean {parent}{closest.Key}?" : $"; {(parent.Length == 0 ? "sections" : parent + " settings")}: {string.Join(", ", settings.Keys.Concat(parent.Length == 0 ? HostSections : []))}";
+            errors.Add($"Unknown setting {section.Path} (env STREAMINFERENCE__{section.Path.Replace(":", "__", StringComparison.Ordinal)}){hint}");
+            return;
+        }
+        var type = Nullable.GetUnderlyingType(setting.PropertyType) ?? setting.PropertyType;
+        var children = section.GetChildren().ToList();
+        if (IsValue(type))
+        {
+            if (children.Count > 0) errors.Add($"{section.Path} is a single value, not a section (found {children[0].Path}).");
+            return;
+        }
+        foreach (var child in children) CheckKeys(child, type, errors);
+    }
+
+    private static bool IsValue(Type t) =>
+        t.IsPrimitive || t.IsEnum || t == typeof(string) || t == typeof(decimal) || t == typeof(TimeSpan) || t == typeof(Uri) || t.IsArray;
+
+    private static int EditDistance(string a, string b)
+    {
+        var previous = new int[b.Length + 1];
+        var current = new int[b.Length + 1];
+        for (var j = 0; j <= b.Length; j++) previous[j] = j;
+        for (var i = 1; i <= a.Length; i++)
+        {
+            current[0] = i;
+            for (var j = 1; j <= b.Length; j++)
+                current[j] = Math.Min(Math.Min(current[j - 1], previous[j]) + 1, previous[j - 1] + (a[i - 1] == b[j - 1] ? 0 : 1));
+            (previous, current) = (current, previous);
+        }
+        return previous[b.Length];
     }
 }
