@@ -262,6 +262,10 @@ public sealed partial class KafkaConsumerLoop : IDisposable
         }
     }
 
+    /// <summary>A partition this instance no longer owns has no lag here: its series goes, so sums over instances count each partition once.</summary>
+    private void ForgetLag(TopicPartition tp) =>
+        _metrics.Lag.RemoveLabelled(tp.Topic, tp.Partition.Value.ToString(System.Globalization.CultureInfo.InvariantCulture));
+
     private void OnAssigned(List<TopicPartition> list)
     {
         foreach (var tp in list)
@@ -324,6 +328,7 @@ public sealed partial class KafkaConsumerLoop : IDisposable
             else if (_mirrorTransactionalOffsets && p.TransactionCommitted >= 0) commits.Add(new TopicPartitionOffset(tp, p.TransactionCommitted));
             p.MarkRevoked();
             _partitions.Remove(tp);
+            ForgetLag(tp);
         }
         _owned = [.. _partitions.Values];
         if (commits.Count > 0)
@@ -347,6 +352,7 @@ public sealed partial class KafkaConsumerLoop : IDisposable
         foreach (var p in list)
         {
             if (_partitions.Remove(p.TopicPartition, out var state)) state.MarkRevoked();
+            ForgetLag(p.TopicPartition);
         }
         _owned = [.. _partitions.Values];
         // Exactly-once: the open transaction may hold outputs of these partitions, whose offsets we can
