@@ -57,6 +57,7 @@ public sealed partial class ProcessorMetrics : IPipelineObserver
         _stale = factory.CreateCounter("streaminference_lookup_stale_total", "Materialized lookup values found but older than their TTL or newer than the event; the features took their defaults.");
         _degraded = factory.CreateCounter("streaminference_degraded_records_total",
             "Records scored with degraded features (reason feature-store-unavailable: Redis:OnUnavailable=Defaults).", ["reason"]);
+        _degraded.WithLabels("feature-store-unavailable");   // exported at 0 from the start
         _retries = factory.CreateCounter("streaminference_stage_retries_total", "Retriable failures inside a stage (e.g. Redis unavailable).", ["stage"]);
         AssignedPartitions = factory.CreateGauge("streaminference_consumer_assigned_partitions", "Input partitions currently assigned to this instance.");
         Lag = factory.CreateGauge("streaminference_consumer_lag", "High watermark minus consumer position, per assigned partition.", ["topic", "partition"]);

@@ -124,8 +124,14 @@ public sealed partial class StreamProcessor
         _metricFactory.CreateGauge("streaminference_model_execution_provider",
             "Where the model runs (value 1): cpu or cuda:<id>; fallback=\"true\" when Model:Device=auto could not use CUDA.", ["provider", "fallback"])
             .WithLabels(initial.ExecutionProvider, initial.FallbackReason is null ? "false" : "true").Set(1);
+        _metricFactory.CreateGauge("streaminference_model_execution_fallback",
+            "1 when Model:Device=auto asked for CUDA and the model runs on the CPU instead, else 0.")
+            .Set(initial.FallbackReason is null ? 0 : 1);
         var swaps = _metricFactory.CreateCounter("streaminference_model_swaps_total",
             "New model versions found in the repository: loaded (and swapped in) or rejected.", ["result"]);
+        // Both series exist from the start, so increase() sees the first rejection.
+        swaps.WithLabels("loaded");
+        swaps.WithLabels("rejected");
         // Model:Version=latest follows the repository: new versions are loaded, warmed and swapped in.
         var watch = _options.Model.Version == "latest" ? TimeSpan.FromMilliseconds(_options.Model.WatchIntervalMs) : TimeSpan.Zero;
         using var scorer = new HotSwapScorer(initial, _resolvePath(_options.Model.Repository), _options.Model.Name, plan, scorerOptions,

@@ -22,7 +22,7 @@ public static class ServeCommand
     private static readonly Option<string?> Output = new("--output-topic") { Description = "Prediction topic (Kafka:OutputTopic)." };
     private static readonly Option<string?> Model = new("--model") { Description = "Model as name or name@version (Model:Name, Model:Version)." };
     private static readonly Option<int?> Port = new("--metrics-port") { Description = "Port of /metrics, /healthz, /readyz (Http:Port; 0 = any free port)." };
-    private static readonly Option<bool> PrintConfig = new("--print-config") { Description = "Print the effective settings (defaults included, credentials masked) and exit." };
+    private static readonly Option<bool> PrintConfig = new("--print-config") { Description = "Print the effective settings (defaults included, credentials masked), check them and exit: 0 when they are valid, 2 with the problems otherwise." };
     private static readonly Option<string[]> Set = new("--set") { Description = "Any setting as Section:Key=Value (repeatable), e.g. --set Pipeline:MaxBatchSize=512.", AllowMultipleArgumentsPerToken = false };
 
     public static Command Create()
@@ -76,10 +76,10 @@ public static class ServeCommand
             if (parse.GetValue(PrintConfig))
             {
                 foreach (var line in ConfigurationPrinter.Lines(options)) Console.WriteLine(line);
-                return 0;
             }
             var errors = ProcessorOptionsValidator.Validate(options, PathResolver.Resolve);
             if (errors.Count > 0) throw new OptionsValidationException(errors);
+            if (parse.GetValue(PrintConfig)) return 0;
         }
         catch (Exception e) when (e is OptionsValidationException or FileNotFoundException or InvalidDataException)
         {
