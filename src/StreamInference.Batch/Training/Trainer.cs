@@ -18,7 +18,7 @@ public static class Trainer
     public const string DefaultName = "fraud-logreg";
 
     public static TrainingReport Train(TrainingSet set, FeaturePlan plan, string modelDirectory, string name, string version,
-        double testFraction = 0.2, IProgress<int>? progress = null, int iterations = 25)
+        double testFraction = 0.2, IProgress<int>? progress = null, int iterations = 25, WideMlpShape? wideMlp = null, int evalRows = 5_000)
     {
         if (set.FeatureSet != plan.Name || set.FeatureSetVersion != plan.Version)
             throw new InvalidDataException($"The training set was built with feature set '{set.FeatureSet}' v{set.FeatureSetVersion}, " +
@@ -52,22 +52,37 @@ public static class Trainer
 
         Directory.CreateDirectory(modelDirectory);
         var f = plan.FeatureCount;
-        var graph = new OnnxGraph(name.Replace('-', '_'))
-            .InputMatrix("features", f)
-            .Initializer("weights", model.Weights.Select(w => (float)w).ToArray(), f, 1)
-            .Initializer("bias", [(float)model.Bias], 1)
-            .Node("MatMul", ["features", "weights"], ["logit_raw"])
-            .Node("Add", ["logit_raw", "bias"], ["logit"])
-            .Node("Sigmoid", ["logit"], ["probability"])
-            .OutputTensor("probability", OnnxGraph.Float, -1, 1);
-        File.WriteAllBytes(Path.Combine(modelDirectory, "model.onnx"), graph.ToModel(docString: $"Logistic regression on feature set {plan.Name} v{plan.Version}."));
+        OnnxGraph graph;
+        string description;
+        if (wideMlp is null)
+        {
+            graph = new OnnxGraph(name.Replace('-', '_'))
+                .InputMatrix("features", f)
+                .Initializer("weights", model.Weights.Select(w => (float)w).ToArray(), f, 1)
+                .Initializer("bias", [(float)model.Bias], 1)
+                .Node("MatMul", ["features", "weights"], ["logit_raw"])
+                .Node("Add", ["logit_raw", "bias"], ["logit"])
+                .Node("Sigmoid", ["logit"], ["probability"])
+                .OutputTensor("probability", OnnxGraph.Float, -1, 1);
+            description = $"Logistic regression on feature set {plan.Name} v{plan.Version}.";
+        }
+        else
+        {
+            var (mean, std) = Standardization(trainX);
+            graph = WideMlp.Build(name.Replace('-', '_'), model, mean, std, wideMlp);
+            description = string.Create(CultureInfo.InvariantCulture,
+                $"Logistic regression plus a residual ReLU MLP ({wideMlp.Layers} x {wideMlp.Hidden}, seed {wideMlp.Seed}, {wideMlp.Parameters(f):N0} parameters) on feature set {plan.Name} v{plan.Version}.");
+        }
+        File.WriteAllBytes(Path.Combine(modelDirectory, "model.onnx"), graph.ToModel(docString: description));
 
         var split = DateTimeOffset.FromUnixTimeMilliseconds(splitAt);
         var manifest = new ModelManifest
         {
             Name = name,
             Version = version,
-            Description = "Card-payment fraud probability (logistic regression, time-split training).",
+            Description = wideMlp is null
+                ? "Card-payment fraud probability (logistic regression, time-split training)."
+                : string.Create(CultureInfo.InvariantCulture, $"Card-payment fraud probability: {description}"),
             FeatureSet = plan.Name,
             FeatureSetVersion = plan.Version,
             Input = "features",
@@ -85,9 +100,48 @@ public static class Trainer
                 ["split_at_ms"] = splitAt,
             },
             GeneratedBy = string.Create(CultureInfo.InvariantCulture,
-                $"streaminference train (time split at {split:yyyy-MM-ddTHH:mm:ssZ}, test fraction {testFraction})"),
+                $"streaminference train{(wideMlp is null ? "" : $" --architecture wide-mlp --hidden {wideMlp.Hidden} --layers {wideMlp.Layers} --seed {wideMlp.Seed}")} (time split at {split:yyyy-MM-ddTHH:mm:ssZ}, test fraction {testFraction})"),
         };
+        if (wideMlp is not null)
+        {
+            // The residual branch changes the scores: measure the exported graph itself, with ONNX Runtime.
+            File.WriteAllText(Path.Combine(modelDirectory, "manifest.json"), manifest.ToJson() + "\n");
+            trainAuc = GraphAuc(modelDirectory, plan, trainX, trainY, evalRows);
+            testAuc = GraphAuc(modelDirectory, plan, testX, testY, evalRows);
+            manifest.Metrics!["train_auc"] = Math.Round(trainAuc, 4);
+            manifest.Metrics!["test_auc"] = Math.Round(testAuc, 4);
+            manifest.Metrics!["auc_rows"] = Math.Min(evalRows, testX.Length);
+            manifest.Metrics!["parameters"] = wideMlp.Parameters(f);
+            manifest.Metrics!["multiply_adds_per_row"] = wideMlp.MultiplyAddsPerRow(f);
+        }
         File.WriteAllText(Path.Combine(modelDirectory, "manifest.json"), manifest.ToJson() + "\n");
         return new TrainingReport(modelDirectory, trainX.Length, testX.Length, trainAuc, testAuc, fraudRate, split);
+    }
+
+    private static (double[] Mean, double[] Std) Standardization(float[][] rows)
+    {
+        var f = rows[0].Length;
+        var mean = new double[f];
+        var std = new double[f];
+        foreach (var row in rows)
+            for (var j = 0; j < f; j++) mean[j] += row[j];
+        for (var j = 0; j < f; j++) mean[j] /= rows.Length;
+        foreach (var row in rows)
+            for (var j = 0; j < f; j++) std[j] += (row[j] - mean[j]) * (row[j] - mean[j]);
+        for (var j = 0; j < f; j++) std[j] = Math.Sqrt(std[j] / rows.Length);
+        return (mean, std);
+    }
+
+    /// <summary>AUC of the model as ONNX Runtime scores it, on at most <paramref name="limit"/> evenly spaced rows.</summary>
+    private static double GraphAuc(string modelDirectory, FeaturePlan plan, float[][] x, bool[] y, int limit)
+    {
+        var step = Math.Max(1, (int)Math.Ceiling(x.Length / (double)Math.Max(1, limit)));
+        var picked = Enumerable.Range(0, x.Length).Where(i => i % step == 0).ToArray();
+        var features = new float[picked.Length * plan.FeatureCount];
+        for (var k = 0; k < picked.Length; k++) x[picked[k]].CopyTo(features, k * plan.FeatureCount);
+        using var scorer = new OnnxScorer(modelDirectory, plan);
+        var scores = StreamInference.Batch.Scoring.RowScoring.PrimaryScores(scorer, plan, features, picked.Length);
+        var labels = picked.Select(i => y[i]).ToArray();
+        return LogisticRegression.Auc(scores, labels);
     }
 }
