@@ -34,6 +34,7 @@ public static class BenchCommand
             parse.GetValue(kafka), parse.GetValue(registry), parse.GetValue(redis) ?? Environment.GetEnvironmentVariable("REDIS_URL"),
             parse.GetValue(output)!, parse.GetValue(skipMicro), parse.GetValue(quick), parse.GetValue(set) ?? []), ct));
         command.Subcommands.Add(Passthrough());
+        command.Subcommands.Add(ModelBenchCommand.Create());
         return command;
     }
 

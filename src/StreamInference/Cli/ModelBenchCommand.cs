@@ -1,0 +1,232 @@
+using System.CommandLine;
+using System.Diagnostics;
+using System.Globalization;
+using System.Text;
+using System.Text.Json;
+using System.Text.Json.Nodes;
+using StreamInference.Core.Features;
+using StreamInference.Infrastructure.Onnx;
+using StreamInference.Infrastructure.Processing;
+
+namespace StreamInference.Cli;
+
+/// <summary>
+/// <c>bench model</c>: scoring throughput against batch size (1 … 4096) for one model on one device,
+/// through the serving scorer, with the speed-up over batch 1 and, on CUDA, the GPU's utilization
+/// (sampled with nvidia-smi). Runs are merged by label into one results file, so CPU and GPU runs of
+/// the same model sit side by side.
+/// </summary>
+public static class ModelBenchCommand
+{
+    public static Command Create()
+    {
+        var model = new Option<string>("--model") { Description = "Model version directory (model.onnx + manifest.json).", DefaultValueFactory = _ => "models/fraud-logreg/2" };
+        var features = new Option<string>("--features") { Description = "Feature-set definition the model was trained on.", DefaultValueFactory = _ => "schemas/features/card_payments.yaml" };
+        var device = new Option<string>("--device") { Description = "cpu, cuda, cuda:<id> or auto (as Model:Device).", DefaultValueFactory = _ => "cpu" };
+        var sizes = new Option<string>("--batch-sizes") { Description = "Comma-separated batch sizes.", DefaultValueFactory = _ => "1,2,4,8,16,32,64,128,256,512,1024,2048,4096" };
+        var seconds = new Option<double>("--seconds") { Description = "Measuring time per batch size (after 3 warm-up runs; at least 5 runs).", DefaultValueFactory = _ => 2.0 };
+        var threads = new Option<int>("--threads") { Description = "ONNX Runtime intra-op threads (Model:IntraOpThreads; 0 = its choice).", DefaultValueFactory = _ => 0 };
+        var label = new Option<string?>("--label") { Description = "Name of this run in the results (default: the device and this machine's processor count / GPU name)." };
+        var output = new Option<string>("--output") { Description = "Results without extension: <output>.md and <output>.json; runs with other labels already there are kept.", DefaultValueFactory = _ => "docs/model-benchmarks" };
+        var command = new Command("model",
+            "Scoring throughput vs batch size for one model on one device (serving scorer, pooled batches): events/s, time per batch, " +
+            "speed-up over batch 1, GPU utilization on CUDA (nvidia-smi). Merges the run into <output>.md/.json by label.")
+        {
+            model, features, device, sizes, seconds, threads, label, output,
+        };
+        command.SetAction(parse =>
+        {
+            try
+            {
+                return Run(parse.GetValue(model)!, parse.GetValue(features)!, parse.GetValue(device)!, parse.GetValue(sizes)!, parse.GetValue(seconds),
+                    parse.GetValue(threads), parse.GetValue(label), parse.GetValue(output)!);
+            }
+            catch (Exception e) when (e is ArgumentException or InvalidDataException or FileNotFoundException or InvalidOperationException or FeatureDefinitionException)
+            {
+                Console.Error.WriteLine($"error: {e.Message}");
+                return 2;
+            }
+        });
+        return command;
+    }
+
+    private static int Run(string modelDir, string featuresFile, string deviceText, string sizesText, double seconds, int threads, string? label, string output)
+    {
+        if (!ExecutionDevice.TryParse(deviceText, out var device, out var deviceError)) throw new ArgumentException(deviceError.Replace("Model:Device", "--device", StringComparison.Ordinal));
+        var sizes = sizesText.Split(',', StringSplitOptions.TrimEntries | StringSplitOptions.RemoveEmptyEntries)
+            .Select(s => int.TryParse(s, NumberStyles.Integer, CultureInfo.InvariantCulture, out var n) && n is >= 1 and <= 65_536 ? n
+                : throw new ArgumentException($"--batch-sizes: '{s}' is not a batch size between 1 and 65536.")).Distinct().Order().ToArray();
+        if (sizes.Length == 0) throw new ArgumentException("--batch-sizes is empty.");
+        if (seconds is <= 0 or > 600) throw new ArgumentException("--seconds must be between 0 and 600.");
+
+        var plan = FeatureSetLoader.LoadFile(PathResolver.Resolve(featuresFile));
+        var dir = PathResolver.Resolve(modelDir);
+        using var scorer = new OnnxScorer(dir, plan, new OnnxScorerOptions { Device = device, IntraOpThreads = threads });
+        if (scorer.FallbackReason is not null) Console.Error.WriteLine($"warning: --device auto runs on the CPU: {scorer.FallbackReason}");
+        var gpuName = scorer.ExecutionProvider.StartsWith("cuda", StringComparison.Ordinal) ? NvidiaSmi.Query(device.DeviceId, "name") : null;
+        label ??= gpuName is not null ? $"{scorer.ExecutionProvider} ({gpuName})" : $"{scorer.ExecutionProvider} ({Environment.ProcessorCount} cores)";
+        Console.Error.WriteLine($"{scorer.ModelName}@{scorer.ModelVersion} on {scorer.ExecutionProvider}: batch sizes {string.Join(", ", sizes)}, {seconds:0.#} s each");
+
+        var rows = new JsonArray();
+        double? batch1 = null;
+        foreach (var size in sizes)
+        {
+            using var sampler = gpuName is not null ? NvidiaSmi.StartSampling(device.DeviceId) : null;
+            var m = BatchSweep.Measure(scorer, plan, size, TimeSpan.FromSeconds(seconds));
+            var utilization = sampler?.StopAndAverage();
+            if (size == 1) batch1 = m.EventsPerSecond;
+            var gpuText = utilization is { } u ? string.Create(CultureInfo.InvariantCulture, $"  GPU {u:0}%") : "";
+            Console.Error.WriteLine(string.Create(CultureInfo.InvariantCulture,
+                $"batch {size,5}: {m.EventsPerSecond,14:N0} events/s  {m.MeanMs,9:0.000} ms/batch (p50 {m.P50Ms:0.000}, p99 {m.P99Ms:0.000})  {m.Runs} runs{gpuText}"));
+            rows.Add(new JsonObject
+            {
+                ["batchSize"] = size, ["runs"] = m.Runs, ["eventsPerSecond"] = Math.Round(m.EventsPerSecond, 1),
+                ["meanMs"] = Math.Round(m.MeanMs, 4), ["p50Ms"] = Math.Round(m.P50Ms, 4), ["p99Ms"] = Math.Round(m.P99Ms, 4),
+                ["gpuUtilizationPercent"] = utilization is { } v ? Math.Round(v, 1) : null,
+            });
+        }
+
+        var best = rows.Select(r => r!.AsObject()).MaxBy(r => (double)r["eventsPerSecond"]!)!;
+        var manifest = scorer.Manifest;
+        var run = new JsonObject
+        {
+            ["label"] = label,
+            ["date"] = DateTimeOffset.UtcNow.ToString("yyyy-MM-ddTHH:mm:ssZ", CultureInfo.InvariantCulture),
+            ["command"] = "streaminference bench model " + string.Join(' ', Environment.GetCommandLineArgs().Skip(1).SkipWhile(a => a != "model").Skip(1)),
+            ["model"] = $"{manifest.Name}@{manifest.Version}",
+            ["parameters"] = manifest.Metrics?.GetValueOrDefault("parameters") is > 0 and var p ? p : null,
+            ["executionProvider"] = scorer.ExecutionProvider,
+            ["onnxRuntimePackage"] = OnnxScorer.PackageFlavor,
+            ["processors"] = Environment.ProcessorCount,
+            ["gpu"] = gpuName,
+            ["intraOpThreads"] = threads,
+            ["secondsPerBatchSize"] = seconds,
+            ["batch1EventsPerSecond"] = batch1 is { } b1 ? Math.Round(b1, 1) : null,
+            ["bestBatchSize"] = (int)best["batchSize"]!,
+            ["bestEventsPerSecond"] = (double)best["eventsPerSecond"]!,
+            ["speedupOverBatch1"] = batch1 is { } one ? Math.Round((double)best["eventsPerSecond"]! / one, 2) : null,
+            ["gpuUtilizationAtBestPercent"] = best["gpuUtilizationPercent"]?.DeepClone(),
+            ["rows"] = rows,
+        };
+        var file = Save(output, run);
+        Console.Error.WriteLine($"wrote {output}.md and {output}.json ({file["runs"]!.AsArray().Count} run(s))");
+        Console.WriteLine(run.ToJsonString());
+        return 0;
+    }
+
+    private static JsonObject Save(string output, JsonObject run)
+    {
+        var jsonPath = output + ".json";
+        var file = File.Exists(jsonPath) ? JsonNode.Parse(File.ReadAllText(jsonPath))!.AsObject() : new JsonObject { ["runs"] = new JsonArray() };
+        var runs = file["runs"]!.AsArray();
+        foreach (var old in runs.Where(r => (string?)r!["label"] == (string?)run["label"] && (string?)r!["model"] == (string?)run["model"]).ToList()) runs.Remove(old);
+        runs.Add(run);
+        Directory.CreateDirectory(Path.GetDirectoryName(Path.GetFullPath(jsonPath))!);
+        File.WriteAllText(jsonPath, file.ToJsonString(new JsonSerializerOptions { WriteIndented = true }) + "\n");
+        File.WriteAllText(output + ".md", Markdown(runs));
+        return file;
+    }
+
+    private static string Markdown(JsonArray runs)
+    {
+        var inv = CultureInfo.InvariantCulture;
+        var md = new StringBuilder();
+        md.AppendLine("# Model scoring throughput vs batch size");
+        md.AppendLine();
+        md.AppendLine("Written by `streaminference bench model` (serving scorer: ONNX Runtime on pooled batches, pseudo-random feature values, " +
+                      "3 warm-up runs then at least 5 runs per size). One table per model; a column per device.");
+        foreach (var byModel in runs.Select(r => r!.AsObject()).GroupBy(r => (string)r["model"]!))
+        {
+            var list = byModel.ToList();
+            md.AppendLine().AppendLine(CultureInfo.InvariantCulture, $"## {byModel.Key}").AppendLine();
+            foreach (var r in list)
+            {
+                md.AppendLine(inv, $"- **{r["label"]}**: `{r["command"]}` ({r["date"]}, {r["processors"]} processors, ONNX Runtime {r["onnxRuntimePackage"]} package" +
+                                   $"{(r["parameters"] is null ? "" : $", {(double)r["parameters"]!:N0} parameters")}). " +
+                                   $"Best: batch {r["bestBatchSize"]} at {(double)r["bestEventsPerSecond"]!:N0} events/s, " +
+                                   $"{(r["speedupOverBatch1"] is null ? "no batch-1 run" : $"{(double)r["speedupOverBatch1"]!:0.0}× batch 1")}" +
+                                   $"{(r["gpuUtilizationAtBestPercent"] is null ? "" : $", GPU utilization {(double)r["gpuUtilizationAtBestPercent"]!:0} %")}.");
+            }
+            md.AppendLine();
+            md.Append("| batch |");
+            foreach (var r in list) md.Append(inv, $" {r["label"]} events/s | ms/batch (p99) |");
+            md.AppendLine();
+            md.Append("|---:|");
+            foreach (var _ in list) md.Append("---:|---:|");
+            md.AppendLine();
+            foreach (var size in list.SelectMany(r => r["rows"]!.AsArray().Select(x => (int)x!["batchSize"]!)).Distinct().Order())
+            {
+                md.Append(inv, $"| {size} |");
+                foreach (var r in list)
+                {
+                    var row = r["rows"]!.AsArray().FirstOrDefault(x => (int)x!["batchSize"]! == size);
+                    if (row is null) md.Append(" | |");
+                    else md.Append(inv, $" {(double)row["eventsPerSecond"]!:N0}{(row["gpuUtilizationPercent"] is null ? "" : $" (GPU {(double)row["gpuUtilizationPercent"]!:0} %)")} | {(double)row["meanMs"]!:0.000} ({(double)row["p99Ms"]!:0.000}) |");
+                }
+                md.AppendLine();
+            }
+        }
+        return md.ToString();
+    }
+
+    /// <summary>nvidia-smi, where installed: the GPU's name, and its utilization sampled every 100 ms.</summary>
+    private sealed class NvidiaSmi : IDisposable
+    {
+        private readonly Process _process;
+        private readonly List<double> _samples = [];
+
+        private NvidiaSmi(Process process)
+        {
+            _process = process;
+            _process.OutputDataReceived += (_, e) =>
+            {
+                if (double.TryParse(e.Data?.Trim(), NumberStyles.Float, CultureInfo.InvariantCulture, out var v)) lock (_samples) _samples.Add(v);
+            };
+            _process.BeginOutputReadLine();
+        }
+
+        public static string? Query(int device, string field)
+        {
+            try
+            {
+                using var p = Process.Start(new ProcessStartInfo("nvidia-smi", $"--query-gpu={field} --format=csv,noheader,nounits -i {device}")
+                {
+                    RedirectStandardOutput = true, RedirectStandardError = true, UseShellExecute = false,
+                })!;
+                var text = p.StandardOutput.ReadToEnd().Trim();
+                p.WaitForExit(10_000);
+                return p.ExitCode == 0 && text.Length > 0 ? text : null;
+            }
+            catch (System.ComponentModel.Win32Exception)
+            {
+                return null;   // not installed
+            }
+        }
+
+        public static NvidiaSmi? StartSampling(int device)
+        {
+            try
+            {
+                var p = Process.Start(new ProcessStartInfo("nvidia-smi", $"--query-gpu=utilization.gpu --format=csv,noheader,nounits -i {device} -lms 100")
+                {
+                    RedirectStandardOutput = true, RedirectStandardError = true, UseShellExecute = false,
+                })!;
+                return new NvidiaSmi(p);
+            }
+            catch (System.ComponentModel.Win32Exception)
+            {
+                return null;
+            }
+        }
+
+        /// <summary>Mean utilization over the samples taken while measuring (the first, taken before the load, is dropped).</summary>
+        public double? StopAndAverage()
+        {
+            if (!_process.HasExited) _process.Kill();
+            _process.WaitForExit(5_000);
+            lock (_samples) return _samples.Count > 1 ? _samples.Skip(1).Average() : _samples.Count == 1 ? _samples[0] : null;
+        }
+
+        public void Dispose() => _process.Dispose();
+    }
+}
