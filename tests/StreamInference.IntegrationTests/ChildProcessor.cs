@@ -38,6 +38,12 @@ public sealed partial class ChildProcessor : IDisposable
             info.ArgumentList.Add("--set");
             info.ArgumentList.Add($"{key}={value}");
         }
+        // Only the settings given here: none from the environment this test runs in.
+        foreach (var key in info.Environment.Keys.ToList())
+        {
+            if (key.StartsWith("STREAMINFERENCE__", StringComparison.OrdinalIgnoreCase) || key is "KAFKA_BOOTSTRAP_SERVERS" or "SCHEMA_REGISTRY_URL" or "REDIS_URL")
+                info.Environment.Remove(key);
+        }
         info.Environment["DOTNET_gcServer"] = "0";
         return new ChildProcessor(Process.Start(info) ?? throw new InvalidOperationException("could not start the processor"));
     }
@@ -65,11 +71,17 @@ public sealed partial class ChildProcessor : IDisposable
     /// <summary>Completes when the consumer group assigned partitions to this process.</summary>
     public Task Assigned => _assigned.Task;
 
+    /// <summary>The port of /metrics, /healthz and /readyz, once Kestrel has said where it listens (Http:Port=0 picks one).</summary>
+    public Task<int> ListeningPort => _port.Task;
+    private readonly TaskCompletionSource<int> _port = new(TaskCreationOptions.RunContinuationsAsynchronously);
+
     private void OnLine(string? line)
     {
         if (line is null) return;
         _lines.Enqueue(line);
         if (line.Contains("Assigned ", StringComparison.Ordinal) && line.Contains("partition(s)", StringComparison.Ordinal)) _assigned.TrySetResult();
+        var listening = line.IndexOf("Now listening on: ", StringComparison.Ordinal);
+        if (listening >= 0 && Uri.TryCreate(line[(listening + "Now listening on: ".Length)..].Trim(), UriKind.Absolute, out var uri)) _port.TrySetResult(uri.Port);
     }
 
     public void Kill() => Signal(9);

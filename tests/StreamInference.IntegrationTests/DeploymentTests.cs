@@ -57,7 +57,10 @@ public sealed partial class DeploymentTests(ServicesFixture services, ITestOutpu
         // The topics kafka-init creates are the ones the processor uses, and the input's partition
         // count bounds the replicas KEDA may start.
         var init = string.Join(" ", List(Map(svc["kafka-init"])["command"]).Select(Text));
-        var topics = TopicSpec().Matches(init).ToDictionary(m => m.Groups[1].Value, m => int.Parse(m.Groups[2].Value, CultureInfo.InvariantCulture));
+        var specs = TopicLoop().Match(init);
+        Assert.True(specs.Success, "kafka-init: no `for spec in <topic>:<partitions> …; do` loop");
+        var topics = specs.Groups[1].Value.Split(' ', StringSplitOptions.RemoveEmptyEntries).Select(t => t.Split(':'))
+            .ToDictionary(t => t[0], t => int.Parse(t[1], CultureInfo.InvariantCulture));
         var processorEnv = Environment(Map(svc["processor"]));
         foreach (var key in new[] { "InputTopic", "OutputTopic", "DeadLetterTopic" })
             Assert.True(topics.ContainsKey(processorEnv[$"STREAMINFERENCE__Kafka__{key}"]), $"kafka-init does not create Kafka:{key}");
@@ -67,11 +70,12 @@ public sealed partial class DeploymentTests(ServicesFixture services, ITestOutpu
         foreach (var service in new[] { "processor", "producer" })
             await AssertCommandAcceptsOptionsAsync(List(Map(svc[service])["command"]).Select(Text).ToList());
 
-        // Kubernetes: every file of the kustomization parses; the objects refer to each other correctly.
-        var k8s = Path.Combine("deploy", "k8s");
+        // Kubernetes: every file of the base parses; the objects refer to each other correctly.
+        var k8s = Path.Combine("deploy", "k8s", "base");
         var kustomization = Map(LoadYaml(Path.Combine(k8s, "kustomization.yaml")).Single());
         var objects = List(kustomization["resources"]).Select(Text).SelectMany(f => LoadYaml(Path.Combine(k8s, f))).Select(Map).ToList();
         var secret = Map(LoadYaml(Path.Combine(k8s, "secret.example.yaml")).Single());
+        Assert.Equal(Text(kustomization["namespace"]), Text(Map(secret["metadata"])["namespace"]));
         Dictionary<string, object> Kind(string kind) => Assert.Single(objects, o => Text(o["kind"]) == kind);
         var deployment = Kind("Deployment");
         var configMap = Kind("ConfigMap");
@@ -109,8 +113,19 @@ public sealed partial class DeploymentTests(ServicesFixture services, ITestOutpu
         Assert.True(int.Parse(Text(Map(scaledObject["spec"])["maxReplicaCount"]), CultureInfo.InvariantCulture) <= topics[settings["STREAMINFERENCE__Kafka__InputTopic"]],
             "KEDA may start more replicas than the input topic has partitions");
 
+        // The variants set the image the base's container names, and are not inside the base (kustomize refuses that).
+        var baseImage = Text(container["image"]);
+        Assert.False(Map(deployment["spec"]).ContainsKey("replicas"), "the Deployment sets replicas, which KEDA's autoscaler owns");
+        foreach (var variant in new[] { Path.Combine("deploy", "k8s"), Path.Combine("deploy", "k8s", "gpu") })
+        {
+            var variantFile = Map(LoadYaml(Path.Combine(variant, "kustomization.yaml")).Single());
+            Assert.Contains(List(variantFile["resources"]).Select(Text), r => Path.GetFullPath(Path.Combine(Root, variant, r)) == Path.GetFullPath(Path.Combine(Root, k8s)));
+            Assert.Equal(baseImage, Text(Map(Assert.Single(List(variantFile["images"])))["name"]));
+        }
+        await AssertKustomizeRendersAsync(Name(configMap));
+
         // The GPU overlay: GPU nodes, a GPU per pod, the CUDA device.
-        var gpu = Path.Combine(k8s, "gpu");
+        var gpu = Path.Combine("deploy", "k8s", "gpu");
         var overlay = Map(LoadYaml(Path.Combine(gpu, "kustomization.yaml")).Single());
         var patches = List(overlay["patches"]).Select(p => Map(LoadYaml(Path.Combine(gpu, Text(Map(p)["path"]))).Single())).ToList();
         var gpuPod = Map(Map(Map(patches.Single(p => Text(p["kind"]) == "Deployment")["spec"])["template"])["spec"]);
@@ -122,7 +137,13 @@ public sealed partial class DeploymentTests(ServicesFixture services, ITestOutpu
 
         // Every setting, as the process gets it, through the real CLI.
         await AssertAcceptedAsync("docker-compose.yml processor", processorEnv);
-        await AssertAcceptedAsync("docker-compose.yml producer", Environment(Map(svc["producer"])));
+        // The producer (`produce`) reads only the well-known variables, and says so in its help.
+        var producerHelp = (await RunCliAsync(["produce", "--help"], new Dictionary<string, string>())).Stdout;
+        foreach (var name in Environment(Map(svc["producer"])).Keys)
+        {
+            Assert.Contains(name, WellKnownVariables);
+            Assert.Contains("env " + name, producerHelp);
+        }
         await AssertAcceptedAsync("deploy/k8s (ConfigMap + Secret)", settings);
         await AssertAcceptedAsync("deploy/k8s/gpu", settings.Concat(gpuEnv).GroupBy(kv => kv.Key).ToDictionary(g => g.Key, g => g.Last().Value));
 
@@ -131,6 +152,42 @@ public sealed partial class DeploymentTests(ServicesFixture services, ITestOutpu
         Assert.Equal(2, code);
         Assert.Contains("did you mean Pipeline:MaxBatchSize", error);
     }
+
+    /// <summary>
+    /// Renders both variants with kustomize (kubectl's), where installed: every object lands in the
+    /// namespace, each variant runs its own image, the GPU patch merges into the base's container.
+    /// </summary>
+    private async Task AssertKustomizeRendersAsync(string configMapName)
+    {
+        if (!ToolOnPath("kubectl"))
+        {
+            output.WriteLine("kubectl is not installed: the kustomizations were parsed, not rendered");
+            return;
+        }
+        foreach (var variant in new[] { Path.Combine("deploy", "k8s"), Path.Combine("deploy", "k8s", "gpu") })
+        {
+            var (code, rendered, error) = await RunAsync("kubectl", ["kustomize", Path.Combine(Root, variant)], new Dictionary<string, string>());
+            Assert.True(code == 0, $"kubectl kustomize {variant}: {error}");
+            var objects = LoadYamlText(rendered, variant).Select(Map).ToList();
+            foreach (var o in objects.Where(o => Text(o["kind"]) != "Namespace"))
+                Assert.Equal("streaminference", Text(Map(o["metadata"])["namespace"]));
+            var image = Map(Assert.Single(List(Map(LoadYaml(Path.Combine(variant, "kustomization.yaml")).Single())["images"])));
+            var pod = Map(Map(Map(objects.Single(o => Text(o["kind"]) == "Deployment")["spec"])["template"])["spec"]);
+            var container = Map(Assert.Single(List(pod["containers"])));
+            Assert.Equal($"{Text(image["newName"])}:{Text(image["newTag"])}", Text(container["image"]));
+            Assert.Contains(List(container["envFrom"]).Select(Map), e => e.TryGetValue("configMapRef", out var r) && Text(Map(r)["name"]) == configMapName);
+            if (variant.EndsWith("gpu", StringComparison.Ordinal))
+            {
+                Assert.EndsWith("-gpu", Text(image["newTag"]));
+                Assert.Equal("1", Text(Map(Map(container["resources"])["limits"])["nvidia.com/gpu"]));
+                Assert.True(Map(pod["nodeSelector"]).Count > 0);
+            }
+            output.WriteLine($"kubectl kustomize {variant}: {objects.Count} objects, image {Text(container["image"])}");
+        }
+    }
+
+    private static bool ToolOnPath(string tool) =>
+        (System.Environment.GetEnvironmentVariable("PATH") ?? "").Split(Path.PathSeparator).Any(d => d.Length > 0 && File.Exists(Path.Combine(d, tool)));
 
     /// <summary>
     /// Runs <c>serve --print-config</c> with exactly these environment variables: it binds and validates
@@ -193,7 +250,6 @@ public sealed partial class DeploymentTests(ServicesFixture services, ITestOutpu
         var dlq = await services.CreateTopicAsync("deploy-dlq", 1);
         var drift = await services.CreateTopicAsync("deploy-drift", 1);
         var o = services.ProcessorOptions(input, predictions, dlq, "deploy-" + Guid.NewGuid().ToString("N"));
-        var port = FreePort();
         using var child = ChildProcessor.Start(new Dictionary<string, string>
         {
             ["Kafka:BootstrapServers"] = o.Kafka.BootstrapServers,
@@ -211,7 +267,7 @@ public sealed partial class DeploymentTests(ServicesFixture services, ITestOutpu
             ["Drift:Topic"] = drift,
             ["Drift:WindowEvents"] = "250",
             ["Http:Host"] = "127.0.0.1",
-            ["Http:Port"] = port.ToString(CultureInfo.InvariantCulture),
+            ["Http:Port"] = "0",
         });
         var done = await Task.WhenAny(child.Assigned, Task.Delay(TimeSpan.FromSeconds(90)));
         Assert.True(done == child.Assigned, $"no partitions assigned within 90 s:{System.Environment.NewLine}{child.Tail()}");
@@ -222,6 +278,7 @@ public sealed partial class DeploymentTests(ServicesFixture services, ITestOutpu
                 new ProduceOptions { Topic = input, Events = 1_200, BadRate = 0.05, Seed = 909 }, null, CancellationToken.None);
         }
 
+        var port = await child.ListeningPort.WaitAsync(TimeSpan.FromSeconds(30));
         using var http = new HttpClient { BaseAddress = new Uri($"http://127.0.0.1:{port}") };
         var exposition = "";
         var limit = Stopwatch.StartNew();
@@ -331,7 +388,7 @@ public sealed partial class DeploymentTests(ServicesFixture services, ITestOutpu
 
     private static IEnumerable<string> ProbePaths()
     {
-        var deployment = Map(LoadYaml(Path.Combine("deploy", "k8s", "deployment.yaml")).Single());
+        var deployment = Map(LoadYaml(Path.Combine("deploy", "k8s", "base", "deployment.yaml")).Single());
         var container = Map(List(Map(Map(Map(deployment["spec"])["template"])["spec"])["containers"])[0]);
         foreach (var probe in new[] { "startupProbe", "livenessProbe", "readinessProbe" })
             yield return Text(Map(Map(container[probe])["httpGet"])["path"]);
@@ -376,6 +433,7 @@ public sealed partial class DeploymentTests(ServicesFixture services, ITestOutpu
 
         var copied = new List<string>();
         string? restoredBefore = null;
+        string? restoreFlags = null;
         foreach (var i in instructions)
         {
             if (i.Keyword == "COPY" && !i.Arguments.StartsWith("--from", StringComparison.Ordinal))
@@ -389,7 +447,17 @@ public sealed partial class DeploymentTests(ServicesFixture services, ITestOutpu
                     copied.Add(source.TrimEnd('/'));
                 }
             }
-            if (i.Keyword == "RUN" && i.Arguments.Contains("dotnet restore", StringComparison.Ordinal)) restoredBefore ??= string.Join("\n", copied);
+            if (i.Keyword == "RUN" && i.Arguments.Contains("dotnet restore", StringComparison.Ordinal))
+            {
+                restoredBefore ??= string.Join("\n", copied);
+                restoreFlags = BuildFlags(i.Arguments);
+            }
+            if (i.Keyword == "RUN" && i.Arguments.Contains("dotnet publish", StringComparison.Ordinal))
+            {
+                // publish --no-restore uses what restore resolved: the same platform, self-containment and packages.
+                Assert.Contains("--no-restore", i.Arguments);
+                Assert.Equal(restoreFlags, BuildFlags(i.Arguments));
+            }
             if (i.Keyword == "RUN" && DotnetVerb().Match(i.Arguments) is { Success: true } verb)
             {
                 var project = verb.Groups[2].Value;
@@ -428,6 +496,21 @@ public sealed partial class DeploymentTests(ServicesFixture services, ITestOutpu
             Assert.Contains(instructions, i => i.Keyword == "RUN" && i.Arguments.Contains("-p:OnnxRuntimeFlavor=Gpu", StringComparison.Ordinal) && i.Arguments.Contains("publish", StringComparison.Ordinal));
     }
 
+    /// <summary>The arguments restore and publish must agree on, normalized: platform, self-containment, ONNX Runtime flavor.</summary>
+    private static string BuildFlags(string command)
+    {
+        var tokens = command.Split(' ', StringSplitOptions.RemoveEmptyEntries);
+        string Value(params string[] names)
+        {
+            var at = Array.FindIndex(tokens, t => names.Contains(t));
+            return at >= 0 && at + 1 < tokens.Length ? tokens[at + 1] : "";
+        }
+        string Property(string name) =>
+            tokens.Where(t => t.StartsWith($"-p:{name}=", StringComparison.OrdinalIgnoreCase)).Select(t => t[(t.IndexOf('=') + 1)..]).LastOrDefault() ?? "";
+        var selfContained = Property("SelfContained") is { Length: > 0 } p ? p : Value("--self-contained", "--sc") is { Length: > 0 } v ? v : "false";
+        return $"runtime={Value("-r", "--runtime")} arch={Value("-a", "--arch")} self-contained={selfContained.ToLowerInvariant()} flavor={Property("OnnxRuntimeFlavor")}";
+    }
+
     private static IEnumerable<string> ProjectClosure(string csproj)
     {
         var seen = new HashSet<string>(StringComparer.Ordinal);
@@ -463,8 +546,13 @@ public sealed partial class DeploymentTests(ServicesFixture services, ITestOutpu
     {
         var path = Path.Combine(Root, relative);
         Assert.True(File.Exists(path), $"{relative} does not exist");
+        return LoadYamlText(File.ReadAllText(path), relative);
+    }
+
+    private static List<object> LoadYamlText(string text, string relative)
+    {
         var deserializer = new DeserializerBuilder().Build();
-        var parser = new MergingParser(new Parser(new StringReader(File.ReadAllText(path))));
+        var parser = new MergingParser(new Parser(new StringReader(text)));
         parser.Consume<StreamStart>();
         var docs = new List<object>();
         try
@@ -509,29 +597,32 @@ public sealed partial class DeploymentTests(ServicesFixture services, ITestOutpu
         var other => throw new InvalidDataException($"environment: unexpected {other?.GetType().Name}"),
     };
 
-    private static int FreePort()
-    {
-        using var listener = new TcpListener(IPAddress.Loopback, 0);
-        listener.Start();
-        return ((IPEndPoint)listener.LocalEndpoint).Port;
-    }
-
     /// <summary>The CLI with exactly the given settings variables (the test process's own are removed).</summary>
-    private static async Task<(int Code, string Stdout, string Stderr)> RunCliAsync(IEnumerable<string> args, IReadOnlyDictionary<string, string> environment)
+    private static Task<(int Code, string Stdout, string Stderr)> RunCliAsync(IEnumerable<string> args, IReadOnlyDictionary<string, string> environment) =>
+        RunAsync("dotnet", [ChildProcessor.CliPath, .. args], environment);
+
+    private static async Task<(int Code, string Stdout, string Stderr)> RunAsync(string program, IEnumerable<string> args, IReadOnlyDictionary<string, string> environment)
     {
-        var info = new ProcessStartInfo("dotnet") { RedirectStandardOutput = true, RedirectStandardError = true, UseShellExecute = false };
-        info.ArgumentList.Add(ChildProcessor.CliPath);
+        var info = new ProcessStartInfo(program) { RedirectStandardOutput = true, RedirectStandardError = true, UseShellExecute = false };
         foreach (var a in args) info.ArgumentList.Add(a);
         foreach (var key in info.Environment.Keys.ToList())
         {
-            if (key.StartsWith("STREAMINFERENCE__", StringComparison.Ordinal) || WellKnownVariables.Contains(key)) info.Environment.Remove(key);
+            if (key.StartsWith("STREAMINFERENCE__", StringComparison.OrdinalIgnoreCase) || WellKnownVariables.Contains(key, StringComparer.OrdinalIgnoreCase)) info.Environment.Remove(key);
         }
         foreach (var (k, v) in environment) info.Environment[k] = v;
         using var process = Process.Start(info)!;
         var stdout = process.StandardOutput.ReadToEndAsync();
         var stderr = process.StandardError.ReadToEndAsync();
         using var cts = new CancellationTokenSource(TimeSpan.FromSeconds(60));
-        await process.WaitForExitAsync(cts.Token);
+        try
+        {
+            await process.WaitForExitAsync(cts.Token);
+        }
+        catch (OperationCanceledException)
+        {
+            process.Kill(entireProcessTree: true);
+            throw new TimeoutException($"{program} {string.Join(' ', args)} did not finish within 60 s");
+        }
         return (process.ExitCode, await stdout, await stderr);
     }
 
@@ -549,8 +640,8 @@ public sealed partial class DeploymentTests(ServicesFixture services, ITestOutpu
     [GeneratedRegex(@"\bstreaminference_[a-zA-Z0-9_]+")]
     private static partial Regex MetricName();
 
-    [GeneratedRegex(@"([a-z][a-z0-9.-]*):(\d+)")]
-    private static partial Regex TopicSpec();
+    [GeneratedRegex(@"for spec in ([a-z0-9.:\- ]+);")]
+    private static partial Regex TopicLoop();
 
     [GeneratedRegex(@"dotnet run --project (\S+)")]
     private static partial Regex ReadmeProject();

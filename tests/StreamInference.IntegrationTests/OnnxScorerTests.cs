@@ -115,6 +115,28 @@ public sealed class OnnxScorerTests : IDisposable
     }
 
     [Fact]
+    public void BatchAutotune_Chooses_TheSmallestBatchNearTheBestThroughput_WithinTheBudget()
+    {
+        static BatchMeasurement M(int size, double perSecond, double p99) => new(size, 10, perSecond, p99, p99, p99);
+        var measured = new[] { M(1, 1_000, 0.5), M(2, 1_900, 0.6), M(4, 3_000, 1.0), M(8, 3_100, 2.0), M(16, 3_120, 4.0), M(32, 3_130, 30.0) };
+        Assert.Equal(4, BatchSweep.Choose(measured, budgetMs: 10));    // 3,000 is within 5 % of the best fitting (3,120)
+        Assert.Equal(2, BatchSweep.Choose(measured, budgetMs: 0.8));   // only 1 and 2 fit
+        Assert.Equal(1, BatchSweep.Choose(measured, budgetMs: 0.1));   // nothing fits: the fastest single call
+        Assert.Equal([1, 2, 4, 8, 16, 24], BatchSweep.Candidates(24).ToArray());
+
+        // On a real session: a generous budget measures every candidate up to the ceiling; an
+        // impossible one stops after the first and serves batches of 1.
+        using var scorer = new OnnxScorer(SingleColumnModel(), Plan);
+        var generous = BatchSweep.Autotune(scorer, Plan, 64, TimeSpan.FromSeconds(5), TimeSpan.FromMilliseconds(20));
+        Assert.Equal([1, 2, 4, 8, 16, 32, 64], generous.Measurements.Select(m => m.BatchSize).ToArray());
+        Assert.All(generous.Measurements, m => Assert.True(m.Runs >= 5 && m.EventsPerSecond > 0));
+        Assert.Equal(BatchSweep.Choose(generous.Measurements, 5_000), generous.Chosen);
+        var impossible = BatchSweep.Autotune(scorer, Plan, 64, TimeSpan.FromTicks(1), TimeSpan.FromMilliseconds(20));
+        Assert.Single(impossible.Measurements);
+        Assert.Equal(1, impossible.Chosen);
+    }
+
+    [Fact]
     public void Device_Cpu_RunsOnTheCpu()
     {
         using var scorer = new OnnxScorer(SingleColumnModel(), Plan, new OnnxScorerOptions { Device = ExecutionDevice.Cpu });

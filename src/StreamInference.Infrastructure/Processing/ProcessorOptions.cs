@@ -144,6 +144,15 @@ public sealed class ModelOptions
     /// logged). 0 turns watching off.
     /// </summary>
     public int WatchIntervalMs { get; set; } = 10_000;
+    /// <summary>
+    /// At model load, time scoring at batch sizes 1, 2, 4, … up to Pipeline:MaxBatchSize and serve with the
+    /// smallest one whose throughput is within 5 % of the best among those whose p99 time per batch fits
+    /// BatchLatencyBudgetMs (logged, and exported as streaminference_batch_size_limit). Worth it for large
+    /// models, on GPUs above all; the example logistic regression is fastest at the ceiling anyway.
+    /// </summary>
+    public bool AutotuneBatchSize { get; set; }
+    /// <summary>Autotune: the longest a single scoring call may take (p99), in milliseconds.</summary>
+    public double BatchLatencyBudgetMs { get; set; } = 20;
     /// <summary>A batch the model fails to score (twice): DeadLetter its records (reason model-error) and go on, or Stop.</summary>
     public ModelErrorPolicy OnError { get; set; } = ModelErrorPolicy.DeadLetter;
 }
@@ -172,9 +181,10 @@ public sealed class PipelineSettings
     /// <summary>On shutdown, how long to wait for in-flight records to be published and acknowledged.</summary>
     public int ShutdownTimeoutMs { get; set; } = 15000;
 
-    public PipelineOptions ToPipelineOptions(RedisOptions redis, ModelOptions model) => new()
+    /// <param name="maxBatchSize">The autotuned batch size, when Model:AutotuneBatchSize chose one.</param>
+    public PipelineOptions ToPipelineOptions(RedisOptions redis, ModelOptions model, int? maxBatchSize = null) => new()
     {
-        MaxBatchSize = MaxBatchSize,
+        MaxBatchSize = maxBatchSize ?? MaxBatchSize,
         MaxBatchDelay = TimeSpan.FromMilliseconds(MaxBatchDelayMs),
         InputQueueCapacity = InputQueueCapacity,
         MaxInFlightBatches = MaxInFlightBatches,
@@ -236,6 +246,8 @@ public static class ProcessorOptionsValidator
         Require(o.Model.Name, "Model:Name");
         Require(o.Model.Version, "Model:Version");
         Range(o.Model.WatchIntervalMs, 0, 86_400_000, "Model:WatchIntervalMs");
+        if (!(o.Model.BatchLatencyBudgetMs is > 0 and <= 60_000))
+            errors.Add($"Model:BatchLatencyBudgetMs must be above 0 and at most 60000 (was {o.Model.BatchLatencyBudgetMs}).");
         if (!string.IsNullOrWhiteSpace(o.Model.Repository) && !Directory.Exists(resolvePath(o.Model.Repository)))
             errors.Add($"Model:Repository: directory '{o.Model.Repository}' does not exist.");
         FileExists(o.Features.Definition, "Features:Definition");

@@ -118,6 +118,24 @@ public sealed partial class StreamProcessor
         if (device.Kind == ExecutionDeviceKind.Auto)
             scorerOptions.Device = initial.ExecutionProvider == "cpu" ? ExecutionDevice.Cpu : new ExecutionDevice(ExecutionDeviceKind.Cuda, device.DeviceId);
 
+        var batchLimit = _options.Pipeline.MaxBatchSize;
+        if (_options.Model.AutotuneBatchSize)
+        {
+            // Measured once per process: a restart after a failure reuses the choice.
+            _autotune ??= BatchSweep.Autotune(initial, plan, _options.Pipeline.MaxBatchSize,
+                TimeSpan.FromMilliseconds(_options.Model.BatchLatencyBudgetMs), TimeSpan.FromMilliseconds(300));
+            batchLimit = _autotune.Chosen;
+            var measured = _metricFactory.CreateGauge("streaminference_autotune_events_per_second",
+                "Scoring throughput the batch-size autotune measured at model load, per batch size.", ["batch_size"]);
+            foreach (var m in _autotune.Measurements)
+                measured.WithLabels(m.BatchSize.ToString(System.Globalization.CultureInfo.InvariantCulture)).Set(m.EventsPerSecond);
+            Log.Autotuned(_log, batchLimit, _autotune.ChosenMeasurement.EventsPerSecond, _autotune.ChosenMeasurement.P99Ms, _autotune.BudgetMs,
+                string.Join(", ", _autotune.Measurements.Select(m => string.Create(System.Globalization.CultureInfo.InvariantCulture,
+                    $"{m.BatchSize}: {m.EventsPerSecond:N0}/s p99 {m.P99Ms:0.###} ms"))));
+        }
+        _metricFactory.CreateGauge("streaminference_batch_size_limit",
+            "Largest micro-batch the pipeline forms: Pipeline:MaxBatchSize, or what Model:AutotuneBatchSize chose below it.").Set(batchLimit);
+
         var k = _options.Kafka;
         var metrics = new ProcessorMetrics(_metricFactory, plan, k.InputTopic, k.OutputTopic, _loggers.CreateLogger<ProcessorMetrics>());
         metrics.ModelInfo.WithLabels(initial.ModelName, initial.ModelVersion).Set(1);
@@ -191,7 +209,7 @@ public sealed partial class StreamProcessor
             observer = new CompositeObserver(observer, drift);
         }
         if (Observer is not null) observer = new CompositeObserver(observer, Observer);
-        var topology = new PipelineTopology(_options.Pipeline.ToPipelineOptions(_options.Redis, _options.Model), plan, decoder, store, scorer, sink, observer);
+        var topology = new PipelineTopology(_options.Pipeline.ToPipelineOptions(_options.Redis, _options.Model, batchLimit), plan, decoder, store, scorer, sink, observer);
 
         using var consumer = new KafkaConsumerLoop(ConsumerConfigFor(k), [k.InputTopic], topology, metrics,
             _loggers.CreateLogger<KafkaConsumerLoop>(), TimeSpan.FromMilliseconds(k.RevokeDrainTimeoutMs), transactions,
@@ -301,8 +319,13 @@ public sealed partial class StreamProcessor
         return config;
     }
 
+    private AutotuneResult? _autotune;
+
     private static partial class Log
     {
+        [LoggerMessage(Level = LogLevel.Information, Message = "Batch size autotune: serving batches of up to {BatchSize} ({EventsPerSecond:N0} events/s, p99 {P99Ms:0.###} ms per batch, budget {BudgetMs} ms); measured {Measurements}")]
+        public static partial void Autotuned(ILogger logger, int batchSize, double eventsPerSecond, double p99Ms, double budgetMs, string measurements);
+
         [LoggerMessage(Level = LogLevel.Warning, Message = "Model:Device=auto: running on the CPU; {Reason}")]
         public static partial void DeviceFallback(ILogger logger, string reason);
 

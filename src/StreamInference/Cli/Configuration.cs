@@ -65,7 +65,8 @@ public static class ProcessorConfiguration
     private static void CheckKeys(IConfigurationSection section, Type owner, List<string> errors)
     {
         var settings = owner.GetProperties(BindingFlags.Public | BindingFlags.Instance)
-            .Where(p => p.CanWrite && p.GetIndexParameters().Length == 0)
+            // What ConfigurationBinder binds: public getter, and a public setter or a complex value to fill in.
+            .Where(p => p.GetMethod?.IsPublic == true && p.GetIndexParameters().Length == 0 && (p.SetMethod?.IsPublic == true || !IsValue(p.PropertyType)))
             .ToDictionary(p => p.Name, StringComparer.OrdinalIgnoreCase);
         if (!settings.TryGetValue(section.Key, out var setting))
         {
@@ -78,6 +79,8 @@ public static class ProcessorConfiguration
             return;
         }
         var type = Nullable.GetUnderlyingType(setting.PropertyType) ?? setting.PropertyType;
+        // Collections (arrays, lists, dictionaries) take any index or key.
+        if (type != typeof(string) && typeof(System.Collections.IEnumerable).IsAssignableFrom(type)) return;
         var children = section.GetChildren().ToList();
         if (IsValue(type))
         {
@@ -87,8 +90,12 @@ public static class ProcessorConfiguration
         foreach (var child in children) CheckKeys(child, type, errors);
     }
 
-    private static bool IsValue(Type t) =>
-        t.IsPrimitive || t.IsEnum || t == typeof(string) || t == typeof(decimal) || t == typeof(TimeSpan) || t == typeof(Uri) || t.IsArray;
+    private static bool IsValue(Type t)
+    {
+        t = Nullable.GetUnderlyingType(t) ?? t;
+        return t.IsPrimitive || t.IsEnum || t == typeof(string) || t == typeof(decimal) || t == typeof(TimeSpan) || t == typeof(Uri)
+               || t == typeof(DateTime) || t == typeof(DateTimeOffset) || t == typeof(Guid);
+    }
 
     private static int EditDistance(string a, string b)
     {
