@@ -12,6 +12,12 @@ public sealed class OnnxScorerOptions
 
     /// <summary>Where the model runs (<see cref="ExecutionDevice"/>).</summary>
     public ExecutionDevice Device { get; set; } = ExecutionDevice.Cpu;
+
+    /// <summary>
+    /// CUDA execution provider options (ONNX Runtime's names: gpu_mem_limit, arena_extend_strategy,
+    /// cudnn_conv_algo_search, do_copy_in_default_stream, …), applied on top of the device id.
+    /// </summary>
+    public IReadOnlyDictionary<string, string> CudaProviderOptions { get; set; } = new Dictionary<string, string>();
 }
 
 /// <summary>
@@ -109,7 +115,14 @@ public sealed class OnnxScorer : IScorer, IDisposable
         {
             try
             {
-                sessionOptions.AppendExecutionProvider_CUDA(id);
+                // Created inside the try: a CPU build of ONNX Runtime refuses the options object already.
+                using var provider = new OrtCUDAProviderOptions();
+                var settings = new Dictionary<string, string>(options?.CudaProviderOptions ?? new Dictionary<string, string>())
+                {
+                    ["device_id"] = id.ToString(System.Globalization.CultureInfo.InvariantCulture),
+                };
+                provider.UpdateOptions(settings);
+                sessionOptions.AppendExecutionProvider_CUDA(provider);
             }
             catch (Exception e) when (e is OnnxRuntimeException or EntryPointNotFoundException or DllNotFoundException or NotSupportedException)
             {

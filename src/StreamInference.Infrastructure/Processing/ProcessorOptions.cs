@@ -145,6 +145,12 @@ public sealed class ModelOptions
     /// </summary>
     public int WatchIntervalMs { get; set; } = 10_000;
     /// <summary>
+    /// CUDA execution provider options by ONNX Runtime's names, e.g. Model:Cuda:gpu_mem_limit=8589934592,
+    /// Model:Cuda:arena_extend_strategy=kSameAsRequested, Model:Cuda:cudnn_conv_algo_search=HEURISTIC
+    /// (device_id comes from Model:Device). Unknown names fail at start, with ONNX Runtime's message.
+    /// </summary>
+    public Dictionary<string, string> Cuda { get; set; } = new(StringComparer.Ordinal);
+    /// <summary>
     /// At model load, time scoring at batch sizes 1, 2, 4, … up to Pipeline:MaxBatchSize and serve with the
     /// smallest one whose throughput is within 5 % of the best among those whose p99 time per batch fits
     /// BatchLatencyBudgetMs (logged, and exported as streaminference_batch_size_limit). Worth it for large

@@ -69,6 +69,11 @@ public static class ConfigurationPrinter
             var v = p.GetValue(value);
             var key = $"{prefix}:{p.Name}";
             if (v is Confluent.Kafka.Config) foreach (var line in Flatten(key, v)) yield return line;
+            else if (v is IDictionary<string, string> map)
+            {
+                foreach (var (k, item) in map.OrderBy(e => e.Key, StringComparer.Ordinal))
+                    yield return $"{key}:{k} = {Secrets.Redact($"{key}:{k}", item)}";
+            }
             else if (v is null || v is string || v.GetType().IsPrimitive || v is Enum || v is TimeSpan || v is decimal)
                 yield return $"{key} = {Secrets.Redact(key, Convert.ToString(v, System.Globalization.CultureInfo.InvariantCulture))}";
         }

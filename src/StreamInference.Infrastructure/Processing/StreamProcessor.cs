@@ -110,7 +110,7 @@ public sealed partial class StreamProcessor
         var readerSchema = AvroSchema.Parse(await File.ReadAllTextAsync(_resolvePath(_options.Features.ReaderSchema), stop).ConfigureAwait(false));
         var modelDir = ModelRepository.Resolve(_resolvePath(_options.Model.Repository), _options.Model.Name, _options.Model.Version);
         ExecutionDevice.TryParse(_options.Model.Device, out var device, out _);
-        var scorerOptions = new OnnxScorerOptions { IntraOpThreads = _options.Model.IntraOpThreads, Device = device };
+        var scorerOptions = new OnnxScorerOptions { IntraOpThreads = _options.Model.IntraOpThreads, Device = device, CudaProviderOptions = _options.Model.Cuda };
         var initial = new OnnxScorer(modelDir, plan, scorerOptions);
         Log.ModelLoaded(_log, initial.ModelName, initial.ModelVersion, modelDir, plan.Name, plan.Version, plan.FeatureCount, initial.OutputWidth);
         if (initial.FallbackReason is { } why) Log.DeviceFallback(_log, why);

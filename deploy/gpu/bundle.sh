@@ -1,0 +1,72 @@
+#!/usr/bin/env bash
+# Builds a self-contained bundle of the processor for a GPU machine that has an NVIDIA driver and the
+# CUDA + cuDNN user-space libraries, but no .NET and no package registry:
+#
+#   deploy/gpu/bundle.sh [--flavor Gpu|Cpu] [--out artifacts/gpu-bundle] [--native-dir DIR]
+#
+#   --flavor Gpu  (default) references Microsoft.ML.OnnxRuntime.Gpu: ONNX Runtime built with the CUDA
+#                 execution provider (libonnxruntime_providers_cuda.so). Needs nuget.org.
+#   --flavor Cpu  the CPU package: the same bundle for CPU-only machines (and a check of this script
+#                 where the Gpu package cannot be restored).
+#   --native-dir  copy these ONNX Runtime native libraries over the published ones (for a provider
+#                 build obtained elsewhere; its version must match the managed package's API).
+#
+# Result: <out>/streaminference-linux-x64/ (self-contained publish: run ./streaminference, no .NET
+# needed) and <out>/streaminference-linux-x64.tar.xz. On the GPU machine:
+#
+#   tar -xJf streaminference-linux-x64.tar.xz && cd streaminference-linux-x64
+#   export LD_LIBRARY_PATH=<CUDA and cuDNN lib folders>:$LD_LIBRARY_PATH
+#   ./streaminference train --architecture wide-mlp --out data/models/fraud-mlp/1   # needs data/training.parquet:
+#   ./streaminference dev history && ./streaminference backfill                      #   (these two make it)
+#   ./streaminference bench model --model data/models/fraud-mlp/1 --device cuda --output docs/model-benchmarks
+set -euo pipefail
+cd "$(dirname "$0")/../.."
+
+flavor=Gpu
+out=artifacts/gpu-bundle
+native=""
+while [ $# -gt 0 ]; do
+  case "$1" in
+    --flavor) flavor="$2"; shift 2 ;;
+    --out) out="$2"; shift 2 ;;
+    --native-dir) native="$2"; shift 2 ;;
+    -h|--help) sed -n '2,23p' "$0"; exit 0 ;;
+    *) echo "unknown argument: $1 (see --help)" >&2; exit 2 ;;
+  esac
+done
+case "$flavor" in Gpu|Cpu) ;; *) echo "--flavor must be Gpu or Cpu (was '$flavor')" >&2; exit 2 ;; esac
+if [ -n "$native" ] && [ ! -d "$native" ]; then echo "--native-dir '$native' is not a directory" >&2; exit 2; fi
+
+name=streaminference-linux-x64
+dir="$out/$name"
+rm -rf "$dir" && mkdir -p "$out"
+
+echo "== restore ($flavor flavor of ONNX Runtime)"
+if ! dotnet restore src/StreamInference/StreamInference.csproj -r linux-x64 -p:SelfContained=true -p:OnnxRuntimeFlavor="$flavor"; then
+  if [ "$flavor" = Gpu ]; then
+    echo "Microsoft.ML.OnnxRuntime.Gpu could not be restored: it comes from nuget.org (check the package sources)," >&2
+    echo "or use --flavor Cpu with --native-dir pointing at a CUDA-enabled ONNX Runtime build." >&2
+  fi
+  exit 1
+fi
+echo "== publish (self-contained, linux-x64)"
+dotnet publish src/StreamInference/StreamInference.csproj -c Release -r linux-x64 -p:SelfContained=true \
+  -p:OnnxRuntimeFlavor="$flavor" --no-restore -o "$dir"
+# The CPU flavor leaves the repository's build restored for itself again.
+dotnet restore src/StreamInference/StreamInference.csproj > /dev/null
+
+if [ -n "$native" ]; then
+  echo "== native ONNX Runtime libraries from $native"
+  cp -v "$native"/libonnxruntime*.so* "$dir"/
+fi
+
+echo "== contents"
+ls -1 "$dir" | grep -E '^libonnxruntime|^librdkafka|^streaminference$' | sed 's/^/  /'
+if [ "$flavor" = Gpu ] && [ ! -e "$dir/libonnxruntime_providers_cuda.so" ]; then
+  echo "warning: no libonnxruntime_providers_cuda.so in the bundle: Model:Device=cuda will fail at start" >&2
+fi
+
+echo "== archive"
+tar -C "$out" -cf - "$name" | xz -T0 -6 > "$out/$name.tar.xz"
+size=$(stat -c %s "$out/$name.tar.xz")
+echo "$out/$name.tar.xz: $((size / 1024 / 1024)) MiB ($(du -sh "$dir" | cut -f1) unpacked)"
