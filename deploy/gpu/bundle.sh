@@ -55,6 +55,9 @@ dotnet publish src/StreamInference/StreamInference.csproj -c Release -r linux-x6
 # The CPU flavor leaves the repository's build restored for itself again.
 dotnet restore src/StreamInference/StreamInference.csproj > /dev/null
 
+# glibc only: the musl build of librdkafka is dead weight in this bundle.
+rm -f "$dir/alpine-librdkafka.so"
+
 if [ -n "$native" ]; then
   echo "== native ONNX Runtime libraries from $native"
   cp -v "$native"/libonnxruntime*.so* "$dir"/
