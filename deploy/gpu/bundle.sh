@@ -19,8 +19,9 @@
 #   ./streaminference train --architecture wide-mlp --out data/models/fraud-mlp/1   # needs data/training.parquet:
 #   ./streaminference dev history && ./streaminference backfill                      #   (these two make it)
 #   ./streaminference bench model --model data/models/fraud-mlp/1 --device cuda --output docs/model-benchmarks
+#   (docs/model-benchmarks.json ships with the bundle: copy it back to keep the CPU and GPU runs together)
 set -euo pipefail
-cd "$(dirname "$0")/../.."
+script="$(cd "$(dirname "$0")" && pwd)/$(basename "$0")"
 
 flavor=Gpu
 out=artifacts/gpu-bundle
@@ -30,16 +31,25 @@ while [ $# -gt 0 ]; do
     --flavor) flavor="$2"; shift 2 ;;
     --out) out="$2"; shift 2 ;;
     --native-dir) native="$2"; shift 2 ;;
-    -h|--help) sed -n '2,23p' "$0"; exit 0 ;;
+    -h|--help) sed -n '2,22p' "$script"; exit 0 ;;
     *) echo "unknown argument: $1 (see --help)" >&2; exit 2 ;;
   esac
 done
 case "$flavor" in Gpu|Cpu) ;; *) echo "--flavor must be Gpu or Cpu (was '$flavor')" >&2; exit 2 ;; esac
-if [ -n "$native" ] && [ ! -d "$native" ]; then echo "--native-dir '$native' is not a directory" >&2; exit 2; fi
+if [ -n "$native" ]; then
+  [ -d "$native" ] || { echo "--native-dir '$native' is not a directory" >&2; exit 2; }
+  compgen -G "$native/libonnxruntime*.so*" > /dev/null || { echo "--native-dir '$native' holds no libonnxruntime*.so" >&2; exit 2; }
+  native="$(cd "$native" && pwd)"
+fi
+# Paths given relative to where the script was called from; then work from the repository root.
+mkdir -p "$out" && out="$(cd "$out" && pwd)"
+cd "$(dirname "$script")/../.."
+# However this ends, leave the repository's own build restored for itself (no runtime, CPU flavor).
+trap 'dotnet restore src/StreamInference/StreamInference.csproj > /dev/null 2>&1 || true' EXIT
 
 name=streaminference-linux-x64
 dir="$out/$name"
-rm -rf "$dir" && mkdir -p "$out"
+rm -rf "$dir"
 
 echo "== restore ($flavor flavor of ONNX Runtime)"
 if ! dotnet restore src/StreamInference/StreamInference.csproj -r linux-x64 -p:SelfContained=true -p:OnnxRuntimeFlavor="$flavor"; then
@@ -52,8 +62,9 @@ fi
 echo "== publish (self-contained, linux-x64)"
 dotnet publish src/StreamInference/StreamInference.csproj -c Release -r linux-x64 -p:SelfContained=true \
   -p:OnnxRuntimeFlavor="$flavor" --no-restore -o "$dir"
-# The CPU flavor leaves the repository's build restored for itself again.
-dotnet restore src/StreamInference/StreamInference.csproj > /dev/null
+# Earlier results travel with the bundle, so a run there merges into the same file (copy it back).
+mkdir -p "$dir/docs"
+cp docs/model-benchmarks.json "$dir/docs/" 2>/dev/null || true
 
 # glibc only: the musl build of librdkafka is dead weight in this bundle.
 rm -f "$dir/alpine-librdkafka.so"

@@ -5,10 +5,14 @@ namespace StreamInference.Batch.Training;
 /// <summary>Shape of the large example model (<c>train --architecture wide-mlp</c>).</summary>
 public sealed record WideMlpShape(int Hidden = 4096, int Layers = 3, int Seed = 42)
 {
-    public void Validate()
+    /// <param name="features">Input width (the feature set's; 64 bounds it where it is not known yet).</param>
+    public void Validate(int features = 64)
     {
         if (Hidden is < 8 or > 65_536) throw new ArgumentException($"--hidden must be between 8 and 65536 (was {Hidden}).");
         if (Layers is < 1 or > 64) throw new ArgumentException($"--layers must be between 1 and 64 (was {Layers}).");
+        // One ONNX protobuf holds every weight: it must stay under 2 GB (and each layer under one array).
+        if ((long)Hidden * Hidden > int.MaxValue / 4 || Parameters(features) * 4L > 1_900_000_000L)
+            throw new ArgumentException($"--hidden {Hidden} --layers {Layers} gives {Parameters(features) * 4L / 1_000_000:N0} MB of weights; an ONNX file holds under 2 GB.");
     }
 
     /// <summary>Weights and biases of the residual branch (the logistic-regression path adds features + 1).</summary>
@@ -31,8 +35,8 @@ public static class WideMlp
 {
     public static OnnxGraph Build(string graphName, LogisticRegression model, double[] mean, double[] std, WideMlpShape shape)
     {
-        shape.Validate();
         var f = model.Weights.Length;
+        shape.Validate(f);
         var random = new Random(shape.Seed);
         var graph = new OnnxGraph(graphName)
             .InputMatrix("features", f)

@@ -29,6 +29,9 @@ public static class BatchSweep
         for (var i = 0; i < batchSize * plan.FeatureCount; i++) features[i] = (float)random.NextDouble();
         batch.OkCount = batchSize;
         for (var i = 0; i < warmUpRuns; i++) scorer.Score(batch);
+        // Garbage from earlier sizes is not this size's cost.
+        GC.Collect();
+        GC.WaitForPendingFinalizers();
 
         var times = new List<double>();
         var total = Stopwatch.StartNew();
@@ -41,7 +44,7 @@ public static class BatchSweep
         }
         times.Sort();
         var sum = times.Sum();
-        return new BatchMeasurement(batchSize, times.Count, batchSize * times.Count / (sum / 1000.0), sum / times.Count,
+        return new BatchMeasurement(batchSize, times.Count, (double)batchSize * times.Count / (sum / 1000.0), sum / times.Count,
             Percentile(times, 0.50), Percentile(times, 0.99));
     }
 
@@ -49,7 +52,7 @@ public static class BatchSweep
     /// Picks the batch size for serving: among candidates (powers of two up to <paramref name="ceiling"/>,
     /// and the ceiling) whose p99 time per batch fits <paramref name="budget"/>, the smallest whose
     /// throughput is within 5 % of the best one's (beyond that, bigger batches only add latency). When
-    /// nothing fits the budget, the fastest single batch: the smallest candidate.
+    /// nothing fits the budget, the fastest single batch: the smallest candidate (the caller warns).
     /// </summary>
     public static AutotuneResult Autotune(OnnxScorer scorer, FeaturePlan plan, int ceiling, TimeSpan budget, TimeSpan perCandidate)
     {
@@ -57,10 +60,19 @@ public static class BatchSweep
         var measurements = new List<BatchMeasurement>();
         foreach (var size in Candidates(ceiling))
         {
-            var m = Measure(scorer, plan, size, perCandidate);
+            BatchMeasurement m;
+            try
+            {
+                m = Measure(scorer, plan, size, perCandidate, minRuns: 10);
+            }
+            catch (Microsoft.ML.OnnxRuntime.OnnxRuntimeException) when (measurements.Count > 0)
+            {
+                break;   // e.g. out of device memory: this size and larger ones cannot be served
+            }
             measurements.Add(m);
-            // Larger batches only take longer: stop once one is over the budget.
-            if (m.P99Ms > budget.TotalMilliseconds) break;
+            // Larger batches only take longer: stop once the typical call is over the budget (the
+            // median, so one slow outlier does not end the sweep early).
+            if (m.P50Ms > budget.TotalMilliseconds) break;
         }
         return new AutotuneResult(Choose(measurements, budget.TotalMilliseconds), budget.TotalMilliseconds, measurements);
     }

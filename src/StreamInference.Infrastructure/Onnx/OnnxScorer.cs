@@ -65,8 +65,24 @@ public sealed class OnnxScorer : IScorer, IDisposable
             _outputNames = [.. _session.OutputNames];
             _scoreOutput = PickScoreOutput(modelPath);
             _labelOutput = PickLabelOutput();
-            // Warm up with one row of zeros: allocates ORT's arena and tells the real output width.
-            OutputWidth = WarmUp();
+            // Warm up with one row of zeros: allocates ORT's arena and tells the real output width. On
+            // CUDA this is the first real run (kernels for this GPU, memory): a failure here is the
+            // device's, and auto falls back to the CPU for it like for a provider that does not load.
+            try
+            {
+                OutputWidth = WarmUp();
+            }
+            catch (OnnxRuntimeException e) when (ExecutionProvider != "cpu")
+            {
+                var reason = $"the first run on {ExecutionProvider} failed: {e.Message}";
+                if (device.Kind != ExecutionDeviceKind.Auto)
+                    throw new InvalidOperationException($"Model:Device={device} cannot be met: {reason} (Model:Device=auto falls back to the CPU instead).", e);
+                _session.Dispose();
+                _session = CreateSession(modelPath, options, cuda: null);
+                ExecutionProvider = "cpu";
+                FallbackReason = reason;
+                OutputWidth = WarmUp();
+            }
             PrimaryScoreIndex = Manifest.PrimaryScoreIndex ?? OutputWidth - 1;
             if (PrimaryScoreIndex < 0 || PrimaryScoreIndex >= OutputWidth)
                 throw new InvalidDataException($"{manifestPath}: primaryScoreIndex {PrimaryScoreIndex} is outside the model's {OutputWidth} score columns.");
@@ -123,6 +139,11 @@ public sealed class OnnxScorer : IScorer, IDisposable
                 };
                 provider.UpdateOptions(settings);
                 sessionOptions.AppendExecutionProvider_CUDA(provider);
+            }
+            catch (OnnxRuntimeException e) when (e.Message.Contains("provider option", StringComparison.OrdinalIgnoreCase))
+            {
+                // A misspelled or malformed Model:Cuda setting is a configuration error, never a reason to fall back.
+                throw new InvalidDataException($"Model:Cuda: ONNX Runtime refused the CUDA provider options: {e.Message}", e);
             }
             catch (Exception e) when (e is OnnxRuntimeException or EntryPointNotFoundException or DllNotFoundException or NotSupportedException)
             {

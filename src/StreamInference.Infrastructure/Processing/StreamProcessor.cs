@@ -121,10 +121,25 @@ public sealed partial class StreamProcessor
         var batchLimit = _options.Pipeline.MaxBatchSize;
         if (_options.Model.AutotuneBatchSize)
         {
-            // Measured once per process: a restart after a failure reuses the choice.
-            _autotune ??= BatchSweep.Autotune(initial, plan, _options.Pipeline.MaxBatchSize,
-                TimeSpan.FromMilliseconds(_options.Model.BatchLatencyBudgetMs), TimeSpan.FromMilliseconds(300));
+            // A restart after a failure reuses the choice made for the same model on the same device. A
+            // version swapped in later keeps it: the pipeline's batch buffers are sized at start.
+            var tuned = $"{modelDir}|{initial.ExecutionProvider}";
+            if (_autotune is null || _autotunedFor != tuned)
+            {
+                try
+                {
+                    _autotune = BatchSweep.Autotune(initial, plan, _options.Pipeline.MaxBatchSize,
+                        TimeSpan.FromMilliseconds(_options.Model.BatchLatencyBudgetMs), TimeSpan.FromMilliseconds(300));
+                    _autotunedFor = tuned;
+                }
+                catch
+                {
+                    initial.Dispose();
+                    throw;
+                }
+            }
             batchLimit = _autotune.Chosen;
+            if (_autotune.ChosenMeasurement.P99Ms > _autotune.BudgetMs) Log.AutotuneOverBudget(_log, _autotune.BudgetMs, _autotune.ChosenMeasurement.P99Ms);
             var measured = _metricFactory.CreateGauge("streaminference_autotune_events_per_second",
                 "Scoring throughput the batch-size autotune measured at model load, per batch size.", ["batch_size"]);
             foreach (var m in _autotune.Measurements)
@@ -320,11 +335,15 @@ public sealed partial class StreamProcessor
     }
 
     private AutotuneResult? _autotune;
+    private string? _autotunedFor;
 
     private static partial class Log
     {
         [LoggerMessage(Level = LogLevel.Information, Message = "Batch size autotune: serving batches of up to {BatchSize} ({EventsPerSecond:N0} events/s, p99 {P99Ms:0.###} ms per batch, budget {BudgetMs} ms); measured {Measurements}")]
         public static partial void Autotuned(ILogger logger, int batchSize, double eventsPerSecond, double p99Ms, double budgetMs, string measurements);
+
+        [LoggerMessage(Level = LogLevel.Warning, Message = "Batch size autotune: even a batch of 1 takes {P99Ms:0.###} ms (p99), over Model:BatchLatencyBudgetMs={BudgetMs}; serving batches of 1. Raise the budget if throughput matters more.")]
+        public static partial void AutotuneOverBudget(ILogger logger, double budgetMs, double p99Ms);
 
         [LoggerMessage(Level = LogLevel.Warning, Message = "Model:Device=auto: running on the CPU; {Reason}")]
         public static partial void DeviceFallback(ILogger logger, string reason);

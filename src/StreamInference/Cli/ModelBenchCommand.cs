@@ -185,17 +185,28 @@ public static class ModelBenchCommand
             _process.BeginOutputReadLine();
         }
 
+        /// <summary>nvidia-smi's -i for a CUDA device index: under CUDA_VISIBLE_DEVICES, CUDA's index N is the Nth entry there.</summary>
+        private static string SmiDevice(int cudaDevice)
+        {
+            var visible = Environment.GetEnvironmentVariable("CUDA_VISIBLE_DEVICES")?.Split(',', StringSplitOptions.TrimEntries | StringSplitOptions.RemoveEmptyEntries);
+            return visible is { Length: > 0 } && cudaDevice < visible.Length ? visible[cudaDevice] : cudaDevice.ToString(CultureInfo.InvariantCulture);
+        }
+
         public static string? Query(int device, string field)
         {
             try
             {
-                using var p = Process.Start(new ProcessStartInfo("nvidia-smi", $"--query-gpu={field} --format=csv,noheader,nounits -i {device}")
+                using var p = Process.Start(new ProcessStartInfo("nvidia-smi", $"--query-gpu={field} --format=csv,noheader,nounits -i {SmiDevice(device)}")
                 {
                     RedirectStandardOutput = true, RedirectStandardError = true, UseShellExecute = false,
                 })!;
-                var text = p.StandardOutput.ReadToEnd().Trim();
-                p.WaitForExit(10_000);
-                return p.ExitCode == 0 && text.Length > 0 ? text : null;
+                var text = p.StandardOutput.ReadToEndAsync();
+                if (!p.WaitForExit(10_000))
+                {
+                    p.Kill(entireProcessTree: true);   // a wedged driver: no name, no utilization
+                    return null;
+                }
+                return p.ExitCode == 0 && text.Result.Trim() is { Length: > 0 } value ? value : null;
             }
             catch (System.ComponentModel.Win32Exception)
             {
@@ -207,7 +218,7 @@ public static class ModelBenchCommand
         {
             try
             {
-                var p = Process.Start(new ProcessStartInfo("nvidia-smi", $"--query-gpu=utilization.gpu --format=csv,noheader,nounits -i {device} -lms 100")
+                var p = Process.Start(new ProcessStartInfo("nvidia-smi", $"--query-gpu=utilization.gpu --format=csv,noheader,nounits -i {SmiDevice(device)} -lms 100")
                 {
                     RedirectStandardOutput = true, RedirectStandardError = true, UseShellExecute = false,
                 })!;
@@ -227,6 +238,10 @@ public static class ModelBenchCommand
             lock (_samples) return _samples.Count > 1 ? _samples.Skip(1).Average() : _samples.Count == 1 ? _samples[0] : null;
         }
 
-        public void Dispose() => _process.Dispose();
+        public void Dispose()
+        {
+            if (!_process.HasExited) _process.Kill();
+            _process.Dispose();
+        }
     }
 }
