@@ -250,25 +250,10 @@ public sealed partial class DeploymentTests(ServicesFixture services, ITestOutpu
         var dlq = await services.CreateTopicAsync("deploy-dlq", 1);
         var drift = await services.CreateTopicAsync("deploy-drift", 1);
         var o = services.ProcessorOptions(input, predictions, dlq, "deploy-" + Guid.NewGuid().ToString("N"));
-        using var child = ChildProcessor.Start(new Dictionary<string, string>
-        {
-            ["Kafka:BootstrapServers"] = o.Kafka.BootstrapServers,
-            ["Kafka:GroupId"] = o.Kafka.GroupId,
-            ["Kafka:InputTopic"] = input,
-            ["Kafka:OutputTopic"] = predictions,
-            ["Kafka:DeadLetterTopic"] = dlq,
-            ["Kafka:Consumer:SessionTimeoutMs"] = "6000",
-            ["Kafka:Consumer:HeartbeatIntervalMs"] = "1000",
-            ["SchemaRegistry:Url"] = o.SchemaRegistry.Url,
-            ["Redis:Configuration"] = o.Redis.Configuration,
-            ["Model:Repository"] = o.Model.Repository,
-            ["Features:Definition"] = o.Features.Definition,
-            ["Features:ReaderSchema"] = o.Features.ReaderSchema,
-            ["Drift:Topic"] = drift,
-            ["Drift:WindowEvents"] = "250",
-            ["Http:Host"] = "127.0.0.1",
-            ["Http:Port"] = "0",
-        });
+        var settings = ServicesFixture.ChildSettings(o);
+        settings["Drift:Topic"] = drift;
+        settings["Drift:WindowEvents"] = "250";
+        using var child = ChildProcessor.Start(settings);
         var done = await Task.WhenAny(child.Assigned, Task.Delay(TimeSpan.FromSeconds(90)));
         Assert.True(done == child.Assigned, $"no partitions assigned within 90 s:{System.Environment.NewLine}{child.Tail()}");
 

@@ -160,29 +160,13 @@ public sealed class KillTests(ServicesFixture services, ITestOutputHelper output
         var predictions = await services.CreateTopicAsync("predictions", 12);
         var dlq = await services.CreateTopicAsync("dlq", 3);
         var o = services.ProcessorOptions(input, predictions, dlq, "g-" + Guid.NewGuid().ToString("N"));
-        var settings = new Dictionary<string, string>
-        {
-            ["Kafka:BootstrapServers"] = o.Kafka.BootstrapServers,
-            ["Kafka:GroupId"] = o.Kafka.GroupId,
-            ["Kafka:InputTopic"] = input,
-            ["Kafka:OutputTopic"] = predictions,
-            ["Kafka:DeadLetterTopic"] = dlq,
-            // A killed member stays in the group until its session times out; keep that short.
-            ["Kafka:Consumer:SessionTimeoutMs"] = "6000",
-            ["Kafka:Consumer:HeartbeatIntervalMs"] = "1000",
-            ["Kafka:Consumer:AutoCommitIntervalMs"] = AutoCommitMs.ToString(CultureInfo.InvariantCulture),
-            ["SchemaRegistry:Url"] = o.SchemaRegistry.Url,
-            ["Redis:Configuration"] = o.Redis.Configuration,
-            ["Model:Repository"] = o.Model.Repository,
-            ["Features:Definition"] = o.Features.Definition,
-            ["Features:ReaderSchema"] = o.Features.ReaderSchema,
-            ["Pipeline:InputQueueCapacity"] = QueueCapacity.ToString(CultureInfo.InvariantCulture),
-            ["Pipeline:MaxInFlightBatches"] = InFlightBatches.ToString(CultureInfo.InvariantCulture),
-            ["Pipeline:MaxBatchSize"] = BatchSize.ToString(CultureInfo.InvariantCulture),
-            ["Drift:Enabled"] = "false",
-            ["Http:Port"] = "0",
-            ["Http:Host"] = "127.0.0.1",
-        };
+        var settings = ServicesFixture.ChildSettings(o);
+        // A killed member stays in the group until its session times out; ChildSettings keeps that short.
+        settings["Kafka:Consumer:AutoCommitIntervalMs"] = AutoCommitMs.ToString(CultureInfo.InvariantCulture);
+        settings["Pipeline:InputQueueCapacity"] = QueueCapacity.ToString(CultureInfo.InvariantCulture);
+        settings["Pipeline:MaxInFlightBatches"] = InFlightBatches.ToString(CultureInfo.InvariantCulture);
+        settings["Pipeline:MaxBatchSize"] = BatchSize.ToString(CultureInfo.InvariantCulture);
+        settings["Drift:Enabled"] = "false";
         return (settings, input, predictions, dlq);
     }
 

@@ -118,6 +118,29 @@ public sealed class ServicesFixture : IAsyncLifetime
         };
     }
 
+    /// <summary>
+    /// <see cref="ProcessorOptions"/> as <c>--set</c> settings for a <c>serve</c> child process: these services,
+    /// topics and group, a short session (the embedded cluster holds rebalances until departed members
+    /// expire), and /metrics on a free loopback port (<see cref="ChildProcessor.ListeningPort"/>).
+    /// </summary>
+    public static Dictionary<string, string> ChildSettings(StreamInference.Infrastructure.Processing.ProcessorOptions o) => new()
+    {
+        ["Kafka:BootstrapServers"] = o.Kafka.BootstrapServers,
+        ["Kafka:GroupId"] = o.Kafka.GroupId,
+        ["Kafka:InputTopic"] = o.Kafka.InputTopic,
+        ["Kafka:OutputTopic"] = o.Kafka.OutputTopic,
+        ["Kafka:DeadLetterTopic"] = o.Kafka.DeadLetterTopic,
+        ["Kafka:Consumer:SessionTimeoutMs"] = "6000",
+        ["Kafka:Consumer:HeartbeatIntervalMs"] = "1000",
+        ["SchemaRegistry:Url"] = o.SchemaRegistry.Url,
+        ["Redis:Configuration"] = o.Redis.Configuration,
+        ["Model:Repository"] = o.Model.Repository,
+        ["Features:Definition"] = o.Features.Definition,
+        ["Features:ReaderSchema"] = o.Features.ReaderSchema,
+        ["Http:Host"] = "127.0.0.1",
+        ["Http:Port"] = "0",
+    };
+
     public async Task<string> CreateTopicAsync(string prefix, int partitions)
     {
         var name = $"{prefix}-{Guid.NewGuid():N}"[..Math.Min(prefix.Length + 13, 60)];
