@@ -48,7 +48,7 @@ public sealed class BrokerFaultTests(ServicesFixture services, ITestOutputHelper
         var auditing = audit.RunAsync(stopAudit.Token);
         var metricFactory = Metrics.WithCustomRegistry(Metrics.NewCustomRegistry());
         string? wedged = null;
-        var processor = new StreamProcessor(options, new TestLoggerFactory(output), metricFactory) { OnWedged = why => wedged = why };
+        var processor = new StreamProcessor(options, new TestLoggerFactory(output), metricFactory) { DecorateCommit = services.DecorateCommit, OnWedged = why => wedged = why };
         using var stop = new CancellationTokenSource();
         var run = processor.RunSupervisedAsync(stop.Token);
         var sw = Stopwatch.StartNew();

@@ -23,7 +23,7 @@ public sealed partial class ChildProcessor : IDisposable
         _process.BeginErrorReadLine();
     }
 
-    public static ChildProcessor Start(IReadOnlyDictionary<string, string> settings)
+    public static ChildProcessor Start(IReadOnlyDictionary<string, string> settings, params string[] flags)
     {
         var info = new ProcessStartInfo("dotnet")
         {
@@ -33,6 +33,7 @@ public sealed partial class ChildProcessor : IDisposable
         };
         info.ArgumentList.Add(CliPath);
         info.ArgumentList.Add("serve");
+        foreach (var flag in flags) info.ArgumentList.Add(flag);
         foreach (var (key, value) in settings)
         {
             info.ArgumentList.Add("--set");

@@ -55,7 +55,7 @@ public sealed class ExactlyOnceTests(ServicesFixture services, ITestOutputHelper
 
     private async Task RunUntilAsync(ProcessorOptions options, Func<bool> done, TimeSpan timeout)
     {
-        var processor = new StreamProcessor(options, new TestLoggerFactory(output), Metrics.WithCustomRegistry(Metrics.NewCustomRegistry()));
+        var processor = new StreamProcessor(options, new TestLoggerFactory(output), Metrics.WithCustomRegistry(Metrics.NewCustomRegistry())) { DecorateCommit = services.DecorateCommit };
         using var stop = new CancellationTokenSource();
         var run = processor.RunAsync(stop.Token);
         var sw = Stopwatch.StartNew();

@@ -38,8 +38,9 @@ public sealed class KillTests(ServicesFixture services, ITestOutputHelper output
         {
             settings["Kafka:Delivery"] = "ExactlyOnce";
             settings["Kafka:TransactionalId"] = "kill-test-" + settings["Kafka:GroupId"];
-            if (services.Mock is not null) settings["Kafka:MirrorTransactionalOffsets"] = "true";
         }
+        // The embedded cluster does not store transactional offsets: the dev services mirror them (exactly-once only).
+        string[] flags = exactlyOnce && services.Mock is not null ? ["--embedded-kafka"] : [];
         var produced = await ProduceAsync(input, events, seed);
 
         using var registry = new SchemaRegistryClient(new SchemaRegistryOptions { Url = services.SchemaRegistryUrl });
@@ -52,7 +53,7 @@ public sealed class KillTests(ServicesFixture services, ITestOutputHelper output
         var killedAt = new List<int>();
         for (var k = 0; k < kills; k++)
         {
-            using var child = ChildProcessor.Start(settings);
+            using var child = ChildProcessor.Start(settings, flags);
             await WaitAssignedAsync(child);
             // A random point while it works: between 0.2 s and 3 s after it got its partitions.
             var deadline = Stopwatch.StartNew();
@@ -62,7 +63,7 @@ public sealed class KillTests(ServicesFixture services, ITestOutputHelper output
             Assert.True(await child.WaitForExitAsync(TimeSpan.FromSeconds(10)), "SIGKILL did not end the process");
             killedAt.Add(audit.Predicted + audit.DeadLettered);
         }
-        using (var last = ChildProcessor.Start(settings))
+        using (var last = ChildProcessor.Start(settings, flags))
         {
             await WaitAssignedAsync(last);
             var limit = Stopwatch.StartNew();

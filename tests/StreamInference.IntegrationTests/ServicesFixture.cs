@@ -1,3 +1,5 @@
+using Microsoft.Extensions.Logging.Abstractions;
+using StreamInference.Infrastructure.Kafka.Commit;
 using System.Diagnostics;
 using System.Net.Sockets;
 using Confluent.Kafka;
@@ -23,6 +25,12 @@ public sealed class ServicesFixture : IAsyncLifetime
     private DevSchemaRegistry? _registry;
     private Process? _redisServer;
     private EmbeddedGarnet? _garnet;
+
+    /// <summary>
+    /// The embedded cluster does not store transactional offset commits: exactly-once processors started by
+    /// the tests get the dev services' offset mirror (in process: this decoration; as a child: --embedded-kafka).
+    /// </summary>
+    public Func<ICommitStrategy, ICommitStrategy>? DecorateCommit => _mock is not null ? MirroredTransactionalOffsets.Decorate(NullLogger.Instance) : null;
 
     public string BootstrapServers { get; private set; } = "";
     public string SchemaRegistryUrl { get; private set; } = "";
@@ -103,8 +111,6 @@ public sealed class ServicesFixture : IAsyncLifetime
                 BootstrapServers = BootstrapServers, GroupId = group, InputTopic = input, OutputTopic = output, DeadLetterTopic = deadLetters,
                 // The embedded cluster holds a rebalance until departed members' sessions expire: keep that short.
                 Consumer = new() { SessionTimeoutMs = 6000, HeartbeatIntervalMs = 1000 },
-                // The embedded cluster does not store transactional offset commits (exactly-once tests).
-                MirrorTransactionalOffsets = _mock is not null,
             },
             SchemaRegistry = new() { Url = SchemaRegistryUrl },
             Redis = new() { Configuration = Redis },

@@ -1,7 +1,9 @@
 using System.Diagnostics;
 using System.Threading.Channels;
 using StreamInference.Core.Batching;
+using Polly;
 using StreamInference.Core.Features;
+using StreamInference.Core.Resilience;
 
 namespace StreamInference.Core.Pipeline;
 
@@ -25,6 +27,11 @@ public sealed class PipelineTopology
     private readonly IPredictionSink _sink;
     private readonly IPipelineObserver _observer;
     private readonly TimeProvider _time;
+    // Redis: Wait policy = retry until it answers; Defaults policy = retry within the fallback budget, then
+    // defaults, and a breaker that skips the store while it keeps failing (Backoffs, Policies).
+    private readonly ResiliencePipeline _storeCalls;
+    // The model: one immediate retry, then the model-error policy.
+    private readonly ResiliencePipeline _scoreCalls;
 
     // Input: single writer (the consume thread, via TryWrite: on failure it stops reading, and pauses its partitions if that lasts),
     // single reader (the batch stage). Bounded so a slow model or Redis stops consumption instead of
@@ -61,6 +68,11 @@ public sealed class PipelineTopology
         _sink = sink;
         _observer = observer ?? NullPipelineObserver.Instance;
         _time = timeProvider ?? TimeProvider.System;
+        var storeBackoff = Backoffs.FeatureStore with { Max = options.MaxRetryBackoff };
+        _storeCalls = options.FeatureStoreFallbackAfter is { } budget
+            ? Policies.RetryThenBreak(budget, options.FeatureStoreProbeInterval, storeBackoff, IsRetriable, _time, OnStoreRetry)
+            : Policies.Retry(storeBackoff, IsRetriable, _time, OnStoreRetry);
+        _scoreCalls = Policies.Retry(Backoffs.ModelScore, static _ => true, _time, (e, _, _) => _observer.OnRetry("score", e));
 
         _input = Channel.CreateBounded<InputRecord>(new BoundedChannelOptions(options.InputQueueCapacity)
         {
@@ -146,7 +158,7 @@ public sealed class PipelineTopology
 
                 if (batch.OkCount > 0)
                 {
-                    await FetchWithRetryAsync(batch, ct).ConfigureAwait(false);
+                    await FetchFeaturesAsync(batch, ct).ConfigureAwait(false);
                     for (var k = 0; k < batch.OkCount; k++)
                     {
                         var row = batch.Rows[k];
@@ -170,54 +182,18 @@ public sealed class PipelineTopology
         }
     }
 
-    private async Task FetchWithRetryAsync(EventBatch batch, CancellationToken ct)
+    private async Task FetchFeaturesAsync(EventBatch batch, CancellationToken ct)
     {
-        var fallbackAfter = _options.FeatureStoreFallbackAfter;
-        if (fallbackAfter is not null && _time.GetTimestamp() < _storeSkipUntil)
+        try
         {
+            await _storeCalls.ExecuteAsync(static (s, token) => s.Store.FetchAsync(s.Batch, token), (Store: _featureStore, Batch: batch), ct).ConfigureAwait(false);
+        }
+        catch (Exception e) when (Policies.IsDegraded(e) && !ct.IsCancellationRequested)
+        {
+            // Defaults policy: the store did not answer within FeatureStoreFallbackAfter, or the breaker is
+            // open (it keeps failing): score with the store's features at their defaults.
             UseDefaults(batch);
-            return;
         }
-        var started = _time.GetTimestamp();
-        var backoff = TimeSpan.FromMilliseconds(50);
-        while (true)
-        {
-            var left = fallbackAfter is { } limit ? limit - _time.GetElapsedTime(started) : Timeout.InfiniteTimeSpan;
-            using var attempt = CancellationTokenSource.CreateLinkedTokenSource(ct);
-            if (fallbackAfter is not null) attempt.CancelAfter(left > TimeSpan.Zero ? left : TimeSpan.Zero);
-            try
-            {
-                await _featureStore.FetchAsync(batch, attempt.Token).ConfigureAwait(false);
-                return;
-            }
-            catch (OperationCanceledException) when (fallbackAfter is not null && attempt.IsCancellationRequested && !ct.IsCancellationRequested)
-            {
-                // Defaults policy and the store did not answer in time.
-                StoreUnavailable(batch);
-                return;
-            }
-            catch (Exception e) when (e is not OperationCanceledException && e is not PipelineFatalException)
-            {
-                // Retriable (Redis timeout, connection loss). Under the Wait policy waiting here fills the
-                // input queue, which pauses consumption: nothing is lost and nothing spins.
-                _observer.OnRetry("enrich", e);
-                if (fallbackAfter is { } l && _time.GetElapsedTime(started) + backoff >= l)
-                {
-                    StoreUnavailable(batch);
-                    return;
-                }
-                await Task.Delay(backoff, _time, ct).ConfigureAwait(false);
-                backoff = TimeSpan.FromTicks(Math.Min(backoff.Ticks * 2, _options.MaxRetryBackoff.Ticks));
-            }
-        }
-    }
-
-    private long _storeSkipUntil;
-
-    private void StoreUnavailable(EventBatch batch)
-    {
-        _storeSkipUntil = _time.GetTimestamp() + (long)(_options.FeatureStoreProbeInterval.TotalSeconds * _time.TimestampFrequency);
-        UseDefaults(batch);
     }
 
     private static void UseDefaults(EventBatch batch)
@@ -248,25 +224,18 @@ public sealed class PipelineTopology
 
     private void ScoreOrDeadLetter(EventBatch batch)
     {
-        Exception? error = null;
-        for (var attempt = 0; attempt < 2; attempt++)
+        try
         {
-            try
-            {
-                _scorer.Score(batch);
-                return;
-            }
-            catch (Exception e) when (e is not OperationCanceledException)
-            {
-                error = e;
-                _observer.OnRetry("score", e);
-            }
+            _scoreCalls.Execute(static s => s.Scorer.Score(s.Batch), (Scorer: _scorer, Batch: batch));
         }
-        var what = $"model {_scorer.ModelName}@{_scorer.ModelVersion} failed to score a batch of {batch.OkCount} twice: {error!.Message}";
-        if (!_options.DeadLetterOnModelError) throw new PipelineFatalException(what, error);
-        // The records go to the dead-letter topic with the reason, to be replayed once the model is fixed.
-        for (var k = 0; k < batch.OkCount; k++) batch.DeadLetter(batch.Rows[k], DeadLetterReasons.ModelError, what);
-        batch.OkCount = 0;
+        catch (Exception error) when (error is not OperationCanceledException)
+        {
+            var what = $"model {_scorer.ModelName}@{_scorer.ModelVersion} failed to score a batch of {batch.OkCount} twice: {error.Message}";
+            if (!_options.DeadLetterOnModelError) throw new PipelineFatalException(what, error);
+            // The records go to the dead-letter topic with the reason, to be replayed once the model is fixed.
+            for (var k = 0; k < batch.OkCount; k++) batch.DeadLetter(batch.Rows[k], DeadLetterReasons.ModelError, what);
+            batch.OkCount = 0;
+        }
     }
 
     // Runs on the producer's delivery thread.
@@ -301,6 +270,12 @@ public sealed class PipelineTopology
     {
         if (_deliveryFailure is { } e) throw e;
     }
+
+    // Retriable (Redis timeout, connection loss). Under the Wait policy waiting fills the input queue, which
+    // stops consumption: nothing is lost and nothing spins.
+    private static bool IsRetriable(Exception e) => e is not PipelineFatalException;
+
+    private void OnStoreRetry(Exception e, int attempt, TimeSpan delay) => _observer.OnRetry("enrich", e);
 
     private static void Validate(PipelineOptions o)
     {

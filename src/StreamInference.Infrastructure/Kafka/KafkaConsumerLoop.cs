@@ -3,7 +3,9 @@ using Confluent.Kafka;
 using Microsoft.Extensions.Logging;
 using StreamInference.Core.Offsets;
 using StreamInference.Core.Pipeline;
+using StreamInference.Infrastructure.Kafka.Commit;
 using StreamInference.Infrastructure.Metrics;
+using System.Threading.Channels;
 
 namespace StreamInference.Infrastructure.Kafka;
 
@@ -13,60 +15,47 @@ namespace StreamInference.Infrastructure.Kafka;
 /// stops reading until the record it holds back fits (librdkafka stops fetching at its own queue limits);
 /// if the channel stays full longer than the pause threshold (a stall) it pauses every assigned partition,
 /// so that it can keep serving the group protocol, and resumes once the held records fit again.
-/// Memory stays bounded either way. Offsets are stored (never auto-stored) only
-/// up to each partition's contiguous watermark of acknowledged records; librdkafka's auto-commit then
-/// commits what was stored.
+/// Memory stays bounded either way. What becomes of completed offsets is the commit strategy's business
+/// (<see cref="ICommitStrategy"/>): this loop only tells it about assignments and gives it a turn between polls.
 /// </summary>
 public sealed partial class KafkaConsumerLoop : IDisposable
 {
     private readonly IConsumer<byte[], byte[]> _consumer;
     private readonly IReadOnlyList<string> _topics;
-    private readonly PipelineTopology _pipeline;
+    private readonly ChannelWriter<InputRecord> _input;
+    private readonly ICommitStrategy _commit;
     private readonly ILogger _log;
     private readonly ProcessorMetrics _metrics;
     private readonly TimeSpan _revokeDrainTimeout;
+    private readonly TimeSpan _pauseAfter;
     private readonly Dictionary<TopicPartition, PartitionOffsets> _partitions = [];
     private readonly Queue<InputRecord> _held = new();
     private bool _paused;
     private bool _pauseNewlyAssigned;
     private long _lastLagUpdate;
-    private readonly KafkaTransactions? _transactions;
-    private readonly bool _mirrorTransactionalOffsets;
-    private volatile PartitionOffsets[] _owned = [];
-    private readonly TimeSpan _pauseAfter;
     // When the input queue was first found full (Stopwatch timestamp; 0 = not full).
     private long _fullSince;
 
-    /// <param name="transactions">Exactly-once mode: offsets go into the producer's transactions instead
-    /// of being stored and auto-committed, and the input is read <c>read_committed</c>.</param>
-    public KafkaConsumerLoop(ConsumerConfig config, IReadOnlyList<string> topics, PipelineTopology pipeline,
-        ProcessorMetrics metrics, ILogger log, TimeSpan revokeDrainTimeout, KafkaTransactions? transactions = null,
-        bool mirrorTransactionalOffsets = false, TimeSpan? pauseAfter = null)
+    /// <param name="config">The processor's consumer settings; the commit strategy adjusts a copy.</param>
+    /// <param name="input">The pipeline's input: <c>TryWrite</c> failing means full.</param>
+    public KafkaConsumerLoop(ConsumerConfig config, IReadOnlyList<string> topics, ChannelWriter<InputRecord> input, ICommitStrategy commit,
+        ProcessorMetrics metrics, ILogger log, TimeSpan revokeDrainTimeout, TimeSpan pauseAfter)
     {
-        _pauseAfter = pauseAfter ?? TimeSpan.FromSeconds(1);
-        _transactions = transactions;
-        _mirrorTransactionalOffsets = transactions is not null && mirrorTransactionalOffsets;
         _topics = topics;
-        _pipeline = pipeline;
+        _input = input;
+        _commit = commit;
         _metrics = metrics;
         _log = log;
         _revokeDrainTimeout = revokeDrainTimeout;
-        config.EnableAutoOffsetStore = false;
-        if (transactions is not null)
-        {
-            config.IsolationLevel = IsolationLevel.ReadCommitted;
-            // Offsets travel in the transactions; regular commits would race with them on a broker.
-            if (!_mirrorTransactionalOffsets) config.EnableAutoCommit = false;
-        }
-        config.EnableAutoCommit ??= true;
-        _consumer = new ConsumerBuilder<byte[], byte[]>(config)
+        _pauseAfter = pauseAfter;
+        _consumer = new ConsumerBuilder<byte[], byte[]>(commit.ConsumerConfig(config))
             .SetPartitionsAssignedHandler((_, list) => OnAssigned(list))
             .SetPartitionsRevokedHandler((_, list) => OnRevoked(list))
             .SetPartitionsLostHandler((_, list) => OnLost(list))
             .SetErrorHandler((_, e) => OnError(e))
             .SetLogHandler((_, m) => OnLog(m))
             .Build();
-        transactions?.Attach(() => _owned, () => _consumer.ConsumerGroupMetadata);
+        commit.Bind(_consumer);
     }
 
     /// <summary>Partitions currently assigned to this process.</summary>
@@ -87,7 +76,7 @@ public sealed partial class KafkaConsumerLoop : IDisposable
             {
                 Loop(pipelineRun, stop);
                 Drain(pipelineRun, drainTimeout);
-                if (_transactions?.Failure is { } failure) throw failure;
+                if (_commit.Failure is { } failure) throw failure;
                 done.TrySetResult();
             }
             catch (Exception e)
@@ -119,10 +108,10 @@ public sealed partial class KafkaConsumerLoop : IDisposable
     private void Loop(Task pipelineRun, CancellationToken stop)
     {
         _consumer.Subscribe(_topics);
-        var input = _pipeline.Input;
+        var input = _input;
         while (!stop.IsCancellationRequested && !pipelineRun.IsCompleted)
         {
-            StoreCompletedOffsets();
+            _commit.CommitCompleted();
             UpdateLagEvery(TimeSpan.FromSeconds(2));
             // A rebalance can take the held records away (revoked or lost partitions) while paused:
             // nothing would resume the partitions then.
@@ -158,7 +147,7 @@ public sealed partial class KafkaConsumerLoop : IDisposable
         }
     }
 
-    private void Accept(ConsumeResult<byte[], byte[]>? result, System.Threading.Channels.ChannelWriter<InputRecord> input)
+    private void Accept(ConsumeResult<byte[], byte[]>? result, ChannelWriter<InputRecord> input)
     {
         if (_pauseNewlyAssigned)
         {
@@ -211,7 +200,7 @@ public sealed partial class KafkaConsumerLoop : IDisposable
         _metrics.Paused.Set(1);
     }
 
-    private bool TryReleaseHeld(System.Threading.Channels.ChannelWriter<InputRecord> input)
+    private bool TryReleaseHeld(ChannelWriter<InputRecord> input)
     {
         while (_held.Count > 0)
         {
@@ -220,31 +209,6 @@ public sealed partial class KafkaConsumerLoop : IDisposable
         }
         if (_paused) Resume();
         return true;
-    }
-
-    private void StoreCompletedOffsets()
-    {
-        if (_transactions?.Failure is { } failure) throw failure;
-        foreach (var (tp, partition) in _partitions)
-        {
-            long next;
-            if (_transactions is not null)
-            {
-                // Mirror mode only (Kafka:MirrorTransactionalOffsets): what a committed transaction carried.
-                if (!_mirrorTransactionalOffsets) return;
-                next = partition.TransactionCommitted;
-                if (next < 0 || !partition.TryTakeNewer(next)) continue;
-            }
-            else if (!partition.TryTakeCommittable(out next)) continue;
-            try
-            {
-                _consumer.StoreOffset(new TopicPartitionOffset(tp, next));
-            }
-            catch (KafkaException e)
-            {
-                Log.StoreFailed(_log, tp.Topic, tp.Partition.Value, next, e.Error.Reason);
-            }
-        }
     }
 
     private void UpdateLagEvery(TimeSpan interval)
@@ -262,108 +226,79 @@ public sealed partial class KafkaConsumerLoop : IDisposable
         }
     }
 
-    /// <summary>A partition this instance no longer owns has no lag here: its series goes, so sums over instances count each partition once.</summary>
-    private void ForgetLag(TopicPartition tp) =>
-        _metrics.Lag.RemoveLabelled(tp.Topic, tp.Partition.Value.ToString(System.Globalization.CultureInfo.InvariantCulture));
-
     private void OnAssigned(List<TopicPartition> list)
     {
+        var added = new List<PartitionOffsets>();
         foreach (var tp in list)
         {
-            if (!_partitions.ContainsKey(tp)) _partitions[tp] = new PartitionOffsets(tp.Topic, tp.Partition.Value);
+            if (_partitions.ContainsKey(tp)) continue;
+            var p = new PartitionOffsets(tp.Topic, tp.Partition.Value);
+            _partitions[tp] = p;
+            added.Add(p);
         }
-        _assignedCount = _partitions.Count;
-        _metrics.AssignedPartitions.Set(_assignedCount);
-        _owned = [.. _partitions.Values];
+        _commit.Assigned(added);
         _pauseNewlyAssigned = _paused;
+        PartitionsChanged();
         Log.Assigned(_log, list.Count, string.Join(", ", list.Select(p => $"{p.Topic}[{p.Partition.Value}]")));
     }
 
     private void OnRevoked(List<TopicPartitionOffset> list)
     {
         // Records held back (never handed to the pipeline) for these partitions will be consumed again
-        // by the next owner: forget them. Then give in-flight records a bounded time to be acknowledged
-        // so the new owner re-processes as little as possible, store and commit the watermark.
-        var revoked = list.Select(p => p.TopicPartition).Where(_partitions.ContainsKey).ToList();
+        // by the next owner: forget them. Then give in-flight records a bounded time to complete so the
+        // new owner re-processes as little as possible, and let the commit strategy commit.
+        var revoked = list.Where(p => _partitions.ContainsKey(p.TopicPartition)).Select(p => _partitions[p.TopicPartition]).ToList();
         if (revoked.Count == 0) return;
-        var heldPerPartition = new Dictionary<PartitionOffsets, int>();
-        var keep = new Queue<InputRecord>();
-        while (_held.Count > 0)
-        {
-            var r = _held.Dequeue();
-            if (revoked.Contains(new TopicPartition(r.Partition.Topic, r.Partition.Partition)))
-                heldPerPartition[r.Partition] = heldPerPartition.GetValueOrDefault(r.Partition) + 1;
-            else keep.Enqueue(r);
-        }
-        while (keep.Count > 0) _held.Enqueue(keep.Dequeue());
-
+        var held = ForgetHeld(revoked.Contains);
         var deadline = Environment.TickCount64 + (long)_revokeDrainTimeout.TotalMilliseconds;
-        foreach (var tp in revoked)
+        foreach (var p in revoked)
         {
-            var p = _partitions[tp];
-            var heldCount = heldPerPartition.GetValueOrDefault(p);
-            while (p.InFlight > heldCount && Environment.TickCount64 < deadline) Thread.Sleep(5);
+            while (p.InFlight > held.GetValueOrDefault(p) && Environment.TickCount64 < deadline) Thread.Sleep(5);
+            if (p.InFlight > held.GetValueOrDefault(p)) Log.RevokedWithInFlight(_log, p.Topic, p.Partition, p.InFlight);
         }
-
-        var commits = new List<TopicPartitionOffset>();
-        var states = revoked.Select(tp => _partitions[tp]).ToList();
-        foreach (var p in states)
-        {
-            if (p.InFlight > heldPerPartition.GetValueOrDefault(p))
-                Log.RevokedWithInFlight(_log, p.Topic, p.Partition, p.InFlight);
-        }
-        if (_transactions is not null)
-        {
-            // Commits what was published, with these partitions' offsets, and marks them revoked under
-            // the transaction gate: nothing of theirs is published afterwards.
-            _transactions.Commit(states);
-        }
-        foreach (var tp in revoked)
-        {
-            var p = _partitions[tp];
-            if (_transactions is null)
-            {
-                if (p.Committable >= 0) commits.Add(new TopicPartitionOffset(tp, p.Committable));
-            }
-            else if (_mirrorTransactionalOffsets && p.TransactionCommitted >= 0) commits.Add(new TopicPartitionOffset(tp, p.TransactionCommitted));
-            p.MarkRevoked();
-            _partitions.Remove(tp);
-            ForgetLag(tp);
-        }
-        _owned = [.. _partitions.Values];
-        if (commits.Count > 0)
-        {
-            try
-            {
-                _consumer.Commit(commits);
-            }
-            catch (KafkaException e)
-            {
-                Log.CommitFailed(_log, e.Error.Reason);
-            }
-        }
-        _assignedCount = _partitions.Count;
-        _metrics.AssignedPartitions.Set(_assignedCount);
+        _commit.Revoking(revoked);
+        Remove(revoked);
         Log.Revoked(_log, revoked.Count);
     }
 
     private void OnLost(List<TopicPartitionOffset> list)
     {
-        foreach (var p in list)
-        {
-            if (_partitions.Remove(p.TopicPartition, out var state)) state.MarkRevoked();
-            ForgetLag(p.TopicPartition);
-        }
-        _owned = [.. _partitions.Values];
-        // Exactly-once: the open transaction may hold outputs of these partitions, whose offsets we can
-        // no longer commit; abort it and restart from the committed offsets.
-        _transactions?.Abort($"{list.Count} partition(s) lost");
-        var keep = _held.Where(r => !r.Partition.IsRevoked).ToList();
-        _held.Clear();
-        foreach (var r in keep) _held.Enqueue(r);
-        _assignedCount = _partitions.Count;
-        _metrics.AssignedPartitions.Set(_assignedCount);
+        var lost = list.Where(p => _partitions.ContainsKey(p.TopicPartition)).Select(p => _partitions[p.TopicPartition]).ToList();
+        _commit.Lost(lost);
+        ForgetHeld(lost.Contains);
+        Remove(lost);
         Log.Lost(_log, list.Count);
+    }
+
+    /// <summary>Drops held-back records of the given partitions; returns how many each had.</summary>
+    private Dictionary<PartitionOffsets, int> ForgetHeld(Func<PartitionOffsets, bool> of)
+    {
+        var forgotten = new Dictionary<PartitionOffsets, int>();
+        for (var n = _held.Count; n > 0; n--)
+        {
+            var r = _held.Dequeue();
+            if (of(r.Partition)) forgotten[r.Partition] = forgotten.GetValueOrDefault(r.Partition) + 1;
+            else _held.Enqueue(r);
+        }
+        return forgotten;
+    }
+
+    private void Remove(List<PartitionOffsets> partitions)
+    {
+        foreach (var p in partitions)
+        {
+            var tp = new TopicPartition(p.Topic, p.Partition);
+            _partitions.Remove(tp);
+            // A partition this instance no longer owns has no lag here: its series goes, so sums over instances count each partition once.
+            _metrics.Lag.RemoveLabelled(tp.Topic, tp.Partition.Value.ToString(System.Globalization.CultureInfo.InvariantCulture));
+        }
+        PartitionsChanged();
+    }
+
+    private void PartitionsChanged()
+    {
+        Volatile.Write(ref _assignedCount, _partitions.Count);
+        _metrics.AssignedPartitions.Set(_partitions.Count);
     }
 
     private void OnError(Error e)
@@ -379,18 +314,17 @@ public sealed partial class KafkaConsumerLoop : IDisposable
 
     private void Drain(Task pipelineRun, TimeSpan timeout)
     {
-        // Held records were never handed over: they stay un-acknowledged and are consumed again next time.
+        // Held records were never handed over: they stay incomplete and are consumed again next time.
         _held.Clear();
-        _pipeline.Input.TryComplete();
+        _input.TryComplete();
         var deadline = Environment.TickCount64 + (long)timeout.TotalMilliseconds;
         while (!pipelineRun.IsCompleted && Environment.TickCount64 < deadline)
         {
-            StoreCompletedOffsets();
+            _commit.CommitCompleted();
             Thread.Sleep(10);
         }
         if (!pipelineRun.IsCompleted) Log.DrainTimedOut(_log, timeout.TotalSeconds);
-        _transactions?.Commit();
-        StoreCompletedOffsets();
+        _commit.Close(timeout);
         Close();
     }
 
@@ -431,9 +365,6 @@ public sealed partial class KafkaConsumerLoop : IDisposable
 
         [LoggerMessage(Level = LogLevel.Warning, Message = "Consume error {Code}: {Reason}")]
         public static partial void ConsumeError(ILogger logger, string code, string reason);
-
-        [LoggerMessage(Level = LogLevel.Warning, Message = "Could not store offset {Offset} for {Topic}[{Partition}]: {Reason}")]
-        public static partial void StoreFailed(ILogger logger, string topic, int partition, long offset, string reason);
 
         [LoggerMessage(Level = LogLevel.Warning, Message = "Offset commit failed: {Reason}")]
         public static partial void CommitFailed(ILogger logger, string reason);

@@ -3,6 +3,7 @@ using System.Text;
 using Confluent.Kafka;
 using StreamInference.Core.Pipeline;
 using StreamInference.Infrastructure.Avro;
+using StreamInference.Infrastructure.Kafka.Commit;
 
 namespace StreamInference.Infrastructure.Kafka;
 
@@ -30,15 +31,15 @@ public sealed class KafkaPredictionSink : IPredictionSink
     private readonly Dictionary<string, byte[]> _reasonBytes = [];
     private readonly Dictionary<string, byte[]> _topicBytes = [];
 
-    private readonly KafkaTransactions? _transactions;
+    private readonly ICommitStrategy _commit;
     private bool[] _skip = [];
 
-    /// <param name="transactions">Exactly-once mode: each batch is produced inside the open transaction.</param>
+    /// <param name="commit">Each batch is produced inside its publish scope (the open transaction, in exactly-once mode).</param>
     public KafkaPredictionSink(IProducer<byte[], byte[]> producer, string outputTopic, string deadLetterTopic, PredictionWriter writer,
-        KafkaTransactions? transactions = null)
+        ICommitStrategy commit)
     {
         _producer = producer;
-        _transactions = transactions;
+        _commit = commit;
         _outputTopic = outputTopic;
         _deadLetterTopic = deadLetterTopic;
         _writer = writer;
@@ -52,7 +53,7 @@ public sealed class KafkaPredictionSink : IPredictionSink
             handler = report => batch.OnDelivered(!report.Error.IsError, report.Error.IsError ? $"{report.Error.Code}: {report.Error.Reason}" : null);
             batch.TransportState = handler;
         }
-        using var transaction = _transactions?.Enter();
+        using var scope = _commit.BeginPublish();
         // Records of partitions revoked meanwhile belong to their new owner, which consumes them from
         // the committed offset: publishing them here would only duplicate its output.
         if (_skip.Length < batch.Count) _skip = new bool[batch.Capacity];
@@ -120,37 +121,25 @@ public sealed class KafkaPredictionSink : IPredictionSink
 
     private void Produce(string topic, Message<byte[], byte[]> message, Action<DeliveryReport<byte[], byte[]>> handler)
     {
-        var backoff = 1;
-        while (true)
+        try
         {
-            try
-            {
-                _producer.Produce(topic, message, handler);
-                return;
-            }
-            catch (ProduceException<byte[], byte[]> e) when (e.Error.Code == ErrorCode.Local_QueueFull)
-            {
-                // librdkafka's queue is full: the broker is slower than we are. Wait for acknowledgements.
-                Thread.Sleep(backoff);
-                backoff = Math.Min(backoff * 2, 100);
-            }
-            catch (ProduceException<byte[], byte[]> e) when (e.Error.Code == ErrorCode.MsgSizeTooLarge && topic == _deadLetterTopic && message.Value is { Length: > 0 } value)
-            {
-                // The record plus its dead-letter headers is over message.max.bytes: keep the coordinates
-                // and the reason, drop the payload (it is still in the input topic at the source offset).
-                message = new Message<byte[], byte[]> { Key = message.Key, Value = null!, Headers = message.Headers };
-                message.Headers.Add(ValueDroppedHeader, Encoding.ASCII.GetBytes(value.Length.ToString(CultureInfo.InvariantCulture)));
-            }
-            catch (ProduceException<byte[], byte[]> e)
-            {
-                // E.g. a transaction in an abortable state: the batch cannot be published by this producer.
-                // Part of the batch may already be in the open transaction: abort it, or committing it
-                // later would publish those rows again after the restart re-processes the batch.
-                var why = $"Producing to {topic} failed: {e.Error.Code}: {e.Error.Reason}";
-                _transactions?.Abort(why);
-                var permanent = e.Error.IsFatal || e.Error.Code is ErrorCode.Local_Fatal or ErrorCode.MsgSizeTooLarge or ErrorCode.Local_InvalidArg;
-                throw new PipelineFatalException(why, e, restartable: !permanent);
-            }
+            ProducerQueue.Produce(_producer, topic, message, handler);
+        }
+        catch (ProduceException<byte[], byte[]> e) when (e.Error.Code == ErrorCode.MsgSizeTooLarge && topic == _deadLetterTopic && message.Value is { Length: > 0 } value)
+        {
+            // The record plus its dead-letter headers is over message.max.bytes: keep the coordinates
+            // and the reason, drop the payload (it is still in the input topic at the source offset).
+            message = new Message<byte[], byte[]> { Key = message.Key, Value = null!, Headers = message.Headers };
+            message.Headers.Add(ValueDroppedHeader, Encoding.ASCII.GetBytes(value.Length.ToString(CultureInfo.InvariantCulture)));
+            Produce(topic, message, handler);
+        }
+        catch (ProduceException<byte[], byte[]> e)
+        {
+            // E.g. a transaction in an abortable state: the batch cannot be published by this producer.
+            var why = $"Producing to {topic} failed: {e.Error.Code}: {e.Error.Reason}";
+            _commit.PublishFailed(why);
+            var permanent = e.Error.IsFatal || e.Error.Code is ErrorCode.Local_Fatal or ErrorCode.MsgSizeTooLarge or ErrorCode.Local_InvalidArg;
+            throw new PipelineFatalException(why, e, restartable: !permanent);
         }
     }
 }

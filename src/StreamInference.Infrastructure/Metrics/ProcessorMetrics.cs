@@ -34,9 +34,17 @@ public sealed partial class ProcessorMetrics : IPipelineObserver
     private readonly Counter _degraded;
     private long _publishedCount, _deadLetteredCount, _batches, _batchRecords;
 
+    private readonly IMetricFactory _factory;
+
     public ProcessorMetrics(IMetricFactory factory, FeaturePlan plan, string inputTopic, string outputTopic, ILogger log)
     {
         _log = log;
+        _factory = factory;
+        var swaps = factory.CreateCounter("streaminference_model_swaps_total",
+            "New model versions found in the repository: loaded (and swapped in) or rejected.", ["result"]);
+        // Both series exist from the start, so increase() sees the first rejection.
+        _swapsLoaded = swaps.WithLabels("loaded");
+        _swapsRejected = swaps.WithLabels("rejected");
         Consumed = factory.CreateCounter("streaminference_records_consumed_total", "Records consumed from the input topic(s).", ["topic"]).WithLabels(inputTopic);
         _published = factory.CreateCounter("streaminference_predictions_published_total", "Prediction records acknowledged by the broker.", ["topic"]).WithLabels(outputTopic);
         _deadLetterFamily = factory.CreateCounter("streaminference_dead_letters_total", "Records sent to the dead-letter topic, by reason.", ["reason"]);
@@ -92,6 +100,45 @@ public sealed partial class ProcessorMetrics : IPipelineObserver
     public Gauge Paused { get; }
     public Gauge ModelInfo { get; }
     public Counter DeliveryFailures { get; }
+
+    /// <summary>In-process restarts; created by the supervisor before any run's metrics.</summary>
+    public static Counter Restarts(IMetricFactory factory) =>
+        factory.CreateCounter("streaminference_restarts_total", "In-process restarts of the processor after a restartable failure.");
+
+    /// <summary>The model a run serves, where it runs, and the batch size the pipeline forms.</summary>
+    public void OnModelLoaded(string name, string version, string provider, bool fellBack, int batchLimit)
+    {
+        ModelInfo.WithLabels(name, version).Set(1);
+        _factory.CreateGauge("streaminference_model_execution_provider",
+                "Where the model runs (value 1): cpu or cuda:<id>; fallback=\"true\" when Model:Device=auto could not use CUDA.", ["provider", "fallback"])
+            .WithLabels(provider, fellBack ? "true" : "false").Set(1);
+        _factory.CreateGauge("streaminference_model_execution_fallback",
+            "1 when Model:Device=auto asked for CUDA and the model runs on the CPU instead, else 0.").Set(fellBack ? 1 : 0);
+        _factory.CreateGauge("streaminference_batch_size_limit",
+            "Largest micro-batch the pipeline forms: Pipeline:MaxBatchSize, or what Model:AutotuneBatchSize chose below it.").Set(batchLimit);
+    }
+
+    /// <summary>What the batch-size autotune measured at model load.</summary>
+    public void OnAutotuned(IEnumerable<(int BatchSize, double EventsPerSecond)> measurements)
+    {
+        var measured = _factory.CreateGauge("streaminference_autotune_events_per_second",
+            "Scoring throughput the batch-size autotune measured at model load, per batch size.", ["batch_size"]);
+        foreach (var (size, rate) in measurements)
+            measured.WithLabels(size.ToString(System.Globalization.CultureInfo.InvariantCulture)).Set(rate);
+    }
+
+    /// <summary>A new model version was swapped in (or rejected).</summary>
+    public void OnModelSwapped(string previousName, string previousVersion, string name, string version)
+    {
+        ModelInfo.WithLabels(previousName, previousVersion).Set(0);
+        ModelInfo.WithLabels(name, version).Set(1);
+        _swapsLoaded.Inc();
+    }
+
+    public void OnModelRejected() => _swapsRejected.Inc();
+
+    private readonly Counter.Child _swapsLoaded;
+    private readonly Counter.Child _swapsRejected;
 
     /// <summary>Event-to-prediction latency for percentiles in live views.</summary>
     public LatencyRecorder Latency { get; } = new();

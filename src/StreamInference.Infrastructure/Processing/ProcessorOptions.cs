@@ -89,14 +89,6 @@ public sealed class KafkaOptions
     public int TransactionCommitIntervalMs { get; set; } = 100;
     /// <summary>ExactlyOnce: bound on each transactional call (init, send offsets, commit, abort).</summary>
     public int TransactionTimeoutMs { get; set; } = 30_000;
-    /// <summary>
-    /// ExactlyOnce, for clusters that do not persist transactional offset commits (librdkafka's embedded
-    /// mock cluster accepts TxnOffsetCommit without storing it): also commit, through the consumer, the
-    /// offsets each committed transaction carried. Leave off against a real broker, where such commits
-    /// would race with the transactional ones.
-    /// </summary>
-    public bool MirrorTransactionalOffsets { get; set; }
-
     public string EffectiveTransactionalId => TransactionalId is { Length: > 0 } id ? id : $"streaminference-{GroupId}-{Environment.MachineName}";
 }
 
@@ -118,7 +110,10 @@ public sealed class RedisOptions
     /// </summary>
     public FeatureStorePolicy OnUnavailable { get; set; } = FeatureStorePolicy.Wait;
     public int FallbackAfterMs { get; set; } = 1000;
-    /// <summary>Defaults policy: while unavailable, batches skip Redis and probe it again after this long.</summary>
+    /// <summary>
+    /// Defaults policy: once at least two batches (and at least half of those in FallbackAfterMs + ProbeIntervalMs)
+    /// got no answer in time, batches skip Redis (circuit breaker open) and probe it again after this long.
+    /// </summary>
     public int ProbeIntervalMs { get; set; } = 1000;
 }
 
@@ -237,17 +232,15 @@ public static class ProcessorOptionsValidator
         Range(o.Kafka.RevokeDrainTimeoutMs, 0, 300_000, "Kafka:RevokeDrainTimeoutMs");
         Range(o.Kafka.PauseAfterMs, 0, 60_000, "Kafka:PauseAfterMs");
         if (!StreamInference.Infrastructure.Onnx.ExecutionDevice.TryParse(o.Model.Device, out _, out var deviceError)) errors.Add(deviceError);
-        if (!Enum.IsDefined(o.Kafka.Delivery)) errors.Add($"Kafka:Delivery must be AtLeastOnce or ExactlyOnce (was {o.Kafka.Delivery}).");
+        Kafka.Commit.DeliveryMode.Validate(o.Kafka, errors);
         Range(o.Kafka.TransactionCommitIntervalMs, 10, 60_000, "Kafka:TransactionCommitIntervalMs");
         Range(o.Kafka.TransactionTimeoutMs, 1_000, 900_000, "Kafka:TransactionTimeoutMs");
-        if (o.Kafka.Delivery == DeliveryGuarantee.ExactlyOnce && o.Kafka.Producer.EnableIdempotence == false)
-            errors.Add("Kafka:Producer:EnableIdempotence=false cannot be combined with Kafka:Delivery=ExactlyOnce.");
         if (!Uri.TryCreate(o.SchemaRegistry.Url, UriKind.Absolute, out var u) || (u.Scheme != "http" && u.Scheme != "https"))
             errors.Add($"SchemaRegistry:Url (env SCHEMA_REGISTRY_URL) must be an absolute http(s) URL (was '{Secrets.RedactText(o.SchemaRegistry.Url)}').");
         Require(o.Redis.Configuration, "Redis:Configuration (env REDIS_URL)");
         if (!Enum.IsDefined(o.Redis.OnUnavailable)) errors.Add($"Redis:OnUnavailable must be Wait or Defaults (was {o.Redis.OnUnavailable}).");
-        Range(o.Redis.FallbackAfterMs, 1, 600_000, "Redis:FallbackAfterMs");
-        Range(o.Redis.ProbeIntervalMs, 10, 600_000, "Redis:ProbeIntervalMs");
+        Range(o.Redis.FallbackAfterMs, 10, 600_000, "Redis:FallbackAfterMs");
+        Range(o.Redis.ProbeIntervalMs, 500, 600_000, "Redis:ProbeIntervalMs");
         Require(o.Model.Repository, "Model:Repository");
         Require(o.Model.Name, "Model:Name");
         Require(o.Model.Version, "Model:Version");

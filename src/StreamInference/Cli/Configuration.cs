@@ -41,23 +41,25 @@ public static class ProcessorConfiguration
     /// ConfigMap, a setting of another version) is an error naming the key and the closest setting, never
     /// silently ignored.
     /// </summary>
-    public static ProcessorOptions Bind(IConfiguration configuration)
+    public static ProcessorOptions Bind(IConfiguration configuration) => Bind(configuration, new ProcessorOptions());
+
+    /// <summary>As <see cref="Bind(IConfiguration)"/>, into <paramref name="options"/> (the options system's instance).</summary>
+    public static ProcessorOptions Bind(IConfiguration configuration, ProcessorOptions options)
     {
         var errors = new List<string>();
         foreach (var section in configuration.GetChildren())
         {
             if (!HostSections.Contains(section.Key)) CheckKeys(section, typeof(ProcessorOptions), errors);
         }
-        if (errors.Count > 0) throw new OptionsValidationException(errors);
+        if (errors.Count > 0) throw new ConfigurationException(errors);
 
-        var options = new ProcessorOptions();
         try
         {
             configuration.Bind(options);
         }
         catch (InvalidOperationException e)
         {
-            throw new OptionsValidationException([e.Message + (e.InnerException is null ? "" : " " + e.InnerException.Message)]);
+            throw new ConfigurationException([e.Message + (e.InnerException is null ? "" : " " + e.InnerException.Message)]);
         }
         return options;
     }

@@ -1,6 +1,7 @@
 using System.Diagnostics;
 using System.Globalization;
 using StreamInference.Core.Drift;
+using StreamInference.DevServices.Kafka;
 using System.Text.Json;
 using Microsoft.Extensions.Logging;
 using Prometheus;
@@ -64,7 +65,10 @@ public static class DemoRunner
             .AddSimpleConsole(o => { o.SingleLine = true; o.TimestampFormat = "HH:mm:ss "; })
             .AddFilter(level => level >= (s.Quiet ? LogLevel.Error : LogLevel.Warning)));
         // Logs go to stderr like the live view; stdout carries only the final JSON line.
-        var processor = new StreamProcessor(options, loggers, Metrics.WithCustomRegistry(Metrics.NewCustomRegistry()));
+        var processor = new StreamProcessor(options, loggers, Metrics.WithCustomRegistry(Metrics.NewCustomRegistry()))
+        {
+            DecorateCommit = MirroredTransactionalOffsets.Decorate(loggers.CreateLogger<MirroredTransactionalOffsets>()),
+        };
         using var stopProcessor = CancellationTokenSource.CreateLinkedTokenSource(ct);
         var processing = processor.RunSupervisedAsync(stopProcessor.Token);
         // Produce once the group has assigned partitions, so latency figures do not include the join.

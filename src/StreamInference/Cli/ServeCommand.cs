@@ -5,8 +5,13 @@ using Microsoft.AspNetCore.Http;
 using Microsoft.Extensions.Configuration;
 using Microsoft.Extensions.DependencyInjection;
 using Microsoft.Extensions.Hosting;
+using Microsoft.AspNetCore.Server.Kestrel.Core;
 using Microsoft.Extensions.Logging;
+using Microsoft.Extensions.Logging.Abstractions;
+using Microsoft.Extensions.Options;
 using Prometheus;
+using StreamInference.DevServices.Kafka;
+using StreamInference.Hosting;
 using StreamInference.Infrastructure.Processing;
 
 namespace StreamInference.Cli;
@@ -23,6 +28,12 @@ public static class ServeCommand
     private static readonly Option<string?> Model = new("--model") { Description = "Model as name or name@version (Model:Name, Model:Version)." };
     private static readonly Option<int?> Port = new("--metrics-port") { Description = "Port of /metrics, /healthz, /readyz (Http:Port; 0 = any free port)." };
     private static readonly Option<bool> PrintConfig = new("--print-config") { Description = "Print the effective settings (defaults included, credentials masked), check them and exit: 0 when they are valid, 2 with the problems otherwise." };
+    private static readonly Option<bool> EmbeddedKafka = new("--embedded-kafka")
+    {
+        Hidden = true,
+        Description = "Dev services only: the Kafka cluster is the embedded librdkafka mock cluster, which does not store transactional offsets; " +
+                      "exactly-once then also commits each transaction's offsets as group offsets.",
+    };
     private static readonly Option<string[]> Set = new("--set") { Description = "Any setting as Section:Key=Value (repeatable), e.g. --set Pipeline:MaxBatchSize=512.", AllowMultipleArgumentsPerToken = false };
 
     public static Command Create()
@@ -30,7 +41,7 @@ public static class ServeCommand
         var command = new Command("serve", "Run the processor: consume events, score them, publish predictions. " +
                                            "Configuration: appsettings.json < KAFKA_BOOTSTRAP_SERVERS/SCHEMA_REGISTRY_URL/REDIS_URL < STREAMINFERENCE__Section__Key < flags.")
         {
-            ConfigFile, Bootstrap, Registry, Redis, Group, Input, Output, Model, Port, Set, PrintConfig,
+            ConfigFile, Bootstrap, Registry, Redis, Group, Input, Output, Model, Port, Set, PrintConfig, EmbeddedKafka,
         };
         command.SetAction((parse, ct) => RunAsync(parse, ct));
         return command;
@@ -67,21 +78,13 @@ public static class ServeCommand
             flags[s[..eq]] = s[(eq + 1)..];
         }
 
-        ProcessorOptions options;
-        Microsoft.Extensions.Configuration.IConfigurationRoot configuration;
+        IConfigurationRoot configuration;
         try
         {
             configuration = ProcessorConfiguration.Build(parse.GetValue(ConfigFile), flags);
-            options = ProcessorConfiguration.Bind(configuration);
-            if (parse.GetValue(PrintConfig))
-            {
-                foreach (var line in ConfigurationPrinter.Lines(options)) Console.WriteLine(line);
-            }
-            var errors = ProcessorOptionsValidator.Validate(options, PathResolver.Resolve);
-            if (errors.Count > 0) throw new OptionsValidationException(errors);
-            if (parse.GetValue(PrintConfig)) return 0;
+            if (parse.GetValue(PrintConfig)) return PrintConfiguration(configuration);
         }
-        catch (Exception e) when (e is OptionsValidationException or FileNotFoundException or InvalidDataException)
+        catch (Exception e) when (e is ConfigurationException or FileNotFoundException or InvalidDataException)
         {
             await Console.Error.WriteLineAsync(e.Message).ConfigureAwait(false);
             return 2;
@@ -91,18 +94,26 @@ public static class ServeCommand
         builder.Configuration.AddConfiguration(configuration);
         builder.Logging.ClearProviders();
         builder.Logging.AddSimpleConsole(o => { o.SingleLine = true; o.TimestampFormat = "HH:mm:ss.fff "; });
-        builder.WebHost.UseKestrel(k => k.Listen(options.Http.Host == "0.0.0.0" ? System.Net.IPAddress.Any : System.Net.IPAddress.Parse(options.Http.Host), options.Http.Port));
         var registry = Metrics.NewCustomRegistry();
-        var factory = Metrics.WithCustomRegistry(registry);
-        builder.Services.AddSingleton(options);
-        // SIGTERM: stop consuming, drain and publish what is in flight, commit, close — within
-        // Pipeline:ShutdownTimeoutMs, plus a margin for leaving the group; then the host gives up.
-        // Exactly-once adds the final commit (bounded by one transaction timeout, plus an abort).
-        var transactionBound = options.Kafka.Delivery == DeliveryGuarantee.ExactlyOnce ? TimeSpan.FromMilliseconds(2.0 * options.Kafka.TransactionTimeoutMs) : TimeSpan.Zero;
-        builder.Services.Configure<HostOptions>(h => h.ShutdownTimeout = TimeSpan.FromMilliseconds(options.Pipeline.ShutdownTimeoutMs) + transactionBound + TimeSpan.FromSeconds(10));
-        builder.Services.AddSingleton(sp => new StreamProcessor(options, sp.GetRequiredService<ILoggerFactory>(), factory));
-        builder.Services.AddHostedService<ProcessorService>();
+        var embeddedKafka = parse.GetValue(EmbeddedKafka) ? MirroredTransactionalOffsets.Decorate(NullLogger.Instance) : null;
+        builder.Services.AddStreamInference(configuration, Metrics.WithCustomRegistry(registry), embeddedKafka);
+        builder.Services.AddOptions<KestrelServerOptions>().Configure<IOptionsMonitor<ProcessorOptions>>((kestrel, processor) =>
+        {
+            var http = processor.CurrentValue.Http;
+            kestrel.Listen(http.Host == "0.0.0.0" ? System.Net.IPAddress.Any : System.Net.IPAddress.Parse(http.Host), http.Port);
+        });
         var app = builder.Build();
+        try
+        {
+            // Bound and validated here, once (ValidateOnStart finds them in the options cache): a bad
+            // setting is one message and exit code 2, before anything starts.
+            _ = app.Services.GetRequiredService<IOptionsMonitor<ProcessorOptions>>().CurrentValue;
+        }
+        catch (Exception e) when (e is ConfigurationException or OptionsValidationException)
+        {
+            await Console.Error.WriteLineAsync(e is OptionsValidationException v ? new ConfigurationException([.. v.Failures]).Message : e.Message).ConfigureAwait(false);
+            return 2;
+        }
         app.MapGet("/metrics", async (HttpContext http) =>
         {
             http.Response.ContentType = PrometheusConstants.ExporterContentTypeValue.ToString();
@@ -113,35 +124,15 @@ public static class ServeCommand
         await app.RunAsync(ct).ConfigureAwait(false);
         return Environment.ExitCode;
     }
-}
 
-/// <summary>Runs the processor for the host's lifetime; a fatal error stops the host with exit code 1.</summary>
-public sealed partial class ProcessorService(StreamProcessor processor, IHostApplicationLifetime lifetime, ILogger<ProcessorService> log) : BackgroundService
-{
-    protected override async Task ExecuteAsync(CancellationToken stoppingToken)
+    /// <summary>--print-config: the effective settings (credentials masked), then their check: 0 when valid, 2 with the problems.</summary>
+    private static int PrintConfiguration(IConfiguration configuration)
     {
-        try
-        {
-            await Task.Yield();
-            await processor.RunSupervisedAsync(stoppingToken).ConfigureAwait(false);
-        }
-        catch (OperationCanceledException) when (stoppingToken.IsCancellationRequested)
-        {
-        }
-        catch (Exception e)
-        {
-            Log.Fatal(log, Secrets.RedactText(e.Message), e);
-            Environment.ExitCode = 1;
-        }
-        finally
-        {
-            lifetime.StopApplication();
-        }
-    }
-
-    private static partial class Log
-    {
-        [LoggerMessage(Level = LogLevel.Critical, Message = "Processor stopped: {Reason}")]
-        public static partial void Fatal(ILogger logger, string reason, Exception e);
+        var options = ProcessorConfiguration.Bind(configuration);
+        foreach (var line in ConfigurationPrinter.Lines(options)) Console.WriteLine(line);
+        var errors = ProcessorOptionsValidator.Validate(options, PathResolver.Resolve);
+        if (errors.Count == 0) return 0;
+        Console.Error.WriteLine(new ConfigurationException(errors).Message);
+        return 2;
     }
 }

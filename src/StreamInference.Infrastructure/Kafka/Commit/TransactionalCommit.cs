@@ -1,17 +1,20 @@
 using Confluent.Kafka;
+using Polly;
 using Microsoft.Extensions.Logging;
 using StreamInference.Core.Offsets;
 using StreamInference.Core.Pipeline;
 
-namespace StreamInference.Infrastructure.Kafka;
+using StreamInference.Core.Resilience;
+
+namespace StreamInference.Infrastructure.Kafka.Commit;
 
 /// <summary>
-/// Exactly-once mode: the predictions and dead letters of every batch published since the last commit,
+/// Exactly-once (the commit strategy of Kafka:Delivery=ExactlyOnce): the predictions and dead letters of every batch published since the last commit,
 /// and the input offsets they account for, are committed in one Kafka transaction, so a
 /// <c>read_committed</c> consumer downstream sees each input's outcome exactly once.
 /// </summary>
 /// <remarks>
-/// <para>The score stage produces under <see cref="Enter"/>; a commit (every
+/// <para>The sink produces under <see cref="BeginPublish"/>; a commit (every
 /// <c>Kafka:TransactionCommitIntervalMs</c>, on revoke and on shutdown) takes the same gate, flushes,
 /// sends each owned partition's contiguous watermark with the consumer's group metadata and commits.
 /// Batches are published in consume order by one stage, so after the flush each partition's watermark
@@ -20,7 +23,7 @@ namespace StreamInference.Infrastructure.Kafka;
 /// partitions) aborts it and fails the pipeline with a restartable error: the processor restarts from
 /// the committed offsets and the aborted outputs stay invisible to read_committed consumers.</para>
 /// </remarks>
-public sealed partial class KafkaTransactions : IDisposable
+public sealed partial class TransactionalCommit : ICommitStrategy
 {
     private readonly IProducer<byte[], byte[]> _producer;
     private readonly ILogger _log;
@@ -28,8 +31,9 @@ public sealed partial class KafkaTransactions : IDisposable
     private readonly TimeSpan _socketTimeout;
     private readonly Lock _gate = new();
     private readonly Timer _timer;
-    private Func<IReadOnlyList<PartitionOffsets>>? _owned;
-    private Func<IConsumerGroupMetadata>? _groupMetadata;
+    private readonly OwnedPartitions _owned = new();
+    private IConsumer<byte[], byte[]>? _consumer;
+    private readonly ResiliencePipeline _retriable;
     private bool _open;
     private volatile string? _call;
     private long _callStarted;
@@ -37,12 +41,15 @@ public sealed partial class KafkaTransactions : IDisposable
     private volatile PipelineFatalException? _failure;
 
     /// <param name="socketTimeout">The producer's socket.timeout.ms: a request lost to a broker that went down is only retried after it.</param>
-    public KafkaTransactions(IProducer<byte[], byte[]> producer, ILogger log, TimeSpan commitInterval, TimeSpan timeout, TimeSpan socketTimeout)
+    public TransactionalCommit(IProducer<byte[], byte[]> producer, ILogger log, TimeSpan commitInterval, TimeSpan timeout, TimeSpan socketTimeout)
     {
         _socketTimeout = socketTimeout;
         _producer = producer;
         _log = log;
         _timeout = timeout;
+        // A transactional call that failed with a retriable error is retried while the commit's deadline allows.
+        _retriable = Policies.Retry(Backoffs.TransactionCall, e => e is KafkaRetriableException && Environment.TickCount64 < _deadline,
+            onRetry: (e, attempt, _) => Log.Retrying(_log, ((KafkaException)e).Error.Code.ToString(), ((KafkaException)e).Error.Reason, attempt));
         _producer.InitTransactions(timeout);
         _timer = new Timer(_ => CommitFromTimer(), null, commitInterval, commitInterval);
     }
@@ -54,38 +61,51 @@ public sealed partial class KafkaTransactions : IDisposable
     /// <summary>Set when a transaction had to be aborted; the pipeline must restart from the committed offsets.</summary>
     public PipelineFatalException? Failure => _failure;
 
-    /// <summary>Wires the consumer side: the partitions it owns and its group metadata (for zombie fencing).</summary>
-    public void Attach(Func<IReadOnlyList<PartitionOffsets>> owned, Func<IConsumerGroupMetadata> groupMetadata)
+    public ConsumerConfig ConsumerConfig(ConsumerConfig processorConfig)
     {
-        _owned = owned;
-        _groupMetadata = groupMetadata;
+        var config = KafkaConfigs.Copy(processorConfig);
+        config.EnableAutoOffsetStore = false;
+        config.IsolationLevel = IsolationLevel.ReadCommitted;
+        // Offsets travel in the transactions; regular commits would race with them on a broker.
+        config.EnableAutoCommit = false;
+        return config;
+    }
+
+    /// <summary>The consumer's group metadata goes with every transaction's offsets (zombie fencing).</summary>
+    public void Bind(IConsumer<byte[], byte[]> consumer) => _consumer = consumer;
+
+    public void Assigned(IReadOnlyCollection<PartitionOffsets> partitions) => _owned.Add(partitions);
+
+    public void CommitCompleted()
+    {
+        // The timer commits; the consume loop only learns here that a transaction had to be aborted.
+        if (_failure is { } failure) throw failure;
+    }
+
+    /// <summary>Commits what was published, with these partitions' offsets, and marks them revoked under the gate.</summary>
+    public void Revoking(IReadOnlyCollection<PartitionOffsets> partitions)
+    {
+        Commit(partitions);
+        _owned.Remove(partitions);
+    }
+
+    /// <summary>The open transaction may hold outputs of these partitions, whose offsets we can no longer commit: abort it and restart.</summary>
+    public void Lost(IReadOnlyCollection<PartitionOffsets> partitions)
+    {
+        foreach (var p in partitions) p.MarkRevoked();
+        _owned.Remove(partitions);
+        Abort($"{partitions.Count} partition(s) lost");
     }
 
     /// <summary>Holds the gate for producing one batch inside the open transaction (begun if none is).</summary>
-    public Scope Enter()
+    public PublishScope BeginPublish()
     {
         _gate.Enter();
         try
         {
             if (_failure is { } f) throw f;
-            if (!_open)
-            {
-                try
-                {
-                    Call("begin transaction");
-                    _producer.BeginTransaction();
-                }
-                catch (KafkaException e)
-                {
-                    throw _failure ??= new PipelineFatalException($"Could not begin a transaction ({e.Error.Code}: {e.Error.Reason})", e, restartable: !e.Error.IsFatal);
-                }
-                finally
-                {
-                    Call(null);
-                }
-                _open = true;
-            }
-            return new Scope(this);
+            if (!_open) Begin();
+            return new PublishScope(_gate);
         }
         catch
         {
@@ -94,10 +114,32 @@ public sealed partial class KafkaTransactions : IDisposable
         }
     }
 
-    public readonly struct Scope(KafkaTransactions owner) : IDisposable
+    private void Begin()
     {
-        public void Dispose() => owner._gate.Exit();
+        try
+        {
+            Call("begin transaction");
+            _producer.BeginTransaction();
+        }
+        catch (KafkaException e)
+        {
+            throw _failure ??= new PipelineFatalException($"Could not begin a transaction ({e.Error.Code}: {e.Error.Reason})", e, restartable: !e.Error.IsFatal);
+        }
+        finally
+        {
+            Call(null);
+        }
+        _open = true;
     }
+
+    /// <summary>Part of the batch may already be in the open transaction: abort it, or committing it later would publish those rows again after the restart.</summary>
+    public void PublishFailed(string why) => Abort(why);
+
+    /// <summary>The final commit; the producer is flushed by it.</summary>
+    public void Close(TimeSpan timeout) => Commit();
+
+    /// <summary>Raised with the offsets each transaction carried, once it committed (the dev services' offset mirror listens).</summary>
+    public event Action<IReadOnlyList<(PartitionOffsets Partition, long Next)>>? Committed;
 
     /// <summary>
     /// Commits the open transaction with the offsets of everything published so far. <paramref name="revoking"/>
@@ -154,7 +196,7 @@ public sealed partial class KafkaTransactions : IDisposable
             }
             var offsets = new List<TopicPartitionOffset>();
             var carried = new List<(PartitionOffsets Partition, long Next)>();
-            foreach (var p in _owned?.Invoke() ?? [])
+            foreach (var p in _owned.All)
             {
                 var next = p.Committable;
                 if (next < 0) continue;
@@ -162,9 +204,9 @@ public sealed partial class KafkaTransactions : IDisposable
                 carried.Add((p, next));
             }
             Slow("flush", ref step);
-            if (offsets.Count > 0 && _groupMetadata is not null)
+            if (offsets.Count > 0 && _consumer is not null)
             {
-                var metadata = _groupMetadata();
+                var metadata = _consumer.ConsumerGroupMetadata;
                 Call("send offsets to transaction");
                 RetryRetriable(() => _producer.SendOffsetsToTransaction(offsets, metadata, Remaining(deadline)), deadline);
             }
@@ -174,10 +216,8 @@ public sealed partial class KafkaTransactions : IDisposable
             Slow("commit", ref step);
             Call(null);
             _open = false;
-            // Per assignment (a PartitionOffsets lives as long as its assignment), so a partition that
-            // comes back never starts from a previous owner-era value.
-            foreach (var (p, next) in carried) p.TransactionCommitted = next;
             Interlocked.Increment(ref _commits);
+            if (carried.Count > 0) Committed?.Invoke(carried);
         }
         catch (KafkaTxnRequiresAbortException e)
         {
@@ -232,25 +272,20 @@ public sealed partial class KafkaTransactions : IDisposable
 
     private void RetryRetriable(Action call, long deadline)
     {
-        for (var attempt = 1; ; attempt++)
+        _deadline = deadline;
+        try
         {
-            try
-            {
-                call();
-                return;
-            }
-            catch (KafkaRetriableException e) when (Environment.TickCount64 < deadline)
-            {
-                Log.Retrying(_log, e.Error.Code.ToString(), e.Error.Reason, attempt);
-                Thread.Sleep(Math.Min(100 * attempt, 1000));
-            }
-            catch (KafkaRetriableException e)
-            {
-                // Out of time: the transaction is in doubt; abort it.
-                throw new KafkaTxnRequiresAbortException(e.Error);
-            }
+            _retriable.Execute(static c => c(), call);
+        }
+        catch (KafkaRetriableException e)
+        {
+            // Out of time: the transaction is in doubt; abort it.
+            throw new KafkaTxnRequiresAbortException(e.Error);
         }
     }
+
+    // The running commit's deadline (commits are serialized by the gate).
+    private long _deadline;
 
     private void TryAbort()
     {

@@ -1,0 +1,304 @@
+using System.Globalization;
+using System.Runtime.ExceptionServices;
+using Microsoft.Extensions.Logging;
+using Prometheus;
+using StackExchange.Redis;
+using StreamInference.Core.Drift;
+using StreamInference.Core.Features;
+using StreamInference.Core.Pipeline;
+using StreamInference.Core.Supervision;
+using StreamInference.Infrastructure.Avro;
+using StreamInference.Infrastructure.Drift;
+using StreamInference.Infrastructure.Kafka;
+using StreamInference.Infrastructure.Kafka.Commit;
+using StreamInference.Infrastructure.Metrics;
+using StreamInference.Infrastructure.Onnx;
+using StreamInference.Infrastructure.Redis;
+using AvroSchema = Avro.Schema;
+
+namespace StreamInference.Infrastructure.Processing;
+
+/// <summary>What one run needs from its host besides the options.</summary>
+public sealed class RuntimeContext
+{
+    public required ILoggerFactory Loggers { get; init; }
+    public required IMetricFactory MetricFactory { get; init; }
+    public Func<string, string> ResolvePath { get; init; } = PathResolver.Resolve;
+    /// <summary>An extra per-batch observer (live views, audits), called after the metrics and drift.</summary>
+    public IPipelineObserver? Observer { get; init; }
+    /// <summary>Exactly-once: a transactional call hangs past every timeout (default: log and end the process).</summary>
+    public Action<string>? OnWedged { get; init; }
+    /// <summary>Wraps the commit strategy (dev services only: the embedded cluster's offset mirror).</summary>
+    public Func<ICommitStrategy, ICommitStrategy>? DecorateCommit { get; init; }
+    /// <summary>The batch size autotune's choice, kept across restarts of the same model on the same device.</summary>
+    public AutotuneCache Autotune { get; } = new();
+}
+
+/// <summary>The last autotune result and what it was measured for.</summary>
+public sealed class AutotuneCache
+{
+    public string? Key { get; set; }
+    public AutotuneResult? Result { get; set; }
+}
+
+/// <summary>
+/// Everything one run of the processor needs, built in dependency order by <see cref="BuildAsync"/> —
+/// feature set and model, metrics, registry and decoder, Redis, the delivery mode (commit strategy and
+/// producers), sink, drift, topology, consumer — and disposed as one, in reverse order.
+/// <see cref="RunAsync"/> runs it once; restarts belong to the <see cref="Supervisor"/>.
+/// </summary>
+public sealed partial class ProcessorRuntime : IDisposable
+{
+    private readonly ProcessorOptions _options;
+    private readonly RuntimeContext _context;
+    private readonly ILogger _log;
+    private readonly Stack<IDisposable> _owned = new();
+    private PipelineTopology _topology = null!;
+    private KafkaConsumerLoop _consumer = null!;
+    private DeliveryMode _delivery = null!;
+
+    private ProcessorRuntime(ProcessorOptions options, RuntimeContext context)
+    {
+        _options = options;
+        _context = context;
+        _log = context.Loggers.CreateLogger<StreamProcessor>();
+    }
+
+    public ProcessorMetrics Metrics { get; private set; } = null!;
+    /// <summary>The drift monitor, when drift monitoring is on.</summary>
+    public DriftMonitor? Drift { get; private set; }
+    /// <summary>Set while the consumer runs.</summary>
+    public bool IsReady { get; private set; }
+    public int AssignedPartitions => _consumer.AssignedPartitions;
+
+    /// <summary>Loads, connects and checks everything before the first record is consumed; on failure, releases what it built.</summary>
+    public static async Task<ProcessorRuntime> BuildAsync(ProcessorOptions options, RuntimeContext context, CancellationToken ct)
+    {
+        var runtime = new ProcessorRuntime(options, context);
+        try
+        {
+            await runtime.BuildAsync(ct).ConfigureAwait(false);
+            return runtime;
+        }
+        catch
+        {
+            runtime.Dispose();
+            throw;
+        }
+    }
+
+    private async Task BuildAsync(CancellationToken ct)
+    {
+        var k = _options.Kafka;
+        var plan = FeatureSetLoader.LoadFile(_context.ResolvePath(_options.Features.Definition));
+        var readerSchema = AvroSchema.Parse(await File.ReadAllTextAsync(_context.ResolvePath(_options.Features.ReaderSchema), ct).ConfigureAwait(false));
+        Metrics = new ProcessorMetrics(_context.MetricFactory, plan, k.InputTopic, k.OutputTopic, _context.Loggers.CreateLogger<ProcessorMetrics>());
+        var (scorer, modelDir, batchLimit) = LoadModel(plan);
+
+        var registry = Own(new SchemaRegistryClient(_options.SchemaRegistry));
+        var decoder = new AvroEventDecoder(registry, readerSchema, plan, _options.Features.MaxMessageBytes)
+        {
+            DeadLetterWhenRegistryUnavailable = _options.SchemaRegistry.OnUnavailable == RegistryPolicy.DeadLetter,
+            OnRegistryRetry = e => Metrics.OnRetry("decode", e),
+        };
+        var predictionSchemaId = await registry.RegisterAsync($"{k.OutputTopic}-value", PredictionWriter.Schema, ct).ConfigureAwait(false);
+
+        var redisConfig = ConfigurationOptions.Parse(_options.Redis.Configuration);
+        redisConfig.AbortOnConnectFail = false;
+        var redis = Own(await ConnectionMultiplexer.ConnectAsync(redisConfig).ConfigureAwait(false));
+        var store = new RedisFeatureStore(redis, plan) { OnUpdated = Metrics.OnWindowStateUpdate };
+
+        _delivery = Own(DeliveryMode.Create(k, _context.Loggers, _context.OnWedged ?? EndProcess, _context.DecorateCommit));
+        var sink = new KafkaPredictionSink(_delivery.Output, k.OutputTopic, k.DeadLetterTopic,
+            new PredictionWriter(predictionSchemaId, scorer.ModelName, scorer.ModelVersion, scorer.PrimaryScoreIndex), _delivery.Commit);
+        var observer = await ObserversAsync(plan, scorer, modelDir, registry, ct).ConfigureAwait(false);
+        _topology = new PipelineTopology(_options.Pipeline.ToPipelineOptions(_options.Redis, _options.Model, batchLimit), plan, decoder, store, scorer, sink, observer);
+        _consumer = Own(new KafkaConsumerLoop(KafkaConfigs.Consumer(k), [k.InputTopic], _topology.Input, _delivery.Commit, Metrics,
+            _context.Loggers.CreateLogger<KafkaConsumerLoop>(), TimeSpan.FromMilliseconds(k.RevokeDrainTimeoutMs), TimeSpan.FromMilliseconds(k.PauseAfterMs)));
+    }
+
+    /// <summary>The model (hot-swappable under Model:Version=latest), its directory, and the batch size the pipeline forms.</summary>
+    private (HotSwapScorer Scorer, string ModelDir, int BatchLimit) LoadModel(FeaturePlan plan)
+    {
+        var m = _options.Model;
+        var modelDir = ModelRepository.Resolve(_context.ResolvePath(m.Repository), m.Name, m.Version);
+        ExecutionDevice.TryParse(m.Device, out var device, out _);
+        var scorerOptions = new OnnxScorerOptions { IntraOpThreads = m.IntraOpThreads, Device = device, CudaProviderOptions = m.Cuda };
+        var initial = new OnnxScorer(modelDir, plan, scorerOptions);
+        int batchLimit;
+        try
+        {
+            Log.ModelLoaded(_log, initial.ModelName, initial.ModelVersion, modelDir, plan.Name, plan.Version, plan.FeatureCount, initial.OutputWidth);
+            if (initial.FallbackReason is { } why) Log.DeviceFallback(_log, why);
+            // Later versions (hot swap) run where the first one does.
+            if (device.Kind == ExecutionDeviceKind.Auto)
+                scorerOptions.Device = initial.ExecutionProvider == "cpu" ? ExecutionDevice.Cpu : new ExecutionDevice(ExecutionDeviceKind.Cuda, device.DeviceId);
+            batchLimit = m.AutotuneBatchSize ? Autotune(initial, plan, $"{modelDir}|{initial.ExecutionProvider}") : _options.Pipeline.MaxBatchSize;
+        }
+        catch
+        {
+            initial.Dispose();
+            throw;
+        }
+        Metrics.OnModelLoaded(initial.ModelName, initial.ModelVersion, initial.ExecutionProvider, initial.FallbackReason is not null, batchLimit);
+        // Model:Version=latest follows the repository: new versions are loaded, warmed and swapped in.
+        var watch = m.Version == "latest" ? TimeSpan.FromMilliseconds(m.WatchIntervalMs) : TimeSpan.Zero;
+        var scorer = Own(new HotSwapScorer(initial, _context.ResolvePath(m.Repository), m.Name, plan, scorerOptions,
+            _context.Loggers.CreateLogger<HotSwapScorer>(), watch)
+        {
+            Swapped = (previous, next, _) =>
+            {
+                Metrics.OnModelSwapped(previous.Name, previous.Version, next.Name, next.Version);
+                if (Drift is not null) Log.DriftStaysOnProfile(_log, previous.ToString(), next.ToString());
+            },
+            Rejected = (_, _) => Metrics.OnModelRejected(),
+        });
+        return (scorer, modelDir, batchLimit);
+    }
+
+    /// <summary>
+    /// Times scoring per batch size and picks the batch limit. A restart reuses the choice made for the same
+    /// model on the same device; a version swapped in later keeps it (the batch buffers are sized at start).
+    /// </summary>
+    private int Autotune(OnnxScorer model, FeaturePlan plan, string key)
+    {
+        var cache = _context.Autotune;
+        if (cache.Result is null || cache.Key != key)
+        {
+            cache.Result = BatchSweep.Autotune(model, plan, _options.Pipeline.MaxBatchSize,
+                TimeSpan.FromMilliseconds(_options.Model.BatchLatencyBudgetMs), TimeSpan.FromMilliseconds(300));
+            cache.Key = key;
+        }
+        var tuned = cache.Result;
+        if (tuned.ChosenMeasurement.P99Ms > tuned.BudgetMs) Log.AutotuneOverBudget(_log, tuned.BudgetMs, tuned.ChosenMeasurement.P99Ms);
+        Metrics.OnAutotuned(tuned.Measurements.Select(x => (x.BatchSize, x.EventsPerSecond)));
+        Log.Autotuned(_log, tuned.Chosen, tuned.ChosenMeasurement.EventsPerSecond, tuned.ChosenMeasurement.P99Ms, tuned.BudgetMs,
+            string.Join(", ", tuned.Measurements.Select(x => string.Create(CultureInfo.InvariantCulture,
+                $"{x.BatchSize}: {x.EventsPerSecond:N0}/s p99 {x.P99Ms:0.###} ms"))));
+        return tuned.Chosen;
+    }
+
+    /// <summary>Metrics, then drift (when on), then the host's observer.</summary>
+    private async Task<IPipelineObserver> ObserversAsync(FeaturePlan plan, HotSwapScorer scorer, string modelDir, ISchemaRegistryClient registry, CancellationToken ct)
+    {
+        IPipelineObserver observer = Metrics;
+        var drift = await CreateDriftAsync(plan, scorer, modelDir, registry, ct).ConfigureAwait(false);
+        if (drift is not null)
+        {
+            Drift = drift.Monitor;
+            observer = new CompositeObserver(observer, Own(drift));
+        }
+        return _context.Observer is { } extra ? new CompositeObserver(observer, extra) : observer;
+    }
+
+    private async Task<DriftPublisher?> CreateDriftAsync(FeaturePlan plan, HotSwapScorer scorer, string modelDir, ISchemaRegistryClient registry, CancellationToken ct)
+    {
+        var d = _options.Drift;
+        if (!d.Enabled) return null;
+        var path = d.Profile is { Length: > 0 } p ? _context.ResolvePath(p) : Path.Combine(modelDir, ReferenceProfile.FileName);
+        if (!File.Exists(path))
+        {
+            Log.DriftOff(_log, path);
+            return null;
+        }
+        var profile = ReferenceProfile.Load(path);
+        if (profile.Model != scorer.ModelName || profile.ModelVersion != scorer.ModelVersion)
+            throw new InvalidDataException($"{path}: the reference profile is for model {profile.Model}@{profile.ModelVersion}, the loaded model is {scorer.ModelName}@{scorer.ModelVersion}.");
+        var monitor = new DriftMonitor(profile, plan, d.ToThresholds(), d.ToWindowing());
+        var schemaId = await registry.RegisterAsync($"{d.Topic}-value", DriftReportWriter.Schema, ct).ConfigureAwait(false);
+        Log.DriftOn(_log, path, d.Topic, d.WindowSeconds > 0 ? $"{d.WindowSeconds} s" : $"{d.WindowEvents} events");
+        // Drift reports are telemetry, not outputs: they never go into a transaction.
+        return new DriftPublisher(monitor, scorer.PrimaryScoreIndex, _delivery.Telemetry, d.Topic, schemaId, $"{scorer.ModelName}@{scorer.ModelVersion}",
+            _context.MetricFactory, _context.Loggers.CreateLogger<DriftPublisher>(), d.WindowSeconds);
+    }
+
+    /// <summary>
+    /// Consumes and processes until <paramref name="stop"/> (then drains, commits and closes) or a failure,
+    /// which is rethrown as <see cref="FailurePrecedence"/> chooses it.
+    /// </summary>
+    public async Task RunAsync(CancellationToken stop)
+    {
+        var k = _options.Kafka;
+        var shutdownTimeout = TimeSpan.FromMilliseconds(_options.Pipeline.ShutdownTimeoutMs);
+        using var abort = new CancellationTokenSource();
+        var pipeline = _topology.RunAsync(abort.Token);
+        var consuming = _consumer.RunAsync(pipeline, shutdownTimeout, stop);
+        IsReady = true;
+        Log.Started(_log, k.InputTopic, k.OutputTopic, k.DeadLetterTopic, k.GroupId);
+        var consumeError = await FailureOf(consuming, null).ConfigureAwait(false);
+        IsReady = false;
+        if (!pipeline.IsCompleted) await abort.CancelAsync().ConfigureAwait(false);
+        var pipelineError = await FailureOf(pipeline, abort).ConfigureAwait(false);
+        _delivery.FlushTelemetry(shutdownTimeout);
+        if (FailurePrecedence.Choose(consumeError, pipelineError, _delivery.Commit.Failure) is { } failure) ExceptionDispatchInfo.Throw(failure);
+        Log.Stopped(_log, Metrics.PublishedCount, Metrics.DeadLetteredCount);
+    }
+
+    /// <summary>The exception <paramref name="task"/> ended with, if any (a cancellation we asked for is none).</summary>
+    private static async Task<Exception?> FailureOf(Task task, CancellationTokenSource? cancelledByUs)
+    {
+        try
+        {
+            await task.ConfigureAwait(false);
+            return null;
+        }
+        catch (OperationCanceledException) when (cancelledByUs?.IsCancellationRequested == true)
+        {
+            return null;
+        }
+        catch (Exception e)
+        {
+            return e;
+        }
+    }
+
+    private void EndProcess(string why)
+    {
+        Log.ProducerWedged(_log, why);
+        Environment.FailFast("StreamInference: transactional producer wedged: " + why);
+    }
+
+    private T Own<T>(T disposable) where T : IDisposable
+    {
+        _owned.Push(disposable);
+        return disposable;
+    }
+
+    public void Dispose()
+    {
+        while (_owned.TryPop(out var d)) d.Dispose();
+    }
+
+    private static partial class Log
+    {
+        [LoggerMessage(Level = LogLevel.Information, Message = "Batch size autotune: serving batches of up to {BatchSize} ({EventsPerSecond:N0} events/s, p99 {P99Ms:0.###} ms per batch, budget {BudgetMs} ms); measured {Measurements}")]
+        public static partial void Autotuned(ILogger logger, int batchSize, double eventsPerSecond, double p99Ms, double budgetMs, string measurements);
+
+        [LoggerMessage(Level = LogLevel.Warning, Message = "Batch size autotune: even a batch of 1 takes {P99Ms:0.###} ms (p99), over Model:BatchLatencyBudgetMs={BudgetMs}; serving batches of 1. Raise the budget if throughput matters more.")]
+        public static partial void AutotuneOverBudget(ILogger logger, double budgetMs, double p99Ms);
+
+        [LoggerMessage(Level = LogLevel.Warning, Message = "Model:Device=auto: running on the CPU; {Reason}")]
+        public static partial void DeviceFallback(ILogger logger, string reason);
+
+        [LoggerMessage(Level = LogLevel.Information, Message = "Model {Model}@{Version} loaded from {Directory} (feature set {FeatureSet} v{FeatureSetVersion}, {Features} features, {Outputs} score column(s))")]
+        public static partial void ModelLoaded(ILogger logger, string model, string version, string directory, string featureSet, int featureSetVersion, int features, int outputs);
+
+        [LoggerMessage(Level = LogLevel.Information, Message = "Processing {Input} → {Output} (dead letters: {DeadLetters}) as consumer group {Group}")]
+        public static partial void Started(ILogger logger, string input, string output, string deadLetters, string group);
+
+        [LoggerMessage(Level = LogLevel.Information, Message = "Stopped: {Published} predictions and {DeadLettered} dead letters acknowledged")]
+        public static partial void Stopped(ILogger logger, long published, long deadLettered);
+
+        [LoggerMessage(Level = LogLevel.Warning, Message = "Drift monitoring off: no reference profile at {Path} (run 'streaminference profile', or set Drift:Enabled=false)")]
+        public static partial void DriftOff(ILogger logger, string path);
+
+        [LoggerMessage(Level = LogLevel.Information, Message = "Drift monitoring against {Path}: reports to {Topic} every {Window}")]
+        public static partial void DriftOn(ILogger logger, string path, string topic, string window);
+
+        [LoggerMessage(Level = LogLevel.Warning, Message = "Drift monitoring continues against the reference profile of {Previous}; restart to monitor {Next} against its own profile")]
+        public static partial void DriftStaysOnProfile(ILogger logger, string previous, string next);
+
+        [LoggerMessage(Level = LogLevel.Critical, Message = "Exactly-once producer wedged: {Reason}; ending the process so it restarts (the open transaction is aborted by the broker)")]
+        public static partial void ProducerWedged(ILogger logger, string reason);
+    }
+}
