@@ -165,14 +165,13 @@ public sealed class PipelinePolicyTests
 
         public void Publish(EventBatch batch)
         {
-            batch.BeginDelivery(batch.Count);
+            batch.Completion.Expect(batch.Count);
             for (var row = 0; row < batch.Count; row++)
             {
                 Reasons.Add(batch.DeadLetterReasons[row]);
-                batch.OnDelivered(true, null);
+                batch.Completion.Acknowledge(true);
             }
             Degraded.Add(batch.FeatureStoreUnavailable);
-            batch.EndProduce();
         }
     }
 }

@@ -38,7 +38,8 @@ public static class TopicHistory
 
         var ends = new Dictionary<int, long>();
         var assignment = new List<TopicPartitionOffset>();
-        var trackers = new Dictionary<int, PartitionOffsets>();
+        // Read from history: source partitions, no offset tracking (nothing is committed).
+        var trackers = new Dictionary<int, SourcePartition>();
         long total = 0;
         foreach (var partitionId in partitions)
         {
@@ -54,7 +55,7 @@ public static class TopicHistory
             ends[partitionId] = end;
             total += end - start;
             assignment.Add(new TopicPartitionOffset(tp, start));
-            trackers[partitionId] = new PartitionOffsets(topic, partitionId);
+            trackers[partitionId] = new SourcePartition(topic, partitionId);
         }
         var history = new EventHistory(plan);
         if (assignment.Count == 0) return new TopicHistoryResult(history, 0, 0, 0);

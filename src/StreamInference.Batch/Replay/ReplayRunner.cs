@@ -150,7 +150,7 @@ public static class ReplayRunner
         }
         else
         {
-            written = await WriteParquetAsync(request.OutputParquet!, plan, scorer, history, rows, selected, checkpoint.ScoredAtMs, perPartition, progress, ct).ConfigureAwait(false);
+            written = await WriteParquetAsync(request.OutputParquet!, request.Topic, plan, scorer, history, rows, selected, checkpoint.ScoredAtMs, perPartition, progress, ct).ConfigureAwait(false);
         }
 
         var elapsed = clock.Elapsed.TotalSeconds;
@@ -174,59 +174,34 @@ public static class ReplayRunner
         }).Build();
         var failed = 0;
         string? error = null;
-        var batch = new EventBatch(plan, 1024, scorer.OutputWidth) { ScoredAtMs = checkpoint.ScoredAtMs };
-        var trackers = new Dictionary<int, PartitionOffsets>();
         var pace = Stopwatch.StartNew();
-        var totals = Totals(history, selected);
         long written = 0, sinceCheckpoint = 0;
-        for (var start = 0; start < selected.Count; start += batch.Capacity)
+        await ScoreAsync(new ScoredRows(request.Topic, plan, scorer, history, rows, selected, perPartition, progress), checkpoint.ScoredAtMs, async (batch, k, i) =>
         {
-            ct.ThrowIfCancellationRequested();
-            var n = Math.Min(batch.Capacity, selected.Count - start);
-            Fill(batch, plan, history, rows, selected, start, n, trackers);
-            scorer.Score(batch);
-            for (var k = 0; k < n; k++)
+            var key = Encoding.UTF8.GetBytes($"{batch.EventIds[k]}@{scorer.ModelVersion}");
+            ProducerQueue.Produce(producer, outTopic, new Message<byte[], byte[]> { Key = key, Value = writer.Write(batch, k, k) }, r =>
             {
-                var key = Encoding.UTF8.GetBytes($"{batch.EventIds[k]}@{scorer.ModelVersion}");
-                var value = writer.Write(batch, k, k);
-                while (true)
-                {
-                    try
-                    {
-                        producer.Produce(outTopic, new Message<byte[], byte[]> { Key = key, Value = value }, r =>
-                        {
-                            if (r.Error.IsError) { Interlocked.Increment(ref failed); error ??= r.Error.Reason; }
-                        });
-                        break;
-                    }
-                    catch (ProduceException<byte[], byte[]> e) when (e.Error.Code == ErrorCode.Local_QueueFull)
-                    {
-                        producer.Poll(TimeSpan.FromMilliseconds(50));
-                    }
-                }
-                var i = selected[start + k];
-                perPartition[history.Partition(i)]++;
-                checkpoint.Next[history.Partition(i)] = history.Offset(i) + 1;
-                written++;
-                sinceCheckpoint++;
-                if (request.Rate > 0)
-                {
-                    var ahead = TimeSpan.FromSeconds(written / request.Rate) - pace.Elapsed;
-                    if (ahead > TimeSpan.FromMilliseconds(2)) await Task.Delay(ahead, ct).ConfigureAwait(false);
-                }
-                if (sinceCheckpoint >= request.CheckpointEvery)
-                {
-                    // Everything up to here acknowledged, then the positions saved: a crash repeats at most this stretch.
-                    producer.Flush(ct);
-                    if (failed > 0) throw new InvalidOperationException($"Replay output to '{outTopic}' failed: {error}");
-                    if (request.CheckpointPath is not null) SaveCheckpoint(request.CheckpointPath, checkpoint);
-                    onCheckpoint?.Invoke(checkpoint);
-                    sinceCheckpoint = 0;
-                    ct.ThrowIfCancellationRequested();
-                }
+                if (r.Error.IsError) { Interlocked.Increment(ref failed); error ??= r.Error.Reason; }
+            });
+            checkpoint.Next[history.Partition(i)] = history.Offset(i) + 1;
+            written++;
+            sinceCheckpoint++;
+            if (request.Rate > 0)
+            {
+                var ahead = TimeSpan.FromSeconds(written / request.Rate) - pace.Elapsed;
+                if (ahead > TimeSpan.FromMilliseconds(2)) await Task.Delay(ahead, ct).ConfigureAwait(false);
             }
-            Report(progress, history, selected, start, n, perPartition, totals);
-        }
+            if (sinceCheckpoint >= request.CheckpointEvery)
+            {
+                // Everything up to here acknowledged, then the positions saved: a crash repeats at most this stretch.
+                producer.Flush(ct);
+                if (failed > 0) throw new InvalidOperationException($"Replay output to '{outTopic}' failed: {error}");
+                if (request.CheckpointPath is not null) SaveCheckpoint(request.CheckpointPath, checkpoint);
+                onCheckpoint?.Invoke(checkpoint);
+                sinceCheckpoint = 0;
+                ct.ThrowIfCancellationRequested();
+            }
+        }, ct).ConfigureAwait(false);
         producer.Flush(ct);
         if (failed > 0) throw new InvalidOperationException($"Replay output to '{outTopic}' failed: {error}");
         return written;
@@ -251,28 +226,59 @@ public static class ReplayRunner
     }
 
 
-    private static void Fill(EventBatch batch, FeaturePlan plan, EventHistory history, FeatureRows rows, List<int> selected, int start, int n,
-        Dictionary<int, PartitionOffsets> trackers)
+    /// <summary>What one replay scores: the selected history rows, their point-in-time features, and the model.</summary>
+    private sealed record ScoredRows(string Topic, FeaturePlan Plan, OnnxScorer Scorer, EventHistory History, FeatureRows Rows, List<int> Selected,
+        Dictionary<int, long> PerPartition, IProgress<ReplayProgress>? Progress);
+
+    /// <summary>
+    /// Scores the selected rows in batches (in their order) and hands each scored row to <paramref name="write"/>
+    /// as (batch, row in the batch, history row); counts and reports progress per partition.
+    /// </summary>
+    private static async Task ScoreAsync(ScoredRows r, long scoredAtMs, Func<EventBatch, int, int, ValueTask> write, CancellationToken ct)
     {
+        var batch = new EventBatch(r.Plan, 1024, r.Scorer.OutputWidth);
+        // Replayed records come from history: a source partition, no offset tracking (a replay commits nothing).
+        var sources = new Dictionary<int, SourcePartition>();
+        var totals = Totals(r.History, r.Selected);
+        for (var start = 0; start < r.Selected.Count; start += batch.Capacity)
+        {
+            ct.ThrowIfCancellationRequested();
+            var n = Math.Min(batch.Capacity, r.Selected.Count - start);
+            Fill(batch, r, start, n, sources);
+            batch.ScoredAtMs = scoredAtMs;
+            r.Scorer.Score(batch);
+            for (var k = 0; k < n; k++)
+            {
+                var i = r.Selected[start + k];
+                await write(batch, k, i).ConfigureAwait(false);
+                r.PerPartition[r.History.Partition(i)]++;
+            }
+            Report(r.Progress, r.History, r.Selected, start, n, r.PerPartition, totals);
+        }
+    }
+
+    private static void Fill(EventBatch batch, ScoredRows r, int start, int n, Dictionary<int, SourcePartition> sources)
+    {
+        var history = r.History;
         batch.Reset();
         batch.Count = n;
         batch.OkCount = n;
         for (var k = 0; k < n; k++)
         {
-            var i = selected[start + k];
+            var i = r.Selected[start + k];
             var p = history.Partition(i);
-            if (!trackers.TryGetValue(p, out var tracker)) trackers[p] = tracker = new PartitionOffsets(plan.Name, p);
-            batch.Records[k] = new InputRecord(tracker, 0, history.Offset(i), null, null, history.TimeMs(i), null);
+            if (!sources.TryGetValue(p, out var source)) sources[p] = source = new SourcePartition(r.Topic, p);
+            batch.Records[k] = new InputRecord(source, 0, history.Offset(i), null, null, history.TimeMs(i), null);
             batch.Rows[k] = k;
             batch.EventIds[k] = history.Id(i);
             batch.EntityKeys[k] = history.EntityKey(i);
             batch.EventTimesMs[k] = history.TimeMs(i);
-            batch.DefaultedCounts[k] = System.Numerics.BitOperations.PopCount((ulong)rows.DefaultedMask[i]);
-            rows.Row(i).CopyTo(batch.FeatureRow(k));
+            batch.DefaultedCounts[k] = System.Numerics.BitOperations.PopCount((ulong)r.Rows.DefaultedMask[i]);
+            r.Rows.Row(i).CopyTo(batch.FeatureRow(k));
         }
     }
 
-    private static async Task<long> WriteParquetAsync(string path, FeaturePlan plan, OnnxScorer scorer, EventHistory history, FeatureRows rows,
+    private static async Task<long> WriteParquetAsync(string path, string topic, FeaturePlan plan, OnnxScorer scorer, EventHistory history, FeatureRows rows,
         List<int> selected, long scoredAtMs, Dictionary<int, long> perPartition, IProgress<ReplayProgress>? progress, CancellationToken ct)
     {
         var ids = new string[selected.Count];
@@ -282,26 +288,15 @@ public static class ReplayRunner
         var offsets = new long[selected.Count];
         var scores = new double[selected.Count];
         var defaulted = new int[selected.Count];
-        var batch = new EventBatch(plan, 1024, scorer.OutputWidth);
-        var trackers = new Dictionary<int, PartitionOffsets>();
-        var totals = Totals(history, selected);
-        for (var start = 0; start < selected.Count; start += batch.Capacity)
+        var at = 0;
+        await ScoreAsync(new ScoredRows(topic, plan, scorer, history, rows, selected, perPartition, progress), scoredAtMs, (batch, k, i) =>
         {
-            ct.ThrowIfCancellationRequested();
-            var n = Math.Min(batch.Capacity, selected.Count - start);
-            Fill(batch, plan, history, rows, selected, start, n, trackers);
-            scorer.Score(batch);
-            for (var k = 0; k < n; k++)
-            {
-                var i = selected[start + k];
-                (ids[start + k], times[start + k], entities[start + k]) = (history.Id(i), history.TimeMs(i), history.EntityKey(i));
-                (partitions[start + k], offsets[start + k]) = (history.Partition(i), history.Offset(i));
-                scores[start + k] = batch.ScoreRow(k)[scorer.PrimaryScoreIndex];
-                defaulted[start + k] = batch.DefaultedCounts[k];
-                perPartition[history.Partition(i)]++;
-            }
-            Report(progress, history, selected, start, n, perPartition, totals);
-        }
+            (ids[at], times[at], entities[at]) = (history.Id(i), history.TimeMs(i), history.EntityKey(i));
+            (partitions[at], offsets[at]) = (history.Partition(i), history.Offset(i));
+            scores[at] = batch.ScoreRow(k)[scorer.PrimaryScoreIndex];
+            defaulted[at++] = batch.DefaultedCounts[k];
+            return ValueTask.CompletedTask;
+        }, ct).ConfigureAwait(false);
         var fields = new DataField[]
         {
             new DataField<string>("event_id"), new DataField<long>("event_time_ms"), new DataField<string>("entity_key"),

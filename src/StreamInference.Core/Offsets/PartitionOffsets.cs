@@ -13,7 +13,7 @@ namespace StreamInference.Core.Offsets;
 /// Thread-safety: <see cref="Track"/> runs on the consume thread, <see cref="Complete"/> on the producer's
 /// delivery thread; a lock per partition keeps both short.
 /// </remarks>
-public sealed class PartitionOffsets
+public sealed class PartitionOffsets : SourcePartition
 {
     private readonly Lock _gate = new();
     private long[] _offsets;
@@ -26,31 +26,16 @@ public sealed class PartitionOffsets
     private long _lastTaken = -1;
     private long _lastTracked = -1;
 
-    public PartitionOffsets(string topic, int partition, int initialCapacity = 1024)
+    public PartitionOffsets(string topic, int partition, int initialCapacity = 1024) : base(topic, partition)
     {
         ArgumentOutOfRangeException.ThrowIfLessThan(initialCapacity, 1);
-        Topic = topic;
-        Partition = partition;
         _offsets = new long[initialCapacity];
         _done = new bool[initialCapacity];
     }
 
-    public string Topic { get; }
-    /// <summary><c>topic/partition</c>, the source identity used for idempotent state updates.</summary>
-    public string SourceId => _sourceId ??= $"{Topic}/{Partition}";
-    private string? _sourceId;
-    public int Partition { get; }
-
     /// <summary>Set when the partition was revoked or lost; completions after that are ignored.</summary>
-    public bool IsRevoked { get; private set; }
-
-    /// <summary>Exactly-once: the next offset the last committed transaction carried for this assignment (-1: none yet).</summary>
-    public long TransactionCommitted
-    {
-        get => Interlocked.Read(ref _transactionCommitted);
-        set => Interlocked.Exchange(ref _transactionCommitted, value);
-    }
-    private long _transactionCommitted = -1;
+    public override bool IsRevoked => _revoked;
+    private volatile bool _revoked;
 
 
     public int InFlight { get { lock (_gate) return _count; } }
@@ -118,23 +103,12 @@ public sealed class PartitionOffsets
         }
     }
 
-    /// <summary>True (and remembered) when <paramref name="offset"/> is beyond the last offset taken.</summary>
-    public bool TryTakeNewer(long offset)
-    {
-        lock (_gate)
-        {
-            if (offset <= _lastTaken) return false;
-            _lastTaken = offset;
-            return true;
-        }
-    }
-
     /// <summary>The next offset to commit, or -1 when nothing completed yet.</summary>
     public long Committable { get { lock (_gate) return _committable; } }
 
     public void MarkRevoked()
     {
-        lock (_gate) IsRevoked = true;
+        lock (_gate) _revoked = true;
     }
 
     private void Grow()

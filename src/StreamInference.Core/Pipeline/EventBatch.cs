@@ -10,12 +10,9 @@ namespace StreamInference.Core.Pipeline;
 /// </summary>
 public sealed class EventBatch
 {
-    private int _pendingDeliveries;
-    private int _failedDeliveries;
-    private string? _firstError;
-
     public EventBatch(FeaturePlan plan, int capacity, int scoreWidth)
     {
+        Completion = new BatchCompletion(() => DeliveryCompleted?.Invoke(this));
         ArgumentOutOfRangeException.ThrowIfLessThan(capacity, 1);
         ArgumentOutOfRangeException.ThrowIfLessThan(scoreWidth, 1);
         Capacity = capacity;
@@ -115,42 +112,11 @@ public sealed class EventBatch
         OkCount = k;
     }
 
-    /// <summary>Slot for the sink's per-batch state (e.g. its cached delivery handler); the core never reads it.</summary>
-    public object? TransportState { get; set; }
+    /// <summary>The acknowledgements this batch waits for before its records complete.</summary>
+    public BatchCompletion Completion { get; }
 
-    /// <summary>Invoked once when every message of the batch was acknowledged (or failed).</summary>
+    /// <summary>Invoked once when every acknowledgement arrived (or one failed); set by the pipeline that owns the batch.</summary>
     internal Action<EventBatch>? DeliveryCompleted { get; set; }
-
-    public bool DeliveryFailed => Volatile.Read(ref _failedDeliveries) > 0;
-    public string? DeliveryError => _firstError;
-
-    /// <summary>Arms delivery tracking; the sink calls it before producing <paramref name="messages"/> messages.</summary>
-    public void BeginDelivery(int messages)
-    {
-        _failedDeliveries = 0;
-        _firstError = null;
-        // One extra count held by the sink until all messages were handed over, so a fast
-        // acknowledgement cannot complete the batch while it is still being produced.
-        Volatile.Write(ref _pendingDeliveries, messages + 1);
-    }
-
-    /// <summary>The sink calls this after handing over every message.</summary>
-    public void EndProduce() => Acknowledge();
-
-    /// <summary>Called from the transport's delivery thread once per message.</summary>
-    public void OnDelivered(bool success, string? error)
-    {
-        if (!success)
-        {
-            if (Interlocked.Increment(ref _failedDeliveries) == 1) _firstError = error;
-        }
-        Acknowledge();
-    }
-
-    private void Acknowledge()
-    {
-        if (Interlocked.Decrement(ref _pendingDeliveries) == 0) DeliveryCompleted?.Invoke(this);
-    }
 
     public void Reset()
     {

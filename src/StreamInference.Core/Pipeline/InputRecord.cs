@@ -3,18 +3,19 @@ using StreamInference.Core.Offsets;
 namespace StreamInference.Core.Pipeline;
 
 /// <summary>
-/// A consumed record as the pipeline sees it: raw bytes plus where it came from and its place in the
-/// partition's offset tracker. <see cref="Headers"/> is the transport's header collection, passed
-/// through untouched to the dead-letter topic.
+/// A consumed record as the pipeline sees it: raw bytes plus where it came from. Records of the consume
+/// loop carry their partition's <see cref="PartitionOffsets"/> and their <see cref="Sequence"/> in it (completed
+/// when the record's batch completes); records read from history carry a plain <see cref="SourcePartition"/>.
+/// <see cref="Headers"/> are the record's headers (null when it has none), passed on to the dead-letter topic.
 /// </summary>
 public readonly record struct InputRecord(
-    PartitionOffsets Partition,
+    SourcePartition Partition,
     long Sequence,
     long Offset,
     byte[]? Key,
     byte[]? Value,
     long TimestampMs,
-    object? Headers);
+    IReadOnlyList<KeyValuePair<string, byte[]>>? Headers);
 
 /// <summary>Reasons a record goes to the dead-letter topic (header <c>streaminference.dlq.reason</c>).</summary>
 public static class DeadLetterReasons

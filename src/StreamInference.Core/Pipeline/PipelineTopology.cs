@@ -3,6 +3,7 @@ using System.Threading.Channels;
 using StreamInference.Core.Batching;
 using Polly;
 using StreamInference.Core.Features;
+using StreamInference.Core.Offsets;
 using StreamInference.Core.Resilience;
 
 namespace StreamInference.Core.Pipeline;
@@ -143,6 +144,7 @@ public sealed class PipelineTopology
                 ThrowIfDeliveryFailed();
                 var batch = await _free.Reader.ReadAsync(ct).ConfigureAwait(false);
                 Interlocked.Increment(ref _outstanding);
+                batch.Completion.Begin();
                 var n = await batcher.FillAsync(batch.Records, ct).ConfigureAwait(false);
                 if (n == 0)
                 {
@@ -218,6 +220,7 @@ public sealed class PipelineTopology
             var scored = Stopwatch.GetTimestamp();
             _observer.OnBatchScored(batch, Stopwatch.GetElapsedTime(start, scored));
             _sink.Publish(batch);
+            batch.Completion.Release();
             _observer.OnBatchPublished(batch, Stopwatch.GetElapsedTime(scored));
         }
     }
@@ -241,18 +244,18 @@ public sealed class PipelineTopology
     // Runs on the producer's delivery thread.
     private void OnDeliveryCompleted(EventBatch batch)
     {
-        if (batch.DeliveryFailed)
+        if (batch.Completion.Failed)
         {
             // Offsets of this batch are not stored: after the restart that this failure causes, the
             // records are consumed again (at-least-once).
-            _deliveryFailure ??= new PipelineFatalException($"Publishing failed: {batch.DeliveryError}", restartable: true);
+            _deliveryFailure ??= new PipelineFatalException($"Publishing failed: {batch.Completion.Error}", restartable: true);
         }
         else
         {
             for (var i = 0; i < batch.Count; i++)
             {
                 ref readonly var r = ref batch.Records[i];
-                r.Partition.Complete(r.Sequence);
+                (r.Partition as PartitionOffsets)?.Complete(r.Sequence);
             }
             _observer.OnBatchDelivered(batch, _time.GetUtcNow().ToUnixTimeMilliseconds());
         }

@@ -37,9 +37,8 @@ public interface IScorer
 }
 
 /// <summary>
-/// Publishes predictions for clean rows and dead letters for the others. Calls
-/// <see cref="EventBatch.BeginDelivery"/>, produces, then <see cref="EventBatch.EndProduce"/>, and reports
-/// each acknowledgement through <see cref="EventBatch.OnDelivered"/>.
+/// Publishes predictions for clean rows and dead letters for the others: <see cref="BatchCompletion.Expect"/>
+/// the messages it produces, and report each delivery through <see cref="BatchCompletion.Acknowledge"/>.
 /// </summary>
 public interface IPredictionSink
 {

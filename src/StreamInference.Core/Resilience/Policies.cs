@@ -59,9 +59,11 @@ public static class Policies
     /// <summary>Retries <paramref name="retryOn"/> failures with <paramref name="backoff"/>; anything else, or the last failure, is rethrown.</summary>
     public static ResiliencePipeline Retry(Backoff backoff, Func<Exception, bool> retryOn, TimeProvider? time = null,
         Action<Exception, int, TimeSpan>? onRetry = null) =>
-        new ResiliencePipelineBuilder { TimeProvider = time ?? TimeProvider.System }
-            .AddRetry(RetryOptions(backoff, retryOn, onRetry))
-            .Build();
+        backoff.MaxRetries == 0
+            ? ResiliencePipeline.Empty
+            : new ResiliencePipelineBuilder { TimeProvider = time ?? TimeProvider.System }
+                .AddRetry(RetryOptions(backoff, retryOn, onRetry))
+                .Build();
 
     /// <summary>
     /// Like <see cref="Retry"/>, but with a result: a result <paramref name="retryResult"/> accepts is retried too,
@@ -70,6 +72,7 @@ public static class Policies
     public static ResiliencePipeline<T> Retry<T>(Backoff backoff, Func<Exception, bool> retryOn, Func<T, bool> retryResult,
         TimeProvider? time = null, Action<Exception?, int, TimeSpan>? onRetry = null)
     {
+        if (backoff.MaxRetries == 0) return ResiliencePipeline<T>.Empty;
         var options = new RetryStrategyOptions<T>
         {
             ShouldHandle = args => ValueTask.FromResult(args.Outcome.Exception is { } e

@@ -4,6 +4,7 @@ using Avro;
 using Avro.Generic;
 using Avro.IO;
 using Confluent.Kafka;
+using StreamInference.Infrastructure.Kafka;
 using StackExchange.Redis;
 using StreamInference.Batch.Synthetic;
 using StreamInference.Core.Features;
@@ -85,23 +86,12 @@ public static class SyntheticPaymentProducer
             var index = i;
             var eventId = bad is null ? e.EventId : null;
             var message = new Message<byte[], byte[]> { Key = Encoding.UTF8.GetBytes(e.CardId), Value = value };
-            while (true)
+            await ProducerQueue.ProduceAsync(producer, options.Topic, message, report =>
             {
-                try
-                {
-                    producer.Produce(options.Topic, message, report =>
-                    {
-                        if (report.Error.IsError) Interlocked.Increment(ref failed);
-                        else records[index] = new ProducedRecord(report.Partition.Value, report.Offset.Value, eventId, bad);
-                        Interlocked.Increment(ref delivered);
-                    });
-                    break;
-                }
-                catch (ProduceException<byte[], byte[]> ex) when (ex.Error.Code == ErrorCode.Local_QueueFull)
-                {
-                    await Task.Delay(5, cancellationToken).ConfigureAwait(false);
-                }
-            }
+                if (report.Error.IsError) Interlocked.Increment(ref failed);
+                else records[index] = new ProducedRecord(report.Partition.Value, report.Offset.Value, eventId, bad);
+                Interlocked.Increment(ref delivered);
+            }, cancellationToken).ConfigureAwait(false);
             if ((i & 1023) == 0) progress?.Invoke(i);
         }
         while (Volatile.Read(ref delivered) < options.Events)

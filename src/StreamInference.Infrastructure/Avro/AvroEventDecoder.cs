@@ -2,8 +2,10 @@ using System.Globalization;
 using Avro;
 using Avro.Generic;
 using Avro.IO;
+using Polly;
 using StreamInference.Core.Features;
 using StreamInference.Core.Pipeline;
+using StreamInference.Core.Resilience;
 using AvroSchema = Avro.Schema;
 
 namespace StreamInference.Infrastructure.Avro;
@@ -30,7 +32,8 @@ public sealed class AvroEventDecoder : IEventDecoder
     private readonly int[] _textPos;
     // Written only by the batch stage (single reader); no locking needed.
     private readonly Dictionary<int, DatumReader<GenericRecord>> _readers = [];
-    private readonly Dictionary<int, string> _rejected = [];
+    // Schema ids the registry answered definitively about (ids are never reused): the dead-letter reason and detail.
+    private readonly Dictionary<int, (string Reason, string Detail)> _rejected = [];
     private GenericRecord? _reuse;
 
     /// <summary>
@@ -43,9 +46,18 @@ public sealed class AvroEventDecoder : IEventDecoder
     /// <summary>Called on each failed registry attempt under the Wait policy (metrics, logs).</summary>
     public Action<Exception>? OnRegistryRetry { get; init; }
 
-    /// <summary>DeadLetter policy: how long uncached ids are dead-lettered without asking the registry after it was found unreachable.</summary>
+    /// <summary>
+    /// DeadLetter policy: once registry calls keep failing (a circuit breaker: at least two, and at least half
+    /// of them), how long uncached ids are dead-lettered without asking it before the next probe.
+    /// </summary>
     public int RegistryProbeIntervalMs { get; init; } = 5000;
-    private long _registryDownUntil;
+
+    /// <summary>The clock of the registry retries and breaker.</summary>
+    public TimeProvider Time { get; init; } = TimeProvider.System;
+
+    // Built on first use (after the init properties): Wait = retry until the registry answers;
+    // DeadLetter = no waiting, and a breaker that stops asking while it keeps failing.
+    private ResiliencePipeline? _registryCalls;
 
     public AvroEventDecoder(ISchemaRegistryClient registry, AvroSchema readerSchema, FeaturePlan plan, int maxMessageBytes = 1 << 20)
     {
@@ -101,9 +113,9 @@ public sealed class AvroEventDecoder : IEventDecoder
             }
             if (!_readers.TryGetValue(schemaId, out var reader))
             {
-                if (_rejected.TryGetValue(schemaId, out var why))
+                if (_rejected.TryGetValue(schemaId, out var rejection))
                 {
-                    batch.DeadLetter(row, why.StartsWith("unknown", StringComparison.Ordinal) ? DeadLetterReasons.UnknownSchemaId : DeadLetterReasons.IncompatibleSchema, why);
+                    batch.DeadLetter(row, rejection.Reason, rejection.Detail);
                     continue;
                 }
                 reader = await ResolveAsync(schemaId, cancellationToken).ConfigureAwait(false);
@@ -125,55 +137,47 @@ public sealed class AvroEventDecoder : IEventDecoder
     private async Task<DatumReader<GenericRecord>?> ResolveAsync(int schemaId, CancellationToken ct)
     {
         AvroSchema writer;
-        var backoff = TimeSpan.FromMilliseconds(200);
-        // DeadLetter policy: once the registry was found unreachable, do not ask it again (each ask costs
-        // the client's retries) for every record until the probe interval has passed.
-        if (DeadLetterWhenRegistryUnavailable && Environment.TickCount64 < _registryDownUntil) return null;
-        while (true)
+        try
         {
-            try
-            {
-                writer = await _registry.GetSchemaAsync(schemaId, ct).ConfigureAwait(false);
-                break;
-            }
-            catch (SchemaRegistryException e) when (!(e.ErrorCode is SchemaRegistryException.SchemaNotFound or SchemaRegistryException.InvalidSchema
-                                                      || e.HttpStatus is 404 or 422))
-            {
-                if (DeadLetterWhenRegistryUnavailable)
-                {
-                    _registryDownUntil = Environment.TickCount64 + RegistryProbeIntervalMs;
-                    return null;
-                }
-                OnRegistryRetry?.Invoke(e);
-                await Task.Delay(backoff, ct).ConfigureAwait(false);
-                backoff = TimeSpan.FromTicks(Math.Min(backoff.Ticks * 2, TimeSpan.FromSeconds(10).Ticks));
-            }
-            catch (SchemaRegistryException e) when (e.ErrorCode is SchemaRegistryException.SchemaNotFound or 404)
-            {
-                // Unknown ids stay unknown for this process (ids are never reused by a registry).
-                _rejected[schemaId] = $"unknown schema id {schemaId}";
-                return null;
-            }
-            catch (SchemaParseException e)
-            {
-                _rejected[schemaId] = $"incompatible: schema {schemaId} does not parse: {e.Message}";
-                return null;
-            }
-            catch (SchemaRegistryException e) when (e.ErrorCode == SchemaRegistryException.InvalidSchema || e.HttpStatus is 404 or 422)
-            {
-                // The registry's definitive answer (not Avro, unprocessable): the id cannot be used by this reader.
-                _rejected[schemaId] = $"incompatible: schema {schemaId}: {e.Message}";
-                return null;
-            }
+            _registryCalls ??= DeadLetterWhenRegistryUnavailable
+                ? Policies.RetryThenBreak(null, TimeSpan.FromMilliseconds(RegistryProbeIntervalMs), Backoffs.RegistryWait with { MaxRetries = 0 }, IsUnavailable, Time)
+                : Policies.Retry(Backoffs.RegistryWait, IsUnavailable, Time, (e, _, _) => OnRegistryRetry?.Invoke(e));
+            writer = await _registryCalls.ExecuteAsync(static (s, token) => new ValueTask<AvroSchema>(s.Registry.GetSchemaAsync(s.Id, token)),
+                (Registry: _registry, Id: schemaId), ct).ConfigureAwait(false);
+        }
+        catch (Exception e) when (DeadLetterWhenRegistryUnavailable && (IsUnavailable(e) || Policies.IsDegraded(e)))
+        {
+            return null;   // dead-lettered as registry-unavailable; the id is asked again for a later record
+        }
+        catch (SchemaRegistryException e) when (e.ErrorCode == SchemaRegistryException.SchemaNotFound || e.HttpStatus == 404)
+        {
+            // Unknown ids stay unknown for this process (ids are never reused by a registry).
+            return Reject(schemaId, DeadLetterReasons.UnknownSchemaId, $"unknown schema id {schemaId}");
+        }
+        catch (SchemaParseException e)
+        {
+            return Reject(schemaId, DeadLetterReasons.IncompatibleSchema, $"incompatible: schema {schemaId} does not parse: {e.Message}");
+        }
+        catch (SchemaRegistryException e) when (e.ErrorCode == SchemaRegistryException.InvalidSchema || e.HttpStatus == 422)
+        {
+            // The registry's definitive answer (not Avro, unprocessable): the id cannot be used by this reader.
+            return Reject(schemaId, DeadLetterReasons.IncompatibleSchema, $"incompatible: schema {schemaId}: {e.Message}");
         }
         if (!_reader.CanRead(writer))
-        {
-            _rejected[schemaId] = $"incompatible: reader {_reader.Fullname} cannot read writer schema {schemaId} ({writer.Fullname})";
-            return null;
-        }
+            return Reject(schemaId, DeadLetterReasons.IncompatibleSchema, $"incompatible: reader {_reader.Fullname} cannot read writer schema {schemaId} ({writer.Fullname})");
         var reader = new GenericDatumReader<GenericRecord>(writer, _reader);
         _readers[schemaId] = reader;
         return reader;
+    }
+
+    /// <summary>Anything but the registry's definitive answer about the id (unreachable, 5xx, auth, rate limit): it may come back.</summary>
+    private static bool IsUnavailable(Exception e) =>
+        e is SchemaRegistryException r && !(r.ErrorCode is SchemaRegistryException.SchemaNotFound or SchemaRegistryException.InvalidSchema || r.HttpStatus is 404 or 422);
+
+    private DatumReader<GenericRecord>? Reject(int schemaId, string reason, string detail)
+    {
+        _rejected[schemaId] = (reason, detail);
+        return null;
     }
 
     private void DecodeRow(EventBatch batch, int row, byte[] value, DatumReader<GenericRecord> reader)

@@ -5,6 +5,8 @@ using System.Net.Http.Json;
 using System.Text;
 using System.Text.Json;
 using System.Text.Json.Serialization;
+using Polly;
+using StreamInference.Core.Resilience;
 using AvroSchema = Avro.Schema;
 
 namespace StreamInference.Infrastructure.Avro;
@@ -43,12 +45,16 @@ public sealed class SchemaRegistryClient : ISchemaRegistryClient, IDisposable
     private readonly SchemaRegistryOptions _options;
     private readonly ConcurrentDictionary<int, AvroSchema> _byId = new();
     private readonly ConcurrentDictionary<(string Subject, string Schema), int> _registered = new();
+    private readonly ResiliencePipeline<HttpResponseMessage> _requests;
 
     public SchemaRegistryClient(SchemaRegistryOptions options, HttpMessageHandler? handler = null)
     {
         if (!Uri.TryCreate(options.Url, UriKind.Absolute, out var baseUri) || (baseUri.Scheme != "http" && baseUri.Scheme != "https"))
             throw new ArgumentException($"SchemaRegistry:Url '{StreamInference.Infrastructure.Processing.Secrets.RedactText(options.Url)}' is not an absolute http(s) URL.", nameof(options));
         _options = options;
+        // No answer, or a 5xx: retried with Backoffs.RegistryRequest up to MaxAttempts in all; the last 5xx is returned as the error.
+        _requests = Policies.Retry<HttpResponseMessage>(Backoffs.RegistryRequest with { MaxRetries = Math.Max(0, options.MaxAttempts - 1) },
+            static e => e is HttpRequestException or TimeoutException, static r => (int)r.StatusCode >= 500);
         _http = handler is null ? new HttpClient() : new HttpClient(handler);
         // Credentials in the URL (https://user:password@host, Confluent's basic.auth.credentials.source=URL)
         // become the basic-auth header unless BasicAuthUserInfo is set; they never stay in the address.
@@ -93,47 +99,43 @@ public sealed class SchemaRegistryClient : ISchemaRegistryClient, IDisposable
 
     private async Task<T> SendAsync<T>(Func<HttpRequestMessage> request, CancellationToken ct)
     {
-        var delay = TimeSpan.FromMilliseconds(100);
-        for (var attempt = 1; ; attempt++)
+        HttpResponseMessage response;
+        try
         {
-            HttpResponseMessage response;
-            try
+            response = await _requests.ExecuteAsync(static async (s, token) =>
             {
-                using var message = request();
-                response = await _http.SendAsync(message, ct).ConfigureAwait(false);
-            }
-            catch (Exception e) when (e is HttpRequestException || (e is TaskCanceledException && !ct.IsCancellationRequested))
-            {
-                if (attempt >= _options.MaxAttempts)
-                    throw new SchemaRegistryException(0, SchemaRegistryException.Unreachable,
-                        $"Schema registry at {_http.BaseAddress} did not answer after {attempt} attempts: {e.Message}", e);
-                await Task.Delay(delay, ct).ConfigureAwait(false);
-                delay *= 2;
-                continue;
-            }
-            using (response)
-            {
-                if (response.IsSuccessStatusCode)
-                {
-                    var info = (System.Text.Json.Serialization.Metadata.JsonTypeInfo<T>)RegistryJson.Default.GetTypeInfo(typeof(T))!;
-                    return (await response.Content.ReadFromJsonAsync(info, ct).ConfigureAwait(false))!;
-                }
-                if ((int)response.StatusCode >= 500 && attempt < _options.MaxAttempts)
-                {
-                    await Task.Delay(delay, ct).ConfigureAwait(false);
-                    delay *= 2;
-                    continue;
-                }
-                ErrorBody? error = null;
+                using var message = s.Request();
                 try
                 {
-                    error = await response.Content.ReadFromJsonAsync(RegistryJson.Default.ErrorBody, ct).ConfigureAwait(false);
+                    return await s.Http.SendAsync(message, token).ConfigureAwait(false);
                 }
-                catch (JsonException) { }
-                var code = error?.ErrorCode ?? (int)response.StatusCode;
-                throw new SchemaRegistryException((int)response.StatusCode, code,
-                    $"Schema registry answered {(int)response.StatusCode} ({code}): {error?.Message ?? response.ReasonPhrase}");
+                catch (TaskCanceledException e) when (!token.IsCancellationRequested)
+                {
+                    throw new TimeoutException($"no answer within {s.Http.Timeout.TotalSeconds:0.#} s", e);
+                }
+            }, (Request: request, Http: _http), ct).ConfigureAwait(false);
+        }
+        catch (Exception e) when (e is HttpRequestException or TimeoutException)
+        {
+            throw new SchemaRegistryException(0, SchemaRegistryException.Unreachable,
+                $"Schema registry at {_http.BaseAddress} did not answer after {_options.MaxAttempts} attempts: {e.Message}", e);
+        }
+        using (response)
+        {
+            if (response.IsSuccessStatusCode)
+            {
+                var info = (System.Text.Json.Serialization.Metadata.JsonTypeInfo<T>)RegistryJson.Default.GetTypeInfo(typeof(T))!;
+                return (await response.Content.ReadFromJsonAsync(info, ct).ConfigureAwait(false))!;
             }
+            ErrorBody? error = null;
+            try
+            {
+                error = await response.Content.ReadFromJsonAsync(RegistryJson.Default.ErrorBody, ct).ConfigureAwait(false);
+            }
+            catch (JsonException) { }
+            var code = error?.ErrorCode ?? (int)response.StatusCode;
+            throw new SchemaRegistryException((int)response.StatusCode, code,
+                $"Schema registry answered {(int)response.StatusCode} ({code}): {error?.Message ?? response.ReasonPhrase}");
         }
     }
 

@@ -173,7 +173,7 @@ public sealed partial class KafkaConsumerLoop : IDisposable
         }
         if (first) Log.FirstRecord(_log, result.Topic, result.Partition.Value, offset);
         var record = new InputRecord(partition, sequence, offset, result.Message.Key, result.Message.Value,
-            result.Message.Timestamp.UnixTimestampMs, result.Message.Headers);
+            result.Message.Timestamp.UnixTimestampMs, result.Message.Headers is { Count: > 0 } headers ? new HeaderList(headers) : null);
         _metrics.Consumed.Inc();
         if (_held.Count == 0 && input.TryWrite(record)) return;
         if (_held.Count == 0)
@@ -249,7 +249,7 @@ public sealed partial class KafkaConsumerLoop : IDisposable
         // new owner re-processes as little as possible, and let the commit strategy commit.
         var revoked = list.Where(p => _partitions.ContainsKey(p.TopicPartition)).Select(p => _partitions[p.TopicPartition]).ToList();
         if (revoked.Count == 0) return;
-        var held = ForgetHeld(revoked.Contains);
+        var held = ForgetHeld(p => p is PartitionOffsets o && revoked.Contains(o));
         var deadline = Environment.TickCount64 + (long)_revokeDrainTimeout.TotalMilliseconds;
         foreach (var p in revoked)
         {
@@ -265,15 +265,15 @@ public sealed partial class KafkaConsumerLoop : IDisposable
     {
         var lost = list.Where(p => _partitions.ContainsKey(p.TopicPartition)).Select(p => _partitions[p.TopicPartition]).ToList();
         _commit.Lost(lost);
-        ForgetHeld(lost.Contains);
+        ForgetHeld(p => p is PartitionOffsets o && lost.Contains(o));
         Remove(lost);
         Log.Lost(_log, list.Count);
     }
 
     /// <summary>Drops held-back records of the given partitions; returns how many each had.</summary>
-    private Dictionary<PartitionOffsets, int> ForgetHeld(Func<PartitionOffsets, bool> of)
+    private Dictionary<SourcePartition, int> ForgetHeld(Func<SourcePartition, bool> of)
     {
-        var forgotten = new Dictionary<PartitionOffsets, int>();
+        var forgotten = new Dictionary<SourcePartition, int>();
         for (var n = _held.Count; n > 0; n--)
         {
             var r = _held.Dequeue();
@@ -381,4 +381,19 @@ public sealed partial class KafkaConsumerLoop : IDisposable
         [LoggerMessage(Level = LogLevel.Warning, Message = "Pipeline did not drain within {Seconds}s; unacknowledged records will be consumed again")]
         public static partial void DrainTimedOut(ILogger logger, double seconds);
     }
+}
+
+/// <summary>A record's Kafka headers as the pipeline sees them (made only for records that have headers).</summary>
+internal sealed class HeaderList(Headers headers) : IReadOnlyList<KeyValuePair<string, byte[]>>
+{
+    public int Count => headers.Count;
+
+    public KeyValuePair<string, byte[]> this[int index] => new(headers[index].Key, headers[index].GetValueBytes());
+
+    public IEnumerator<KeyValuePair<string, byte[]>> GetEnumerator()
+    {
+        for (var i = 0; i < headers.Count; i++) yield return this[i];
+    }
+
+    System.Collections.IEnumerator System.Collections.IEnumerable.GetEnumerator() => GetEnumerator();
 }

@@ -33,6 +33,8 @@ public sealed class KafkaPredictionSink : IPredictionSink
 
     private readonly ICommitStrategy _commit;
     private bool[] _skip = [];
+    // Called by the score stage only (one thread).
+    private readonly Dictionary<EventBatch, Action<DeliveryReport<byte[], byte[]>>> _handlers = new(ReferenceEqualityComparer.Instance);
 
     /// <param name="commit">Each batch is produced inside its publish scope (the open transaction, in exactly-once mode).</param>
     public KafkaPredictionSink(IProducer<byte[], byte[]> producer, string outputTopic, string deadLetterTopic, PredictionWriter writer,
@@ -48,10 +50,12 @@ public sealed class KafkaPredictionSink : IPredictionSink
 
     public void Publish(EventBatch batch)
     {
-        if (batch.TransportState is not Action<DeliveryReport<byte[], byte[]>> handler)
+        // Batches circulate through a fixed pool: one handler per batch, made on first sight.
+        if (!_handlers.TryGetValue(batch, out var handler))
         {
-            handler = report => batch.OnDelivered(!report.Error.IsError, report.Error.IsError ? $"{report.Error.Code}: {report.Error.Reason}" : null);
-            batch.TransportState = handler;
+            var completion = batch.Completion;
+            handler = report => completion.Acknowledge(!report.Error.IsError, report.Error.IsError ? $"{report.Error.Code}: {report.Error.Reason}" : null);
+            _handlers[batch] = handler;
         }
         using var scope = _commit.BeginPublish();
         // Records of partitions revoked meanwhile belong to their new owner, which consumes them from
@@ -63,7 +67,7 @@ public sealed class KafkaPredictionSink : IPredictionSink
             _skip[row] = batch.Records[row].Partition.IsRevoked;
             if (!_skip[row]) messages++;
         }
-        batch.BeginDelivery(messages);
+        batch.Completion.Expect(messages);
         var k = 0;
         for (var row = 0; row < batch.Count; row++)
         {
@@ -89,7 +93,6 @@ public sealed class KafkaPredictionSink : IPredictionSink
             }
             Produce(topic, message, handler);
         }
-        batch.EndProduce();
     }
 
     private Message<byte[], byte[]> DeadLetter(EventBatch batch, int row, string reason)
@@ -104,9 +107,9 @@ public sealed class KafkaPredictionSink : IPredictionSink
             { SourceOffsetHeader, Encoding.ASCII.GetBytes(r.Offset.ToString(CultureInfo.InvariantCulture)) },
             { SourceTimestampHeader, Encoding.ASCII.GetBytes(r.TimestampMs.ToString(CultureInfo.InvariantCulture)) },
         };
-        if (r.Headers is Headers original)
+        if (r.Headers is { } original)
         {
-            foreach (var h in original) headers.Add(h.Key, h.GetValueBytes());
+            foreach (var (key, value) in original) headers.Add(key, value);
         }
         return new Message<byte[], byte[]> { Key = r.Key!, Value = r.Value!, Headers = headers };
     }

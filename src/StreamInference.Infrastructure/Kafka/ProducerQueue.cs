@@ -27,4 +27,23 @@ public static class ProducerQueue
             WhenFull.Execute(static s => s.Producer.Produce(s.Topic, s.Message, s.Handler), (Producer: producer, Topic: topic, Message: message, Handler: handler));
         }
     }
+
+    /// <summary>As <see cref="Produce"/>, waiting asynchronously while the queue is full (for async producers of load).</summary>
+    public static ValueTask ProduceAsync(IProducer<byte[], byte[]> producer, string topic, Message<byte[], byte[]> message,
+        Action<DeliveryReport<byte[], byte[]>>? handler, CancellationToken ct)
+    {
+        try
+        {
+            producer.Produce(topic, message, handler);
+            return ValueTask.CompletedTask;
+        }
+        catch (ProduceException<byte[], byte[]> e) when (e.Error.Code == ErrorCode.Local_QueueFull)
+        {
+            return WhenFull.ExecuteAsync(static (s, _) =>
+            {
+                s.Producer.Produce(s.Topic, s.Message, s.Handler);
+                return ValueTask.CompletedTask;
+            }, (Producer: producer, Topic: topic, Message: message, Handler: handler), ct);
+        }
+    }
 }

@@ -1,5 +1,6 @@
 using System.CommandLine;
 using Confluent.Kafka;
+using StreamInference.Infrastructure.Kafka;
 
 namespace StreamInference.Cli;
 
@@ -80,22 +81,11 @@ public static class BenchCommand
                 var r = consumer.Consume(ct);
                 if (r is null || r.IsPartitionEOF) continue;
                 var offset = r.TopicPartitionOffset;
-                while (true)
+                ProducerQueue.Produce(producer, output, new Message<byte[], byte[]> { Key = r.Message.Key, Value = r.Message.Value }, report =>
                 {
-                    try
-                    {
-                        producer.Produce(output, new Message<byte[], byte[]> { Key = r.Message.Key, Value = r.Message.Value }, report =>
-                        {
-                            if (report.Error.IsError) Interlocked.Increment(ref failed);
-                            else consumer.StoreOffset(new TopicPartitionOffset(offset.TopicPartition, offset.Offset + 1));
-                        });
-                        break;
-                    }
-                    catch (ProduceException<byte[], byte[]> e) when (e.Error.Code == ErrorCode.Local_QueueFull)
-                    {
-                        producer.Poll(TimeSpan.FromMilliseconds(10));
-                    }
-                }
+                    if (report.Error.IsError) Interlocked.Increment(ref failed);
+                    else consumer.StoreOffset(new TopicPartitionOffset(offset.TopicPartition, offset.Offset + 1));
+                });
             }
         }
         catch (OperationCanceledException) when (ct.IsCancellationRequested)
