@@ -36,7 +36,7 @@ public class DriftUpdateBenchmarks
             profile.Features.Add(ProfileBuilder.Describe($"f{f}", sample, categorical, 0));
         }
         profile.Prediction = ProfileBuilder.Describe("prediction", Enumerable.Range(0, 20_000).Select(_ => random.NextDouble()).ToArray(), false, 0);
-        _monitor = new DriftMonitor(profile, plan, windowing: new DriftWindowing { WindowEvents = int.MaxValue });
+        _monitor = new DriftMonitor(profile, plan, new DriftSettings { WindowEvents = int.MaxValue });
 
         _values = new float[Rows * Features];
         for (var i = 0; i < Rows; i++)

@@ -128,7 +128,7 @@ public class DriftTests(Xunit.Abstractions.ITestOutputHelper output)
         for (var seed = 0; seed < 100; seed++)
         {
             var random = new Random(1000 + seed);
-            var monitor = new DriftMonitor(Reference(random), TwoFeatures, new DriftThresholds { Alpha = 0.01 }, new DriftWindowing { WindowEvents = window });
+            var monitor = new DriftMonitor(Reference(random), TwoFeatures, new DriftSettings { Alpha = 0.01, WindowEvents = window });
             var reports = new List<DriftReport>();
             monitor.WindowClosed += reports.Add;
             var shiftAt = stationaryWindows * window + window / 2;   // mid-window: the next window is the first full one after it
@@ -160,7 +160,7 @@ public class DriftTests(Xunit.Abstractions.ITestOutputHelper output)
     public void MissingRate_AndUnseenCategories_AreReported()
     {
         var random = new Random(4);
-        var monitor = new DriftMonitor(Reference(random), TwoFeatures, windowing: new DriftWindowing { WindowEvents = 500 });
+        var monitor = new DriftMonitor(Reference(random), TwoFeatures, new DriftSettings { WindowEvents = 500 });
         for (var i = 0; i < 500; i++)
             monitor.Observe([(float)Normal(random), i % 2 == 0 ? 7 : 0], defaultedMask: i % 4 == 0 ? 1 : 0, score: 0.5);
         var report = monitor.LastReport!;
@@ -177,7 +177,7 @@ public class DriftTests(Xunit.Abstractions.ITestOutputHelper output)
         var time = new Microsoft.Extensions.Time.Testing.FakeTimeProvider(DateTimeOffset.UnixEpoch + TimeSpan.FromDays(20_000));
         var random = new Random(8);
         var monitor = new DriftMonitor(Reference(random), TwoFeatures,
-            windowing: new DriftWindowing { WindowSeconds = 60, MinWindowEvents = 200 }, time: time);
+            new DriftSettings { WindowSeconds = 60, MinWindowEvents = 200 }, time: time);
         for (var i = 0; i < 100; i++) monitor.Observe([(float)(Normal(random) + 3), 2], 0, 0.5);   // few, but far off
         monitor.CloseIfDue();
         Assert.Equal(0, monitor.WindowsClosed);

@@ -5,28 +5,28 @@ namespace StreamInference.Core.Drift;
 
 public enum DriftSeverity { Ok = 0, Warn = 1, Alert = 2 }
 
-/// <summary>Thresholds per statistic. Tests (KS, chi-squared) alert below a p-value; distances warn/alert above a value.</summary>
-public sealed record DriftThresholds
+/// <summary>
+/// How drift is judged, in one place (bound as is from the <c>Drift</c> section of the processor's settings):
+/// windows are cut every <see cref="WindowEvents"/> events, or every <see cref="WindowSeconds"/> when set;
+/// tests (KS, chi-squared) alert below a p-value, distances warn/alert above a value.
+/// </summary>
+public class DriftSettings
 {
-    public double PsiWarn { get; init; } = 0.1;
-    public double PsiAlert { get; init; } = 0.25;
-    public double JsWarn { get; init; } = 0.1;
-    public double JsAlert { get; init; } = 0.2;
-    /// <summary>Significance level of the KS test (continuous) and the chi-squared test (categorical) per feature and window.</summary>
-    public double Alpha { get; init; } = 0.01;
-    /// <summary>Absolute change of the missing/defaulted rate versus the reference.</summary>
-    public double MissingRateWarn { get; init; } = 0.05;
-    public double MissingRateAlert { get; init; } = 0.10;
-}
-
-/// <summary>How windows are cut: every <see cref="WindowEvents"/> events, or every <see cref="WindowSeconds"/> when set.</summary>
-public sealed record DriftWindowing
-{
-    public int WindowEvents { get; init; } = 5_000;
-    /// <summary>When above 0, windows are tumbling time windows (processing time) instead of counts.</summary>
-    public double WindowSeconds { get; init; }
+    /// <summary>Tumbling windows of this many scored events ...</summary>
+    public int WindowEvents { get; set; } = 5_000;
+    /// <summary>... or, when above 0, of this many seconds (processing time).</summary>
+    public double WindowSeconds { get; set; }
     /// <summary>Time windows with fewer events are reported without statistics (too small to judge).</summary>
-    public int MinWindowEvents { get; init; } = 200;
+    public int MinWindowEvents { get; set; } = 200;
+    public double PsiWarn { get; set; } = 0.1;
+    public double PsiAlert { get; set; } = 0.25;
+    public double JsWarn { get; set; } = 0.1;
+    public double JsAlert { get; set; } = 0.2;
+    /// <summary>Significance level of the per-window KS test (continuous) and chi-squared test (categorical).</summary>
+    public double Alpha { get; set; } = 0.01;
+    /// <summary>Absolute change of the missing/defaulted rate versus the reference.</summary>
+    public double MissingRateWarn { get; set; } = 0.05;
+    public double MissingRateAlert { get; set; } = 0.10;
 }
 
 /// <summary>Drift of one feature (or of the prediction) in one window.</summary>
@@ -134,15 +134,14 @@ public sealed class BinnedCounts
 public sealed class DriftMonitor
 {
     private readonly ReferenceProfile _profile;
-    private readonly DriftThresholds _thresholds;
-    private readonly DriftWindowing _windowing;
+    private readonly DriftSettings _settings;
     private readonly TimeProvider _time;
     private readonly BinnedCounts[] _features;
     private readonly BinnedCounts _prediction;
     private long _events;
     private long _windowStartMs;
 
-    public DriftMonitor(ReferenceProfile profile, FeaturePlan plan, DriftThresholds? thresholds = null, DriftWindowing? windowing = null, TimeProvider? time = null)
+    public DriftMonitor(ReferenceProfile profile, FeaturePlan plan, DriftSettings? settings = null, TimeProvider? time = null)
     {
         if (profile.FeatureSet != plan.Name || profile.FeatureSetVersion != plan.Version)
             throw new InvalidDataException($"The reference profile is for feature set '{profile.FeatureSet}' v{profile.FeatureSetVersion}, the loaded definitions are '{plan.Name}' v{plan.Version}.");
@@ -150,9 +149,8 @@ public sealed class DriftMonitor
         if (!names.SequenceEqual(plan.Features.Select(f => f.Name)))
             throw new InvalidDataException($"The reference profile's features [{string.Join(", ", names)}] differ from the feature set's.");
         _profile = profile;
-        _thresholds = thresholds ?? new DriftThresholds();
-        _windowing = windowing ?? new DriftWindowing();
-        if (_windowing.WindowSeconds <= 0 && _windowing.WindowEvents < 1) throw new ArgumentException("Drift windows need WindowEvents >= 1 or WindowSeconds > 0.");
+        _settings = settings ?? new DriftSettings();
+        if (_settings.WindowSeconds <= 0 && _settings.WindowEvents < 1) throw new ArgumentException("Drift windows need WindowEvents >= 1 or WindowSeconds > 0.");
         _time = time ?? TimeProvider.System;
         _features = profile.Features.Select(f => new BinnedCounts(f)).ToArray();
         _prediction = new BinnedCounts(profile.Prediction);
@@ -176,7 +174,7 @@ public sealed class DriftMonitor
         }
         if (double.IsFinite(score)) _prediction.Add(score);
         _events++;
-        if (_windowing.WindowSeconds <= 0 && _events >= _windowing.WindowEvents) Close();
+        if (_settings.WindowSeconds <= 0 && _events >= _settings.WindowEvents) Close();
     }
 
     /// <summary>Adds every scored row of a batch, then closes a time window that has run its length.</summary>
@@ -184,13 +182,13 @@ public sealed class DriftMonitor
     {
         for (var k = 0; k < batch.OkCount; k++)
             Observe(batch.FeatureRow(k), batch.DefaultedMasks[batch.Rows[k]], batch.ScoreRow(k)[scoreIndex]);
-        if (_windowing.WindowSeconds > 0) CloseIfDue();
+        if (_settings.WindowSeconds > 0) CloseIfDue();
     }
 
     /// <summary>Closes a time window whose length has passed (call periodically when traffic may stop).</summary>
     public void CloseIfDue()
     {
-        if (_windowing.WindowSeconds > 0 && _time.GetUtcNow().ToUnixTimeMilliseconds() - _windowStartMs >= _windowing.WindowSeconds * 1000) Close();
+        if (_settings.WindowSeconds > 0 && _time.GetUtcNow().ToUnixTimeMilliseconds() - _windowStartMs >= _settings.WindowSeconds * 1000) Close();
     }
 
     /// <summary>Closes the current window now: computes and publishes its report, starts the next.</summary>
@@ -198,7 +196,7 @@ public sealed class DriftMonitor
     {
         var end = _time.GetUtcNow().ToUnixTimeMilliseconds();
         // Count windows are judged when full; a small count window (WindowEvents < MinWindowEvents) still is.
-        var judge = _events >= Math.Min(_windowing.MinWindowEvents, _windowing.WindowEvents);
+        var judge = _events >= Math.Min(_settings.MinWindowEvents, _settings.WindowEvents);
         var report = new DriftReport(_profile.Model, _profile.ModelVersion, _profile.FeatureSet, _profile.FeatureSetVersion,
             _windowStartMs, end, _events,
             _features.Select(f => Evaluate(f, judge)).ToArray(), Evaluate(_prediction, judge)) { Sequence = WindowsClosed + 1 };
@@ -215,7 +213,7 @@ public sealed class DriftMonitor
     /// <summary>Statistics of one feature's window against its reference, with severity and the thresholds it crossed.</summary>
     public FeatureDrift Evaluate(BinnedCounts c, bool judge = true)
     {
-        var t = _thresholds;
+        var t = _settings;
         var reference = c.Reference;
         var missing = c.Total == 0 ? 0 : c.Missing / (double)c.Total;
         // No reference (an empty profile entry) means nothing to compare with.

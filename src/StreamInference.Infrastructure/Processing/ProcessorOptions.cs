@@ -1,4 +1,5 @@
 using Confluent.Kafka;
+using StreamInference.Core.Drift;
 using StreamInference.Core.Pipeline;
 using StreamInference.Infrastructure.Avro;
 
@@ -20,8 +21,11 @@ public sealed class ProcessorOptions
     public DriftOptions Drift { get; set; } = new();
 }
 
-/// <summary>Online drift monitoring against the model's reference profile (see <c>streaminference profile</c>).</summary>
-public sealed class DriftOptions
+/// <summary>
+/// Online drift monitoring against the model's reference profile (see <c>streaminference profile</c>); the
+/// windowing and thresholds are <see cref="DriftSettings"/>'s, with their defaults.
+/// </summary>
+public sealed class DriftOptions : DriftSettings
 {
     /// <summary>On by default when the model directory has a reference-profile.json.</summary>
     public bool Enabled { get; set; } = true;
@@ -29,31 +33,6 @@ public sealed class DriftOptions
     public string? Profile { get; set; }
     /// <summary>Topic the per-window drift reports (schemas/drift-report.avsc) are published to.</summary>
     public string Topic { get; set; } = "drift-reports";
-    /// <summary>Tumbling windows of this many scored events ...</summary>
-    public int WindowEvents { get; set; } = 5_000;
-    /// <summary>... or, when above 0, of this many seconds (processing time).</summary>
-    public double WindowSeconds { get; set; }
-    /// <summary>Time windows with fewer events are reported without statistics.</summary>
-    public int MinWindowEvents { get; set; } = 200;
-    public double PsiWarn { get; set; } = 0.1;
-    public double PsiAlert { get; set; } = 0.25;
-    public double JsWarn { get; set; } = 0.1;
-    public double JsAlert { get; set; } = 0.2;
-    /// <summary>Significance level of the per-window KS (continuous) and chi-squared (categorical) tests.</summary>
-    public double Alpha { get; set; } = 0.01;
-    public double MissingRateWarn { get; set; } = 0.05;
-    public double MissingRateAlert { get; set; } = 0.10;
-
-    public StreamInference.Core.Drift.DriftThresholds ToThresholds() => new()
-    {
-        PsiWarn = PsiWarn, PsiAlert = PsiAlert, JsWarn = JsWarn, JsAlert = JsAlert, Alpha = Alpha,
-        MissingRateWarn = MissingRateWarn, MissingRateAlert = MissingRateAlert,
-    };
-
-    public StreamInference.Core.Drift.DriftWindowing ToWindowing() => new()
-    {
-        WindowEvents = WindowEvents, WindowSeconds = WindowSeconds, MinWindowEvents = MinWindowEvents,
-    };
 }
 
 public sealed class KafkaOptions

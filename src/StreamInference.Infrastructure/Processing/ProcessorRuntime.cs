@@ -204,7 +204,7 @@ public sealed partial class ProcessorRuntime : IDisposable
         var profile = ReferenceProfile.Load(path);
         if (profile.Model != scorer.ModelName || profile.ModelVersion != scorer.ModelVersion)
             throw new InvalidDataException($"{path}: the reference profile is for model {profile.Model}@{profile.ModelVersion}, the loaded model is {scorer.ModelName}@{scorer.ModelVersion}.");
-        var monitor = new DriftMonitor(profile, plan, d.ToThresholds(), d.ToWindowing());
+        var monitor = new DriftMonitor(profile, plan, d);
         var schemaId = await registry.RegisterAsync($"{d.Topic}-value", DriftReportWriter.Schema, ct).ConfigureAwait(false);
         Log.DriftOn(_log, path, d.Topic, d.WindowSeconds > 0 ? $"{d.WindowSeconds} s" : $"{d.WindowEvents} events");
         // Drift reports are telemetry, not outputs: they never go into a transaction.

@@ -347,8 +347,7 @@ public static class BatchCommands
             var count = masks.Length;
             if (count == 0) throw new InvalidDataException("The sample is empty.");
 
-            var monitor = new DriftMonitor(profile, plan, new DriftThresholds { Alpha = parse.GetValue(alpha) },
-                new DriftWindowing { WindowEvents = int.MaxValue, MinWindowEvents = 1 });
+            var monitor = new DriftMonitor(profile, plan, new DriftSettings { Alpha = parse.GetValue(alpha), WindowEvents = int.MaxValue, MinWindowEvents = 1 });
             double[] scores;
             using (var progress = new ConsoleProgress("score", count))
                 scores = RowScoring.PrimaryScores(scorer, plan, values, count, progress);

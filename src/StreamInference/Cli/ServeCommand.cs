@@ -102,11 +102,13 @@ public static class ServeCommand
             var http = processor.CurrentValue.Http;
             kestrel.Listen(http.Host == "0.0.0.0" ? System.Net.IPAddress.Any : System.Net.IPAddress.Parse(http.Host), http.Port);
         });
-        var app = builder.Build();
+        WebApplication app;
         try
         {
-            // Bound and validated here, once (ValidateOnStart finds them in the options cache): a bad
-            // setting is one message and exit code 2, before anything starts.
+            // The settings are bound and validated while the host is built (its shutdown bound depends on them),
+            // once: ValidateOnStart then finds them in the options cache. A bad setting is one message and exit
+            // code 2, before anything starts.
+            app = builder.Build();
             _ = app.Services.GetRequiredService<IOptionsMonitor<ProcessorOptions>>().CurrentValue;
         }
         catch (Exception e) when (e is ConfigurationException or OptionsValidationException)
