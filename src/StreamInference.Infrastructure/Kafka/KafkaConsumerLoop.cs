@@ -41,13 +41,8 @@ public sealed partial class KafkaConsumerLoop : IDisposable
     public KafkaConsumerLoop(ConsumerConfig config, IReadOnlyList<string> topics, ChannelWriter<InputRecord> input, ICommitStrategy commit,
         ProcessorMetrics metrics, ILogger log, TimeSpan revokeDrainTimeout, TimeSpan pauseAfter)
     {
-        _topics = topics;
-        _input = input;
-        _commit = commit;
-        _metrics = metrics;
-        _log = log;
-        _revokeDrainTimeout = revokeDrainTimeout;
-        _pauseAfter = pauseAfter;
+        (_topics, _input, _commit, _metrics, _log) = (topics, input, commit, metrics, log);
+        (_revokeDrainTimeout, _pauseAfter) = (revokeDrainTimeout, pauseAfter);
         _consumer = new ConsumerBuilder<byte[], byte[]>(commit.ConsumerConfig(config))
             .SetPartitionsAssignedHandler((_, list) => OnAssigned(list))
             .SetPartitionsRevokedHandler((_, list) => OnRevoked(list))

@@ -18,12 +18,9 @@ using AvroSchema = Avro.Schema;
 
 namespace StreamInference.Infrastructure.Processing;
 
-/// <summary>What one run needs from its host besides the options.</summary>
-public sealed class RuntimeContext
+/// <summary>What one run needs from its host besides the options: logging, metrics, and how relative paths resolve.</summary>
+public sealed record RuntimeContext(ILoggerFactory Loggers, IMetricFactory MetricFactory, Func<string, string> ResolvePath)
 {
-    public required ILoggerFactory Loggers { get; init; }
-    public required IMetricFactory MetricFactory { get; init; }
-    public Func<string, string> ResolvePath { get; init; } = PathResolver.Resolve;
     /// <summary>An extra per-batch observer (live views, audits), called after the metrics and drift.</summary>
     public IPipelineObserver? Observer { get; init; }
     /// <summary>Exactly-once: a transactional call hangs past every timeout (default: log and end the process).</summary>

@@ -43,7 +43,7 @@ public sealed partial class StreamProcessor
         _options = options;
         _log = loggers.CreateLogger<StreamProcessor>();
         _metricFactory = metricFactory;
-        _context = new RuntimeContext { Loggers = loggers, MetricFactory = metricFactory, ResolvePath = resolvePath };
+        _context = new RuntimeContext(loggers, metricFactory, resolvePath);
     }
 
     private static ProcessorOptions Validated(ProcessorOptions options, Func<string, string> resolvePath)
@@ -65,13 +65,13 @@ public sealed partial class StreamProcessor
     public DriftMonitor? Drift => _runtime?.Drift;
 
     /// <summary>An extra per-batch observer (live views, audits), called after the metrics; set before running.</summary>
-    public IPipelineObserver? Observer { get => _context.Observer; init => _context = Copy(_context, observer: value); }
+    public IPipelineObserver? Observer { get => _context.Observer; init => _context = _context with { Observer = value }; }
 
     /// <summary>Exactly-once: what to do when a transactional call hangs past every timeout (default: log and end the process so the orchestrator restarts it).</summary>
-    public Action<string>? OnWedged { get => _context.OnWedged; init => _context = Copy(_context, wedged: value); }
+    public Action<string>? OnWedged { get => _context.OnWedged; init => _context = _context with { OnWedged = value }; }
 
     /// <summary>Wraps the commit strategy: for the dev services' embedded cluster only.</summary>
-    public Func<ICommitStrategy, ICommitStrategy>? DecorateCommit { get => _context.DecorateCommit; init => _context = Copy(_context, decorate: value); }
+    public Func<ICommitStrategy, ICommitStrategy>? DecorateCommit { get => _context.DecorateCommit; init => _context = _context with { DecorateCommit = value }; }
 
     /// <summary>
     /// Runs until stopped; failures the <see cref="RestartPolicy"/> accepts restart the processor from the
@@ -100,12 +100,6 @@ public sealed partial class StreamProcessor
         await runtime.RunAsync(stop).ConfigureAwait(false);
     }
 
-    private static RuntimeContext Copy(RuntimeContext c, IPipelineObserver? observer = null, Action<string>? wedged = null,
-        Func<ICommitStrategy, ICommitStrategy>? decorate = null) => new()
-    {
-        Loggers = c.Loggers, MetricFactory = c.MetricFactory, ResolvePath = c.ResolvePath,
-        Observer = observer ?? c.Observer, OnWedged = wedged ?? c.OnWedged, DecorateCommit = decorate ?? c.DecorateCommit,
-    };
 
     private static partial class Log
     {
