@@ -1,3 +1,4 @@
+using StreamInference.Infrastructure.Metrics;
 using System.Globalization;
 using Confluent.Kafka;
 using Microsoft.Extensions.Logging;
@@ -30,7 +31,7 @@ public sealed partial class DriftPublisher : IPipelineObserver, IDisposable
     private readonly Counter _publishFailures;
 
     public DriftPublisher(DriftMonitor monitor, int scoreIndex, IProducer<byte[], byte[]>? producer, string topic, int schemaId,
-        string modelKey, IMetricFactory metrics, ILogger log, double windowSeconds = 0)
+        string modelKey, DriftMetrics metrics, ILogger log, double windowSeconds = 0)
     {
         _monitor = monitor;
         _scoreIndex = scoreIndex;
@@ -39,10 +40,7 @@ public sealed partial class DriftPublisher : IPipelineObserver, IDisposable
         _writer = new DriftReportWriter(schemaId);
         _key = System.Text.Encoding.UTF8.GetBytes(modelKey);
         _log = log;
-        _statistic = metrics.CreateGauge("streaminference_drift", "Drift statistic of the last closed window, per feature ('prediction' = the score).", ["feature", "statistic"]);
-        _severity = metrics.CreateGauge("streaminference_drift_severity", "Drift severity of the last closed window: 0 ok, 1 warn, 2 alert.", ["feature"]);
-        _windows = metrics.CreateCounter("streaminference_drift_windows_total", "Drift windows closed and reported.");
-        _publishFailures = metrics.CreateCounter("streaminference_drift_publish_failures_total", "Drift reports the producer failed to deliver.");
+        (_statistic, _severity, _windows, _publishFailures) = metrics;
         monitor.WindowClosed += OnWindowClosed;
         // Time windows must close even when traffic stops; the lock (per batch, not per event) keeps
         // the timer and the score stage from touching the monitor at once.

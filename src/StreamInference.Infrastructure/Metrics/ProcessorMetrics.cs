@@ -105,6 +105,13 @@ public sealed partial class ProcessorMetrics : IPipelineObserver
     public static Counter Restarts(IMetricFactory factory) =>
         factory.CreateCounter("streaminference_restarts_total", "In-process restarts of the processor after a restartable failure.");
 
+    /// <summary>Drift monitoring's series (when it is on).</summary>
+    public DriftMetrics Drift() => new(
+        _factory.CreateGauge("streaminference_drift", "Drift statistic of the last closed window, per feature ('prediction' = the score).", ["feature", "statistic"]),
+        _factory.CreateGauge("streaminference_drift_severity", "Drift severity of the last closed window: 0 ok, 1 warn, 2 alert.", ["feature"]),
+        _factory.CreateCounter("streaminference_drift_windows_total", "Drift windows closed and reported."),
+        _factory.CreateCounter("streaminference_drift_publish_failures_total", "Drift reports the producer failed to deliver."));
+
     /// <summary>The model a run serves, where it runs, and the batch size the pipeline forms.</summary>
     public void OnModelLoaded(string name, string version, string provider, bool fellBack, int batchLimit)
     {
@@ -204,3 +211,6 @@ public sealed partial class ProcessorMetrics : IPipelineObserver
         public static partial void StageRetry(ILogger logger, string stage, string reason);
     }
 }
+
+/// <summary>Drift monitoring's series: statistic and severity per feature of the last window, windows closed, reports lost.</summary>
+public sealed record DriftMetrics(Gauge Statistic, Gauge Severity, Counter Windows, Counter PublishFailures);

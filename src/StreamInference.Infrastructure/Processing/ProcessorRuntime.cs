@@ -206,7 +206,7 @@ public sealed partial class ProcessorRuntime : IDisposable
         Log.DriftOn(_log, path, d.Topic, d.WindowSeconds > 0 ? $"{d.WindowSeconds} s" : $"{d.WindowEvents} events");
         // Drift reports are telemetry, not outputs: they never go into a transaction.
         return new DriftPublisher(monitor, scorer.PrimaryScoreIndex, _delivery.Telemetry, d.Topic, schemaId, $"{scorer.ModelName}@{scorer.ModelVersion}",
-            _context.MetricFactory, _context.Loggers.CreateLogger<DriftPublisher>(), d.WindowSeconds);
+            Metrics.Drift(), _context.Loggers.CreateLogger<DriftPublisher>(), d.WindowSeconds);
     }
 
     /// <summary>
