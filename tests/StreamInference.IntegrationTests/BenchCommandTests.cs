@@ -1,5 +1,5 @@
-using System.Diagnostics;
 using System.Text.Json;
+using StreamInference.DevServices.Processes;
 using Xunit.Abstractions;
 
 namespace StreamInference.IntegrationTests;
@@ -16,17 +16,13 @@ public sealed class BenchCommandTests(ITestOutputHelper output) : IDisposable
     public async Task Bench_Quick_WritesThroughputLatencyAndGoals()
     {
         var results = Path.Combine(_dir, "bench");
-        var info = new ProcessStartInfo("dotnet") { RedirectStandardOutput = true, RedirectStandardError = true, UseShellExecute = false };
-        foreach (var a in new[] { ChildProcessor.CliPath, "bench", "--quick", "--skip-micro", "--events", "12000", "--partitions", "4", "--latency-seconds", "4", "--output", results })
-            info.ArgumentList.Add(a);
-        info.Environment.Remove("REDIS_URL");
-        using var process = Process.Start(info)!;
-        var stderr = process.StandardError.ReadToEndAsync();
-        var stdout = process.StandardOutput.ReadToEndAsync();
-        using var limit = new CancellationTokenSource(TimeSpan.FromMinutes(5));
-        await process.WaitForExitAsync(limit.Token);
-        output.WriteLine(await stderr);
-        Assert.True(process.ExitCode == 0, $"bench exited with {process.ExitCode}: {await stderr}");
+        using var bench = ChildProcess.Start(TestCli.Command,
+            ["bench", "--quick", "--skip-micro", "--events", "12000", "--partitions", "4", "--latency-seconds", "4", "--output", results],
+            new ChildProcessOptions { Name = "bench", KeepLines = int.MaxValue, DropEnvironment = name => name == "REDIS_URL" });
+        Assert.True(await bench.WaitForExitAsync(TimeSpan.FromMinutes(5)), $"bench still running after 5 min:{Environment.NewLine}{bench.Tail()}");
+        var log = bench.Tail(int.MaxValue);
+        output.WriteLine(log);
+        Assert.True(bench.ExitCode == 0, $"bench exited with {bench.ExitCode}: {log}");
 
         using var json = JsonDocument.Parse(await File.ReadAllTextAsync(results + ".json"));
         var root = json.RootElement;

@@ -12,25 +12,22 @@ namespace StreamInference.IntegrationTests;
 [Collection(ServicesCollection.Name)]
 public sealed class ExactlyOnceTests(ServicesFixture services, ITestOutputHelper output)
 {
-    private static readonly Avro.RecordSchema Writer = ServicesFixture.PaymentEventSchema;
-
     [Fact]
     public async Task ExactlyOnce_ReadCommittedReaderSeesEachInputOnce_AcrossARestart()
     {
-        var input = await services.CreateTopicAsync("payments", 4);
-        var predictions = await services.CreateTopicAsync("predictions", 4);
-        var dlq = await services.CreateTopicAsync("dlq", 1);
-        var group = "g-" + Guid.NewGuid().ToString("N");
+        var topics = await services.CreateTopicsAsync(4);
+        var input = topics.Input;
+        var group = ServicesFixture.NewGroup();
         ProcessorOptions Options()
         {
-            var o = services.ProcessorOptions(input, predictions, dlq, group);
+            var o = services.ProcessorOptions(topics, group);
             o.Kafka.Delivery = DeliveryGuarantee.ExactlyOnce;
             o.Kafka.TransactionalId = "eos-test-" + group;
             return o;
         }
 
-        using var registry = new SchemaRegistryClient(new SchemaRegistryOptions { Url = services.SchemaRegistryUrl });
-        using var audit = new PredictionAudit(services.BootstrapServers, registry, predictions, dlq);
+        using var registry = services.RegistryClient();
+        using var audit = new PredictionAudit(services.BootstrapServers, registry, topics.Predictions, topics.DeadLetters);
         using var stopAudit = new CancellationTokenSource();
         var auditing = audit.RunAsync(stopAudit.Token);
 
@@ -55,20 +52,13 @@ public sealed class ExactlyOnceTests(ServicesFixture services, ITestOutputHelper
 
     private async Task RunUntilAsync(ProcessorOptions options, Func<bool> done, TimeSpan timeout)
     {
-        var processor = new StreamProcessor(options, new TestLoggerFactory(output), Metrics.WithCustomRegistry(Metrics.NewCustomRegistry()));
-        using var stop = new CancellationTokenSource();
-        var run = processor.RunAsync(stop.Token);
         var sw = Stopwatch.StartNew();
-        while (!done() && !run.IsCompleted && sw.Elapsed < timeout) await Task.Delay(50);
-        await stop.CancelAsync();
-        await run.WaitAsync(TimeSpan.FromSeconds(60));
+        await using var processor = await ProcessorHarness.StartAsync(options, output);
+        await processor.WaitUntilAsync(done, timeout - sw.Elapsed);
+        await processor.StopAsync();
         Assert.True(done(), $"not done within {timeout.TotalSeconds} s");
     }
 
-    private async Task<ProduceSummary> ProduceAsync(string topic, int events, int seed)
-    {
-        using var registry = new SchemaRegistryClient(new SchemaRegistryOptions { Url = services.SchemaRegistryUrl });
-        return await SyntheticPaymentProducer.ProduceAsync(services.BootstrapServers, registry, Writer,
-            new ProduceOptions { Topic = topic, Events = events, BadRate = 0.02, Seed = seed }, null, CancellationToken.None);
-    }
+    private Task<ProduceSummary> ProduceAsync(string topic, int events, int seed) =>
+        services.ProduceAsync(new ProduceOptions { Topic = topic, Events = events, BadRate = 0.02, Seed = seed });
 }

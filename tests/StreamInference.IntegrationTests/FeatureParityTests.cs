@@ -11,6 +11,7 @@ using StreamInference.Core.Features;
 using StreamInference.Core.Pipeline;
 using StreamInference.DevServices.Synthetic;
 using StreamInference.Infrastructure.Avro;
+using StreamInference.Infrastructure.Metrics;
 using StreamInference.Infrastructure.Onnx;
 using StreamInference.Infrastructure.Processing;
 using Xunit.Abstractions;
@@ -122,20 +123,17 @@ public sealed class FeatureParityTests(ServicesFixture services, ITestOutputHelp
     }
 
     /// <summary>Runs a processor until its observer saw <paramref name="expected"/> events; returns its metrics.</summary>
-    private async Task<StreamProcessor> ProcessAsync(ProcessorOptions options, FeatureCapture capture, int expected)
+    private async Task<ProcessorMetrics> ProcessAsync(ProcessorOptions options, FeatureCapture capture, int expected)
     {
-        var processor = new StreamProcessor(options, new TestLoggerFactory(output), Metrics.WithCustomRegistry(Metrics.NewCustomRegistry())) { Observer = capture };
-        using var stop = new CancellationTokenSource();
-        var run = processor.RunAsync(stop.Token);
         var sw = Stopwatch.StartNew();
-        while (capture.Vectors.Count < expected && !run.IsCompleted && sw.Elapsed < TimeSpan.FromSeconds(120)) await Task.Delay(50);
-        if (run.IsCompleted) await run;
+        await using var processor = await ProcessorHarness.StartAsync(options, output, observer: capture);
+        await processor.WaitUntilAsync(() => capture.Vectors.Count >= expected, TimeSpan.FromSeconds(120) - sw.Elapsed);
+        if (processor.Run.IsCompleted) await processor.Run;
         // Let the last batch's deliveries complete before stopping, so the run ends cleanly.
-        while (processor.Metrics!.PublishedCount < expected && sw.Elapsed < TimeSpan.FromSeconds(150)) await Task.Delay(50);
-        await stop.CancelAsync();
-        await run.WaitAsync(TimeSpan.FromSeconds(60));
+        while (processor.Metrics.PublishedCount < expected && sw.Elapsed < TimeSpan.FromSeconds(150)) await Task.Delay(50);
+        await processor.StopAsync();
         Assert.Equal(expected, capture.Vectors.Count);
-        return processor;
+        return processor.Metrics;
     }
 
     private async Task<string> CreateTopicsAsync(string prefix)
@@ -172,7 +170,7 @@ public sealed class FeatureParityTests(ServicesFixture services, ITestOutputHelp
             await RedisMaterializer.WriteAsync(redis.GetDatabase(), plan, timeline, snapshotAt, windowStates: null);
 
         var capture = new FeatureCapture(plan.FeatureCount);
-        var processor = await ProcessAsync(Options(definition, models, "parity-model", topic, "parity-" + Guid.NewGuid().ToString("N")), capture, events.Count);
+        var metrics = await ProcessAsync(Options(definition, models, "parity-model", topic, ServicesFixture.NewGroup("parity")), capture, events.Count);
 
         var finalStates = new Dictionary<string, StreamInference.Core.Features.Windows.EntityWindowState>();
         var batch = PointInTimeFeatures.Compute(history, timeline, finalStates: finalStates);
@@ -205,7 +203,7 @@ public sealed class FeatureParityTests(ServicesFixture services, ITestOutputHelp
                          $"stale lookups {batch.StaleLookups}, lookups not yet known {before}, fresh {fresh}");
         Assert.True(maxDiff <= 1e-6, $"stream and batch differ by {maxDiff}: {worst}");
         Assert.True(batch.LateEvents > 10, "the history must contain events beyond the allowed lateness");
-        Assert.Equal(batch.LateEvents, processor.Metrics!.LateCount);
+        Assert.Equal(batch.LateEvents, metrics.LateCount);
         Assert.True(outOfOrder > 100, "the history must contain out-of-order events within the lateness");
         Assert.True(batch.StaleLookups > 100, "some events must find their lookup stale");
         Assert.True(before > 100, "some events must precede the materialization");
@@ -264,16 +262,16 @@ public sealed class FeatureParityTests(ServicesFixture services, ITestOutputHelp
             return state;
         }
 
-        await ProcessAsync(Options(definition, models, "redelivery-model", topic, "first-" + Guid.NewGuid().ToString("N")), new FeatureCapture(plan.FeatureCount), events.Count);
+        await ProcessAsync(Options(definition, models, "redelivery-model", topic, ServicesFixture.NewGroup("first")), new FeatureCapture(plan.FeatureCount), events.Count);
         var after = await Snapshot();
         Assert.True(after.Count > cards.Length * plan.Series.Count, $"the first pass should have built window state ({after.Count} fields)");
 
         // A second consumer group reads the whole topic again: every record is a redelivery.
-        var second = await ProcessAsync(Options(definition, models, "redelivery-model", topic, "second-" + Guid.NewGuid().ToString("N")),
+        var second = await ProcessAsync(Options(definition, models, "redelivery-model", topic, ServicesFixture.NewGroup("second")),
             new FeatureCapture(plan.FeatureCount), events.Count);
         var again = await Snapshot();
 
-        Assert.Equal(events.Count, second.Metrics!.RedeliveredCount);
+        Assert.Equal(events.Count, second.RedeliveredCount);
         Assert.Equal(after, again);
     }
 

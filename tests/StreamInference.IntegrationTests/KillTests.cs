@@ -18,7 +18,6 @@ namespace StreamInference.IntegrationTests;
 public sealed class KillTests(ServicesFixture services, ITestOutputHelper output)
 {
     private const int QueueCapacity = 2048, InFlightBatches = 8, BatchSize = 256, AutoCommitMs = 500;
-    private static readonly Avro.RecordSchema Writer = ServicesFixture.PaymentEventSchema;
 
     private static int Env(string name, int fallback) =>
         int.TryParse(Environment.GetEnvironmentVariable(name), NumberStyles.Integer, CultureInfo.InvariantCulture, out var v) ? v : fallback;
@@ -38,11 +37,10 @@ public sealed class KillTests(ServicesFixture services, ITestOutputHelper output
         {
             settings["Kafka:Delivery"] = "ExactlyOnce";
             settings["Kafka:TransactionalId"] = "kill-test-" + settings["Kafka:GroupId"];
-            if (services.Mock is not null) settings["Kafka:MirrorTransactionalOffsets"] = "true";
         }
         var produced = await ProduceAsync(input, events, seed);
 
-        using var registry = new SchemaRegistryClient(new SchemaRegistryOptions { Url = services.SchemaRegistryUrl });
+        using var registry = services.RegistryClient();
         using var audit = new PredictionAudit(services.BootstrapServers, registry, predictions, dlq);
         using var stopAudit = new CancellationTokenSource();
         var auditing = audit.RunAsync(stopAudit.Token);
@@ -52,8 +50,7 @@ public sealed class KillTests(ServicesFixture services, ITestOutputHelper output
         var killedAt = new List<int>();
         for (var k = 0; k < kills; k++)
         {
-            using var child = ChildProcessor.Start(settings);
-            await WaitAssignedAsync(child);
+            using var child = await ProcessorHarness.StartChildAsync(settings);
             // A random point while it works: between 0.2 s and 3 s after it got its partitions.
             var deadline = Stopwatch.StartNew();
             var wait = TimeSpan.FromMilliseconds(200 + random.Next(2800));
@@ -62,9 +59,8 @@ public sealed class KillTests(ServicesFixture services, ITestOutputHelper output
             Assert.True(await child.WaitForExitAsync(TimeSpan.FromSeconds(10)), "SIGKILL did not end the process");
             killedAt.Add(audit.Predicted + audit.DeadLettered);
         }
-        using (var last = ChildProcessor.Start(settings))
+        using (var last = await ProcessorHarness.StartChildAsync(settings))
         {
-            await WaitAssignedAsync(last);
             var limit = Stopwatch.StartNew();
             while (audit.Predicted + audit.DeadLettered < produced.Produced && limit.Elapsed < TimeSpan.FromMinutes(10) && !last.HasExited)
             {
@@ -104,7 +100,7 @@ public sealed class KillTests(ServicesFixture services, ITestOutputHelper output
         settings["SchemaRegistry:BasicAuthUserInfo"] = "user:" + secrets[2];
         var produced = await ProduceAsync(input, 20_000, seed: 404);
 
-        using var registry = new SchemaRegistryClient(new SchemaRegistryOptions { Url = services.SchemaRegistryUrl });
+        using var registry = services.RegistryClient();
         using var audit = new PredictionAudit(services.BootstrapServers, registry, predictions, dlq);
         using var stopAudit = new CancellationTokenSource();
         var auditing = audit.RunAsync(stopAudit.Token);
@@ -112,8 +108,7 @@ public sealed class KillTests(ServicesFixture services, ITestOutputHelper output
         var stops = new List<string>();
         for (var i = 0; i < 2; i++)
         {
-            using var child = ChildProcessor.Start(settings);
-            await WaitAssignedAsync(child);
+            using var child = await ProcessorHarness.StartChildAsync(settings);
             await Task.Delay(1500);
             var sw = Stopwatch.StartNew();
             child.Terminate();
@@ -122,9 +117,8 @@ public sealed class KillTests(ServicesFixture services, ITestOutputHelper output
             stops.Add($"{sw.Elapsed.TotalSeconds:N1} s at {audit.Predicted + audit.DeadLettered} accounted, committed {Committed(settings, input)}");
             Assert.DoesNotContain(child.Lines, l => secrets.Any(l.Contains));
         }
-        using (var last = ChildProcessor.Start(settings))
+        using (var last = await ProcessorHarness.StartChildAsync(settings))
         {
-            await WaitAssignedAsync(last);
             var limit = Stopwatch.StartNew();
             while (audit.Predicted + audit.DeadLettered < produced.Produced && limit.Elapsed < TimeSpan.FromMinutes(3)) await Task.Delay(100);
             last.Terminate();
@@ -156,32 +150,19 @@ public sealed class KillTests(ServicesFixture services, ITestOutputHelper output
     private async Task<(Dictionary<string, string> Settings, string Input, string Predictions, string Dlq)> SetUpAsync()
     {
         // 12 partitions: the embedded cluster keeps only a few megabytes per partition.
-        var input = await services.CreateTopicAsync("payments", 12);
-        var predictions = await services.CreateTopicAsync("predictions", 12);
-        var dlq = await services.CreateTopicAsync("dlq", 3);
-        var o = services.ProcessorOptions(input, predictions, dlq, "g-" + Guid.NewGuid().ToString("N"));
-        var settings = ServicesFixture.ChildSettings(o);
+        var topics = await services.CreateTopicsAsync(12, deadLetterPartitions: 3);
+        var settings = services.ChildSettings(services.ProcessorOptions(topics));
         // A killed member stays in the group until its session times out; ChildSettings keeps that short.
         settings["Kafka:Consumer:AutoCommitIntervalMs"] = AutoCommitMs.ToString(CultureInfo.InvariantCulture);
         settings["Pipeline:InputQueueCapacity"] = QueueCapacity.ToString(CultureInfo.InvariantCulture);
         settings["Pipeline:MaxInFlightBatches"] = InFlightBatches.ToString(CultureInfo.InvariantCulture);
         settings["Pipeline:MaxBatchSize"] = BatchSize.ToString(CultureInfo.InvariantCulture);
         settings["Drift:Enabled"] = "false";
-        return (settings, input, predictions, dlq);
+        return (settings, topics.Input, topics.Predictions, topics.DeadLetters);
     }
 
-    private static async Task WaitAssignedAsync(ChildProcessor child)
-    {
-        var done = await Task.WhenAny(child.Assigned, Task.Delay(TimeSpan.FromSeconds(90)));
-        Assert.True(done == child.Assigned, $"no partitions assigned within 90 s:{Environment.NewLine}{child.Tail()}");
-    }
-
-    private async Task<ProduceSummary> ProduceAsync(string topic, int events, int seed)
-    {
-        using var registry = new SchemaRegistryClient(new SchemaRegistryOptions { Url = services.SchemaRegistryUrl });
-        return await SyntheticPaymentProducer.ProduceAsync(services.BootstrapServers, registry, Writer,
-            new ProduceOptions { Topic = topic, Events = events, BadRate = 0.01, Seed = seed }, null, CancellationToken.None);
-    }
+    private Task<ProduceSummary> ProduceAsync(string topic, int events, int seed) =>
+        services.ProduceAsync(new ProduceOptions { Topic = topic, Events = events, BadRate = 0.01, Seed = seed });
 
     /// <summary>The highest accounting rate over any one-second stretch sampled.</summary>
     private sealed class PeakRate(Func<int> count)

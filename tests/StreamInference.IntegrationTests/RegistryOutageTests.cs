@@ -36,10 +36,9 @@ public sealed class RegistryOutageTests(ServicesFixture services, ITestOutputHel
         Assert.NotEqual(Writer.ToString(), NewerWriter.ToString());
         var port = StreamInference.DevServices.Redis.EmbeddedGarnet.FreePort();
         var registryServer = await DevSchemaRegistry.StartAsync(port);
-        var input = await services.CreateTopicAsync("payments", 2);
-        var predictions = await services.CreateTopicAsync("predictions", 2);
-        var dlq = await services.CreateTopicAsync("dlq", 1);
-        var options = services.ProcessorOptions(input, predictions, dlq, "g-" + Guid.NewGuid().ToString("N"));
+        var topics = await services.CreateTopicsAsync(2);
+        var input = topics.Input;
+        var options = services.ProcessorOptions(topics);
         options.SchemaRegistry = new SchemaRegistryOptions { Url = registryServer.Url, OnUnavailable = policy, MaxAttempts = 2, RequestTimeout = TimeSpan.FromSeconds(2) };
 
         using var registry = new SchemaRegistryClient(new SchemaRegistryOptions { Url = registryServer.Url });
@@ -47,14 +46,10 @@ public sealed class RegistryOutageTests(ServicesFixture services, ITestOutputHel
         var newId = await registry.RegisterAsync($"{input}-next-value", NewerWriter, CancellationToken.None);
         Assert.NotEqual(knownId, newId);
 
-        using var audit = new PredictionAudit(services.BootstrapServers, registry, predictions, dlq);
+        using var audit = new PredictionAudit(services.BootstrapServers, registry, topics.Predictions, topics.DeadLetters);
         using var stopAudit = new CancellationTokenSource();
         var auditing = audit.RunAsync(stopAudit.Token);
-        var processor = new StreamProcessor(options, new TestLoggerFactory(output), Metrics.WithCustomRegistry(Metrics.NewCustomRegistry()));
-        using var stop = new CancellationTokenSource();
-        var run = processor.RunAsync(stop.Token);
-        while (processor.AssignedPartitions == 0 && !run.IsCompleted) await Task.Delay(50);
-        if (run.IsCompleted) await run;
+        await using var processor = await ProcessorHarness.StartAsync(options, output);
 
         var generator = new PaymentGenerator(99);
         var positions = new List<(int Partition, long Offset, bool New)>();
@@ -82,7 +77,7 @@ public sealed class RegistryOutageTests(ServicesFixture services, ITestOutputHel
         Produce(200, newSchema: true);
         await Task.Delay(3000);
         var accountedWhileDown = audit.Predicted + audit.DeadLettered;
-        Assert.False(run.IsCompleted, "the processor stopped while the registry was down");
+        processor.AssertRunning("the processor stopped while the registry was down");
 
         await using var restarted = await DevSchemaRegistry.StartAsync(port);
         using (var again = new SchemaRegistryClient(new SchemaRegistryOptions { Url = restarted.Url }))
@@ -92,8 +87,7 @@ public sealed class RegistryOutageTests(ServicesFixture services, ITestOutputHel
             Assert.Equal(newId, await again.RegisterAsync($"{input}-next-value", NewerWriter, CancellationToken.None));
         }
         await WaitAsync(() => audit.Predicted + audit.DeadLettered >= 800, TimeSpan.FromSeconds(60));
-        await stop.CancelAsync();
-        await run.WaitAsync(TimeSpan.FromSeconds(60));
+        await processor.StopAsync();
         await Task.Delay(300);
         await stopAudit.CancelAsync();
         await auditing;

@@ -21,16 +21,14 @@ namespace StreamInference.IntegrationTests;
 public sealed class ReplayTests(ServicesFixture services, ITestOutputHelper output) : IDisposable
 {
     private static readonly string Base = AppContext.BaseDirectory;
-    private static readonly FeaturePlan Plan = FeatureSetLoader.LoadFile(Path.Combine(Base, "schemas", "features", "card_payments.yaml"));
-    private static readonly AvroSchema Reader = AvroSchema.Parse(File.ReadAllText(Path.Combine(Base, "schemas", "payment-event.avsc")));
+    private static readonly FeaturePlan Plan = ServicesFixture.CardPaymentsPlan;
+    private static readonly AvroSchema Reader = ServicesFixture.PaymentEventSchema;
     private static readonly string ModelDir = ModelRepository.Resolve(Path.Combine(Base, "models"), "fraud-logreg", "latest");
     private readonly string _dir = Directory.CreateTempSubdirectory("si-replay-").FullName;
 
     private async Task<ProduceSummary> ProduceAsync(string topic, int events, int seed)
     {
-        using var registry = new SchemaRegistryClient(new SchemaRegistryOptions { Url = services.SchemaRegistryUrl });
-        var summary = await SyntheticPaymentProducer.ProduceAsync(services.BootstrapServers, registry, (Avro.RecordSchema)Reader,
-            new ProduceOptions { Topic = topic, Events = events, Seed = seed }, null, CancellationToken.None);
+        var summary = await services.ProduceAsync(new ProduceOptions { Topic = topic, Events = events, Seed = seed });
         Assert.Equal(0, summary.Failed);
         return summary;
     }
@@ -51,12 +49,8 @@ public sealed class ReplayTests(ServicesFixture services, ITestOutputHelper outp
         using (var redis = await ConnectionMultiplexer.ConnectAsync(services.Redis))
             await WarmStart.MaterializeAsync(redis.GetDatabase(), Plan, seed: 7, events: 20_000);
 
-        var processor = new StreamProcessor(services.ProcessorOptions(input, live, dlq, "live-" + Guid.NewGuid().ToString("N")),
-            new TestLoggerFactory(output), Metrics.WithCustomRegistry(Metrics.NewCustomRegistry()));
-        using var stopLive = new CancellationTokenSource();
-        var running = processor.RunAsync(stopLive.Token);
         var sw = Stopwatch.StartNew();
-        while ((!processor.IsReady || processor.AssignedPartitions == 0) && !running.IsCompleted && sw.Elapsed < TimeSpan.FromSeconds(90)) await Task.Delay(20);
+        await using var processor = await ProcessorHarness.StartAsync(services.ProcessorOptions(input, live, dlq, ServicesFixture.NewGroup("live")), output);
 
         // Three stretches of traffic with gaps between them; the replay range is the middle one.
         var before = await ProduceAsync(input, 400, seed: 101);
@@ -67,7 +61,7 @@ public sealed class ReplayTests(ServicesFixture services, ITestOutputHelper outp
         var to = DateTimeOffset.UtcNow;
         var after = await ProduceAsync(input, 400, seed: 103);
 
-        using var registry = new SchemaRegistryClient(new SchemaRegistryOptions { Url = services.SchemaRegistryUrl });
+        using var registry = services.RegistryClient();
         var request = new ReplayRequest
         {
             BootstrapServers = services.BootstrapServers, Topic = input, From = from.ToString("O"), To = to.ToString("O"),
@@ -102,8 +96,7 @@ public sealed class ReplayTests(ServicesFixture services, ITestOutputHelper outp
         while (audit.Predicted < total && sw.Elapsed < TimeSpan.FromSeconds(180)) await Task.Delay(50);
         await stopAudit.CancelAsync();
         await auditing;
-        await stopLive.CancelAsync();
-        await running.WaitAsync(TimeSpan.FromSeconds(60));
+        await processor.StopAsync();
         Assert.Equal(total, audit.Predicted);
         Assert.Equal(0L, audit.Duplicates);
         foreach (var r in before.Records.Concat(middle.Records).Concat(after.Records))
@@ -127,7 +120,7 @@ public sealed class ReplayTests(ServicesFixture services, ITestOutputHelper outp
                     [new HashEntry("fraud_rate_30d", 1.0), new HashEntry("txn_count_30d", 1e6), new HashEntry(FeatureKeys.AsOfField, DateTimeOffset.UtcNow.ToUnixTimeMilliseconds())]);
         }
 
-        using var registry = new SchemaRegistryClient(new SchemaRegistryOptions { Url = services.SchemaRegistryUrl });
+        using var registry = services.RegistryClient();
         var path = Path.Combine(_dir, "replay.parquet");
         var summary = await ReplayRunner.RunAsync(new ReplayRequest
         {
