@@ -8,14 +8,12 @@ namespace StreamInference.IntegrationTests;
 /// <c>streaminference bench</c> end to end, shortened: its own embedded services, the passthrough and the
 /// processor as child processes, the open-loop latency steps, and the results files.
 /// </summary>
-public sealed class BenchCommandTests(ITestOutputHelper output) : IDisposable
+public sealed class BenchCommandTests(ITestOutputHelper output) : TempDirectoryTest("si-bench-")
 {
-    private readonly string _dir = Directory.CreateTempSubdirectory("si-bench-").FullName;
-
     [Fact]
     public async Task Bench_Quick_WritesThroughputLatencyAndGoals()
     {
-        var results = Path.Combine(_dir, "bench");
+        var results = Path.Combine(TempDir, "bench");
         using var bench = ChildProcess.Start(TestCli.Command,
             ["bench", "--quick", "--skip-micro", "--events", "12000", "--partitions", "4", "--latency-seconds", "4", "--output", results],
             new ChildProcessOptions { Name = "bench", KeepLines = int.MaxValue, DropEnvironment = name => name == "REDIS_URL" });
@@ -46,10 +44,5 @@ public sealed class BenchCommandTests(ITestOutputHelper output) : IDisposable
         Assert.Contains(root.GetProperty("stages").EnumerateArray(), f => f.GetProperty("name").GetString() == "mean batch size");
         var markdown = await File.ReadAllTextAsync(results + ".md");
         Assert.Contains("ratio processor ÷ passthrough", markdown);
-    }
-
-    public void Dispose()
-    {
-        if (Directory.Exists(_dir)) Directory.Delete(_dir, recursive: true);
     }
 }

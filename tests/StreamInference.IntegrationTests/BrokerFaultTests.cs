@@ -40,8 +40,7 @@ public sealed class BrokerFaultTests(ServicesFixture services, ITestOutputHelper
 
         using var registry = services.RegistryClient();
         using var audit = new PredictionAudit(services.BootstrapServers, registry, topics.Predictions, topics.DeadLetters);
-        using var stopAudit = new CancellationTokenSource();
-        var auditing = audit.RunAsync(stopAudit.Token);
+        await using var auditing = BackgroundRun.Start(audit.RunAsync);
         string? wedged = null;
         var sw = Stopwatch.StartNew();
         await using var processor = await ProcessorHarness.StartAsync(options, output, onWedged: why => wedged = why, supervised: true);
@@ -85,8 +84,7 @@ public sealed class BrokerFaultTests(ServicesFixture services, ITestOutputHelper
         processor.AssertRunning("the processor stopped");
         await processor.StopAsync();
         await Task.Delay(500);
-        await stopAudit.CancelAsync();
-        await auditing;
+        await auditing.StopAsync();
 
         var lost = audit.Unaccounted(produced.Records);
         var restarts = processor.MetricFactory.CreateCounter("streaminference_restarts_total", "").Value;

@@ -28,8 +28,7 @@ public sealed class ExactlyOnceTests(ServicesFixture services, ITestOutputHelper
 
         using var registry = services.RegistryClient();
         using var audit = new PredictionAudit(services.BootstrapServers, registry, topics.Predictions, topics.DeadLetters);
-        using var stopAudit = new CancellationTokenSource();
-        var auditing = audit.RunAsync(stopAudit.Token);
+        await using var auditing = BackgroundRun.Start(audit.RunAsync);
 
         // First run: half the input, then a graceful stop (final transaction committed).
         var first = await ProduceAsync(input, 2000, seed: 71);
@@ -39,8 +38,7 @@ public sealed class ExactlyOnceTests(ServicesFixture services, ITestOutputHelper
         var total = first.Produced + second.Produced;
         await RunUntilAsync(Options(), () => audit.Predicted + audit.DeadLettered >= total, TimeSpan.FromSeconds(90));
         await Task.Delay(500);
-        await stopAudit.CancelAsync();
-        await auditing;
+        await auditing.StopAsync();
 
         var all = first.Records.Concat(second.Records).ToList();
         var lost = audit.Unaccounted(all);

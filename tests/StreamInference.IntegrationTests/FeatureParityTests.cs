@@ -25,12 +25,10 @@ namespace StreamInference.IntegrationTests;
 /// order) must give the same vector for every event.
 /// </summary>
 [Collection(ServicesCollection.Name)]
-public sealed class FeatureParityTests(ServicesFixture services, ITestOutputHelper output) : IDisposable
+public sealed class FeatureParityTests(ServicesFixture services, ITestOutputHelper output) : TempDirectoryTest("si-parity-")
 {
-    private static readonly string Base = AppContext.BaseDirectory;
-    private static readonly AvroSchema Reader = AvroSchema.Parse(File.ReadAllText(Path.Combine(Base, "schemas", "payment-event.avsc")));
+    private static readonly Avro.RecordSchema Reader = ServicesFixture.PaymentEventSchema;
     private static readonly DateTimeOffset T0 = new(2026, 3, 2, 8, 0, 0, TimeSpan.Zero);
-    private readonly string _dir = Directory.CreateTempSubdirectory("si-parity-").FullName;
 
     private static string Definition(string name) => $$"""
         featureSet: {{name}}
@@ -60,10 +58,10 @@ public sealed class FeatureParityTests(ServicesFixture services, ITestOutputHelp
     /// <summary>Writes the definition and a model pinned to it (zero weights: the scores do not matter here).</summary>
     private (string DefinitionPath, FeaturePlan Plan, string Models) Setup(string name)
     {
-        var path = Path.Combine(_dir, name + ".yaml");
+        var path = Path.Combine(TempDir, name + ".yaml");
         File.WriteAllText(path, Definition(name));
         var plan = FeatureSetLoader.LoadFile(path);
-        var models = Path.Combine(_dir, "models");
+        var models = Path.Combine(TempDir, "models");
         var version = Path.Combine(models, name + "-model", "1");
         Directory.CreateDirectory(version);
         var f = plan.FeatureCount;
@@ -136,7 +134,8 @@ public sealed class FeatureParityTests(ServicesFixture services, ITestOutputHelp
         return processor.Metrics;
     }
 
-    private async Task<string> CreateTopicsAsync(string prefix)
+    /// <summary>The events, in their order, on a new topic (with its -predictions and -dlq topics); the topic.</summary>
+    private async Task<string> ProduceToNewTopicAsync(string prefix, List<PaymentEvent> events)
     {
         var input = await services.CreateTopicAsync(prefix, 4);
         if (services.Mock is { } mock)
@@ -144,6 +143,8 @@ public sealed class FeatureParityTests(ServicesFixture services, ITestOutputHelp
             mock.CreateTopic(input + "-predictions", 4, 3);
             mock.CreateTopic(input + "-dlq", 1, 3);
         }
+        using var registry = services.RegistryClient();
+        await SyntheticPaymentProducer.ProduceEventsAsync(services.BootstrapServers, registry, Reader, input, events, CancellationToken.None);
         return input;
     }
 
@@ -152,9 +153,8 @@ public sealed class FeatureParityTests(ServicesFixture services, ITestOutputHelp
     {
         var (definition, plan, models) = Setup("parity");
         var events = History(3000, seed: 17);
-        var topic = await CreateTopicsAsync("parity");
-        using var registry = new SchemaRegistryClient(new SchemaRegistryOptions { Url = services.SchemaRegistryUrl });
-        await SyntheticPaymentProducer.ProduceEventsAsync(services.BootstrapServers, registry, (Avro.RecordSchema)Reader, topic, events, CancellationToken.None);
+        var topic = await ProduceToNewTopicAsync("parity", events);
+        using var registry = services.RegistryClient();
 
         // The batch path reads the topic back: the same records, decoded by the same decoder.
         var history = (await TopicHistory.ReadAsync(services.BootstrapServers, topic, registry, Reader, plan, labels: null)).History;
@@ -242,9 +242,7 @@ public sealed class FeatureParityTests(ServicesFixture services, ITestOutputHelp
     {
         var (definition, plan, models) = Setup("redelivery");
         var events = History(1200, seed: 23);
-        var topic = await CreateTopicsAsync("redeliver");
-        using var registry = new SchemaRegistryClient(new SchemaRegistryOptions { Url = services.SchemaRegistryUrl });
-        await SyntheticPaymentProducer.ProduceEventsAsync(services.BootstrapServers, registry, (Avro.RecordSchema)Reader, topic, events, CancellationToken.None);
+        var topic = await ProduceToNewTopicAsync("redeliver", events);
 
         using var redis = await ConnectionMultiplexer.ConnectAsync(services.Redis);
         var db = redis.GetDatabase();
@@ -356,10 +354,5 @@ public sealed class FeatureParityTests(ServicesFixture services, ITestOutputHelp
         Assert.True(a.CacheHits > 300, "instance a must mostly find its cached state current");
         // Each instance misses more often than once per card: the other one's writes outdated its cache.
         Assert.True(a.CacheMisses > cards && b.CacheMisses > cards, "the other instance's writes must make cached state miss");
-    }
-
-    public void Dispose()
-    {
-        if (Directory.Exists(_dir)) Directory.Delete(_dir, recursive: true);
     }
 }

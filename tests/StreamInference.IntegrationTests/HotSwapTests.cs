@@ -34,8 +34,7 @@ public sealed class HotSwapTests(ServicesFixture services, ITestOutputHelper out
 
             using var registry = services.RegistryClient();
             using var audit = new PredictionAudit(services.BootstrapServers, registry, topics.Predictions, topics.DeadLetters);
-            using var stopAudit = new CancellationTokenSource();
-            var auditing = audit.RunAsync(stopAudit.Token);
+            await using var auditing = BackgroundRun.Start(audit.RunAsync);
             await using var processor = await ProcessorHarness.StartAsync(options, output);
 
             var producing = Task.Run(() => services.ProduceAsync(new ProduceOptions { Topic = topics.Input, Events = 8000, Rate = 800, Seed = 3003 }));
@@ -63,8 +62,7 @@ public sealed class HotSwapTests(ServicesFixture services, ITestOutputHelper out
             processor.AssertRunning("the processor stopped");
             await processor.StopAsync();
             await Task.Delay(300);
-            await stopAudit.CancelAsync();
-            await auditing;
+            await auditing.StopAsync();
 
             var swaps = processor.MetricFactory.CreateCounter("streaminference_model_swaps_total", "", ["result"]);
             var lost = audit.Unaccounted(produced.Records);

@@ -42,8 +42,7 @@ public sealed class KillTests(ServicesFixture services, ITestOutputHelper output
 
         using var registry = services.RegistryClient();
         using var audit = new PredictionAudit(services.BootstrapServers, registry, predictions, dlq);
-        using var stopAudit = new CancellationTokenSource();
-        var auditing = audit.RunAsync(stopAudit.Token);
+        await using var auditing = BackgroundRun.Start(audit.RunAsync);
         var peak = new PeakRate(() => audit.Predicted + audit.DeadLettered);
 
         var sw = Stopwatch.StartNew();
@@ -72,8 +71,7 @@ public sealed class KillTests(ServicesFixture services, ITestOutputHelper output
             Assert.True(last.ExitCode == 0, $"exit code {last.ExitCode}:{Environment.NewLine}{last.Tail()}");
         }
         await Task.Delay(1000);
-        await stopAudit.CancelAsync();
-        await auditing;
+        await auditing.StopAsync();
 
         var lost = audit.Unaccounted(produced.Records);
         var malformed = produced.Records.Count(r => r.BadKind is not null);
@@ -102,8 +100,7 @@ public sealed class KillTests(ServicesFixture services, ITestOutputHelper output
 
         using var registry = services.RegistryClient();
         using var audit = new PredictionAudit(services.BootstrapServers, registry, predictions, dlq);
-        using var stopAudit = new CancellationTokenSource();
-        var auditing = audit.RunAsync(stopAudit.Token);
+        await using var auditing = BackgroundRun.Start(audit.RunAsync);
 
         var stops = new List<string>();
         for (var i = 0; i < 2; i++)
@@ -125,8 +122,7 @@ public sealed class KillTests(ServicesFixture services, ITestOutputHelper output
             Assert.True(await last.WaitForExitAsync(TimeSpan.FromSeconds(30)));
         }
         await Task.Delay(1000);
-        await stopAudit.CancelAsync();
-        await auditing;
+        await auditing.StopAsync();
 
         var lost = audit.Unaccounted(produced.Records);
         output.WriteLine($"graceful stops: {string.Join("; ", stops)}; lost {lost}, duplicates {audit.Duplicates} (reader re-reads skipped: {audit.Rereads})");

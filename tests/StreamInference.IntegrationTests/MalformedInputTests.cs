@@ -97,8 +97,7 @@ public sealed class MalformedInputTests(ServicesFixture services, ITestOutputHel
         options.Features.MaxMessageBytes = MaxMessageBytes;
         await using var processor = await ProcessorHarness.StartAsync(options, output);
         using var audit = new PredictionAudit(services.BootstrapServers, registry, topics.Predictions, topics.DeadLetters);
-        using var stopAudit = new CancellationTokenSource();
-        var auditing = audit.RunAsync(stopAudit.Token);
+        await using var auditing = BackgroundRun.Start(audit.RunAsync);
 
         var positions = new (int Partition, long Offset)[messages.Count];
         using (var producer = new ProducerBuilder<byte[], byte[]>(new ProducerConfig { BootstrapServers = services.BootstrapServers, LingerMs = 5 }).Build())
@@ -115,8 +114,7 @@ public sealed class MalformedInputTests(ServicesFixture services, ITestOutputHel
         processor.AssertRunning("the processor stopped");
         await processor.StopAsync();
         await Task.Delay(300);
-        await stopAudit.CancelAsync();
-        await auditing;
+        await auditing.StopAsync();
 
         var wrongReason = new List<string>();
         var validNotScored = 0;

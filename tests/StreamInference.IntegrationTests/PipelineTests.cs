@@ -58,11 +58,9 @@ public sealed class PipelineTests(ServicesFixture services, ITestOutputHelper ou
 
         using var registry = services.RegistryClient();
         using var audit = new PredictionAudit(services.BootstrapServers, registry, topics.Predictions, topics.DeadLetters);
-        using var stopAudit = new CancellationTokenSource();
-        var auditing = audit.RunAsync(stopAudit.Token);
+        await using var auditing = BackgroundRun.Start(audit.RunAsync);
         await WaitUntilAsync(() => audit.Predicted + audit.DeadLettered >= produced.Produced, TimeSpan.FromSeconds(90));
-        await stopAudit.CancelAsync();
-        await auditing;
+        await auditing.StopAsync();
 
         var bad = produced.Records.Count(r => r.BadKind is not null);
         Assert.True(bad > 30, $"the producer should have injected malformed records, injected {bad}");
@@ -172,15 +170,13 @@ public sealed class PipelineTests(ServicesFixture services, ITestOutputHelper ou
 
         using var registry = services.RegistryClient();
         using var audit = new PredictionAudit(services.BootstrapServers, registry, topics.Predictions, topics.DeadLetters);
-        using var stopAudit = new CancellationTokenSource();
-        var auditing = audit.RunAsync(stopAudit.Token);
+        await using var auditing = BackgroundRun.Start(audit.RunAsync);
         var total = a.Produced + b.Produced;
         await WaitUntilAsync(() => audit.Predicted + audit.DeadLettered >= total, TimeSpan.FromSeconds(90));
         await second.StopAsync();
         await first.StopAsync();
         await Task.Delay(500);
-        await stopAudit.CancelAsync();
-        await auditing;
+        await auditing.StopAsync();
 
         var lost = audit.Unaccounted(a.Records.Concat(b.Records));
         Assert.Equal(0, lost);

@@ -32,8 +32,7 @@ public sealed class RedisOutageTests(ServicesFixture services, ITestOutputHelper
 
         using var registry = services.RegistryClient();
         using var audit = new PredictionAudit(services.BootstrapServers, registry, topics.Predictions, topics.DeadLetters);
-        using var stopAudit = new CancellationTokenSource();
-        var auditing = audit.RunAsync(stopAudit.Token);
+        await using var auditing = BackgroundRun.Start(audit.RunAsync);
         await using var processor = await ProcessorHarness.StartAsync(options, output);
 
         // 400 events/s for 30 s; Redis is down from 6 s to 16 s.
@@ -54,8 +53,7 @@ public sealed class RedisOutageTests(ServicesFixture services, ITestOutputHelper
         processor.AssertRunning("the processor stopped after Redis came back");
         await processor.StopAsync();
         await Task.Delay(500);
-        await stopAudit.CancelAsync();
-        await auditing;
+        await auditing.StopAsync();
 
         var lost = audit.Unaccounted(produced.Records);
         // The last 1,000 records were produced 11.5 s or more after Redis came back.

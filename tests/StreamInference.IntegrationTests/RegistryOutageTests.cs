@@ -47,8 +47,7 @@ public sealed class RegistryOutageTests(ServicesFixture services, ITestOutputHel
         Assert.NotEqual(knownId, newId);
 
         using var audit = new PredictionAudit(services.BootstrapServers, registry, topics.Predictions, topics.DeadLetters);
-        using var stopAudit = new CancellationTokenSource();
-        var auditing = audit.RunAsync(stopAudit.Token);
+        await using var auditing = BackgroundRun.Start(audit.RunAsync);
         await using var processor = await ProcessorHarness.StartAsync(options, output);
 
         var generator = new PaymentGenerator(99);
@@ -89,8 +88,7 @@ public sealed class RegistryOutageTests(ServicesFixture services, ITestOutputHel
         await WaitAsync(() => audit.Predicted + audit.DeadLettered >= 800, TimeSpan.FromSeconds(60));
         await processor.StopAsync();
         await Task.Delay(300);
-        await stopAudit.CancelAsync();
-        await auditing;
+        await auditing.StopAsync();
 
         var newOnes = positions.Where(p => p.New).Select(p => (p.Partition, p.Offset)).ToList();
         var lost = positions.Count(p => !audit.Predictions.ContainsKey((p.Partition, p.Offset)) && !audit.DeadLetters.ContainsKey((p.Partition, p.Offset)));

@@ -18,13 +18,12 @@ using AvroSchema = Avro.Schema;
 namespace StreamInference.IntegrationTests;
 
 [Collection(ServicesCollection.Name)]
-public sealed class ReplayTests(ServicesFixture services, ITestOutputHelper output) : IDisposable
+public sealed class ReplayTests(ServicesFixture services, ITestOutputHelper output) : TempDirectoryTest("si-replay-")
 {
     private static readonly string Base = AppContext.BaseDirectory;
     private static readonly FeaturePlan Plan = ServicesFixture.CardPaymentsPlan;
     private static readonly AvroSchema Reader = ServicesFixture.PaymentEventSchema;
     private static readonly string ModelDir = ModelRepository.Resolve(Path.Combine(Base, "models"), "fraud-logreg", "latest");
-    private readonly string _dir = Directory.CreateTempSubdirectory("si-replay-").FullName;
 
     private async Task<ProduceSummary> ProduceAsync(string topic, int events, int seed)
     {
@@ -65,7 +64,7 @@ public sealed class ReplayTests(ServicesFixture services, ITestOutputHelper outp
         var request = new ReplayRequest
         {
             BootstrapServers = services.BootstrapServers, Topic = input, From = from.ToString("O"), To = to.ToString("O"),
-            ModelDirectory = ModelDir, OutputTopic = replayed, CheckpointPath = Path.Combine(_dir, "replay.checkpoint"), CheckpointEvery = 250,
+            ModelDirectory = ModelDir, OutputTopic = replayed, CheckpointPath = Path.Combine(TempDir, "replay.checkpoint"), CheckpointEvery = 250,
         };
         using (var kill = new CancellationTokenSource())
         {
@@ -90,12 +89,10 @@ public sealed class ReplayTests(ServicesFixture services, ITestOutputHelper outp
 
         // The live processor, running all along, published each input exactly once.
         using var audit = new PredictionAudit(services.BootstrapServers, registry, live, dlq);
-        using var stopAudit = new CancellationTokenSource();
-        var auditing = audit.RunAsync(stopAudit.Token);
+        await using var auditing = BackgroundRun.Start(audit.RunAsync);
         var total = before.Produced + middle.Produced + after.Produced;
         while (audit.Predicted < total && sw.Elapsed < TimeSpan.FromSeconds(180)) await Task.Delay(50);
-        await stopAudit.CancelAsync();
-        await auditing;
+        await auditing.StopAsync();
         await processor.StopAsync();
         Assert.Equal(total, audit.Predicted);
         Assert.Equal(0L, audit.Duplicates);
@@ -121,7 +118,7 @@ public sealed class ReplayTests(ServicesFixture services, ITestOutputHelper outp
         }
 
         using var registry = services.RegistryClient();
-        var path = Path.Combine(_dir, "replay.parquet");
+        var path = Path.Combine(TempDir, "replay.parquet");
         var summary = await ReplayRunner.RunAsync(new ReplayRequest
         {
             BootstrapServers = services.BootstrapServers, Topic = input, From = "beginning", To = "now", ModelDirectory = ModelDir, OutputParquet = path,
@@ -153,7 +150,7 @@ public sealed class ReplayTests(ServicesFixture services, ITestOutputHelper outp
         // Bad requests fail clearly.
         var backwards = new ReplayRequest { BootstrapServers = services.BootstrapServers, Topic = input, From = "now", To = "beginning", ModelDirectory = ModelDir, OutputParquet = path };
         Assert.Contains("--to lies before --from", (await Assert.ThrowsAsync<ArgumentException>(() => ReplayRunner.RunAsync(backwards, Plan, Reader, registry))).Message);
-        var checkpoint = Path.Combine(_dir, "other.checkpoint");
+        var checkpoint = Path.Combine(TempDir, "other.checkpoint");
         var first = new ReplayRequest { BootstrapServers = services.BootstrapServers, Topic = input, From = "beginning", To = "now", ModelDirectory = ModelDir, OutputTopic = input + "-out", CheckpointPath = checkpoint };
         if (services.Mock is { } mock) mock.CreateTopic(input + "-out", 1, 3);
         await ReplayRunner.RunAsync(first, Plan, Reader, registry);
@@ -186,10 +183,5 @@ public sealed class ReplayTests(ServicesFixture services, ITestOutputHelper outp
         }
         consumer.Close();
         return records;
-    }
-
-    public void Dispose()
-    {
-        if (Directory.Exists(_dir)) Directory.Delete(_dir, recursive: true);
     }
 }
