@@ -1,8 +1,5 @@
 using Avro.Generic;
 using Avro.IO;
-using StreamInference.Core.Features;
-using StreamInference.Core.Offsets;
-using StreamInference.Core.Pipeline;
 using StreamInference.Infrastructure.Avro;
 
 namespace StreamInference.Core.Tests;

@@ -1,12 +1,6 @@
-using StreamInference.Batch.Features;
-using StreamInference.Batch.History;
 using StreamInference.Batch.Profiling;
-using StreamInference.Batch.Synthetic;
 using StreamInference.Batch.Training;
 using StreamInference.Core.Drift;
-using StreamInference.Core.Features;
-using StreamInference.Core.Pipeline;
-using StreamInference.Infrastructure.Onnx;
 
 namespace StreamInference.IntegrationTests;
 

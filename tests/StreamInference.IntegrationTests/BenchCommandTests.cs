@@ -1,6 +1,4 @@
 using System.Text.Json;
-using StreamInference.DevServices.Processes;
-using Xunit.Abstractions;
 
 namespace StreamInference.IntegrationTests;
 

@@ -1,12 +1,3 @@
-using System.Diagnostics;
-using Confluent.Kafka;
-using Prometheus;
-using StreamInference.DevServices.Synthetic;
-using StreamInference.Infrastructure.Avro;
-using StreamInference.Infrastructure.Processing;
-using Xunit.Abstractions;
-using AvroSchema = Avro.Schema;
-
 namespace StreamInference.IntegrationTests;
 
 /// <summary>

@@ -1,13 +1,8 @@
-using System.Diagnostics;
 using System.Globalization;
-using System.Net;
 using System.Net.Sockets;
 using System.Text.Json;
 using System.Text.RegularExpressions;
 using System.Xml.Linq;
-using StreamInference.DevServices.Synthetic;
-using StreamInference.Infrastructure.Avro;
-using Xunit.Abstractions;
 using YamlDotNet.Core;
 using YamlDotNet.Core.Events;
 using YamlDotNet.Serialization;

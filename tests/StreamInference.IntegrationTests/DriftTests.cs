@@ -1,16 +1,7 @@
-using System.Diagnostics;
 using Avro.Generic;
 using Avro.IO;
-using Confluent.Kafka;
 using Prometheus;
-using StackExchange.Redis;
-using StreamInference.Core.Features;
-using StreamInference.DevServices.Synthetic;
-using StreamInference.Infrastructure.Avro;
 using StreamInference.Infrastructure.Drift;
-using StreamInference.Infrastructure.Processing;
-using Xunit.Abstractions;
-using AvroSchema = Avro.Schema;
 
 namespace StreamInference.IntegrationTests;
 

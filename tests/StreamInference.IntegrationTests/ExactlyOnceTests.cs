@@ -1,11 +1,3 @@
-using System.Diagnostics;
-using Prometheus;
-using StreamInference.DevServices.Synthetic;
-using StreamInference.Infrastructure.Avro;
-using StreamInference.Infrastructure.Processing;
-using Xunit.Abstractions;
-using AvroSchema = Avro.Schema;
-
 namespace StreamInference.IntegrationTests;
 
 /// <summary>Exactly-once mode against the Kafka-protocol cluster: transactions, read_committed readers.</summary>

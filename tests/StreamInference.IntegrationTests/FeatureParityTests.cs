@@ -1,21 +1,7 @@
 using System.Collections.Concurrent;
-using System.Diagnostics;
-using Prometheus;
-using StackExchange.Redis;
-using StreamInference.Batch.Features;
-using StreamInference.Batch.History;
 using StreamInference.Batch.Materialization;
 using StreamInference.Batch.Onnx;
-using StreamInference.Batch.Synthetic;
-using StreamInference.Core.Features;
-using StreamInference.Core.Pipeline;
-using StreamInference.DevServices.Synthetic;
-using StreamInference.Infrastructure.Avro;
 using StreamInference.Infrastructure.Metrics;
-using StreamInference.Infrastructure.Onnx;
-using StreamInference.Infrastructure.Processing;
-using Xunit.Abstractions;
-using AvroSchema = Avro.Schema;
 
 namespace StreamInference.IntegrationTests;
 

@@ -1,11 +1,4 @@
-using System.Diagnostics;
 using Prometheus;
-using StreamInference.DevServices.Synthetic;
-using StreamInference.Infrastructure.Avro;
-using StreamInference.Infrastructure.Onnx;
-using StreamInference.Infrastructure.Processing;
-using Xunit.Abstractions;
-using AvroSchema = Avro.Schema;
 
 namespace StreamInference.IntegrationTests;
 

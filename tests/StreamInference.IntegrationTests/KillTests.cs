@@ -1,9 +1,4 @@
-using System.Diagnostics;
 using System.Globalization;
-using StreamInference.DevServices.Synthetic;
-using StreamInference.Infrastructure.Avro;
-using Xunit.Abstractions;
-using AvroSchema = Avro.Schema;
 
 namespace StreamInference.IntegrationTests;
 

@@ -1,14 +1,4 @@
-using System.Diagnostics;
 using System.Text;
-using Confluent.Kafka;
-using Prometheus;
-using StreamInference.Batch.Synthetic;
-using StreamInference.Core.Pipeline;
-using StreamInference.DevServices.Synthetic;
-using StreamInference.Infrastructure.Avro;
-using StreamInference.Infrastructure.Processing;
-using Xunit.Abstractions;
-using AvroSchema = Avro.Schema;
 
 namespace StreamInference.IntegrationTests;
 

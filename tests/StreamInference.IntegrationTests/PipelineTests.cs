@@ -1,14 +1,4 @@
-using System.Diagnostics;
-using Microsoft.Extensions.Logging.Abstractions;
 using Prometheus;
-using StackExchange.Redis;
-using StreamInference.Core.Features;
-using StreamInference.Core.Pipeline;
-using StreamInference.DevServices.Synthetic;
-using StreamInference.Infrastructure.Avro;
-using StreamInference.Infrastructure.Processing;
-using Xunit.Abstractions;
-using AvroSchema = Avro.Schema;
 
 namespace StreamInference.IntegrationTests;
 

@@ -1,11 +1,7 @@
 using Microsoft.Extensions.Configuration;
 using Prometheus;
-using StreamInference.Core.Pipeline;
-using StreamInference.DevServices.Processes;
 using StreamInference.Core.Drift;
 using StreamInference.Infrastructure.Metrics;
-using StreamInference.Infrastructure.Processing;
-using Xunit.Abstractions;
 
 namespace StreamInference.IntegrationTests;
 

@@ -1,15 +1,5 @@
-using System.Diagnostics;
 using System.Text;
-using Confluent.Kafka;
-using Prometheus;
-using StreamInference.Batch.Synthetic;
-using StreamInference.Core.Pipeline;
 using StreamInference.DevServices.SchemaRegistry;
-using StreamInference.DevServices.Synthetic;
-using StreamInference.Infrastructure.Avro;
-using StreamInference.Infrastructure.Processing;
-using Xunit.Abstractions;
-using AvroSchema = Avro.Schema;
 
 namespace StreamInference.IntegrationTests;
 

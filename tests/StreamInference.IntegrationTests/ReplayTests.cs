@@ -1,19 +1,5 @@
-using System.Diagnostics;
-using Confluent.Kafka;
 using Parquet;
-using Prometheus;
-using StackExchange.Redis;
-using StreamInference.Batch.Features;
-using StreamInference.Batch.History;
 using StreamInference.Batch.Replay;
-using StreamInference.Core.Features;
-using StreamInference.Core.Pipeline;
-using StreamInference.DevServices.Synthetic;
-using StreamInference.Infrastructure.Avro;
-using StreamInference.Infrastructure.Onnx;
-using StreamInference.Infrastructure.Processing;
-using Xunit.Abstractions;
-using AvroSchema = Avro.Schema;
 
 namespace StreamInference.IntegrationTests;
 

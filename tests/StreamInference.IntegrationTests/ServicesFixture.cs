@@ -1,15 +1,8 @@
-using System.Diagnostics;
 using System.Net.Sockets;
-using Confluent.Kafka;
 using Confluent.Kafka.Admin;
-using StackExchange.Redis;
 using StreamInference.DevServices.Kafka;
 using StreamInference.DevServices.Redis;
-using StreamInference.DevServices.Processes;
 using StreamInference.DevServices.SchemaRegistry;
-using StreamInference.DevServices.Synthetic;
-using StreamInference.Infrastructure.Avro;
-using StreamInference.Infrastructure.Processing;
 using Testcontainers.Kafka;
 
 namespace StreamInference.IntegrationTests;

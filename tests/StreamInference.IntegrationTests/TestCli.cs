@@ -1,5 +1,3 @@
-using StreamInference.DevServices.Processes;
-
 namespace StreamInference.IntegrationTests;
 
 /// <summary>The <c>streaminference</c> CLI built next to this test assembly's configuration (the project reference builds it first).</summary>
