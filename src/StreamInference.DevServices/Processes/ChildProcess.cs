@@ -5,22 +5,6 @@ using System.Text.RegularExpressions;
 
 namespace StreamInference.DevServices.Processes;
 
-/// <summary>How a <see cref="ChildProcess"/> starts.</summary>
-public sealed class ChildProcessOptions
-{
-    /// <summary>Names the child in errors (processor, passthrough, bench).</summary>
-    public string Name { get; init; } = "child";
-
-    /// <summary>How many of the last output lines to keep (<see cref="int.MaxValue"/>: all of them).</summary>
-    public int KeepLines { get; init; } = 200;
-
-    /// <summary>Inherited environment variables to leave out, by name.</summary>
-    public Func<string, bool>? DropEnvironment { get; init; }
-
-    /// <summary>Environment variables to set (after <see cref="DropEnvironment"/>).</summary>
-    public IReadOnlyDictionary<string, string> Environment { get; init; } = new Dictionary<string, string>();
-}
-
 /// <summary>
 /// A command of the <c>streaminference</c> CLI (<c>serve</c>, <c>bench passthrough</c>, ...) as a child
 /// process: standard output and error read line by line and their last lines kept for errors, stopped
@@ -135,7 +119,9 @@ public sealed partial class ChildProcess : IDisposable
     /// <summary>Whether the process exited within <paramref name="timeout"/>.</summary>
     public async Task<bool> WaitForExitAsync(TimeSpan timeout, CancellationToken ct = default)
     {
-        var first = await Task.WhenAny(Exited, Task.Delay(timeout, ct)).ConfigureAwait(false);
+        using var wait = CancellationTokenSource.CreateLinkedTokenSource(ct);
+        var first = await Task.WhenAny(Exited, Task.Delay(timeout, wait.Token)).ConfigureAwait(false);
+        await wait.CancelAsync().ConfigureAwait(false);
         ct.ThrowIfCancellationRequested();
         return first == Exited;
     }
@@ -190,4 +176,20 @@ public sealed partial class ChildProcess : IDisposable
 
     [LibraryImport("libc", SetLastError = true)]
     private static partial int kill(int pid, int signal);
+}
+
+/// <summary>How a <see cref="ChildProcess"/> starts.</summary>
+public sealed class ChildProcessOptions
+{
+    /// <summary>Names the child in errors (processor, passthrough, bench).</summary>
+    public string Name { get; init; } = "child";
+
+    /// <summary>How many of the last output lines to keep (<see cref="int.MaxValue"/>: all of them).</summary>
+    public int KeepLines { get; init; } = 200;
+
+    /// <summary>Inherited environment variables to leave out, by name.</summary>
+    public Func<string, bool>? DropEnvironment { get; init; }
+
+    /// <summary>Environment variables to set (after <see cref="DropEnvironment"/>).</summary>
+    public IReadOnlyDictionary<string, string> Environment { get; init; } = new Dictionary<string, string>();
 }
