@@ -46,7 +46,7 @@ public sealed class DevEnvironment : IAsyncDisposable
         try
         {
             foreach (var (topic, partitions) in options.Topics) kafka.CreateTopic(topic, partitions, Math.Min(3, options.Brokers));
-            registry = await DevSchemaRegistry.StartAsync(options.RegistryPort, cancellationToken).ConfigureAwait(false);
+            registry = await DevSchemaRegistry.StartAsync(options.RegistryPort, cancellationToken: cancellationToken).ConfigureAwait(false);
             var garnet = options.ExternalRedis is null ? new EmbeddedGarnet() : null;
             return new DevEnvironment(kafka, registry, garnet, options.ExternalRedis ?? garnet!.Configuration);
         }

@@ -1,8 +1,5 @@
 using System.Threading.Channels;
 using StreamInference.Core.Batching;
-using StreamInference.Core.Features;
-using StreamInference.Core.Offsets;
-using StreamInference.Core.Pipeline;
 
 namespace StreamInference.Core.Tests;
 

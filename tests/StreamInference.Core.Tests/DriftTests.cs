@@ -1,6 +1,5 @@
 using StreamInference.Batch.Profiling;
 using StreamInference.Core.Drift;
-using StreamInference.Core.Features;
 
 namespace StreamInference.Core.Tests;
 

@@ -1,5 +1,4 @@
 using StreamInference.Core.Diagnostics;
-using StreamInference.Core.Features;
 
 namespace StreamInference.Core.Tests;
 

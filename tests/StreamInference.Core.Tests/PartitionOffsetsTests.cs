@@ -1,5 +1,3 @@
-using StreamInference.Core.Offsets;
-
 namespace StreamInference.Core.Tests;
 
 public class PartitionOffsetsTests

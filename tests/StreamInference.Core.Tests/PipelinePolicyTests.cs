@@ -1,7 +1,3 @@
-using StreamInference.Core.Features;
-using StreamInference.Core.Offsets;
-using StreamInference.Core.Pipeline;
-
 namespace StreamInference.Core.Tests;
 
 /// <summary>

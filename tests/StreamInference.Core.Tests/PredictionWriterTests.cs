@@ -1,16 +1,13 @@
 using Avro.Generic;
 using Avro.IO;
-using StreamInference.Core.Features;
-using StreamInference.Core.Offsets;
-using StreamInference.Core.Pipeline;
 using StreamInference.Infrastructure.Avro;
 
 namespace StreamInference.Core.Tests;
 
 public class PredictionWriterTests
 {
-    [Fact]
-    public void Writer_OutputDecodesWithApacheAvro_AgainstPredictionSchema()
+    /// <summary>One scored row: two scores (primary index 1), a label, event time and scored-at.</summary>
+    private static EventBatch ScoredBatch(string? label = "1")
     {
         var plan = FeatureSetLoader.LoadFile(Path.Combine(AppContext.BaseDirectory, "schemas", "features", "card_payments.yaml"));
         var batch = new EventBatch(plan, 4, 2);
@@ -25,9 +22,14 @@ public class PredictionWriterTests
         batch.DefaultedCounts[0] = 2;
         batch.Scores[0] = 0.25;
         batch.Scores[1] = 0.75;
-        batch.Labels[0] = "1";
+        batch.Labels[0] = label;
+        return batch;
+    }
 
-        var bytes = new PredictionWriter(11, "m", "3", primaryScoreIndex: 1).Write(batch, 0, 0);
+    [Fact]
+    public void Writer_OutputDecodesWithApacheAvro_AgainstPredictionSchema()
+    {
+        var bytes = new PredictionWriter(11, "m", "3", primaryScoreIndex: 1).Write(ScoredBatch(), 0, 0);
 
         Assert.Equal(WireHeaderStatus.Ok, ConfluentWireFormat.TryReadHeader(bytes, out var id));
         Assert.Equal(11, id);
@@ -48,5 +50,41 @@ public class PredictionWriterTests
         Assert.Equal(DateTimeOffset.FromUnixTimeMilliseconds(1_700_000_000_456).UtcDateTime, r["scored_at"]);
         Assert.Equal(5, r["source_partition"]);
         Assert.Equal(77L, r["source_offset"]);
+    }
+
+    [Theory]
+    [InlineData("1", false)]
+    [InlineData(null, true)]
+    public void Reader_ReadsBackWhatTheWriterWrote(string? label, bool featureStoreUnavailable)
+    {
+        var batch = ScoredBatch(label);
+        batch.FeatureStoreUnavailable = featureStoreUnavailable;
+
+        var bytes = new PredictionWriter(11, "m", "3", primaryScoreIndex: 1).Write(batch, 0, 0);
+        var read = PredictionReader.Read(bytes);
+
+        Assert.Equal(11, read.SchemaId);
+        Assert.Equal("évt-1", read.EventId);
+        Assert.Equal("card-9", read.EntityKey);
+        Assert.Equal("m", read.ModelName);
+        Assert.Equal("3", read.ModelVersion);
+        Assert.Equal(0.75, read.Score);
+        Assert.Equal([0.25, 0.75], read.Scores);
+        Assert.Equal(label, read.Label);
+        Assert.Equal(2, read.FeaturesDefaulted);
+        Assert.Equal(1_700_000_000_123, read.EventTimeMs);
+        Assert.Equal(1_700_000_000_456, read.ScoredAtMs);
+        Assert.Equal(5, read.SourcePartition);
+        Assert.Equal(77L, read.SourceOffset);
+        Assert.Equal(featureStoreUnavailable ? PredictionWriter.DegradedFeatureStore : null, read.Degraded);
+        Assert.Equal(read.EventTimeMs, PredictionReader.ReadEventTimeMs(bytes));
+    }
+
+    [Fact]
+    public void Reader_RejectsTrailingBytesAndAWrongMagicByte()
+    {
+        var bytes = new PredictionWriter(11, "m", "3", primaryScoreIndex: 1).Write(ScoredBatch(), 0, 0);
+        Assert.Throws<InvalidDataException>(() => PredictionReader.Read([.. bytes, 0]));
+        Assert.Throws<InvalidDataException>(() => PredictionReader.Read([1, .. bytes.AsSpan(1)]));     // wrong magic byte
     }
 }

@@ -1,7 +1,6 @@
 using StreamInference.Batch.Features;
 using StreamInference.Batch.History;
 using StreamInference.Batch.Synthetic;
-using StreamInference.Core.Features;
 using StreamInference.Core.Features.Windows;
 
 namespace StreamInference.Core.Tests;

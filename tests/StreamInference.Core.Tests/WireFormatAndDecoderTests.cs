@@ -1,9 +1,6 @@
 using Avro;
 using Avro.Generic;
 using Avro.IO;
-using StreamInference.Core.Features;
-using StreamInference.Core.Offsets;
-using StreamInference.Core.Pipeline;
 using StreamInference.Infrastructure.Avro;
 using AvroSchema = Avro.Schema;
 

@@ -1,39 +1,32 @@
-using StreamInference.Batch.Features;
-using StreamInference.Batch.History;
 using StreamInference.Batch.Profiling;
-using StreamInference.Batch.Synthetic;
 using StreamInference.Batch.Training;
 using StreamInference.Core.Drift;
-using StreamInference.Core.Features;
-using StreamInference.Core.Pipeline;
-using StreamInference.Infrastructure.Onnx;
 
 namespace StreamInference.IntegrationTests;
 
 /// <summary>history → backfill (Parquet) → train (ONNX + manifest) → profile, as the CLI runs them.</summary>
-public sealed class BatchPathTests : IDisposable
+public sealed class BatchPathTests() : TempDirectoryTest("si-batch-")
 {
-    private static readonly FeaturePlan Plan = FeatureSetLoader.LoadFile(Path.Combine(AppContext.BaseDirectory, "schemas", "features", "card_payments.yaml"));
-    private readonly string _dir = Directory.CreateTempSubdirectory("si-batch-").FullName;
+    private static readonly FeaturePlan Plan = ServicesFixture.CardPaymentsPlan;
 
     [Fact]
     public async Task Backfill_Train_Profile_ProducesAModelClearlyBetterThanChance_ThatTheProcessorAccepts()
     {
         var history = SyntheticHistory.Generate(Plan, new HistoryOptions { Events = 60_000, Span = TimeSpan.FromDays(30), Seed = 9 });
-        var historyPath = Path.Combine(_dir, "history.parquet");
+        var historyPath = Path.Combine(TempDir, "history.parquet");
         await ParquetHistory.WriteAsync(historyPath, history);
         var reread = await ParquetHistory.ReadAsync(historyPath, Plan);
         Assert.Equal(history.Count, reread.Count);
 
         var order = reread.EventTimeOrder();
         var rows = PointInTimeFeatures.Compute(reread, LookupTimeline.Compute(reread, reread.MaxTimeMs + 1, order), eventTimeOrder: order);
-        var setPath = Path.Combine(_dir, "training.parquet");
+        var setPath = Path.Combine(TempDir, "training.parquet");
         await TrainingSet.WriteAsync(setPath, reread, rows);
         var set = await TrainingSet.ReadAsync(setPath);
         Assert.Equal(Plan.Features.Select(f => f.Name), set.FeatureNames);
         Assert.Equal(rows.Values, set.Features);
 
-        var modelDir = Path.Combine(_dir, "models", "fraud-logreg", "7");
+        var modelDir = Path.Combine(TempDir, "models", "fraud-logreg", "7");
         var report = Trainer.Train(set, Plan, modelDir, "fraud-logreg", "7");
         Assert.True(report.TestAuc > 0.8, $"held-out AUC {report.TestAuc}");
         Assert.True(report.TestRows > 5_000);
@@ -60,10 +53,5 @@ public sealed class BatchPathTests : IDisposable
         Assert.All(amount.BinShares, s => Assert.InRange(s, 0.08, 0.12));   // quantile bins hold about a tenth each
         Assert.True(loaded.Features.Single(f => f.Name == "merchant_fraud_rate_30d").MissingRate > 0); // the first day has no snapshot yet
         Assert.Equal(1000, loaded.Prediction.Count);
-    }
-
-    public void Dispose()
-    {
-        if (Directory.Exists(_dir)) Directory.Delete(_dir, recursive: true);
     }
 }

@@ -1,6 +1,4 @@
-using System.Diagnostics;
 using System.Text.Json;
-using Xunit.Abstractions;
 
 namespace StreamInference.IntegrationTests;
 
@@ -8,25 +6,19 @@ namespace StreamInference.IntegrationTests;
 /// <c>streaminference bench</c> end to end, shortened: its own embedded services, the passthrough and the
 /// processor as child processes, the open-loop latency steps, and the results files.
 /// </summary>
-public sealed class BenchCommandTests(ITestOutputHelper output) : IDisposable
+public sealed class BenchCommandTests(ITestOutputHelper output) : TempDirectoryTest("si-bench-")
 {
-    private readonly string _dir = Directory.CreateTempSubdirectory("si-bench-").FullName;
-
     [Fact]
     public async Task Bench_Quick_WritesThroughputLatencyAndGoals()
     {
-        var results = Path.Combine(_dir, "bench");
-        var info = new ProcessStartInfo("dotnet") { RedirectStandardOutput = true, RedirectStandardError = true, UseShellExecute = false };
-        foreach (var a in new[] { ChildProcessor.CliPath, "bench", "--quick", "--skip-micro", "--events", "12000", "--partitions", "4", "--latency-seconds", "4", "--output", results })
-            info.ArgumentList.Add(a);
-        info.Environment.Remove("REDIS_URL");
-        using var process = Process.Start(info)!;
-        var stderr = process.StandardError.ReadToEndAsync();
-        var stdout = process.StandardOutput.ReadToEndAsync();
-        using var limit = new CancellationTokenSource(TimeSpan.FromMinutes(5));
-        await process.WaitForExitAsync(limit.Token);
-        output.WriteLine(await stderr);
-        Assert.True(process.ExitCode == 0, $"bench exited with {process.ExitCode}: {await stderr}");
+        var results = Path.Combine(TempDir, "bench");
+        using var bench = ChildProcess.Start(TestCli.Command,
+            ["bench", "--quick", "--skip-micro", "--events", "12000", "--partitions", "4", "--latency-seconds", "4", "--output", results],
+            new ChildProcessOptions { Name = "bench", KeepLines = int.MaxValue, DropEnvironment = name => name == "REDIS_URL" });
+        Assert.True(await bench.WaitForExitAsync(TimeSpan.FromMinutes(5)), $"bench still running after 5 min:{Environment.NewLine}{bench.Tail()}");
+        var log = bench.Tail(int.MaxValue);
+        output.WriteLine(log);
+        Assert.True(bench.ExitCode == 0, $"bench exited with {bench.ExitCode}: {log}");
 
         using var json = JsonDocument.Parse(await File.ReadAllTextAsync(results + ".json"));
         var root = json.RootElement;
@@ -50,10 +42,5 @@ public sealed class BenchCommandTests(ITestOutputHelper output) : IDisposable
         Assert.Contains(root.GetProperty("stages").EnumerateArray(), f => f.GetProperty("name").GetString() == "mean batch size");
         var markdown = await File.ReadAllTextAsync(results + ".md");
         Assert.Contains("ratio processor ÷ passthrough", markdown);
-    }
-
-    public void Dispose()
-    {
-        if (Directory.Exists(_dir)) Directory.Delete(_dir, recursive: true);
     }
 }

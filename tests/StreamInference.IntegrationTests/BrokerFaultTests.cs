@@ -1,12 +1,3 @@
-using System.Diagnostics;
-using Confluent.Kafka;
-using Prometheus;
-using StreamInference.DevServices.Synthetic;
-using StreamInference.Infrastructure.Avro;
-using StreamInference.Infrastructure.Processing;
-using Xunit.Abstractions;
-using AvroSchema = Avro.Schema;
-
 namespace StreamInference.IntegrationTests;
 
 /// <summary>
@@ -19,7 +10,6 @@ namespace StreamInference.IntegrationTests;
 public sealed class BrokerFaultTests(ServicesFixture services, ITestOutputHelper output)
 {
     private const short Produce = 0, Fetch = 1, OffsetCommit = 8, AddPartitionsToTxn = 24;
-    private static readonly Avro.RecordSchema Writer = ServicesFixture.PaymentEventSchema;
 
     [Theory]
     [InlineData(DeliveryGuarantee.AtLeastOnce)]
@@ -31,32 +21,22 @@ public sealed class BrokerFaultTests(ServicesFixture services, ITestOutputHelper
             output.WriteLine("needs the embedded cluster's fault controls (KAFKA_BOOTSTRAP_SERVERS points at a real broker)");
             return;
         }
-        var input = await services.CreateTopicAsync("payments", 6);
-        var predictions = await services.CreateTopicAsync("predictions", 6);
-        var dlq = await services.CreateTopicAsync("dlq", 1);
-        var group = "g-" + Guid.NewGuid().ToString("N");
-        var options = services.ProcessorOptions(input, predictions, dlq, group);
+        var topics = await services.CreateTopicsAsync(6);
+        var options = services.ProcessorOptions(topics);
         options.Kafka.Delivery = delivery;
-        options.Kafka.TransactionalId = "faults-" + group;
+        options.Kafka.TransactionalId = "faults-" + options.Kafka.GroupId;
         // A request lost to a broker going down is retried after socket.timeout.ms (default 60 s).
         options.Kafka.Producer.SocketTimeoutMs = 10_000;
         options.Kafka.TransactionTimeoutMs = 10_000;
 
-        using var registry = new SchemaRegistryClient(new SchemaRegistryOptions { Url = services.SchemaRegistryUrl });
-        using var audit = new PredictionAudit(services.BootstrapServers, registry, predictions, dlq);
-        using var stopAudit = new CancellationTokenSource();
-        var auditing = audit.RunAsync(stopAudit.Token);
-        var metricFactory = Metrics.WithCustomRegistry(Metrics.NewCustomRegistry());
+        using var registry = services.RegistryClient();
+        using var audit = new PredictionAudit(services.BootstrapServers, registry, topics.Predictions, topics.DeadLetters);
+        await using var auditing = BackgroundRun.Start(audit.RunAsync);
         string? wedged = null;
-        var processor = new StreamProcessor(options, new TestLoggerFactory(output), metricFactory) { DecorateCommit = services.DecorateCommit, OnWedged = why => wedged = why };
-        using var stop = new CancellationTokenSource();
-        var run = processor.RunSupervisedAsync(stop.Token);
         var sw = Stopwatch.StartNew();
-        while (processor.AssignedPartitions == 0 && !run.IsCompleted && sw.Elapsed < TimeSpan.FromSeconds(60)) await Task.Delay(50);
-        if (run.IsCompleted) await run;
+        await using var processor = await ProcessorHarness.StartAsync(options, output, onWedged: why => wedged = why, supervised: true);
 
-        var producing = Task.Run(() => SyntheticPaymentProducer.ProduceAsync(services.BootstrapServers, registry, Writer,
-            new ProduceOptions { Topic = input, Events = 9000, Rate = 600, BadRate = 0.01, Seed = 5150 }, null, CancellationToken.None));
+        var producing = Task.Run(() => services.ProduceAsync(new ProduceOptions { Topic = topics.Input, Events = 9000, Rate = 600, BadRate = 0.01, Seed = 5150 }));
         var timeline = new List<string>();
         async Task Step(string what, Action act, TimeSpan then)
         {
@@ -74,7 +54,7 @@ public sealed class BrokerFaultTests(ServicesFixture services, ITestOutputHelper
         }
         // Exactly-once: no broker down/up on the embedded cluster. After a broker went down and up,
         // librdkafka's send_offsets_to_transaction against it was seen never to return (not even after
-        // socket.timeout.ms); KafkaTransactions reports that as wedged and the processor exits for a
+        // socket.timeout.ms); TransactionalCommit reports that as wedged and the processor exits for a
         // restart. Injected request errors and latency are handled in-process.
         await Step("produce/fetch/commit errors injected", () =>
         {
@@ -88,19 +68,17 @@ public sealed class BrokerFaultTests(ServicesFixture services, ITestOutputHelper
         await Step("round trips back to normal", () => { for (var b = 1; b <= cluster.BrokerCount; b++) cluster.SetBrokerRtt(b, TimeSpan.Zero); }, TimeSpan.Zero);
 
         var produced = await producing;
-        while (audit.Predicted + audit.DeadLettered < produced.Produced && sw.Elapsed < TimeSpan.FromSeconds(150) && !run.IsCompleted && wedged is null) await Task.Delay(100);
+        await processor.WaitUntilAsync(() => audit.Predicted + audit.DeadLettered >= produced.Produced || wedged is not null, TimeSpan.FromSeconds(150) - sw.Elapsed);
         Assert.True(wedged is null, $"the transactional producer wedged: {wedged}");
         timeline.Add($"{sw.Elapsed.TotalSeconds:N1}s done (accounted {audit.Predicted + audit.DeadLettered} of {produced.Produced})");
         output.WriteLine(string.Join(Environment.NewLine, timeline));
-        Assert.False(run.IsCompleted, "the processor stopped");
-        await stop.CancelAsync();
-        await run.WaitAsync(TimeSpan.FromSeconds(60));
+        processor.AssertRunning("the processor stopped");
+        await processor.StopAsync();
         await Task.Delay(500);
-        await stopAudit.CancelAsync();
-        await auditing;
+        await auditing.StopAsync();
 
         var lost = audit.Unaccounted(produced.Records);
-        var restarts = metricFactory.CreateCounter("streaminference_restarts_total", "").Value;
+        var restarts = processor.MetricFactory.CreateCounter("streaminference_restarts_total", "").Value;
         output.WriteLine($"{delivery}: produced {produced.Produced}, predicted {audit.Predicted}, dead-lettered {audit.DeadLettered}, lost {lost}, " +
                          $"duplicates {audit.Duplicates}, in-process restarts {restarts}");
         Assert.Equal(0, lost);

@@ -1,13 +1,8 @@
-using System.Diagnostics;
 using System.Globalization;
-using System.Net;
 using System.Net.Sockets;
 using System.Text.Json;
 using System.Text.RegularExpressions;
 using System.Xml.Linq;
-using StreamInference.DevServices.Synthetic;
-using StreamInference.Infrastructure.Avro;
-using Xunit.Abstractions;
 using YamlDotNet.Core;
 using YamlDotNet.Core.Events;
 using YamlDotNet.Serialization;
@@ -24,7 +19,7 @@ namespace StreamInference.IntegrationTests;
 public sealed partial class DeploymentTests(ServicesFixture services, ITestOutputHelper output)
 {
     private static readonly string Root = FindRoot();
-    private static readonly string[] WellKnownVariables = ["KAFKA_BOOTSTRAP_SERVERS", "SCHEMA_REGISTRY_URL", "REDIS_URL"];
+    private static readonly string[] WellKnownVariables = TestCli.WellKnownVariables;
 
     // ---- 1. compose + Kubernetes: they parse, and every setting they set is a processor setting
 
@@ -249,13 +244,10 @@ public sealed partial class DeploymentTests(ServicesFixture services, ITestOutpu
         var predictions = await services.CreateTopicAsync("deploy-predictions", 4);
         var dlq = await services.CreateTopicAsync("deploy-dlq", 1);
         var drift = await services.CreateTopicAsync("deploy-drift", 1);
-        var o = services.ProcessorOptions(input, predictions, dlq, "deploy-" + Guid.NewGuid().ToString("N"));
-        var settings = ServicesFixture.ChildSettings(o);
+        var settings = services.ChildSettings(services.ProcessorOptions(input, predictions, dlq, ServicesFixture.NewGroup("deploy")));
         settings["Drift:Topic"] = drift;
         settings["Drift:WindowEvents"] = "250";
-        using var child = ChildProcessor.Start(settings);
-        var done = await Task.WhenAny(child.Assigned, Task.Delay(TimeSpan.FromSeconds(90)));
-        Assert.True(done == child.Assigned, $"no partitions assigned within 90 s:{System.Environment.NewLine}{child.Tail()}");
+        using var child = await ProcessorHarness.StartChildAsync(settings);
 
         using (var registry = new SchemaRegistryClient(new SchemaRegistryOptions { Url = services.SchemaRegistryUrl }))
         {
@@ -584,7 +576,7 @@ public sealed partial class DeploymentTests(ServicesFixture services, ITestOutpu
 
     /// <summary>The CLI with exactly the given settings variables (the test process's own are removed).</summary>
     private static Task<(int Code, string Stdout, string Stderr)> RunCliAsync(IEnumerable<string> args, IReadOnlyDictionary<string, string> environment) =>
-        RunAsync("dotnet", [ChildProcessor.CliPath, .. args], environment);
+        RunAsync(TestCli.Command.Program, [.. TestCli.Command.Prefix, .. args], environment);
 
     private static async Task<(int Code, string Stdout, string Stderr)> RunAsync(string program, IEnumerable<string> args, IReadOnlyDictionary<string, string> environment)
     {
@@ -592,7 +584,7 @@ public sealed partial class DeploymentTests(ServicesFixture services, ITestOutpu
         foreach (var a in args) info.ArgumentList.Add(a);
         foreach (var key in info.Environment.Keys.ToList())
         {
-            if (key.StartsWith("STREAMINFERENCE__", StringComparison.OrdinalIgnoreCase) || WellKnownVariables.Contains(key, StringComparer.OrdinalIgnoreCase)) info.Environment.Remove(key);
+            if (TestCli.IsSettingsVariable(key)) info.Environment.Remove(key);
         }
         foreach (var (k, v) in environment) info.Environment[k] = v;
         using var process = Process.Start(info)!;

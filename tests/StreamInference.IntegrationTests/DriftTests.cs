@@ -1,16 +1,7 @@
-using System.Diagnostics;
 using Avro.Generic;
 using Avro.IO;
-using Confluent.Kafka;
 using Prometheus;
-using StackExchange.Redis;
-using StreamInference.Core.Features;
-using StreamInference.DevServices.Synthetic;
-using StreamInference.Infrastructure.Avro;
 using StreamInference.Infrastructure.Drift;
-using StreamInference.Infrastructure.Processing;
-using Xunit.Abstractions;
-using AvroSchema = Avro.Schema;
 
 namespace StreamInference.IntegrationTests;
 
@@ -18,37 +9,26 @@ namespace StreamInference.IntegrationTests;
 [Collection(ServicesCollection.Name)]
 public sealed class DriftTests(ServicesFixture services, ITestOutputHelper output)
 {
-    private static readonly string Base = AppContext.BaseDirectory;
-    private static readonly FeaturePlan Plan = FeatureSetLoader.LoadFile(Path.Combine(Base, "schemas", "features", "card_payments.yaml"));
-    private static readonly Avro.RecordSchema Writer = ServicesFixture.PaymentEventSchema;
+    private static readonly FeaturePlan Plan = ServicesFixture.CardPaymentsPlan;
 
     [Fact]
     public async Task ShiftedEvents_AreReportedOnTheDriftTopic_AndInTheGauges()
     {
         const int window = 1500;
-        var input = await services.CreateTopicAsync("payments", 4);
-        var predictions = await services.CreateTopicAsync("predictions", 4);
-        var dlq = await services.CreateTopicAsync("dlq", 1);
+        var topics = await services.CreateTopicsAsync(4);
         var driftTopic = await services.CreateTopicAsync("drift", 1);
         using (var redis = await ConnectionMultiplexer.ConnectAsync(services.Redis))
             await WarmStart.MaterializeAsync(redis.GetDatabase(), Plan, seed: 31);
 
-        var options = services.ProcessorOptions(input, predictions, dlq, "drift-" + Guid.NewGuid().ToString("N"));
+        var options = services.ProcessorOptions(topics, ServicesFixture.NewGroup("drift"));
         options.Drift = new DriftOptions { Topic = driftTopic, WindowEvents = window };
-        var registry = Metrics.NewCustomRegistry();
-        var processor = new StreamProcessor(options, new TestLoggerFactory(output), Metrics.WithCustomRegistry(registry));
-        using var stop = new CancellationTokenSource();
-        var run = processor.RunAsync(stop.Token);
         var sw = Stopwatch.StartNew();
-        while ((!processor.IsReady || processor.AssignedPartitions == 0) && !run.IsCompleted && sw.Elapsed < TimeSpan.FromSeconds(90)) await Task.Delay(20);
-        if (run.IsCompleted) await run;
+        await using var processor = await ProcessorHarness.StartAsync(options, output);
         Assert.NotNull(processor.Drift);
 
-        using var schemas = new SchemaRegistryClient(new SchemaRegistryOptions { Url = services.SchemaRegistryUrl });
         async Task Produce(int seed, int? driftAt)
         {
-            var produced = await SyntheticPaymentProducer.ProduceAsync(services.BootstrapServers, schemas, Writer,
-                new ProduceOptions { Topic = input, Events = window, Seed = seed, DriftAt = driftAt }, null, CancellationToken.None);
+            var produced = await services.ProduceAsync(new ProduceOptions { Topic = topics.Input, Events = window, Seed = seed, DriftAt = driftAt });
             Assert.Equal(0, produced.Failed);
         }
         // One window of the usual world, then one of the shifted world (amounts ×2.2, more online payments).
@@ -58,9 +38,8 @@ public sealed class DriftTests(ServicesFixture services, ITestOutputHelper outpu
         while (processor.Drift!.WindowsClosed < 2 && sw.Elapsed < TimeSpan.FromSeconds(150)) await Task.Delay(50);
         Assert.Equal(2, processor.Drift.WindowsClosed);
 
-        var text = await ExportAsync(registry);
-        await stop.CancelAsync();
-        await run.WaitAsync(TimeSpan.FromSeconds(60));
+        var text = await ExportAsync(processor.MetricRegistry);
+        await processor.StopAsync();
 
         // The reports, decoded from the drift topic.
         var reports = ReadReports(driftTopic, expected: 2);

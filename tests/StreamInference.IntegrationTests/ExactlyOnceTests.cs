@@ -1,38 +1,26 @@
-using System.Diagnostics;
-using Prometheus;
-using StreamInference.DevServices.Synthetic;
-using StreamInference.Infrastructure.Avro;
-using StreamInference.Infrastructure.Processing;
-using Xunit.Abstractions;
-using AvroSchema = Avro.Schema;
-
 namespace StreamInference.IntegrationTests;
 
 /// <summary>Exactly-once mode against the Kafka-protocol cluster: transactions, read_committed readers.</summary>
 [Collection(ServicesCollection.Name)]
 public sealed class ExactlyOnceTests(ServicesFixture services, ITestOutputHelper output)
 {
-    private static readonly Avro.RecordSchema Writer = ServicesFixture.PaymentEventSchema;
-
     [Fact]
     public async Task ExactlyOnce_ReadCommittedReaderSeesEachInputOnce_AcrossARestart()
     {
-        var input = await services.CreateTopicAsync("payments", 4);
-        var predictions = await services.CreateTopicAsync("predictions", 4);
-        var dlq = await services.CreateTopicAsync("dlq", 1);
-        var group = "g-" + Guid.NewGuid().ToString("N");
+        var topics = await services.CreateTopicsAsync(4);
+        var input = topics.Input;
+        var group = ServicesFixture.NewGroup();
         ProcessorOptions Options()
         {
-            var o = services.ProcessorOptions(input, predictions, dlq, group);
+            var o = services.ProcessorOptions(topics, group);
             o.Kafka.Delivery = DeliveryGuarantee.ExactlyOnce;
             o.Kafka.TransactionalId = "eos-test-" + group;
             return o;
         }
 
-        using var registry = new SchemaRegistryClient(new SchemaRegistryOptions { Url = services.SchemaRegistryUrl });
-        using var audit = new PredictionAudit(services.BootstrapServers, registry, predictions, dlq);
-        using var stopAudit = new CancellationTokenSource();
-        var auditing = audit.RunAsync(stopAudit.Token);
+        using var registry = services.RegistryClient();
+        using var audit = new PredictionAudit(services.BootstrapServers, registry, topics.Predictions, topics.DeadLetters);
+        await using var auditing = BackgroundRun.Start(audit.RunAsync);
 
         // First run: half the input, then a graceful stop (final transaction committed).
         var first = await ProduceAsync(input, 2000, seed: 71);
@@ -42,8 +30,7 @@ public sealed class ExactlyOnceTests(ServicesFixture services, ITestOutputHelper
         var total = first.Produced + second.Produced;
         await RunUntilAsync(Options(), () => audit.Predicted + audit.DeadLettered >= total, TimeSpan.FromSeconds(90));
         await Task.Delay(500);
-        await stopAudit.CancelAsync();
-        await auditing;
+        await auditing.StopAsync();
 
         var all = first.Records.Concat(second.Records).ToList();
         var lost = audit.Unaccounted(all);
@@ -55,20 +42,13 @@ public sealed class ExactlyOnceTests(ServicesFixture services, ITestOutputHelper
 
     private async Task RunUntilAsync(ProcessorOptions options, Func<bool> done, TimeSpan timeout)
     {
-        var processor = new StreamProcessor(options, new TestLoggerFactory(output), Metrics.WithCustomRegistry(Metrics.NewCustomRegistry())) { DecorateCommit = services.DecorateCommit };
-        using var stop = new CancellationTokenSource();
-        var run = processor.RunAsync(stop.Token);
         var sw = Stopwatch.StartNew();
-        while (!done() && !run.IsCompleted && sw.Elapsed < timeout) await Task.Delay(50);
-        await stop.CancelAsync();
-        await run.WaitAsync(TimeSpan.FromSeconds(60));
+        await using var processor = await ProcessorHarness.StartAsync(options, output);
+        await processor.WaitUntilAsync(done, timeout - sw.Elapsed);
+        await processor.StopAsync();
         Assert.True(done(), $"not done within {timeout.TotalSeconds} s");
     }
 
-    private async Task<ProduceSummary> ProduceAsync(string topic, int events, int seed)
-    {
-        using var registry = new SchemaRegistryClient(new SchemaRegistryOptions { Url = services.SchemaRegistryUrl });
-        return await SyntheticPaymentProducer.ProduceAsync(services.BootstrapServers, registry, Writer,
-            new ProduceOptions { Topic = topic, Events = events, BadRate = 0.02, Seed = seed }, null, CancellationToken.None);
-    }
+    private Task<ProduceSummary> ProduceAsync(string topic, int events, int seed) =>
+        services.ProduceAsync(new ProduceOptions { Topic = topic, Events = events, BadRate = 0.02, Seed = seed });
 }

@@ -1,20 +1,7 @@
 using System.Collections.Concurrent;
-using System.Diagnostics;
-using Prometheus;
-using StackExchange.Redis;
-using StreamInference.Batch.Features;
-using StreamInference.Batch.History;
 using StreamInference.Batch.Materialization;
 using StreamInference.Batch.Onnx;
-using StreamInference.Batch.Synthetic;
-using StreamInference.Core.Features;
-using StreamInference.Core.Pipeline;
-using StreamInference.DevServices.Synthetic;
-using StreamInference.Infrastructure.Avro;
-using StreamInference.Infrastructure.Onnx;
-using StreamInference.Infrastructure.Processing;
-using Xunit.Abstractions;
-using AvroSchema = Avro.Schema;
+using StreamInference.Infrastructure.Metrics;
 
 namespace StreamInference.IntegrationTests;
 
@@ -24,12 +11,10 @@ namespace StreamInference.IntegrationTests;
 /// order) must give the same vector for every event.
 /// </summary>
 [Collection(ServicesCollection.Name)]
-public sealed class FeatureParityTests(ServicesFixture services, ITestOutputHelper output) : IDisposable
+public sealed class FeatureParityTests(ServicesFixture services, ITestOutputHelper output) : TempDirectoryTest("si-parity-")
 {
-    private static readonly string Base = AppContext.BaseDirectory;
-    private static readonly AvroSchema Reader = AvroSchema.Parse(File.ReadAllText(Path.Combine(Base, "schemas", "payment-event.avsc")));
+    private static readonly Avro.RecordSchema Reader = ServicesFixture.PaymentEventSchema;
     private static readonly DateTimeOffset T0 = new(2026, 3, 2, 8, 0, 0, TimeSpan.Zero);
-    private readonly string _dir = Directory.CreateTempSubdirectory("si-parity-").FullName;
 
     private static string Definition(string name) => $$"""
         featureSet: {{name}}
@@ -59,10 +44,10 @@ public sealed class FeatureParityTests(ServicesFixture services, ITestOutputHelp
     /// <summary>Writes the definition and a model pinned to it (zero weights: the scores do not matter here).</summary>
     private (string DefinitionPath, FeaturePlan Plan, string Models) Setup(string name)
     {
-        var path = Path.Combine(_dir, name + ".yaml");
+        var path = Path.Combine(TempDir, name + ".yaml");
         File.WriteAllText(path, Definition(name));
         var plan = FeatureSetLoader.LoadFile(path);
-        var models = Path.Combine(_dir, "models");
+        var models = Path.Combine(TempDir, "models");
         var version = Path.Combine(models, name + "-model", "1");
         Directory.CreateDirectory(version);
         var f = plan.FeatureCount;
@@ -122,23 +107,21 @@ public sealed class FeatureParityTests(ServicesFixture services, ITestOutputHelp
     }
 
     /// <summary>Runs a processor until its observer saw <paramref name="expected"/> events; returns its metrics.</summary>
-    private async Task<StreamProcessor> ProcessAsync(ProcessorOptions options, FeatureCapture capture, int expected)
+    private async Task<ProcessorMetrics> ProcessAsync(ProcessorOptions options, FeatureCapture capture, int expected)
     {
-        var processor = new StreamProcessor(options, new TestLoggerFactory(output), Metrics.WithCustomRegistry(Metrics.NewCustomRegistry())) { Observer = capture };
-        using var stop = new CancellationTokenSource();
-        var run = processor.RunAsync(stop.Token);
         var sw = Stopwatch.StartNew();
-        while (capture.Vectors.Count < expected && !run.IsCompleted && sw.Elapsed < TimeSpan.FromSeconds(120)) await Task.Delay(50);
-        if (run.IsCompleted) await run;
+        await using var processor = await ProcessorHarness.StartAsync(options, output, observer: capture);
+        await processor.WaitUntilAsync(() => capture.Vectors.Count >= expected, TimeSpan.FromSeconds(120) - sw.Elapsed);
+        if (processor.Run.IsCompleted) await processor.Run;
         // Let the last batch's deliveries complete before stopping, so the run ends cleanly.
-        while (processor.Metrics!.PublishedCount < expected && sw.Elapsed < TimeSpan.FromSeconds(150)) await Task.Delay(50);
-        await stop.CancelAsync();
-        await run.WaitAsync(TimeSpan.FromSeconds(60));
+        while (processor.Metrics.PublishedCount < expected && sw.Elapsed < TimeSpan.FromSeconds(150)) await Task.Delay(50);
+        await processor.StopAsync();
         Assert.Equal(expected, capture.Vectors.Count);
-        return processor;
+        return processor.Metrics;
     }
 
-    private async Task<string> CreateTopicsAsync(string prefix)
+    /// <summary>The events, in their order, on a new topic (with its -predictions and -dlq topics); the topic.</summary>
+    private async Task<string> ProduceToNewTopicAsync(string prefix, List<PaymentEvent> events)
     {
         var input = await services.CreateTopicAsync(prefix, 4);
         if (services.Mock is { } mock)
@@ -146,6 +129,8 @@ public sealed class FeatureParityTests(ServicesFixture services, ITestOutputHelp
             mock.CreateTopic(input + "-predictions", 4, 3);
             mock.CreateTopic(input + "-dlq", 1, 3);
         }
+        using var registry = services.RegistryClient();
+        await SyntheticPaymentProducer.ProduceEventsAsync(services.BootstrapServers, registry, Reader, input, events, CancellationToken.None);
         return input;
     }
 
@@ -154,9 +139,8 @@ public sealed class FeatureParityTests(ServicesFixture services, ITestOutputHelp
     {
         var (definition, plan, models) = Setup("parity");
         var events = History(3000, seed: 17);
-        var topic = await CreateTopicsAsync("parity");
-        using var registry = new SchemaRegistryClient(new SchemaRegistryOptions { Url = services.SchemaRegistryUrl });
-        await SyntheticPaymentProducer.ProduceEventsAsync(services.BootstrapServers, registry, (Avro.RecordSchema)Reader, topic, events, CancellationToken.None);
+        var topic = await ProduceToNewTopicAsync("parity", events);
+        using var registry = services.RegistryClient();
 
         // The batch path reads the topic back: the same records, decoded by the same decoder.
         var history = (await TopicHistory.ReadAsync(services.BootstrapServers, topic, registry, Reader, plan, labels: null)).History;
@@ -172,7 +156,7 @@ public sealed class FeatureParityTests(ServicesFixture services, ITestOutputHelp
             await RedisMaterializer.WriteAsync(redis.GetDatabase(), plan, timeline, snapshotAt, windowStates: null);
 
         var capture = new FeatureCapture(plan.FeatureCount);
-        var processor = await ProcessAsync(Options(definition, models, "parity-model", topic, "parity-" + Guid.NewGuid().ToString("N")), capture, events.Count);
+        var metrics = await ProcessAsync(Options(definition, models, "parity-model", topic, ServicesFixture.NewGroup("parity")), capture, events.Count);
 
         var finalStates = new Dictionary<string, StreamInference.Core.Features.Windows.EntityWindowState>();
         var batch = PointInTimeFeatures.Compute(history, timeline, finalStates: finalStates);
@@ -205,7 +189,7 @@ public sealed class FeatureParityTests(ServicesFixture services, ITestOutputHelp
                          $"stale lookups {batch.StaleLookups}, lookups not yet known {before}, fresh {fresh}");
         Assert.True(maxDiff <= 1e-6, $"stream and batch differ by {maxDiff}: {worst}");
         Assert.True(batch.LateEvents > 10, "the history must contain events beyond the allowed lateness");
-        Assert.Equal(batch.LateEvents, processor.Metrics!.LateCount);
+        Assert.Equal(batch.LateEvents, metrics.LateCount);
         Assert.True(outOfOrder > 100, "the history must contain out-of-order events within the lateness");
         Assert.True(batch.StaleLookups > 100, "some events must find their lookup stale");
         Assert.True(before > 100, "some events must precede the materialization");
@@ -244,9 +228,7 @@ public sealed class FeatureParityTests(ServicesFixture services, ITestOutputHelp
     {
         var (definition, plan, models) = Setup("redelivery");
         var events = History(1200, seed: 23);
-        var topic = await CreateTopicsAsync("redeliver");
-        using var registry = new SchemaRegistryClient(new SchemaRegistryOptions { Url = services.SchemaRegistryUrl });
-        await SyntheticPaymentProducer.ProduceEventsAsync(services.BootstrapServers, registry, (Avro.RecordSchema)Reader, topic, events, CancellationToken.None);
+        var topic = await ProduceToNewTopicAsync("redeliver", events);
 
         using var redis = await ConnectionMultiplexer.ConnectAsync(services.Redis);
         var db = redis.GetDatabase();
@@ -264,16 +246,16 @@ public sealed class FeatureParityTests(ServicesFixture services, ITestOutputHelp
             return state;
         }
 
-        await ProcessAsync(Options(definition, models, "redelivery-model", topic, "first-" + Guid.NewGuid().ToString("N")), new FeatureCapture(plan.FeatureCount), events.Count);
+        await ProcessAsync(Options(definition, models, "redelivery-model", topic, ServicesFixture.NewGroup("first")), new FeatureCapture(plan.FeatureCount), events.Count);
         var after = await Snapshot();
         Assert.True(after.Count > cards.Length * plan.Series.Count, $"the first pass should have built window state ({after.Count} fields)");
 
         // A second consumer group reads the whole topic again: every record is a redelivery.
-        var second = await ProcessAsync(Options(definition, models, "redelivery-model", topic, "second-" + Guid.NewGuid().ToString("N")),
+        var second = await ProcessAsync(Options(definition, models, "redelivery-model", topic, ServicesFixture.NewGroup("second")),
             new FeatureCapture(plan.FeatureCount), events.Count);
         var again = await Snapshot();
 
-        Assert.Equal(events.Count, second.Metrics!.RedeliveredCount);
+        Assert.Equal(events.Count, second.RedeliveredCount);
         Assert.Equal(after, again);
     }
 
@@ -358,10 +340,5 @@ public sealed class FeatureParityTests(ServicesFixture services, ITestOutputHelp
         Assert.True(a.CacheHits > 300, "instance a must mostly find its cached state current");
         // Each instance misses more often than once per card: the other one's writes outdated its cache.
         Assert.True(a.CacheMisses > cards && b.CacheMisses > cards, "the other instance's writes must make cached state miss");
-    }
-
-    public void Dispose()
-    {
-        if (Directory.Exists(_dir)) Directory.Delete(_dir, recursive: true);
     }
 }

@@ -1,11 +1,4 @@
-using System.Diagnostics;
 using Prometheus;
-using StreamInference.DevServices.Synthetic;
-using StreamInference.Infrastructure.Avro;
-using StreamInference.Infrastructure.Onnx;
-using StreamInference.Infrastructure.Processing;
-using Xunit.Abstractions;
-using AvroSchema = Avro.Schema;
 
 namespace StreamInference.IntegrationTests;
 
@@ -17,7 +10,6 @@ namespace StreamInference.IntegrationTests;
 [Collection(ServicesCollection.Name)]
 public sealed class HotSwapTests(ServicesFixture services, ITestOutputHelper output)
 {
-    private static readonly Avro.RecordSchema Writer = ServicesFixture.PaymentEventSchema;
 
     [Fact]
     public async Task NewVersion_IsSwappedInUnderLoad_HalfCopiedAndCorruptVersionsAreRejected_NothingLost()
@@ -27,28 +19,18 @@ public sealed class HotSwapTests(ServicesFixture services, ITestOutputHelper out
         {
             var source = Path.Combine(AppContext.BaseDirectory, "models", "fraud-logreg", "2");
             CopyVersion(source, Path.Combine(repository, "fraud-logreg", "2"), "2");
-            var input = await services.CreateTopicAsync("payments", 4);
-            var predictions = await services.CreateTopicAsync("predictions", 4);
-            var dlq = await services.CreateTopicAsync("dlq", 1);
-            var options = services.ProcessorOptions(input, predictions, dlq, "g-" + Guid.NewGuid().ToString("N"));
+            var topics = await services.CreateTopicsAsync(4);
+            var options = services.ProcessorOptions(topics);
             options.Model.Repository = repository;
             options.Model.Version = "latest";
             options.Model.WatchIntervalMs = 200;
-            var metricRegistry = Metrics.NewCustomRegistry();
-            var factory = Metrics.WithCustomRegistry(metricRegistry);
 
-            using var registry = new SchemaRegistryClient(new SchemaRegistryOptions { Url = services.SchemaRegistryUrl });
-            using var audit = new PredictionAudit(services.BootstrapServers, registry, predictions, dlq);
-            using var stopAudit = new CancellationTokenSource();
-            var auditing = audit.RunAsync(stopAudit.Token);
-            var processor = new StreamProcessor(options, new TestLoggerFactory(output), factory);
-            using var stop = new CancellationTokenSource();
-            var run = processor.RunAsync(stop.Token);
-            while (processor.AssignedPartitions == 0 && !run.IsCompleted) await Task.Delay(50);
-            if (run.IsCompleted) await run;
+            using var registry = services.RegistryClient();
+            using var audit = new PredictionAudit(services.BootstrapServers, registry, topics.Predictions, topics.DeadLetters);
+            await using var auditing = BackgroundRun.Start(audit.RunAsync);
+            await using var processor = await ProcessorHarness.StartAsync(options, output);
 
-            var producing = Task.Run(() => SyntheticPaymentProducer.ProduceAsync(services.BootstrapServers, registry, Writer,
-                new ProduceOptions { Topic = input, Events = 8000, Rate = 800, Seed = 3003 }, null, CancellationToken.None));
+            var producing = Task.Run(() => services.ProduceAsync(new ProduceOptions { Topic = topics.Input, Events = 8000, Rate = 800, Seed = 3003 }));
             await Task.Delay(2500);
             // Version 3 arrives like a slow copy: manifest first, then half of model.onnx, the rest a second later.
             var v3 = Path.Combine(repository, "fraud-logreg", "3");
@@ -69,16 +51,13 @@ public sealed class HotSwapTests(ServicesFixture services, ITestOutputHelper out
             await File.WriteAllBytesAsync(Path.Combine(v4, "model.onnx"), garbage);
 
             var produced = await producing;
-            var sw = Stopwatch.StartNew();
-            while (audit.Predicted + audit.DeadLettered < produced.Produced && sw.Elapsed < TimeSpan.FromSeconds(60)) await Task.Delay(100);
-            Assert.False(run.IsCompleted, "the processor stopped");
-            await stop.CancelAsync();
-            await run.WaitAsync(TimeSpan.FromSeconds(60));
+            await processor.WaitUntilAsync(() => audit.Predicted + audit.DeadLettered >= produced.Produced, TimeSpan.FromSeconds(60));
+            processor.AssertRunning("the processor stopped");
+            await processor.StopAsync();
             await Task.Delay(300);
-            await stopAudit.CancelAsync();
-            await auditing;
+            await auditing.StopAsync();
 
-            var swaps = factory.CreateCounter("streaminference_model_swaps_total", "", ["result"]);
+            var swaps = processor.MetricFactory.CreateCounter("streaminference_model_swaps_total", "", ["result"]);
             var lost = audit.Unaccounted(produced.Records);
             var byVersion = audit.ModelVersions.Values.GroupBy(v => v).ToDictionary(g => g.Key, g => g.Count());
             // Batches are scored in consume order, so per partition the version never goes back.

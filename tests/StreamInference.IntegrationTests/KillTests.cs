@@ -1,16 +1,11 @@
-using System.Diagnostics;
 using System.Globalization;
-using StreamInference.DevServices.Synthetic;
-using StreamInference.Infrastructure.Avro;
-using Xunit.Abstractions;
-using AvroSchema = Avro.Schema;
 
 namespace StreamInference.IntegrationTests;
 
 /// <summary>
 /// The processor as a child process (<c>streaminference serve</c>), killed with SIGKILL at random
 /// points and restarted, or stopped with SIGTERM; a downstream reader accounts every input record.
-/// Sizes come from STREAMINFERENCE_KILL_EVENTS / STREAMINFERENCE_KILLS (the README's figures were
+/// Sizes come from STREAMINFERENCE_KILL_EVENTS / STREAMINFERENCE_KILLS (the figures in docs/reliability.md were
 /// taken with 200000 / 10; CI runs the default, smaller size); STREAMINFERENCE_KILL_DELIVERY=ExactlyOnce
 /// runs the kill test in exactly-once mode (0 duplicates expected; needs a real broker).
 /// </summary>
@@ -18,7 +13,6 @@ namespace StreamInference.IntegrationTests;
 public sealed class KillTests(ServicesFixture services, ITestOutputHelper output)
 {
     private const int QueueCapacity = 2048, InFlightBatches = 8, BatchSize = 256, AutoCommitMs = 500;
-    private static readonly Avro.RecordSchema Writer = ServicesFixture.PaymentEventSchema;
 
     private static int Env(string name, int fallback) =>
         int.TryParse(Environment.GetEnvironmentVariable(name), NumberStyles.Integer, CultureInfo.InvariantCulture, out var v) ? v : fallback;
@@ -32,29 +26,25 @@ public sealed class KillTests(ServicesFixture services, ITestOutputHelper output
         var random = new Random(seed);
         var (settings, input, predictions, dlq) = await SetUpAsync();
         // Exactly-once kill runs need a real broker (KAFKA_BOOTSTRAP_SERVERS): the embedded cluster does
-        // not abort a killed producer's open transaction when its successor initializes (see README).
+        // not abort a killed producer's open transaction when its successor initializes (see docs/reliability.md).
         var exactlyOnce = Environment.GetEnvironmentVariable("STREAMINFERENCE_KILL_DELIVERY") == "ExactlyOnce";
         if (exactlyOnce)
         {
             settings["Kafka:Delivery"] = "ExactlyOnce";
             settings["Kafka:TransactionalId"] = "kill-test-" + settings["Kafka:GroupId"];
         }
-        // The embedded cluster does not store transactional offsets: the dev services mirror them (exactly-once only).
-        string[] flags = exactlyOnce && services.Mock is not null ? ["--embedded-kafka"] : [];
         var produced = await ProduceAsync(input, events, seed);
 
-        using var registry = new SchemaRegistryClient(new SchemaRegistryOptions { Url = services.SchemaRegistryUrl });
+        using var registry = services.RegistryClient();
         using var audit = new PredictionAudit(services.BootstrapServers, registry, predictions, dlq);
-        using var stopAudit = new CancellationTokenSource();
-        var auditing = audit.RunAsync(stopAudit.Token);
+        await using var auditing = BackgroundRun.Start(audit.RunAsync);
         var peak = new PeakRate(() => audit.Predicted + audit.DeadLettered);
 
         var sw = Stopwatch.StartNew();
         var killedAt = new List<int>();
         for (var k = 0; k < kills; k++)
         {
-            using var child = ChildProcessor.Start(settings, flags);
-            await WaitAssignedAsync(child);
+            using var child = await ProcessorHarness.StartChildAsync(settings);
             // A random point while it works: between 0.2 s and 3 s after it got its partitions.
             var deadline = Stopwatch.StartNew();
             var wait = TimeSpan.FromMilliseconds(200 + random.Next(2800));
@@ -63,9 +53,8 @@ public sealed class KillTests(ServicesFixture services, ITestOutputHelper output
             Assert.True(await child.WaitForExitAsync(TimeSpan.FromSeconds(10)), "SIGKILL did not end the process");
             killedAt.Add(audit.Predicted + audit.DeadLettered);
         }
-        using (var last = ChildProcessor.Start(settings, flags))
+        using (var last = await ProcessorHarness.StartChildAsync(settings))
         {
-            await WaitAssignedAsync(last);
             var limit = Stopwatch.StartNew();
             while (audit.Predicted + audit.DeadLettered < produced.Produced && limit.Elapsed < TimeSpan.FromMinutes(10) && !last.HasExited)
             {
@@ -77,8 +66,7 @@ public sealed class KillTests(ServicesFixture services, ITestOutputHelper output
             Assert.True(last.ExitCode == 0, $"exit code {last.ExitCode}:{Environment.NewLine}{last.Tail()}");
         }
         await Task.Delay(1000);
-        await stopAudit.CancelAsync();
-        await auditing;
+        await auditing.StopAsync();
 
         var lost = audit.Unaccounted(produced.Records);
         var malformed = produced.Records.Count(r => r.BadKind is not null);
@@ -105,16 +93,14 @@ public sealed class KillTests(ServicesFixture services, ITestOutputHelper output
         settings["SchemaRegistry:BasicAuthUserInfo"] = "user:" + secrets[2];
         var produced = await ProduceAsync(input, 20_000, seed: 404);
 
-        using var registry = new SchemaRegistryClient(new SchemaRegistryOptions { Url = services.SchemaRegistryUrl });
+        using var registry = services.RegistryClient();
         using var audit = new PredictionAudit(services.BootstrapServers, registry, predictions, dlq);
-        using var stopAudit = new CancellationTokenSource();
-        var auditing = audit.RunAsync(stopAudit.Token);
+        await using var auditing = BackgroundRun.Start(audit.RunAsync);
 
         var stops = new List<string>();
         for (var i = 0; i < 2; i++)
         {
-            using var child = ChildProcessor.Start(settings);
-            await WaitAssignedAsync(child);
+            using var child = await ProcessorHarness.StartChildAsync(settings);
             await Task.Delay(1500);
             var sw = Stopwatch.StartNew();
             child.Terminate();
@@ -123,17 +109,15 @@ public sealed class KillTests(ServicesFixture services, ITestOutputHelper output
             stops.Add($"{sw.Elapsed.TotalSeconds:N1} s at {audit.Predicted + audit.DeadLettered} accounted, committed {Committed(settings, input)}");
             Assert.DoesNotContain(child.Lines, l => secrets.Any(l.Contains));
         }
-        using (var last = ChildProcessor.Start(settings))
+        using (var last = await ProcessorHarness.StartChildAsync(settings))
         {
-            await WaitAssignedAsync(last);
             var limit = Stopwatch.StartNew();
             while (audit.Predicted + audit.DeadLettered < produced.Produced && limit.Elapsed < TimeSpan.FromMinutes(3)) await Task.Delay(100);
             last.Terminate();
             Assert.True(await last.WaitForExitAsync(TimeSpan.FromSeconds(30)));
         }
         await Task.Delay(1000);
-        await stopAudit.CancelAsync();
-        await auditing;
+        await auditing.StopAsync();
 
         var lost = audit.Unaccounted(produced.Records);
         output.WriteLine($"graceful stops: {string.Join("; ", stops)}; lost {lost}, duplicates {audit.Duplicates} (reader re-reads skipped: {audit.Rereads})");
@@ -157,32 +141,19 @@ public sealed class KillTests(ServicesFixture services, ITestOutputHelper output
     private async Task<(Dictionary<string, string> Settings, string Input, string Predictions, string Dlq)> SetUpAsync()
     {
         // 12 partitions: the embedded cluster keeps only a few megabytes per partition.
-        var input = await services.CreateTopicAsync("payments", 12);
-        var predictions = await services.CreateTopicAsync("predictions", 12);
-        var dlq = await services.CreateTopicAsync("dlq", 3);
-        var o = services.ProcessorOptions(input, predictions, dlq, "g-" + Guid.NewGuid().ToString("N"));
-        var settings = ServicesFixture.ChildSettings(o);
+        var topics = await services.CreateTopicsAsync(12, deadLetterPartitions: 3);
+        var settings = services.ChildSettings(services.ProcessorOptions(topics));
         // A killed member stays in the group until its session times out; ChildSettings keeps that short.
         settings["Kafka:Consumer:AutoCommitIntervalMs"] = AutoCommitMs.ToString(CultureInfo.InvariantCulture);
         settings["Pipeline:InputQueueCapacity"] = QueueCapacity.ToString(CultureInfo.InvariantCulture);
         settings["Pipeline:MaxInFlightBatches"] = InFlightBatches.ToString(CultureInfo.InvariantCulture);
         settings["Pipeline:MaxBatchSize"] = BatchSize.ToString(CultureInfo.InvariantCulture);
         settings["Drift:Enabled"] = "false";
-        return (settings, input, predictions, dlq);
+        return (settings, topics.Input, topics.Predictions, topics.DeadLetters);
     }
 
-    private static async Task WaitAssignedAsync(ChildProcessor child)
-    {
-        var done = await Task.WhenAny(child.Assigned, Task.Delay(TimeSpan.FromSeconds(90)));
-        Assert.True(done == child.Assigned, $"no partitions assigned within 90 s:{Environment.NewLine}{child.Tail()}");
-    }
-
-    private async Task<ProduceSummary> ProduceAsync(string topic, int events, int seed)
-    {
-        using var registry = new SchemaRegistryClient(new SchemaRegistryOptions { Url = services.SchemaRegistryUrl });
-        return await SyntheticPaymentProducer.ProduceAsync(services.BootstrapServers, registry, Writer,
-            new ProduceOptions { Topic = topic, Events = events, BadRate = 0.01, Seed = seed }, null, CancellationToken.None);
-    }
+    private Task<ProduceSummary> ProduceAsync(string topic, int events, int seed) =>
+        services.ProduceAsync(new ProduceOptions { Topic = topic, Events = events, BadRate = 0.01, Seed = seed });
 
     /// <summary>The highest accounting rate over any one-second stretch sampled.</summary>
     private sealed class PeakRate(Func<int> count)

@@ -1,14 +1,4 @@
-using System.Diagnostics;
 using System.Text;
-using Confluent.Kafka;
-using Prometheus;
-using StreamInference.Batch.Synthetic;
-using StreamInference.Core.Pipeline;
-using StreamInference.DevServices.Synthetic;
-using StreamInference.Infrastructure.Avro;
-using StreamInference.Infrastructure.Processing;
-using Xunit.Abstractions;
-using AvroSchema = Avro.Schema;
 
 namespace StreamInference.IntegrationTests;
 
@@ -54,10 +44,9 @@ public sealed class MalformedInputTests(ServicesFixture services, ITestOutputHel
     [Fact]
     public async Task TenThousandMalformedRecords_AreAllDeadLetteredWithTheirReason_AndTheValidOnesAroundThemAreScored()
     {
-        var input = await services.CreateTopicAsync("payments", 4);
-        var predictions = await services.CreateTopicAsync("predictions", 4);
-        var dlq = await services.CreateTopicAsync("dlq", 2);
-        using var registry = new SchemaRegistryClient(new SchemaRegistryOptions { Url = services.SchemaRegistryUrl });
+        var topics = await services.CreateTopicsAsync(4, deadLetterPartitions: 2);
+        var input = topics.Input;
+        using var registry = services.RegistryClient();
         var goodId = await registry.RegisterAsync($"{input}-value", Writer, CancellationToken.None);
         var wrongTypesId = await registry.RegisterAsync($"{input}-wrong-value", AvroSchema.Parse(WrongTypesSchema), CancellationToken.None);
         var wrongTypesWriter = new Avro.Generic.GenericDatumWriter<Avro.Generic.GenericRecord>(AvroSchema.Parse(WrongTypesSchema));
@@ -94,14 +83,11 @@ public sealed class MalformedInputTests(ServicesFixture services, ITestOutputHel
             messages.Add(new Message<byte[], byte[]> { Key = Encoding.UTF8.GetBytes(e.CardId), Value = value });
         }
 
-        var options = services.ProcessorOptions(input, predictions, dlq, "g-" + Guid.NewGuid().ToString("N"));
+        var options = services.ProcessorOptions(topics);
         options.Features.MaxMessageBytes = MaxMessageBytes;
-        var processor = new StreamProcessor(options, new TestLoggerFactory(output), Metrics.WithCustomRegistry(Metrics.NewCustomRegistry()));
-        using var stop = new CancellationTokenSource();
-        var run = processor.RunAsync(stop.Token);
-        using var audit = new PredictionAudit(services.BootstrapServers, registry, predictions, dlq);
-        using var stopAudit = new CancellationTokenSource();
-        var auditing = audit.RunAsync(stopAudit.Token);
+        await using var processor = await ProcessorHarness.StartAsync(options, output);
+        using var audit = new PredictionAudit(services.BootstrapServers, registry, topics.Predictions, topics.DeadLetters);
+        await using var auditing = BackgroundRun.Start(audit.RunAsync);
 
         var positions = new (int Partition, long Offset)[messages.Count];
         using (var producer = new ProducerBuilder<byte[], byte[]>(new ProducerConfig { BootstrapServers = services.BootstrapServers, LingerMs = 5 }).Build())
@@ -114,14 +100,11 @@ public sealed class MalformedInputTests(ServicesFixture services, ITestOutputHel
             producer.Flush(TimeSpan.FromSeconds(60));
         }
 
-        var sw = Stopwatch.StartNew();
-        while (audit.Predicted + audit.DeadLettered < messages.Count && sw.Elapsed < TimeSpan.FromSeconds(120) && !run.IsCompleted) await Task.Delay(100);
-        Assert.False(run.IsCompleted, "the processor stopped");
-        await stop.CancelAsync();
-        await run.WaitAsync(TimeSpan.FromSeconds(60));
+        await processor.WaitUntilAsync(() => audit.Predicted + audit.DeadLettered >= messages.Count, TimeSpan.FromSeconds(120));
+        processor.AssertRunning("the processor stopped");
+        await processor.StopAsync();
         await Task.Delay(300);
-        await stopAudit.CancelAsync();
-        await auditing;
+        await auditing.StopAsync();
 
         var wrongReason = new List<string>();
         var validNotScored = 0;

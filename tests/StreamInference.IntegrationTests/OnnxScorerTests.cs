@@ -1,8 +1,5 @@
 using StreamInference.Batch.Onnx;
-using StreamInference.Core.Features;
 using StreamInference.Core.Offsets;
-using StreamInference.Core.Pipeline;
-using StreamInference.Infrastructure.Onnx;
 
 namespace StreamInference.IntegrationTests;
 

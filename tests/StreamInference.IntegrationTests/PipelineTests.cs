@@ -1,73 +1,23 @@
-using System.Diagnostics;
-using Microsoft.Extensions.Logging.Abstractions;
 using Prometheus;
-using StackExchange.Redis;
-using StreamInference.Core.Features;
-using StreamInference.Core.Pipeline;
-using StreamInference.DevServices.Synthetic;
-using StreamInference.Infrastructure.Avro;
-using StreamInference.Infrastructure.Processing;
-using Xunit.Abstractions;
-using AvroSchema = Avro.Schema;
 
 namespace StreamInference.IntegrationTests;
 
 [Collection(ServicesCollection.Name)]
 public sealed class PipelineTests(ServicesFixture services, ITestOutputHelper output)
 {
-    private static readonly string Base = AppContext.BaseDirectory;
-    private static readonly FeaturePlan Plan = FeatureSetLoader.LoadFile(Path.Combine(Base, "schemas", "features", "card_payments.yaml"));
-    private static readonly Avro.RecordSchema Writer = ServicesFixture.PaymentEventSchema;
+    private static readonly FeaturePlan Plan = ServicesFixture.CardPaymentsPlan;
 
-    private sealed record Topics(string Input, string Output, string DeadLetter);
-
-    private async Task<Topics> CreateTopicsAsync(int partitions)
+    private ProcessorOptions Options(ServicesFixture.Topics t, string? group = null, Action<PipelineSettings>? pipeline = null)
     {
-        return new Topics(
-            await services.CreateTopicAsync("payments", partitions),
-            await services.CreateTopicAsync("predictions", partitions),
-            await services.CreateTopicAsync("dlq", 1));
-    }
-
-    private ProcessorOptions Options(Topics t, string group, Action<PipelineSettings>? pipeline = null)
-    {
-        var o = services.ProcessorOptions(t.Input, t.Output, t.DeadLetter, group);
+        var o = services.ProcessorOptions(t, group);
         pipeline?.Invoke(o.Pipeline);
         return o;
     }
 
-    private sealed class RunningProcessor(StreamProcessor processor, Task run, CancellationTokenSource stop) : IAsyncDisposable
-    {
-        public StreamProcessor Processor => processor;
-        public async ValueTask DisposeAsync()
-        {
-            await stop.CancelAsync();
-            await run.WaitAsync(TimeSpan.FromSeconds(60));
-            stop.Dispose();
-        }
-    }
+    private Task<InProcessProcessor> StartAsync(ProcessorOptions options) => ProcessorHarness.StartAsync(options, output);
 
-    private Microsoft.Extensions.Logging.ILoggerFactory Loggers => new TestLoggerFactory(output);
-
-    private async Task<RunningProcessor> StartAsync(ProcessorOptions options)
-    {
-        var processor = new StreamProcessor(options, Loggers, Metrics.WithCustomRegistry(Metrics.NewCustomRegistry()));
-        var stop = new CancellationTokenSource();
-        var run = processor.RunAsync(stop.Token);
-        var sw = Stopwatch.StartNew();
-        while ((!processor.IsReady || processor.AssignedPartitions == 0) && !run.IsCompleted && sw.Elapsed < TimeSpan.FromSeconds(90))
-            await Task.Delay(20);
-        if (run.IsCompleted) await run; // surfaces a startup error
-        Assert.True(processor.AssignedPartitions > 0, $"the processor got no partitions within {sw.Elapsed.TotalSeconds:N0} s");
-        return new RunningProcessor(processor, run, stop);
-    }
-
-    private async Task<ProduceSummary> ProduceAsync(Topics t, int events, double badRate, int seed)
-    {
-        using var registry = new SchemaRegistryClient(new SchemaRegistryOptions { Url = services.SchemaRegistryUrl });
-        return await SyntheticPaymentProducer.ProduceAsync(services.BootstrapServers, registry, Writer,
-            new ProduceOptions { Topic = t.Input, Events = events, BadRate = badRate, Seed = seed }, null, CancellationToken.None);
-    }
+    private Task<ProduceSummary> ProduceAsync(ServicesFixture.Topics t, int events, double badRate, int seed) =>
+        services.ProduceAsync(new ProduceOptions { Topic = t.Input, Events = events, BadRate = badRate, Seed = seed });
 
     private static async Task WaitUntilAsync(Func<bool> done, TimeSpan timeout)
     {
@@ -88,21 +38,19 @@ public sealed class PipelineTests(ServicesFixture services, ITestOutputHelper ou
     public async Task Pipeline_PublishesDecodedPredictions_DeadLettersBadInput_AndLosesNothing()
     {
         output.WriteLine($"Kafka: {services.KafkaKind}; Redis: {services.RedisKind}");
-        var topics = await CreateTopicsAsync(6);
+        var topics = await services.CreateTopicsAsync(6);
         using (var redis = await ConnectionMultiplexer.ConnectAsync(services.Redis))
             await WarmStart.MaterializeAsync(redis.GetDatabase(), Plan, seed: 11, events: 20_000);
 
-        await using var running = await StartAsync(Options(topics, "g-" + Guid.NewGuid().ToString("N")));
+        await using var running = await StartAsync(Options(topics));
         var produced = await ProduceAsync(topics, 3000, badRate: 0.03, seed: 11);
         Assert.Equal(0, produced.Failed);
 
-        using var registry = new SchemaRegistryClient(new SchemaRegistryOptions { Url = services.SchemaRegistryUrl });
-        using var audit = new PredictionAudit(services.BootstrapServers, registry, topics.Output, topics.DeadLetter);
-        using var stopAudit = new CancellationTokenSource();
-        var auditing = audit.RunAsync(stopAudit.Token);
+        using var registry = services.RegistryClient();
+        using var audit = new PredictionAudit(services.BootstrapServers, registry, topics.Predictions, topics.DeadLetters);
+        await using var auditing = BackgroundRun.Start(audit.RunAsync);
         await WaitUntilAsync(() => audit.Predicted + audit.DeadLettered >= produced.Produced, TimeSpan.FromSeconds(90));
-        await stopAudit.CancelAsync();
-        await auditing;
+        await auditing.StopAsync();
 
         var bad = produced.Records.Count(r => r.BadKind is not null);
         Assert.True(bad > 30, $"the producer should have injected malformed records, injected {bad}");
@@ -125,7 +73,7 @@ public sealed class PipelineTests(ServicesFixture services, ITestOutputHelper ou
         Assert.Equal(bad, audit.DeadLettered);
 
         // The processor's own accounting agrees, and every feature came from Redis (nothing defaulted).
-        var metrics = running.Processor.Metrics!;
+        var metrics = running.Metrics;
         await WaitUntilAsync(() => metrics.PublishedCount + metrics.DeadLetteredCount >= produced.Produced, TimeSpan.FromSeconds(10));
         Assert.Equal(produced.Produced - bad, metrics.PublishedCount);
         Assert.Equal(bad, metrics.DeadLetteredCount);
@@ -134,16 +82,16 @@ public sealed class PipelineTests(ServicesFixture services, ITestOutputHelper ou
     [Fact]
     public async Task Predictions_CarryModelScoresAndFeatureFreshness()
     {
-        var topics = await CreateTopicsAsync(2);
+        var topics = await services.CreateTopicsAsync(2);
         // An empty feature store: every lookup and every window with no value over an empty window
         // (mean, min, max) takes its default, and each prediction says so. Tests in this collection run one at a time.
         using (var redis = await ConnectionMultiplexer.ConnectAsync(services.Redis + ",allowAdmin=true"))
             await redis.GetServers()[0].FlushDatabaseAsync();
-        await using var running = await StartAsync(Options(topics, "g-" + Guid.NewGuid().ToString("N")));
+        await using var running = await StartAsync(Options(topics));
         var produced = await ProduceAsync(topics, 200, badRate: 0, seed: 90_001);
 
-        using var registry = new SchemaRegistryClient(new SchemaRegistryOptions { Url = services.SchemaRegistryUrl });
-        var records = await ReadPredictionsAsync(registry, topics.Output, produced.Produced);
+        using var registry = services.RegistryClient();
+        var records = await ReadPredictionsAsync(registry, topics.Predictions, produced.Produced);
         Assert.Equal(produced.Produced, records.Count);
         foreach (var r in records)
         {
@@ -170,8 +118,8 @@ public sealed class PipelineTests(ServicesFixture services, ITestOutputHelper ou
     [InlineData(0)]
     public async Task Backpressure_StopsConsumption_WhenPipelineIsFull_AndLosesNothing(int pauseAfterMs)
     {
-        var topics = await CreateTopicsAsync(3);
-        var options = Options(topics, "g-" + Guid.NewGuid().ToString("N"), p =>
+        var topics = await services.CreateTopicsAsync(3);
+        var options = Options(topics, pipeline: p =>
         {
             p.MaxBatchSize = 4;
             p.InputQueueCapacity = 8;
@@ -181,7 +129,7 @@ public sealed class PipelineTests(ServicesFixture services, ITestOutputHelper ou
         await using var running = await StartAsync(options);
         var produced = await ProduceAsync(topics, 2000, badRate: 0.01, seed: 5);
 
-        var metrics = running.Processor.Metrics!;
+        var metrics = running.Metrics;
         await WaitUntilAsync(() => metrics.PublishedCount + metrics.DeadLetteredCount >= produced.Produced, TimeSpan.FromSeconds(120));
         Assert.Equal(produced.Produced, metrics.PublishedCount + metrics.DeadLetteredCount);
         output.WriteLine($"backpressure: {metrics.Backpressured.Value}, pauses: {metrics.Pauses.Value}, batches: {metrics.Batches}");
@@ -193,34 +141,32 @@ public sealed class PipelineTests(ServicesFixture services, ITestOutputHelper ou
     [Fact]
     public async Task ConsumerGroup_SecondInstanceJoins_PartitionsAreShared_AndEveryRecordIsAccounted()
     {
-        var topics = await CreateTopicsAsync(6);
-        var group = "g-" + Guid.NewGuid().ToString("N");
+        var topics = await services.CreateTopicsAsync(6);
+        var group = ServicesFixture.NewGroup();
         var options = Options(topics, group, p => p.MaxInFlightBatches = 4);
-        var first = await StartAsync(options);
+        await using var first = await StartAsync(options);
         var a = await ProduceAsync(topics, 1500, badRate: 0.01, seed: 21);
         // Let the first wave be committed before the group rebalances: the embedded cluster rejects
         // every commit while a rebalance is pending (tens of seconds), so an uncommitted wave would be
         // re-processed whole and say nothing about the in-flight bound this test checks.
         Assert.True(await WaitForCommittedAsync(group, topics.Input, a.Records, TimeSpan.FromSeconds(60)),
             "the first instance did not commit the first wave within 60 s");
-        var second = await StartAsync(Options(topics, group, p => p.MaxInFlightBatches = 4));
-        await WaitUntilAsync(() => first.Processor.AssignedPartitions + second.Processor.AssignedPartitions == 6
-                                   && first.Processor.AssignedPartitions > 0, TimeSpan.FromSeconds(30));
-        output.WriteLine($"assignment: {first.Processor.AssignedPartitions} + {second.Processor.AssignedPartitions}");
-        Assert.True(second.Processor.AssignedPartitions > 0, "the second instance got no partitions");
+        await using var second = await StartAsync(Options(topics, group, p => p.MaxInFlightBatches = 4));
+        await WaitUntilAsync(() => first.AssignedPartitions + second.AssignedPartitions == 6
+                                   && first.AssignedPartitions > 0, TimeSpan.FromSeconds(30));
+        output.WriteLine($"assignment: {first.AssignedPartitions} + {second.AssignedPartitions}");
+        Assert.True(second.AssignedPartitions > 0, "the second instance got no partitions");
         var b = await ProduceAsync(topics, 1500, badRate: 0.01, seed: 22);
 
-        using var registry = new SchemaRegistryClient(new SchemaRegistryOptions { Url = services.SchemaRegistryUrl });
-        using var audit = new PredictionAudit(services.BootstrapServers, registry, topics.Output, topics.DeadLetter);
-        using var stopAudit = new CancellationTokenSource();
-        var auditing = audit.RunAsync(stopAudit.Token);
+        using var registry = services.RegistryClient();
+        using var audit = new PredictionAudit(services.BootstrapServers, registry, topics.Predictions, topics.DeadLetters);
+        await using var auditing = BackgroundRun.Start(audit.RunAsync);
         var total = a.Produced + b.Produced;
         await WaitUntilAsync(() => audit.Predicted + audit.DeadLettered >= total, TimeSpan.FromSeconds(90));
-        await second.DisposeAsync();
-        await first.DisposeAsync();
+        await second.StopAsync();
+        await first.StopAsync();
         await Task.Delay(500);
-        await stopAudit.CancelAsync();
-        await auditing;
+        await auditing.StopAsync();
 
         var lost = audit.Unaccounted(a.Records.Concat(b.Records));
         Assert.Equal(0, lost);

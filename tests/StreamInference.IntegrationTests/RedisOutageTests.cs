@@ -1,11 +1,4 @@
-using System.Diagnostics;
-using Prometheus;
 using StreamInference.DevServices.Redis;
-using StreamInference.DevServices.Synthetic;
-using StreamInference.Infrastructure.Avro;
-using StreamInference.Infrastructure.Processing;
-using Xunit.Abstractions;
-using AvroSchema = Avro.Schema;
 
 namespace StreamInference.IntegrationTests;
 
@@ -17,8 +10,6 @@ namespace StreamInference.IntegrationTests;
 [Collection(ServicesCollection.Name)]
 public sealed class RedisOutageTests(ServicesFixture services, ITestOutputHelper output)
 {
-    private static readonly Avro.RecordSchema Writer = ServicesFixture.PaymentEventSchema;
-
     [Theory]
     [InlineData(FeatureStorePolicy.Wait)]
     [InlineData(FeatureStorePolicy.Defaults)]
@@ -26,47 +17,36 @@ public sealed class RedisOutageTests(ServicesFixture services, ITestOutputHelper
     {
         using var redis = new RestartableRedis();
         await redis.StartAsync();
-        var input = await services.CreateTopicAsync("payments", 4);
-        var predictions = await services.CreateTopicAsync("predictions", 4);
-        var dlq = await services.CreateTopicAsync("dlq", 1);
-        var options = services.ProcessorOptions(input, predictions, dlq, "g-" + Guid.NewGuid().ToString("N"));
+        var topics = await services.CreateTopicsAsync(4);
+        var options = services.ProcessorOptions(topics);
         options.Redis.Configuration = redis.Configuration;
         options.Redis.OnUnavailable = policy;
         options.Redis.FallbackAfterMs = 500;
 
-        using var registry = new SchemaRegistryClient(new SchemaRegistryOptions { Url = services.SchemaRegistryUrl });
-        using var audit = new PredictionAudit(services.BootstrapServers, registry, predictions, dlq);
-        using var stopAudit = new CancellationTokenSource();
-        var auditing = audit.RunAsync(stopAudit.Token);
-        var processor = new StreamProcessor(options, new TestLoggerFactory(output), Metrics.WithCustomRegistry(Metrics.NewCustomRegistry()));
-        using var stop = new CancellationTokenSource();
-        var run = processor.RunAsync(stop.Token);
-        while (processor.AssignedPartitions == 0 && !run.IsCompleted) await Task.Delay(50);
-        if (run.IsCompleted) await run;
+        using var registry = services.RegistryClient();
+        using var audit = new PredictionAudit(services.BootstrapServers, registry, topics.Predictions, topics.DeadLetters);
+        await using var auditing = BackgroundRun.Start(audit.RunAsync);
+        await using var processor = await ProcessorHarness.StartAsync(options, output);
 
         // 400 events/s for 30 s; Redis is down from 6 s to 16 s.
-        var producing = Task.Run(() => SyntheticPaymentProducer.ProduceAsync(services.BootstrapServers, registry, Writer,
-            new ProduceOptions { Topic = input, Events = 12_000, Rate = 400, Seed = 1010 }, null, CancellationToken.None));
+        var producing = Task.Run(() => services.ProduceAsync(new ProduceOptions { Topic = topics.Input, Events = 12_000, Rate = 400, Seed = 1010 }));
         await Task.Delay(TimeSpan.FromSeconds(6));
         var accountedBeforeOutage = audit.Predicted + audit.DeadLettered;
         redis.Stop();
         var stoppedAt = Stopwatch.StartNew();
         await Task.Delay(TimeSpan.FromSeconds(10));
         var accountedDuringOutage = audit.Predicted + audit.DeadLettered - accountedBeforeOutage;
-        Assert.False(run.IsCompleted, "the processor stopped while Redis was down");
+        processor.AssertRunning("the processor stopped while Redis was down");
         await redis.StartAsync();
         output.WriteLine($"Redis down for {stoppedAt.Elapsed.TotalSeconds:N1} s");
         var produced = await producing;
 
-        var sw = Stopwatch.StartNew();
-        while (audit.Predicted + audit.DeadLettered < produced.Produced && sw.Elapsed < TimeSpan.FromSeconds(90) && !run.IsCompleted) await Task.Delay(100);
-        var metrics = processor.Metrics!;
-        Assert.False(run.IsCompleted, "the processor stopped after Redis came back");
-        await stop.CancelAsync();
-        await run.WaitAsync(TimeSpan.FromSeconds(60));
+        await processor.WaitUntilAsync(() => audit.Predicted + audit.DeadLettered >= produced.Produced, TimeSpan.FromSeconds(90));
+        var metrics = processor.Metrics;
+        processor.AssertRunning("the processor stopped after Redis came back");
+        await processor.StopAsync();
         await Task.Delay(500);
-        await stopAudit.CancelAsync();
-        await auditing;
+        await auditing.StopAsync();
 
         var lost = audit.Unaccounted(produced.Records);
         // The last 1,000 records were produced 11.5 s or more after Redis came back.

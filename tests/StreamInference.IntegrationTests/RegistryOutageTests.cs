@@ -1,15 +1,5 @@
-using System.Diagnostics;
 using System.Text;
-using Confluent.Kafka;
-using Prometheus;
-using StreamInference.Batch.Synthetic;
-using StreamInference.Core.Pipeline;
 using StreamInference.DevServices.SchemaRegistry;
-using StreamInference.DevServices.Synthetic;
-using StreamInference.Infrastructure.Avro;
-using StreamInference.Infrastructure.Processing;
-using Xunit.Abstractions;
-using AvroSchema = Avro.Schema;
 
 namespace StreamInference.IntegrationTests;
 
@@ -36,10 +26,9 @@ public sealed class RegistryOutageTests(ServicesFixture services, ITestOutputHel
         Assert.NotEqual(Writer.ToString(), NewerWriter.ToString());
         var port = StreamInference.DevServices.Redis.EmbeddedGarnet.FreePort();
         var registryServer = await DevSchemaRegistry.StartAsync(port);
-        var input = await services.CreateTopicAsync("payments", 2);
-        var predictions = await services.CreateTopicAsync("predictions", 2);
-        var dlq = await services.CreateTopicAsync("dlq", 1);
-        var options = services.ProcessorOptions(input, predictions, dlq, "g-" + Guid.NewGuid().ToString("N"));
+        var topics = await services.CreateTopicsAsync(2);
+        var input = topics.Input;
+        var options = services.ProcessorOptions(topics);
         options.SchemaRegistry = new SchemaRegistryOptions { Url = registryServer.Url, OnUnavailable = policy, MaxAttempts = 2, RequestTimeout = TimeSpan.FromSeconds(2) };
 
         using var registry = new SchemaRegistryClient(new SchemaRegistryOptions { Url = registryServer.Url });
@@ -47,14 +36,9 @@ public sealed class RegistryOutageTests(ServicesFixture services, ITestOutputHel
         var newId = await registry.RegisterAsync($"{input}-next-value", NewerWriter, CancellationToken.None);
         Assert.NotEqual(knownId, newId);
 
-        using var audit = new PredictionAudit(services.BootstrapServers, registry, predictions, dlq);
-        using var stopAudit = new CancellationTokenSource();
-        var auditing = audit.RunAsync(stopAudit.Token);
-        var processor = new StreamProcessor(options, new TestLoggerFactory(output), Metrics.WithCustomRegistry(Metrics.NewCustomRegistry()));
-        using var stop = new CancellationTokenSource();
-        var run = processor.RunAsync(stop.Token);
-        while (processor.AssignedPartitions == 0 && !run.IsCompleted) await Task.Delay(50);
-        if (run.IsCompleted) await run;
+        using var audit = new PredictionAudit(services.BootstrapServers, registry, topics.Predictions, topics.DeadLetters);
+        await using var auditing = BackgroundRun.Start(audit.RunAsync);
+        await using var processor = await ProcessorHarness.StartAsync(options, output);
 
         var generator = new PaymentGenerator(99);
         var positions = new List<(int Partition, long Offset, bool New)>();
@@ -82,21 +66,21 @@ public sealed class RegistryOutageTests(ServicesFixture services, ITestOutputHel
         Produce(200, newSchema: true);
         await Task.Delay(3000);
         var accountedWhileDown = audit.Predicted + audit.DeadLettered;
-        Assert.False(run.IsCompleted, "the processor stopped while the registry was down");
+        processor.AssertRunning("the processor stopped while the registry was down");
 
-        await using var restarted = await DevSchemaRegistry.StartAsync(port);
+        // Back the way a registry with persistent storage comes back: knowing both ids from its first request (the
+        // dev registry keeps schemas in memory, so it is given them; registering them after the start would
+        // leave a moment in which it answers 404 for the new id, a definitive "unknown").
+        await using var restarted = await DevSchemaRegistry.StartAsync(port, [($"{input}-value", Writer), ($"{input}-next-value", NewerWriter)]);
         using (var again = new SchemaRegistryClient(new SchemaRegistryOptions { Url = restarted.Url }))
         {
-            // A registry with persistent storage would still know both ids; the dev registry is in memory.
             Assert.Equal(knownId, await again.RegisterAsync($"{input}-value", Writer, CancellationToken.None));
             Assert.Equal(newId, await again.RegisterAsync($"{input}-next-value", NewerWriter, CancellationToken.None));
         }
         await WaitAsync(() => audit.Predicted + audit.DeadLettered >= 800, TimeSpan.FromSeconds(60));
-        await stop.CancelAsync();
-        await run.WaitAsync(TimeSpan.FromSeconds(60));
+        await processor.StopAsync();
         await Task.Delay(300);
-        await stopAudit.CancelAsync();
-        await auditing;
+        await auditing.StopAsync();
 
         var newOnes = positions.Where(p => p.New).Select(p => (p.Partition, p.Offset)).ToList();
         var lost = positions.Count(p => !audit.Predictions.ContainsKey((p.Partition, p.Offset)) && !audit.DeadLetters.ContainsKey((p.Partition, p.Offset)));

@@ -1,36 +1,19 @@
-using System.Diagnostics;
-using Confluent.Kafka;
 using Parquet;
-using Prometheus;
-using StackExchange.Redis;
-using StreamInference.Batch.Features;
-using StreamInference.Batch.History;
 using StreamInference.Batch.Replay;
-using StreamInference.Core.Features;
-using StreamInference.Core.Pipeline;
-using StreamInference.DevServices.Synthetic;
-using StreamInference.Infrastructure.Avro;
-using StreamInference.Infrastructure.Onnx;
-using StreamInference.Infrastructure.Processing;
-using Xunit.Abstractions;
-using AvroSchema = Avro.Schema;
 
 namespace StreamInference.IntegrationTests;
 
 [Collection(ServicesCollection.Name)]
-public sealed class ReplayTests(ServicesFixture services, ITestOutputHelper output) : IDisposable
+public sealed class ReplayTests(ServicesFixture services, ITestOutputHelper output) : TempDirectoryTest("si-replay-")
 {
     private static readonly string Base = AppContext.BaseDirectory;
-    private static readonly FeaturePlan Plan = FeatureSetLoader.LoadFile(Path.Combine(Base, "schemas", "features", "card_payments.yaml"));
-    private static readonly AvroSchema Reader = AvroSchema.Parse(File.ReadAllText(Path.Combine(Base, "schemas", "payment-event.avsc")));
+    private static readonly FeaturePlan Plan = ServicesFixture.CardPaymentsPlan;
+    private static readonly AvroSchema Reader = ServicesFixture.PaymentEventSchema;
     private static readonly string ModelDir = ModelRepository.Resolve(Path.Combine(Base, "models"), "fraud-logreg", "latest");
-    private readonly string _dir = Directory.CreateTempSubdirectory("si-replay-").FullName;
 
     private async Task<ProduceSummary> ProduceAsync(string topic, int events, int seed)
     {
-        using var registry = new SchemaRegistryClient(new SchemaRegistryOptions { Url = services.SchemaRegistryUrl });
-        var summary = await SyntheticPaymentProducer.ProduceAsync(services.BootstrapServers, registry, (Avro.RecordSchema)Reader,
-            new ProduceOptions { Topic = topic, Events = events, Seed = seed }, null, CancellationToken.None);
+        var summary = await services.ProduceAsync(new ProduceOptions { Topic = topic, Events = events, Seed = seed });
         Assert.Equal(0, summary.Failed);
         return summary;
     }
@@ -51,12 +34,8 @@ public sealed class ReplayTests(ServicesFixture services, ITestOutputHelper outp
         using (var redis = await ConnectionMultiplexer.ConnectAsync(services.Redis))
             await WarmStart.MaterializeAsync(redis.GetDatabase(), Plan, seed: 7, events: 20_000);
 
-        var processor = new StreamProcessor(services.ProcessorOptions(input, live, dlq, "live-" + Guid.NewGuid().ToString("N")),
-            new TestLoggerFactory(output), Metrics.WithCustomRegistry(Metrics.NewCustomRegistry()));
-        using var stopLive = new CancellationTokenSource();
-        var running = processor.RunAsync(stopLive.Token);
         var sw = Stopwatch.StartNew();
-        while ((!processor.IsReady || processor.AssignedPartitions == 0) && !running.IsCompleted && sw.Elapsed < TimeSpan.FromSeconds(90)) await Task.Delay(20);
+        await using var processor = await ProcessorHarness.StartAsync(services.ProcessorOptions(input, live, dlq, ServicesFixture.NewGroup("live")), output);
 
         // Three stretches of traffic with gaps between them; the replay range is the middle one.
         var before = await ProduceAsync(input, 400, seed: 101);
@@ -67,11 +46,11 @@ public sealed class ReplayTests(ServicesFixture services, ITestOutputHelper outp
         var to = DateTimeOffset.UtcNow;
         var after = await ProduceAsync(input, 400, seed: 103);
 
-        using var registry = new SchemaRegistryClient(new SchemaRegistryOptions { Url = services.SchemaRegistryUrl });
+        using var registry = services.RegistryClient();
         var request = new ReplayRequest
         {
             BootstrapServers = services.BootstrapServers, Topic = input, From = from.ToString("O"), To = to.ToString("O"),
-            ModelDirectory = ModelDir, OutputTopic = replayed, CheckpointPath = Path.Combine(_dir, "replay.checkpoint"), CheckpointEvery = 250,
+            ModelDirectory = ModelDir, OutputTopic = replayed, CheckpointPath = Path.Combine(TempDir, "replay.checkpoint"), CheckpointEvery = 250,
         };
         using (var kill = new CancellationTokenSource())
         {
@@ -96,14 +75,11 @@ public sealed class ReplayTests(ServicesFixture services, ITestOutputHelper outp
 
         // The live processor, running all along, published each input exactly once.
         using var audit = new PredictionAudit(services.BootstrapServers, registry, live, dlq);
-        using var stopAudit = new CancellationTokenSource();
-        var auditing = audit.RunAsync(stopAudit.Token);
+        await using var auditing = BackgroundRun.Start(audit.RunAsync);
         var total = before.Produced + middle.Produced + after.Produced;
         while (audit.Predicted < total && sw.Elapsed < TimeSpan.FromSeconds(180)) await Task.Delay(50);
-        await stopAudit.CancelAsync();
-        await auditing;
-        await stopLive.CancelAsync();
-        await running.WaitAsync(TimeSpan.FromSeconds(60));
+        await auditing.StopAsync();
+        await processor.StopAsync();
         Assert.Equal(total, audit.Predicted);
         Assert.Equal(0L, audit.Duplicates);
         foreach (var r in before.Records.Concat(middle.Records).Concat(after.Records))
@@ -127,8 +103,8 @@ public sealed class ReplayTests(ServicesFixture services, ITestOutputHelper outp
                     [new HashEntry("fraud_rate_30d", 1.0), new HashEntry("txn_count_30d", 1e6), new HashEntry(FeatureKeys.AsOfField, DateTimeOffset.UtcNow.ToUnixTimeMilliseconds())]);
         }
 
-        using var registry = new SchemaRegistryClient(new SchemaRegistryOptions { Url = services.SchemaRegistryUrl });
-        var path = Path.Combine(_dir, "replay.parquet");
+        using var registry = services.RegistryClient();
+        var path = Path.Combine(TempDir, "replay.parquet");
         var summary = await ReplayRunner.RunAsync(new ReplayRequest
         {
             BootstrapServers = services.BootstrapServers, Topic = input, From = "beginning", To = "now", ModelDirectory = ModelDir, OutputParquet = path,
@@ -160,7 +136,7 @@ public sealed class ReplayTests(ServicesFixture services, ITestOutputHelper outp
         // Bad requests fail clearly.
         var backwards = new ReplayRequest { BootstrapServers = services.BootstrapServers, Topic = input, From = "now", To = "beginning", ModelDirectory = ModelDir, OutputParquet = path };
         Assert.Contains("--to lies before --from", (await Assert.ThrowsAsync<ArgumentException>(() => ReplayRunner.RunAsync(backwards, Plan, Reader, registry))).Message);
-        var checkpoint = Path.Combine(_dir, "other.checkpoint");
+        var checkpoint = Path.Combine(TempDir, "other.checkpoint");
         var first = new ReplayRequest { BootstrapServers = services.BootstrapServers, Topic = input, From = "beginning", To = "now", ModelDirectory = ModelDir, OutputTopic = input + "-out", CheckpointPath = checkpoint };
         if (services.Mock is { } mock) mock.CreateTopic(input + "-out", 1, 3);
         await ReplayRunner.RunAsync(first, Plan, Reader, registry);
@@ -193,10 +169,5 @@ public sealed class ReplayTests(ServicesFixture services, ITestOutputHelper outp
         }
         consumer.Close();
         return records;
-    }
-
-    public void Dispose()
-    {
-        if (Directory.Exists(_dir)) Directory.Delete(_dir, recursive: true);
     }
 }

@@ -1,6 +1,4 @@
 using StreamInference.DevServices.SchemaRegistry;
-using StreamInference.Infrastructure.Avro;
-using AvroSchema = Avro.Schema;
 
 namespace StreamInference.IntegrationTests;
 

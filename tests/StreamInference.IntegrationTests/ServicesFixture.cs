@@ -1,10 +1,5 @@
-using Microsoft.Extensions.Logging.Abstractions;
-using StreamInference.Infrastructure.Kafka.Commit;
-using System.Diagnostics;
 using System.Net.Sockets;
-using Confluent.Kafka;
 using Confluent.Kafka.Admin;
-using StackExchange.Redis;
 using StreamInference.DevServices.Kafka;
 using StreamInference.DevServices.Redis;
 using StreamInference.DevServices.SchemaRegistry;
@@ -25,12 +20,6 @@ public sealed class ServicesFixture : IAsyncLifetime
     private DevSchemaRegistry? _registry;
     private Process? _redisServer;
     private EmbeddedGarnet? _garnet;
-
-    /// <summary>
-    /// The embedded cluster does not store transactional offset commits: exactly-once processors started by
-    /// the tests get the dev services' offset mirror (in process: this decoration; as a child: --embedded-kafka).
-    /// </summary>
-    public Func<ICommitStrategy, ICommitStrategy>? DecorateCommit => _mock is not null ? MirroredTransactionalOffsets.Decorate(NullLogger.Instance) : null;
 
     public string BootstrapServers { get; private set; } = "";
     public string SchemaRegistryUrl { get; private set; } = "";
@@ -56,6 +45,7 @@ public sealed class ServicesFixture : IAsyncLifetime
         else
         {
             _mock = new MockKafkaCluster(3);
+            ProcessorHarness.EmbeddedKafka = true;
             BootstrapServers = _mock.BootstrapServers;
             KafkaKind = "embedded Kafka-protocol cluster";
         }
@@ -96,15 +86,18 @@ public sealed class ServicesFixture : IAsyncLifetime
     public static Avro.RecordSchema PaymentEventSchema { get; } =
         (Avro.RecordSchema)Avro.Schema.Parse(File.ReadAllText(Path.Combine(AppContext.BaseDirectory, "schemas", "payment-event.avsc")));
 
-    /// <summary>Creates a topic with a unique name and returns it.</summary>
+    /// <summary>The repository's feature set (schemas/features/card_payments.yaml), the one the processor options use.</summary>
+    public static StreamInference.Core.Features.FeaturePlan CardPaymentsPlan { get; } =
+        StreamInference.Core.Features.FeatureSetLoader.LoadFile(Path.Combine(AppContext.BaseDirectory, "schemas", "features", "card_payments.yaml"));
+
     /// <summary>
     /// Processor options against these services with the repository's feature set, reader schema and
     /// model; drift monitoring off (the drift tests turn it on). Tests adjust what they need.
     /// </summary>
-    public StreamInference.Infrastructure.Processing.ProcessorOptions ProcessorOptions(string input, string output, string deadLetters, string group)
+    public ProcessorOptions ProcessorOptions(string input, string output, string deadLetters, string group)
     {
         var baseDir = AppContext.BaseDirectory;
-        return new()
+        var options = new ProcessorOptions
         {
             Kafka = new()
             {
@@ -122,31 +115,63 @@ public sealed class ServicesFixture : IAsyncLifetime
             },
             Drift = new() { Enabled = false },
         };
+        return options;
     }
+
+    /// <summary><see cref="ProcessorOptions(string, string, string, string)"/> for a test's topics, in a new consumer group.</summary>
+    public ProcessorOptions ProcessorOptions(Topics topics, string? group = null) =>
+        ProcessorOptions(topics.Input, topics.Predictions, topics.DeadLetters, group ?? NewGroup());
+
+    /// <summary>A consumer group (or transactional id) no other test uses.</summary>
+    public static string NewGroup(string prefix = "g") => $"{prefix}-{Guid.NewGuid():N}";
 
     /// <summary>
     /// <see cref="ProcessorOptions"/> as <c>--set</c> settings for a <c>serve</c> child process: these services,
     /// topics and group, a short session (the embedded cluster holds rebalances until departed members
-    /// expire), and /metrics on a free loopback port (<see cref="ChildProcessor.ListeningPort"/>).
+    /// expire), and /metrics on a free loopback port (<see cref="ChildProcess.ListeningPort"/>).
     /// </summary>
-    public static Dictionary<string, string> ChildSettings(StreamInference.Infrastructure.Processing.ProcessorOptions o) => new()
+    public Dictionary<string, string> ChildSettings(ProcessorOptions o)
     {
-        ["Kafka:BootstrapServers"] = o.Kafka.BootstrapServers,
-        ["Kafka:GroupId"] = o.Kafka.GroupId,
-        ["Kafka:InputTopic"] = o.Kafka.InputTopic,
-        ["Kafka:OutputTopic"] = o.Kafka.OutputTopic,
-        ["Kafka:DeadLetterTopic"] = o.Kafka.DeadLetterTopic,
-        ["Kafka:Consumer:SessionTimeoutMs"] = "6000",
-        ["Kafka:Consumer:HeartbeatIntervalMs"] = "1000",
-        ["SchemaRegistry:Url"] = o.SchemaRegistry.Url,
-        ["Redis:Configuration"] = o.Redis.Configuration,
-        ["Model:Repository"] = o.Model.Repository,
-        ["Features:Definition"] = o.Features.Definition,
-        ["Features:ReaderSchema"] = o.Features.ReaderSchema,
-        ["Http:Host"] = "127.0.0.1",
-        ["Http:Port"] = "0",
-    };
+        var settings = new Dictionary<string, string>
+        {
+            ["Kafka:BootstrapServers"] = o.Kafka.BootstrapServers,
+            ["Kafka:GroupId"] = o.Kafka.GroupId,
+            ["Kafka:InputTopic"] = o.Kafka.InputTopic,
+            ["Kafka:OutputTopic"] = o.Kafka.OutputTopic,
+            ["Kafka:DeadLetterTopic"] = o.Kafka.DeadLetterTopic,
+            ["Kafka:Consumer:SessionTimeoutMs"] = $"{o.Kafka.Consumer.SessionTimeoutMs}",
+            ["Kafka:Consumer:HeartbeatIntervalMs"] = $"{o.Kafka.Consumer.HeartbeatIntervalMs}",
+            ["SchemaRegistry:Url"] = o.SchemaRegistry.Url,
+            ["Redis:Configuration"] = o.Redis.Configuration,
+            ["Model:Repository"] = o.Model.Repository,
+            ["Features:Definition"] = o.Features.Definition,
+            ["Features:ReaderSchema"] = o.Features.ReaderSchema,
+            ["Http:Host"] = "127.0.0.1",
+            ["Http:Port"] = "0",
+        };
+        return settings;
+    }
 
+    /// <summary>A test's input, prediction and dead-letter topics.</summary>
+    public sealed record Topics(string Input, string Predictions, string DeadLetters);
+
+    /// <summary>Input and prediction topics of <paramref name="partitions"/> partitions, and a dead-letter topic.</summary>
+    public async Task<Topics> CreateTopicsAsync(int partitions, int deadLetterPartitions = 1) => new(
+        await CreateTopicAsync("payments", partitions),
+        await CreateTopicAsync("predictions", partitions),
+        await CreateTopicAsync("dlq", deadLetterPartitions));
+
+    /// <summary>A client of this fixture's schema registry.</summary>
+    public SchemaRegistryClient RegistryClient() => new(new SchemaRegistryOptions { Url = SchemaRegistryUrl });
+
+    /// <summary>Synthetic payment events, written with <see cref="PaymentEventSchema"/> through the registry.</summary>
+    public async Task<ProduceSummary> ProduceAsync(ProduceOptions options)
+    {
+        using var registry = RegistryClient();
+        return await SyntheticPaymentProducer.ProduceAsync(BootstrapServers, registry, PaymentEventSchema, options, null, CancellationToken.None);
+    }
+
+    /// <summary>Creates a topic with a unique name and returns it.</summary>
     public async Task<string> CreateTopicAsync(string prefix, int partitions)
     {
         var name = $"{prefix}-{Guid.NewGuid():N}"[..Math.Min(prefix.Length + 13, 60)];

@@ -1,4 +1,3 @@
-using Confluent.Kafka;
 using StreamInference.Infrastructure.Kafka;
 
 namespace StreamInference.IntegrationTests;

@@ -28,17 +28,35 @@ public sealed class DevSchemaRegistry : IAsyncDisposable
 
     public string Url { get; private set; } = "";
 
-    public static async Task<DevSchemaRegistry> StartAsync(int port = 0, CancellationToken cancellationToken = default)
+    /// <param name="preload">Subjects and schemas known before the first request, in this order (ids 1, 2, … as
+    /// they were first registered): a restart of a registry with persistent storage, which keeps its ids.</param>
+    public static async Task<DevSchemaRegistry> StartAsync(int port = 0, IEnumerable<(string Subject, AvroSchema Schema)>? preload = null,
+        CancellationToken cancellationToken = default)
     {
         var builder = WebApplication.CreateSlimBuilder();
         builder.Logging.ClearProviders();
         builder.WebHost.UseKestrel(k => k.Listen(System.Net.IPAddress.Loopback, port));
         var app = builder.Build();
         var registry = new DevSchemaRegistry(app);
+        foreach (var (subject, schema) in preload ?? []) registry.Add(subject, schema.ToString());
         registry.Map(app);
         await app.StartAsync(cancellationToken).ConfigureAwait(false);
         registry.Url = app.Urls.First();
         return registry;
+    }
+
+    /// <summary>A new version of <paramref name="subject"/>; the schema keeps its id if another subject has it. Call under the gate.</summary>
+    private int Add(string subject, string canonical)
+    {
+        if (!_idBySchema.TryGetValue(canonical, out var id))
+        {
+            id = _schemasById.Count;
+            _schemasById.Add(canonical);
+            _idBySchema[canonical] = id;
+        }
+        if (!_subjects.TryGetValue(subject, out var ids)) _subjects[subject] = ids = [];
+        ids.Add(id);
+        return id;
     }
 
     private void Map(IEndpointRouteBuilder app)
@@ -93,15 +111,7 @@ public sealed class DevSchemaRegistry : IAsyncDisposable
                         return Error(409, SchemaRegistryException.Incompatible,
                             $"Schema being registered is incompatible with the latest version of '{subject}' (BACKWARD: the new schema cannot read data written with the latest).");
                 }
-                if (!_idBySchema.TryGetValue(canonical, out var id))
-                {
-                    id = _schemasById.Count;
-                    _schemasById.Add(canonical);
-                    _idBySchema[canonical] = id;
-                }
-                if (ids is null) _subjects[subject] = ids = [];
-                ids.Add(id);
-                return Results.Json(new IdBody { Id = id }, RegistryJson.Default.IdBody);
+                return Results.Json(new IdBody { Id = Add(subject, canonical) }, RegistryJson.Default.IdBody);
             }
         });
         app.MapPost("/subjects/{subject}", async (string subject, HttpRequest request) =>

@@ -1,6 +1,5 @@
 using System.Diagnostics;
 using System.Globalization;
-using System.Reflection;
 using System.Text;
 using Confluent.Kafka;
 using Confluent.Kafka.Admin;
@@ -9,6 +8,7 @@ using StreamInference.Batch.Synthetic;
 using StreamInference.Benchmarks;
 using StreamInference.Core.Features;
 using StreamInference.DevServices.Kafka;
+using StreamInference.DevServices.Processes;
 using StreamInference.DevServices.Redis;
 using StreamInference.DevServices.SchemaRegistry;
 using StreamInference.DevServices.Synthetic;
@@ -66,7 +66,7 @@ public static class BenchRunner
         Log($"bench: {events:N0} events, {s.Partitions} partitions; Kafka {(s.BootstrapServers ?? "embedded")}, registry {(s.SchemaRegistryUrl ?? "embedded")}, Redis {(s.Redis is null ? "embedded Garnet" : Secrets.RedactText(s.Redis))}");
         using var mock = s.BootstrapServers is null ? new MockKafkaCluster(3) : null;
         var bootstrap = s.BootstrapServers ?? mock!.BootstrapServers;
-        await using var devRegistry = s.SchemaRegistryUrl is null ? await DevSchemaRegistry.StartAsync(0, ct).ConfigureAwait(false) : null;
+        await using var devRegistry = s.SchemaRegistryUrl is null ? await DevSchemaRegistry.StartAsync(0, cancellationToken: ct).ConfigureAwait(false) : null;
         var registryUrl = s.SchemaRegistryUrl ?? devRegistry!.Url;
         using var garnet = s.Redis is null ? new EmbeddedGarnet() : null;
         var redisConfig = s.Redis is null ? garnet!.Configuration : RedisUrl.ToConfiguration(s.Redis);
@@ -109,29 +109,29 @@ public static class BenchRunner
 
             // 1. Passthrough baseline.
             Log("passthrough baseline: raw Confluent.Kafka consume → produce ...");
-            using (var pass = ChildRun.Start(["bench", "passthrough", "--bootstrap-servers", bootstrap, "--input-topic", input, "--output-topic", passOut, "--group-id", $"bench-passthrough-{runId}"]))
+            using (var pass = Child("passthrough", ["bench", "passthrough", "--bootstrap-servers", bootstrap, "--input-topic", input, "--output-topic", passOut, "--group-id", $"bench-passthrough-{runId}"]))
             {
                 var run = await MeasureAsync(pass, bootstrap, [passOut], events, ct).ConfigureAwait(false);
                 result.Passthrough = run;
                 Log($"  {run.EventsPerSecond:N0} events/s, {run.CpuMicrosPerEvent:N2} CPU-µs/event");
-                await pass.StopAsync().ConfigureAwait(false);
+                await pass.StopAsync(StopTimeout).ConfigureAwait(false);
             }
 
             // 2. The processor on the same input, then 3. open-loop latency steps against it.
             Log("processor (serve): full pipeline with the example model ...");
-            ChildRun Processor(string from, string to, string group, int port) => ChildRun.Start(["serve",
-                "--set", $"Kafka:BootstrapServers={bootstrap}", "--set", $"Kafka:GroupId={group}",
-                "--set", $"Kafka:InputTopic={from}", "--set", $"Kafka:OutputTopic={to}", "--set", $"Kafka:DeadLetterTopic={dlq}",
-                "--set", $"SchemaRegistry:Url={registryUrl}", "--set", $"Redis:Configuration={redisConfig}", "--set", $"Drift:Topic={drift}",
-                "--set", $"Http:Port={port}", "--set", "Http:Host=127.0.0.1", "--set", "Logging:LogLevel:Default=Warning",
-                .. FetchWait(mock), .. s.ProcessorSettings.SelectMany(x => new[] { "--set", x })]);
+            ChildProcess Processor(string from, string to, string group, int port) => Child("processor", ["serve", .. ChildProcess.SetArguments([
+                $"Kafka:BootstrapServers={bootstrap}", $"Kafka:GroupId={group}",
+                $"Kafka:InputTopic={from}", $"Kafka:OutputTopic={to}", $"Kafka:DeadLetterTopic={dlq}",
+                $"SchemaRegistry:Url={registryUrl}", $"Redis:Configuration={redisConfig}", $"Drift:Topic={drift}",
+                $"Http:Port={port}", "Http:Host=127.0.0.1", "Logging:LogLevel:Default=Warning",
+                .. FetchWait(mock), .. s.ProcessorSettings])]);
             var metricsPort = EmbeddedGarnet.FreePort();
             var proc = new ThroughputRun();
             using (var processor = Processor(input, predictions, $"bench-processor-{runId}", metricsPort))
             {
                 proc = await MeasureAsync(processor, bootstrap, [predictions, dlq], events, ct).ConfigureAwait(false);
                 result.Stages.AddRange(await StageBreakdownAsync(metricsPort, ct).ConfigureAwait(false));
-                await processor.StopAsync().ConfigureAwait(false);
+                await processor.StopAsync(StopTimeout).ConfigureAwait(false);
             }
             result.Processor = proc;
             foreach (var st in result.Stages) Log($"  {st.Name}: {st.Value}");
@@ -156,7 +156,7 @@ public static class BenchRunner
                 using var processor = Processor(stepIn, stepOut, $"bench-latency-{i + 1}-{runId}", port);
                 await WaitAssignedAsync(processor, port, ct).ConfigureAwait(false);
                 var step = await LatencyStepAsync(processor, bootstrap, stepIn, stepOut, writer, schemaId, generator, rate, stepSeconds, ct).ConfigureAwait(false);
-                await processor.StopAsync().ConfigureAwait(false);
+                await processor.StopAsync(StopTimeout).ConfigureAwait(false);
                 step.Fraction = fraction;
                 result.Latency.Add(step);
                 Log($"  p50 {step.P50Ms:N1} ms, p95 {step.P95Ms:N1} ms, p99 {step.P99Ms:N1} ms (achieved {step.AchievedRate:N0}/s, {step.Samples:N0} samples, {step.Missing} missing)");
@@ -189,15 +189,22 @@ public static class BenchRunner
 
     private static void Log(string line) => Console.Error.WriteLine(line);
 
+    /// <summary>How long a child has to drain and commit after SIGTERM before it is killed.</summary>
+    private static readonly TimeSpan StopTimeout = TimeSpan.FromSeconds(60);
+
+    /// <summary>A child process of this same binary (apphost or <c>dotnet streaminference.dll</c>), its last output lines kept for errors.</summary>
+    private static ChildProcess Child(string name, string[] args) =>
+        ChildProcess.Start(CliCommand.CurrentProcess(), args, new ChildProcessOptions { Name = name, KeepLines = 40 });
+
     /// <summary>
     /// The embedded cluster answers a fetch that finds no data only after the consumer's whole
     /// fetch.wait.max.ms (500 ms by default) even when records arrive meanwhile — a real broker answers as
     /// soon as they do. Latency against it would measure that wait, so the processor gets a short one there.
     /// </summary>
-    private static string[] FetchWait(MockKafkaCluster? mock) => mock is null ? [] : ["--set", "Kafka:Consumer:FetchWaitMaxMs=5"];
+    private static string[] FetchWait(MockKafkaCluster? mock) => mock is null ? [] : ["Kafka:Consumer:FetchWaitMaxMs=5"];
 
     /// <summary>Waits until the processor's /metrics shows assigned partitions.</summary>
-    private static async Task WaitAssignedAsync(ChildRun processor, int port, CancellationToken ct)
+    private static async Task WaitAssignedAsync(ChildProcess processor, int port, CancellationToken ct)
     {
         using var http = new HttpClient { Timeout = TimeSpan.FromSeconds(5) };
         var clock = Stopwatch.StartNew();
@@ -255,7 +262,7 @@ public static class BenchRunner
     /// Waits until <paramref name="events"/> records are in <paramref name="outputs"/>; throughput over the
     /// span from the first quarter of the output to the last record, and the child's CPU time over the same span.
     /// </summary>
-    private static async Task<ThroughputRun> MeasureAsync(ChildRun child, string bootstrap, string[] outputs, int events, CancellationToken ct)
+    private static async Task<ThroughputRun> MeasureAsync(ChildProcess child, string bootstrap, string[] outputs, int events, CancellationToken ct)
     {
         using var watermarks = new WatermarkCounter(bootstrap, outputs);
         var start = watermarks.Count();
@@ -306,7 +313,7 @@ public static class BenchRunner
     /// processor does; a reader records, per prediction, receive time minus the input record's timestamp.
     /// The first second is warm-up and not counted.
     /// </summary>
-    private static async Task<LatencyStep> LatencyStepAsync(ChildRun processor, string bootstrap, string input, string predictions,
+    private static async Task<LatencyStep> LatencyStepAsync(ChildProcess processor, string bootstrap, string input, string predictions,
         Avro.RecordSchema writer, int schemaId, PaymentGenerator generator, double rate, double seconds, CancellationToken ct)
     {
         using var reader = new ConsumerBuilder<byte[], byte[]>(new ConsumerConfig
@@ -328,7 +335,7 @@ public static class BenchRunner
                 var r = reader.Consume(50);
                 if (r?.Message is null) continue;
                 var at = DateTimeOffset.UtcNow.ToUnixTimeMilliseconds();
-                var source = EventTimeMs(r.Message.Value);
+                var source = PredictionReader.ReadEventTimeMs(r.Message.Value);
                 if (at - source is < -1000 or > 86_400_000)
                     throw new InvalidDataException($"prediction event_time {source} is not a time near now ({at}): the prediction layout changed?");
                 if (source < warmUpEndMs) continue;
@@ -406,55 +413,6 @@ public static class BenchRunner
         };
     }
 
-    /// <summary>
-    /// The prediction's <c>event_time</c> (the open-loop producer sets it to the moment it produces the
-    /// event), read by skipping the fields before it in prediction.avsc's order — the reader must stay cheap,
-    /// since it shares the cores with what it measures.
-    /// </summary>
-    public static long EventTimeMs(byte[] value)
-    {
-        var p = ConfluentWireFormat.HeaderSize;
-        for (var i = 0; i < 4; i++)
-        {
-            var length = ReadLong(value, ref p);    // event_id, entity_key, model_name, model_version
-            p += (int)length;
-        }
-        p += 8;                                     // score
-        while (true)                                // scores: blocks of doubles
-        {
-            var n = ReadLong(value, ref p);
-            if (n == 0) break;
-            if (n < 0)
-            {
-                n = -n;
-                ReadLong(value, ref p);             // block size in bytes
-            }
-            p += (int)(8 * n);
-        }
-        if (ReadLong(value, ref p) == 1)            // label: ["null", "string"]
-        {
-            var length = ReadLong(value, ref p);
-            p += (int)length;
-        }
-        ReadLong(value, ref p);                     // features_defaulted
-        return ReadLong(value, ref p);              // event_time
-    }
-
-    private static long ReadLong(byte[] b, ref int p)
-    {
-        ulong n = 0;
-        var shift = 0;
-        byte x;
-        do
-        {
-            x = b[p++];
-            n |= (ulong)(x & 0x7f) << shift;
-            shift += 7;
-        }
-        while ((x & 0x80) != 0);
-        return (long)(n >> 1) ^ -(long)(n & 1);
-    }
-
     private static async Task CreateTopicsAsync(MockKafkaCluster? mock, string bootstrap, int partitions, string[] wide, string[] narrow)
     {
         if (mock is not null)
@@ -512,83 +470,4 @@ internal sealed class WatermarkCounter : IDisposable
     public long Count() => _partitions.Sum(p => _consumer.QueryWatermarkOffsets(p, TimeSpan.FromSeconds(10)).High.Value);
 
     public void Dispose() => _consumer.Dispose();
-}
-
-/// <summary>A child process of this same binary (apphost or <c>dotnet StreamInference.dll</c>), its output kept for errors.</summary>
-internal sealed class ChildRun : IDisposable
-{
-    private readonly Process _process;
-    private readonly Queue<string> _tail = new();
-
-    private ChildRun(Process process, string name)
-    {
-        _process = process;
-        Name = name;
-    }
-
-    public string Name { get; }
-    public bool HasExited => _process.HasExited;
-    public int ExitCode => _process.ExitCode;
-
-    public static ChildRun Start(string[] args)
-    {
-        var host = Environment.ProcessPath ?? throw new InvalidOperationException("cannot locate this program to start a child process");
-        var info = new ProcessStartInfo(host) { RedirectStandardOutput = true, RedirectStandardError = true, UseShellExecute = false };
-        if (Path.GetFileNameWithoutExtension(host) == "dotnet") info.ArgumentList.Add(Assembly.GetEntryAssembly()!.Location);
-        foreach (var a in args) info.ArgumentList.Add(a);
-        var process = new Process { StartInfo = info };
-        var run = new ChildRun(process, args[0] == "serve" ? "processor" : "passthrough");
-        process.OutputDataReceived += (_, e) => run.Keep(e.Data);
-        process.ErrorDataReceived += (_, e) => run.Keep(e.Data);
-        process.Start();
-        process.BeginOutputReadLine();
-        process.BeginErrorReadLine();
-        return run;
-    }
-
-    private void Keep(string? line)
-    {
-        if (line is null) return;
-        lock (_tail)
-        {
-            _tail.Enqueue(line);
-            while (_tail.Count > 40) _tail.Dequeue();
-        }
-    }
-
-    public string Tail()
-    {
-        lock (_tail) return string.Join(Environment.NewLine, _tail);
-    }
-
-    public TimeSpan CpuTime()
-    {
-        _process.Refresh();
-        return _process.TotalProcessorTime;
-    }
-
-    /// <summary>SIGTERM, then wait (the processor drains and commits).</summary>
-    public async Task StopAsync()
-    {
-        if (_process.HasExited) return;
-        if (kill(_process.Id, 15) != 0) _process.Kill();
-        using var wait = new CancellationTokenSource(TimeSpan.FromSeconds(60));
-        try
-        {
-            await _process.WaitForExitAsync(wait.Token).ConfigureAwait(false);
-        }
-        catch (OperationCanceledException)
-        {
-            _process.Kill(entireProcessTree: true);
-        }
-    }
-
-    [System.Runtime.InteropServices.DllImport("libc", SetLastError = true)]
-    private static extern int kill(int pid, int signal);
-
-    public void Dispose()
-    {
-        if (!_process.HasExited) _process.Kill(entireProcessTree: true);
-        _process.Dispose();
-    }
 }
