@@ -364,18 +364,8 @@ public static class BenchRunner
                 if (now.ToUnixTimeMilliseconds() > warmUpEndMs) counted++;
                 var e = generator.Next(now);
                 var message = new Message<byte[], byte[]> { Key = Encoding.UTF8.GetBytes(e.CardId), Value = encode(e) };
-                while (true)
-                {
-                    try
-                    {
-                        producer.Produce(input, message, report => { if (report.Error.IsError) Interlocked.Increment(ref failed); });
-                        break;
-                    }
-                    catch (ProduceException<byte[], byte[]> x) when (x.Error.Code == ErrorCode.Local_QueueFull)
-                    {
-                        producer.Poll(TimeSpan.FromMilliseconds(5));
-                    }
-                }
+                await ProducerQueue.ProduceAsync(producer, input, message, report => { if (report.Error.IsError) Interlocked.Increment(ref failed); }, ct)
+                    .ConfigureAwait(false);
                 produced++;
             }
             achieved = produced / clock.Elapsed.TotalSeconds;
