@@ -12,14 +12,7 @@ public sealed class SupervisorTests
     [Fact]
     public async Task RestartableFailures_RestartWithDoublingWaits_UntilTheRunEnds()
     {
-        var time = new FakeTimeProvider();
-        var waits = new List<TimeSpan>();
-        var supervisor = new Supervisor(Policy, time) { Restarting = (_, w) => waits.Add(w) };
-        var runs = 0;
-        var task = supervisor.RunAsync(_ => ++runs <= 3 ? throw new PipelineFatalException("aborted", restartable: true) : Task.CompletedTask,
-            () => false, CancellationToken.None);
-        await ResilienceTests.AdvanceUntilDone(time, task, TimeSpan.FromMilliseconds(250));
-        await task;
+        var (runs, waits) = await SuperviseAsync((run, _) => run <= 3 ? throw new PipelineFatalException("aborted", restartable: true) : Task.CompletedTask);
         Assert.Equal(4, runs);
         Assert.Equal([1, 2, 4], waits.Select(w => w.TotalSeconds));
     }
@@ -27,19 +20,25 @@ public sealed class SupervisorTests
     [Fact]
     public async Task ARunThatLastedLongEnough_StartsTheBackoffOver()
     {
+        var (_, waits) = await SuperviseAsync((run, time) =>
+        {
+            if (run == 3) time.Advance(TimeSpan.FromSeconds(61));   // the third run was healthy for a while
+            return run <= 4 ? throw new PipelineFatalException("aborted", restartable: true) : Task.CompletedTask;
+        });
+        Assert.Equal([1, 2, 1, 2], waits.Select(w => w.TotalSeconds));
+    }
+
+    /// <summary>Supervises <paramref name="run"/> (given its 1-based number and the fake clock) until it ends; the runs and the waits between them.</summary>
+    private static async Task<(int Runs, List<TimeSpan> Waits)> SuperviseAsync(Func<int, FakeTimeProvider, Task> run)
+    {
         var time = new FakeTimeProvider();
         var waits = new List<TimeSpan>();
         var supervisor = new Supervisor(Policy, time) { Restarting = (_, w) => waits.Add(w) };
         var runs = 0;
-        var task = supervisor.RunAsync(_ =>
-        {
-            runs++;
-            if (runs == 3) time.Advance(TimeSpan.FromSeconds(61));   // the third run was healthy for a while
-            return runs <= 4 ? throw new PipelineFatalException("aborted", restartable: true) : Task.CompletedTask;
-        }, () => true, CancellationToken.None);
+        var task = supervisor.RunAsync(_ => run(++runs, time), () => true, CancellationToken.None);
         await ResilienceTests.AdvanceUntilDone(time, task, TimeSpan.FromMilliseconds(250));
         await task;
-        Assert.Equal([1, 2, 1, 2], waits.Select(w => w.TotalSeconds));
+        return (runs, waits);
     }
 
     [Fact]

@@ -5,7 +5,7 @@ using StreamInference.Infrastructure.Processing;
 namespace StreamInference.Infrastructure.Kafka;
 
 /// <summary>The processor's Kafka client settings: the user's Kafka:Consumer / Kafka:Producer properties plus the processor's defaults.</summary>
-public static partial class KafkaConfigs
+public static class KafkaConfigs
 {
     /// <summary>Producer of predictions and dead letters (the delivery mode adds its own settings, see <see cref="Commit.DeliveryMode"/>).</summary>
     public static ProducerConfig Producer(KafkaOptions k)
@@ -50,13 +50,7 @@ public static partial class KafkaConfigs
         }
         catch (KafkaException e)
         {
-            Log.CommitFailed(log, e.Error.Reason);
+            RuntimeLog.CommitFailed(log, e.Error.Reason);
         }
-    }
-
-    private static partial class Log
-    {
-        [LoggerMessage(Level = LogLevel.Warning, Message = "Offset commit failed: {Reason}")]
-        public static partial void CommitFailed(ILogger logger, string reason);
     }
 }

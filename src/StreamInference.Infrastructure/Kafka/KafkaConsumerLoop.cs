@@ -18,7 +18,7 @@ namespace StreamInference.Infrastructure.Kafka;
 /// Memory stays bounded either way. What becomes of completed offsets is the commit strategy's business
 /// (<see cref="ICommitStrategy"/>): this loop only tells it about assignments and gives it a turn between polls.
 /// </summary>
-public sealed partial class KafkaConsumerLoop : IDisposable
+public sealed class KafkaConsumerLoop : IDisposable
 {
     private readonly IConsumer<byte[], byte[]> _consumer;
     private readonly IReadOnlyList<string> _topics;
@@ -84,7 +84,7 @@ public sealed partial class KafkaConsumerLoop : IDisposable
                 }
                 catch (Exception closing)
                 {
-                    Log.CommitFailed(_log, closing.Message);
+                    RuntimeLog.CommitFailed(_log, closing.Message);
                 }
                 finally
                 {
@@ -137,7 +137,7 @@ public sealed partial class KafkaConsumerLoop : IDisposable
         catch (ConsumeException e)
         {
             if (e.Error.IsFatal) throw new PipelineFatalException($"Fatal Kafka consumer error: {e.Error}", e, restartable: true);
-            Log.ConsumeError(_log, e.Error.Code.ToString(), e.Error.Reason);
+            RuntimeLog.ConsumeError(_log, e.Error.Code.ToString(), e.Error.Reason);
             return null;
         }
     }
@@ -166,7 +166,7 @@ public sealed partial class KafkaConsumerLoop : IDisposable
             _metrics.RefetchedSkipped.Inc();
             return;
         }
-        if (first) Log.FirstRecord(_log, result.Topic, result.Partition.Value, offset);
+        if (first) RuntimeLog.FirstRecord(_log, result.Topic, result.Partition.Value, offset);
         var record = new InputRecord(partition, sequence, offset, result.Message.Key, result.Message.Value,
             result.Message.Timestamp.UnixTimestampMs, result.Message.Headers is { Count: > 0 } headers ? new HeaderList(headers) : null);
         _metrics.Consumed.Inc();
@@ -234,7 +234,7 @@ public sealed partial class KafkaConsumerLoop : IDisposable
         _commit.Assigned(added);
         _pauseNewlyAssigned = _paused;
         PartitionsChanged();
-        Log.Assigned(_log, list.Count, string.Join(", ", list.Select(p => $"{p.Topic}[{p.Partition.Value}]")));
+        RuntimeLog.Assigned(_log, list.Count, string.Join(", ", list.Select(p => $"{p.Topic}[{p.Partition.Value}]")));
     }
 
     private void OnRevoked(List<TopicPartitionOffset> list)
@@ -249,11 +249,11 @@ public sealed partial class KafkaConsumerLoop : IDisposable
         foreach (var p in revoked)
         {
             while (p.InFlight > held.GetValueOrDefault(p) && Environment.TickCount64 < deadline) Thread.Sleep(5);
-            if (p.InFlight > held.GetValueOrDefault(p)) Log.RevokedWithInFlight(_log, p.Topic, p.Partition, p.InFlight);
+            if (p.InFlight > held.GetValueOrDefault(p)) RuntimeLog.RevokedWithInFlight(_log, p.Topic, p.Partition, p.InFlight);
         }
         _commit.Revoking(revoked);
         Remove(revoked);
-        Log.Revoked(_log, revoked.Count);
+        RuntimeLog.Revoked(_log, revoked.Count);
     }
 
     private void OnLost(List<TopicPartitionOffset> list)
@@ -262,7 +262,7 @@ public sealed partial class KafkaConsumerLoop : IDisposable
         _commit.Lost(lost);
         ForgetHeld(p => p is PartitionOffsets o && lost.Contains(o));
         Remove(lost);
-        Log.Lost(_log, list.Count);
+        RuntimeLog.Lost(_log, list.Count);
     }
 
     /// <summary>Drops held-back records of the given partitions; returns how many each had.</summary>
@@ -298,13 +298,13 @@ public sealed partial class KafkaConsumerLoop : IDisposable
 
     private void OnError(Error e)
     {
-        if (e.IsFatal) Log.FatalError(_log, e.Code.ToString(), e.Reason);
-        else Log.TransportError(_log, e.Code.ToString(), e.Reason);
+        if (e.IsFatal) RuntimeLog.FatalError(_log, e.Code.ToString(), e.Reason);
+        else RuntimeLog.TransportError(_log, e.Code.ToString(), e.Reason);
     }
 
     private void OnLog(LogMessage m)
     {
-        if (m.Level <= SyslogLevel.Warning) Log.Librdkafka(_log, m.Facility, m.Message);
+        if (m.Level <= SyslogLevel.Warning) RuntimeLog.Librdkafka(_log, m.Facility, m.Message);
     }
 
     private void Drain(Task pipelineRun, TimeSpan timeout)
@@ -318,7 +318,7 @@ public sealed partial class KafkaConsumerLoop : IDisposable
             _commit.CommitCompleted();
             Thread.Sleep(10);
         }
-        if (!pipelineRun.IsCompleted) Log.DrainTimedOut(_log, timeout.TotalSeconds);
+        if (!pipelineRun.IsCompleted) RuntimeLog.DrainTimedOut(_log, timeout.TotalSeconds);
         _commit.Close(timeout);
         Close();
     }
@@ -335,47 +335,12 @@ public sealed partial class KafkaConsumerLoop : IDisposable
         }
         catch (Exception e) when (e is KafkaException or PipelineFatalException)
         {
-            Log.CommitFailed(_log, e.Message);
+            RuntimeLog.CommitFailed(_log, e.Message);
         }
     }
 
     public void Dispose() => _consumer.Dispose();
 
-    private static partial class Log
-    {
-        [LoggerMessage(Level = LogLevel.Information, Message = "Assigned {Count} partition(s): {Partitions}")]
-        public static partial void Assigned(ILogger logger, int count, string partitions);
-
-        [LoggerMessage(Level = LogLevel.Information, Message = "{Topic}[{Partition}]: consuming from offset {Offset}")]
-        public static partial void FirstRecord(ILogger logger, string topic, int partition, long offset);
-
-        [LoggerMessage(Level = LogLevel.Information, Message = "Revoked {Count} partition(s); watermarks committed")]
-        public static partial void Revoked(ILogger logger, int count);
-
-        [LoggerMessage(Level = LogLevel.Warning, Message = "Lost {Count} partition(s); their in-flight records will be processed again by the new owner")]
-        public static partial void Lost(ILogger logger, int count);
-
-        [LoggerMessage(Level = LogLevel.Warning, Message = "Revoked {Topic}[{Partition}] with {InFlight} record(s) still in flight; the new owner will process them again")]
-        public static partial void RevokedWithInFlight(ILogger logger, string topic, int partition, int inFlight);
-
-        [LoggerMessage(Level = LogLevel.Warning, Message = "Consume error {Code}: {Reason}")]
-        public static partial void ConsumeError(ILogger logger, string code, string reason);
-
-        [LoggerMessage(Level = LogLevel.Warning, Message = "Offset commit failed: {Reason}")]
-        public static partial void CommitFailed(ILogger logger, string reason);
-
-        [LoggerMessage(Level = LogLevel.Critical, Message = "Fatal Kafka error {Code}: {Reason}")]
-        public static partial void FatalError(ILogger logger, string code, string reason);
-
-        [LoggerMessage(Level = LogLevel.Warning, Message = "Kafka error {Code}: {Reason}")]
-        public static partial void TransportError(ILogger logger, string code, string reason);
-
-        [LoggerMessage(Level = LogLevel.Warning, Message = "librdkafka {Facility}: {Message}")]
-        public static partial void Librdkafka(ILogger logger, string facility, string message);
-
-        [LoggerMessage(Level = LogLevel.Warning, Message = "Pipeline did not drain within {Seconds}s; unacknowledged records will be consumed again")]
-        public static partial void DrainTimedOut(ILogger logger, double seconds);
-    }
 }
 
 /// <summary>A record's Kafka headers as the pipeline sees them (made only for records that have headers).</summary>

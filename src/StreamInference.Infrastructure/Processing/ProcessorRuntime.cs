@@ -44,7 +44,7 @@ public sealed class AutotuneCache
 /// producers), sink, drift, topology, consumer — and disposed as one, in reverse order.
 /// <see cref="RunAsync"/> runs it once; restarts belong to the <see cref="Supervisor"/>.
 /// </summary>
-public sealed partial class ProcessorRuntime : IDisposable
+public sealed class ProcessorRuntime : IDisposable
 {
     private readonly ProcessorOptions _options;
     private readonly RuntimeContext _context;
@@ -125,8 +125,8 @@ public sealed partial class ProcessorRuntime : IDisposable
         int batchLimit;
         try
         {
-            Log.ModelLoaded(_log, initial.ModelName, initial.ModelVersion, modelDir, plan.Name, plan.Version, plan.FeatureCount, initial.OutputWidth);
-            if (initial.FallbackReason is { } why) Log.DeviceFallback(_log, why);
+            RuntimeLog.ModelLoaded(_log, initial.ModelName, initial.ModelVersion, modelDir, plan.Name, plan.Version, plan.FeatureCount, initial.OutputWidth);
+            if (initial.FallbackReason is { } why) RuntimeLog.DeviceFallback(_log, why);
             // Later versions (hot swap) run where the first one does.
             if (device.Kind == ExecutionDeviceKind.Auto)
                 scorerOptions.Device = initial.ExecutionProvider == "cpu" ? ExecutionDevice.Cpu : new ExecutionDevice(ExecutionDeviceKind.Cuda, device.DeviceId);
@@ -146,7 +146,7 @@ public sealed partial class ProcessorRuntime : IDisposable
             Swapped = (previous, next, _) =>
             {
                 Metrics.OnModelSwapped(previous.Name, previous.Version, next.Name, next.Version);
-                if (Drift is not null) Log.DriftStaysOnProfile(_log, previous.ToString(), next.ToString());
+                if (Drift is not null) RuntimeLog.DriftStaysOnProfile(_log, previous.ToString(), next.ToString());
             },
             Rejected = (_, _) => Metrics.OnModelRejected(),
         });
@@ -167,9 +167,9 @@ public sealed partial class ProcessorRuntime : IDisposable
             cache.Key = key;
         }
         var tuned = cache.Result;
-        if (tuned.ChosenMeasurement.P99Ms > tuned.BudgetMs) Log.AutotuneOverBudget(_log, tuned.BudgetMs, tuned.ChosenMeasurement.P99Ms);
+        if (tuned.ChosenMeasurement.P99Ms > tuned.BudgetMs) RuntimeLog.AutotuneOverBudget(_log, tuned.BudgetMs, tuned.ChosenMeasurement.P99Ms);
         Metrics.OnAutotuned(tuned.Measurements.Select(x => (x.BatchSize, x.EventsPerSecond)));
-        Log.Autotuned(_log, tuned.Chosen, tuned.ChosenMeasurement.EventsPerSecond, tuned.ChosenMeasurement.P99Ms, tuned.BudgetMs,
+        RuntimeLog.Autotuned(_log, tuned.Chosen, tuned.ChosenMeasurement.EventsPerSecond, tuned.ChosenMeasurement.P99Ms, tuned.BudgetMs,
             string.Join(", ", tuned.Measurements.Select(x => string.Create(CultureInfo.InvariantCulture,
                 $"{x.BatchSize}: {x.EventsPerSecond:N0}/s p99 {x.P99Ms:0.###} ms"))));
         return tuned.Chosen;
@@ -195,7 +195,7 @@ public sealed partial class ProcessorRuntime : IDisposable
         var path = d.Profile is { Length: > 0 } p ? _context.ResolvePath(p) : Path.Combine(modelDir, ReferenceProfile.FileName);
         if (!File.Exists(path))
         {
-            Log.DriftOff(_log, path);
+            RuntimeLog.DriftOff(_log, path);
             return null;
         }
         var profile = ReferenceProfile.Load(path);
@@ -203,7 +203,7 @@ public sealed partial class ProcessorRuntime : IDisposable
             throw new InvalidDataException($"{path}: the reference profile is for model {profile.Model}@{profile.ModelVersion}, the loaded model is {scorer.ModelName}@{scorer.ModelVersion}.");
         var monitor = new DriftMonitor(profile, plan, d);
         var schemaId = await registry.RegisterAsync($"{d.Topic}-value", DriftReportWriter.Schema, ct).ConfigureAwait(false);
-        Log.DriftOn(_log, path, d.Topic, d.WindowSeconds > 0 ? $"{d.WindowSeconds} s" : $"{d.WindowEvents} events");
+        RuntimeLog.DriftOn(_log, path, d.Topic, d.WindowSeconds > 0 ? $"{d.WindowSeconds} s" : $"{d.WindowEvents} events");
         // Drift reports are telemetry, not outputs: they never go into a transaction.
         return new DriftPublisher(monitor, scorer.PrimaryScoreIndex, _delivery.Telemetry, d.Topic, schemaId, $"{scorer.ModelName}@{scorer.ModelVersion}",
             Metrics.Drift(), _context.Loggers.CreateLogger<DriftPublisher>(), d.WindowSeconds);
@@ -221,14 +221,14 @@ public sealed partial class ProcessorRuntime : IDisposable
         var pipeline = _topology.RunAsync(abort.Token);
         var consuming = _consumer.RunAsync(pipeline, shutdownTimeout, stop);
         IsReady = true;
-        Log.Started(_log, k.InputTopic, k.OutputTopic, k.DeadLetterTopic, k.GroupId);
+        RuntimeLog.Started(_log, k.InputTopic, k.OutputTopic, k.DeadLetterTopic, k.GroupId);
         var consumeError = await FailureOf(consuming, null).ConfigureAwait(false);
         IsReady = false;
         if (!pipeline.IsCompleted) await abort.CancelAsync().ConfigureAwait(false);
         var pipelineError = await FailureOf(pipeline, abort).ConfigureAwait(false);
         _delivery.FlushTelemetry(shutdownTimeout);
         if (FailurePrecedence.Choose(consumeError, pipelineError, _delivery.Commit.Failure) is { } failure) ExceptionDispatchInfo.Throw(failure);
-        Log.Stopped(_log, Metrics.PublishedCount, Metrics.DeadLetteredCount);
+        RuntimeLog.Stopped(_log, Metrics.PublishedCount, Metrics.DeadLetteredCount);
     }
 
     /// <summary>The exception <paramref name="task"/> ended with, if any (a cancellation we asked for is none).</summary>
@@ -251,7 +251,7 @@ public sealed partial class ProcessorRuntime : IDisposable
 
     private void EndProcess(string why)
     {
-        Log.ProducerWedged(_log, why);
+        RuntimeLog.ProducerWedged(_log, why);
         Environment.FailFast("StreamInference: transactional producer wedged: " + why);
     }
 
@@ -264,38 +264,5 @@ public sealed partial class ProcessorRuntime : IDisposable
     public void Dispose()
     {
         while (_owned.TryPop(out var d)) d.Dispose();
-    }
-
-    private static partial class Log
-    {
-        [LoggerMessage(Level = LogLevel.Information, Message = "Batch size autotune: serving batches of up to {BatchSize} ({EventsPerSecond:N0} events/s, p99 {P99Ms:0.###} ms per batch, budget {BudgetMs} ms); measured {Measurements}")]
-        public static partial void Autotuned(ILogger logger, int batchSize, double eventsPerSecond, double p99Ms, double budgetMs, string measurements);
-
-        [LoggerMessage(Level = LogLevel.Warning, Message = "Batch size autotune: even a batch of 1 takes {P99Ms:0.###} ms (p99), over Model:BatchLatencyBudgetMs={BudgetMs}; serving batches of 1. Raise the budget if throughput matters more.")]
-        public static partial void AutotuneOverBudget(ILogger logger, double budgetMs, double p99Ms);
-
-        [LoggerMessage(Level = LogLevel.Warning, Message = "Model:Device=auto: running on the CPU; {Reason}")]
-        public static partial void DeviceFallback(ILogger logger, string reason);
-
-        [LoggerMessage(Level = LogLevel.Information, Message = "Model {Model}@{Version} loaded from {Directory} (feature set {FeatureSet} v{FeatureSetVersion}, {Features} features, {Outputs} score column(s))")]
-        public static partial void ModelLoaded(ILogger logger, string model, string version, string directory, string featureSet, int featureSetVersion, int features, int outputs);
-
-        [LoggerMessage(Level = LogLevel.Information, Message = "Processing {Input} → {Output} (dead letters: {DeadLetters}) as consumer group {Group}")]
-        public static partial void Started(ILogger logger, string input, string output, string deadLetters, string group);
-
-        [LoggerMessage(Level = LogLevel.Information, Message = "Stopped: {Published} predictions and {DeadLettered} dead letters acknowledged")]
-        public static partial void Stopped(ILogger logger, long published, long deadLettered);
-
-        [LoggerMessage(Level = LogLevel.Warning, Message = "Drift monitoring off: no reference profile at {Path} (run 'streaminference profile', or set Drift:Enabled=false)")]
-        public static partial void DriftOff(ILogger logger, string path);
-
-        [LoggerMessage(Level = LogLevel.Information, Message = "Drift monitoring against {Path}: reports to {Topic} every {Window}")]
-        public static partial void DriftOn(ILogger logger, string path, string topic, string window);
-
-        [LoggerMessage(Level = LogLevel.Warning, Message = "Drift monitoring continues against the reference profile of {Previous}; restart to monitor {Next} against its own profile")]
-        public static partial void DriftStaysOnProfile(ILogger logger, string previous, string next);
-
-        [LoggerMessage(Level = LogLevel.Critical, Message = "Exactly-once producer wedged: {Reason}; ending the process so it restarts (the open transaction is aborted by the broker)")]
-        public static partial void ProducerWedged(ILogger logger, string reason);
     }
 }

@@ -17,7 +17,7 @@ namespace StreamInference.Infrastructure.Processing;
 /// <see cref="ProcessorRuntime"/> and runs it once; <see cref="RunSupervisedAsync"/> puts a
 /// <see cref="Supervisor"/> around that, which restarts it after failures its policy accepts.
 /// </summary>
-public sealed partial class StreamProcessor
+public sealed class StreamProcessor
 {
     private readonly ProcessorOptions _options;
     private readonly ILogger _log;
@@ -85,7 +85,7 @@ public sealed partial class StreamProcessor
             Restarting = (e, wait) =>
             {
                 restarts.Inc();
-                Log.Restarting(_log, Secrets.RedactText(e.Message), wait.TotalSeconds);
+                RuntimeLog.Restarting(_log, Secrets.RedactText(e.Message), wait.TotalSeconds);
             },
         };
         return supervisor.RunAsync(RunAsync, () => _reachedReady, stop);
@@ -101,11 +101,6 @@ public sealed partial class StreamProcessor
     }
 
 
-    private static partial class Log
-    {
-        [LoggerMessage(Level = LogLevel.Error, Message = "Processor failed ({Reason}); restarting from the committed offsets in {Seconds}s")]
-        public static partial void Restarting(ILogger logger, string reason, double seconds);
-    }
 }
 
 /// <summary>Which failures are infrastructure that may come back: the transient half of the <see cref="RestartPolicy"/>.</summary>

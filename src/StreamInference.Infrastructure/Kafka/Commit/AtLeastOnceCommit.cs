@@ -10,7 +10,7 @@ namespace StreamInference.Infrastructure.Kafka.Commit;
 /// completed records and librdkafka's auto-commit commits what was stored; a revoke commits the watermark
 /// at once. A crash re-processes at most the in-flight window.
 /// </summary>
-public sealed partial class AtLeastOnceCommit(IProducer<byte[], byte[]> producer, ILogger log) : ICommitStrategy
+public sealed class AtLeastOnceCommit(IProducer<byte[], byte[]> producer, ILogger log) : ICommitStrategy
 {
     private readonly OwnedPartitions _owned = new();
     private IConsumer<byte[], byte[]>? _consumer;
@@ -40,7 +40,7 @@ public sealed partial class AtLeastOnceCommit(IProducer<byte[], byte[]> producer
             }
             catch (KafkaException e)
             {
-                Log.StoreFailed(log, p.Topic, p.Partition, next, e.Error.Reason);
+                RuntimeLog.StoreFailed(log, p.Topic, p.Partition, next, e.Error.Reason);
             }
         }
     }
@@ -79,11 +79,5 @@ public sealed partial class AtLeastOnceCommit(IProducer<byte[], byte[]> producer
 
     public void Dispose()
     {
-    }
-
-    private static partial class Log
-    {
-        [LoggerMessage(Level = LogLevel.Warning, Message = "Could not store offset {Offset} for {Topic}[{Partition}]: {Reason}")]
-        public static partial void StoreFailed(ILogger logger, string topic, int partition, long offset, string reason);
     }
 }

@@ -10,7 +10,7 @@ namespace StreamInference.Infrastructure.Kafka.Commit;
 /// telemetry producer carries drift reports, which are never inside a transaction (they must not hold
 /// one open). Everything else receives the strategy and never asks which mode runs.
 /// </summary>
-public sealed partial class DeliveryMode : IDisposable
+public sealed class DeliveryMode : IDisposable
 {
     private readonly IProducer<byte[], byte[]>? _ownTelemetry;
 
@@ -46,7 +46,7 @@ public sealed partial class DeliveryMode : IDisposable
             var commit = new TransactionalCommit(output, loggers.CreateLogger<TransactionalCommit>(),
                 TimeSpan.FromMilliseconds(k.TransactionCommitIntervalMs), TimeSpan.FromMilliseconds(k.TransactionTimeoutMs),
                 TimeSpan.FromMilliseconds(k.Producer.SocketTimeoutMs ?? 60_000)) { Wedged = wedged };
-            Log.ExactlyOnce(log, k.EffectiveTransactionalId, k.TransactionCommitIntervalMs);
+            RuntimeLog.ExactlyOnce(log, k.EffectiveTransactionalId, k.TransactionCommitIntervalMs);
             return new DeliveryMode(Decorate(commit, decorate), output, telemetry);
         }
         catch
@@ -85,15 +85,6 @@ public sealed partial class DeliveryMode : IDisposable
 
     private static IProducer<byte[], byte[]> Build(ProducerConfig config, ILogger log) =>
         new ProducerBuilder<byte[], byte[]>(config)
-            .SetErrorHandler((_, e) => Log.ProducerError(log, e.Code.ToString(), e.Reason))
+            .SetErrorHandler((_, e) => RuntimeLog.ProducerError(log, e.Code.ToString(), e.Reason))
             .Build();
-
-    private static partial class Log
-    {
-        [LoggerMessage(Level = LogLevel.Information, Message = "Exactly-once delivery: transactional id {TransactionalId}, commit every {IntervalMs} ms")]
-        public static partial void ExactlyOnce(ILogger logger, string transactionalId, int intervalMs);
-
-        [LoggerMessage(Level = LogLevel.Warning, Message = "Kafka producer error {Code}: {Reason}")]
-        public static partial void ProducerError(ILogger logger, string code, string reason);
-    }
 }

@@ -23,7 +23,7 @@ namespace StreamInference.Infrastructure.Kafka.Commit;
 /// partitions) aborts it and fails the pipeline with a restartable error: the processor restarts from
 /// the committed offsets and the aborted outputs stay invisible to read_committed consumers.</para>
 /// </remarks>
-public sealed partial class TransactionalCommit : ICommitStrategy
+public sealed class TransactionalCommit : ICommitStrategy
 {
     private readonly IProducer<byte[], byte[]> _producer;
     private readonly ILogger _log;
@@ -49,7 +49,7 @@ public sealed partial class TransactionalCommit : ICommitStrategy
         _timeout = timeout;
         // A transactional call that failed with a retriable error is retried while the commit's deadline allows.
         _retriable = Policies.Retry(Backoffs.TransactionCall, e => e is KafkaRetriableException && Environment.TickCount64 < _deadline,
-            onRetry: (e, attempt, _) => Log.Retrying(_log, ((KafkaException)e).Error.Code.ToString(), ((KafkaException)e).Error.Reason, attempt));
+            onRetry: (e, attempt, _) => RuntimeLog.Retrying(_log, ((KafkaException)e).Error.Code.ToString(), ((KafkaException)e).Error.Reason, attempt));
         _producer.InitTransactions(timeout);
         _timer = new Timer(_ => CommitFromTimer(), null, commitInterval, commitInterval);
     }
@@ -189,7 +189,7 @@ public sealed partial class TransactionalCommit : ICommitStrategy
             Call("flush");
             if (_producer.Flush(_timeout) > 0)
             {
-                Log.FlushSlow(_log, _timeout.TotalSeconds);
+                RuntimeLog.FlushSlow(_log, _timeout.TotalSeconds);
                 TryAbort();
                 _failure ??= new PipelineFatalException($"Transaction aborted: outputs not acknowledged within {_timeout.TotalSeconds} s", restartable: true);
                 return;
@@ -264,7 +264,7 @@ public sealed partial class TransactionalCommit : ICommitStrategy
     private void Slow(string what, ref long since)
     {
         var now = Environment.TickCount64;
-        if (now - since > 2000) Log.SlowStep(_log, what, (now - since) / 1000.0);
+        if (now - since > 2000) RuntimeLog.SlowStep(_log, what, (now - since) / 1000.0);
         since = now;
     }
 
@@ -296,7 +296,7 @@ public sealed partial class TransactionalCommit : ICommitStrategy
         }
         catch (KafkaException e)
         {
-            Log.AbortFailed(_log, e.Error.Code.ToString(), e.Error.Reason);
+            RuntimeLog.AbortFailed(_log, e.Error.Code.ToString(), e.Error.Reason);
         }
         Call(null);
         _open = false;
@@ -327,20 +327,5 @@ public sealed partial class TransactionalCommit : ICommitStrategy
         {
             if (_open) TryAbort();
         }
-    }
-
-    private static partial class Log
-    {
-        [LoggerMessage(Level = LogLevel.Warning, Message = "Transaction outputs not acknowledged within {Seconds}s; aborting")]
-        public static partial void FlushSlow(ILogger logger, double seconds);
-
-        [LoggerMessage(Level = LogLevel.Warning, Message = "Transactional call failed with retriable {Code}: {Reason} (attempt {Attempt})")]
-        public static partial void Retrying(ILogger logger, string code, string reason, int attempt);
-
-        [LoggerMessage(Level = LogLevel.Warning, Message = "Transaction {Step} took {Seconds:0.0}s")]
-        public static partial void SlowStep(ILogger logger, string step, double seconds);
-
-        [LoggerMessage(Level = LogLevel.Error, Message = "Aborting the transaction failed ({Code}: {Reason})")]
-        public static partial void AbortFailed(ILogger logger, string code, string reason);
     }
 }
