@@ -233,6 +233,7 @@ public sealed class PipelineTopology
         }
         catch (Exception error) when (error is not OperationCanceledException)
         {
+            _observer.OnRetry("score", error);   // the last failure counts too: two per failing batch, as attempted
             var what = $"model {_scorer.ModelName}@{_scorer.ModelVersion} failed to score a batch of {batch.OkCount} twice: {error.Message}";
             if (!_options.DeadLetterOnModelError) throw new PipelineFatalException(what, error);
             // The records go to the dead-letter topic with the reason, to be replayed once the model is fixed.

@@ -97,17 +97,19 @@ public static class Policies
     /// of those within <paramref name="budget"/> + <paramref name="probeInterval"/>) the breaker opens and
     /// calls fail at once with <see cref="BrokenCircuitException"/> until <paramref name="probeInterval"/>
     /// has passed, then one probe call decides. A spent budget fails with <see cref="TimeoutRejectedException"/>;
-    /// <see cref="IsDegraded"/> recognises both. A null budget leaves the timeout out (the callee bounds its own calls).
+    /// <see cref="IsDegraded"/> recognises both. A null budget leaves the timeout out (the callee bounds its own
+    /// calls); then <paramref name="window"/> must cover two failing calls (a call's bound twice), or failures
+    /// spaced wider than the window would never open the breaker.
     /// </summary>
     public static ResiliencePipeline RetryThenBreak(TimeSpan? budget, TimeSpan probeInterval, Backoff backoff, Func<Exception, bool> retryOn,
-        TimeProvider? time = null, Action<Exception, int, TimeSpan>? onRetry = null)
+        TimeProvider? time = null, Action<Exception, int, TimeSpan>? onRetry = null, TimeSpan? window = null)
     {
         var builder = new ResiliencePipelineBuilder { TimeProvider = time ?? TimeProvider.System };
         builder.AddCircuitBreaker(new CircuitBreakerStrategyOptions
         {
             FailureRatio = 0.5,
             MinimumThroughput = 2,
-            SamplingDuration = Clamp((budget ?? TimeSpan.Zero) + probeInterval),
+            SamplingDuration = Clamp((window ?? budget ?? TimeSpan.Zero) + probeInterval),
             BreakDuration = Clamp(probeInterval),
             ShouldHandle = args => ValueTask.FromResult(args.Outcome.Exception is { } e
                 && (e is TimeoutRejectedException || (e is not OperationCanceledException && retryOn(e)))),

@@ -67,9 +67,13 @@ public sealed class MirroredTransactionalOffsets : ICommitStrategy
             {
                 _consumer!.StoreOffset(new TopicPartitionOffset(p.Topic, p.Partition, next));
             }
-            catch (KafkaException)
+            catch (KafkaException e) when (e.Error.Code == ErrorCode.Local_State)
             {
                 // Not assigned any more: its revoke committed what it carried.
+            }
+            catch (KafkaException e)
+            {
+                _log.LogWarning("Could not store the mirrored offset {Offset} of {Topic}[{Partition}]: {Reason}", next, p.Topic, p.Partition, e.Error.Reason);
             }
         }
     }

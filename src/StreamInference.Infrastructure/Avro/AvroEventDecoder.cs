@@ -52,6 +52,13 @@ public sealed class AvroEventDecoder : IEventDecoder
     /// </summary>
     public int RegistryProbeIntervalMs { get; init; } = 5000;
 
+    /// <summary>
+    /// DeadLetter policy: the longest one registry call can take, the client's own retries included (its
+    /// attempts × request timeout + backoff). The breaker judges failures over two such calls plus the probe
+    /// interval, so that two failures in a row open it even when each took the client's whole budget.
+    /// </summary>
+    public TimeSpan RegistryCallBound { get; init; } = TimeSpan.FromSeconds(10);
+
     /// <summary>The clock of the registry retries and breaker.</summary>
     public TimeProvider Time { get; init; } = TimeProvider.System;
 
@@ -140,7 +147,8 @@ public sealed class AvroEventDecoder : IEventDecoder
         try
         {
             _registryCalls ??= DeadLetterWhenRegistryUnavailable
-                ? Policies.RetryThenBreak(null, TimeSpan.FromMilliseconds(RegistryProbeIntervalMs), Backoffs.RegistryWait with { MaxRetries = 0 }, IsUnavailable, Time)
+                ? Policies.RetryThenBreak(null, TimeSpan.FromMilliseconds(RegistryProbeIntervalMs), Backoffs.RegistryWait with { MaxRetries = 0 }, IsUnavailable, Time,
+                    window: 2 * RegistryCallBound)
                 : Policies.Retry(Backoffs.RegistryWait, IsUnavailable, Time, (e, _, _) => OnRegistryRetry?.Invoke(e));
             writer = await _registryCalls.ExecuteAsync(static (s, token) => new ValueTask<AvroSchema>(s.Registry.GetSchemaAsync(s.Id, token)),
                 (Registry: _registry, Id: schemaId), ct).ConfigureAwait(false);

@@ -72,6 +72,10 @@ public sealed class SchemaRegistryClient : ISchemaRegistryClient, IDisposable
 
     public Uri BaseAddress => _http.BaseAddress!;
 
+    /// <summary>The longest one call can take: every attempt timing out, plus the backoff between them.</summary>
+    public TimeSpan CallBound => _options.RequestTimeout * Math.Max(1, _options.MaxAttempts)
+                                 + TimeSpan.FromTicks(Enumerable.Range(1, Math.Max(0, _options.MaxAttempts - 1)).Sum(r => Backoffs.RegistryRequest.DelayBefore(r).Ticks));
+
     public bool TryGetCached(int id, out AvroSchema schema) => _byId.TryGetValue(id, out schema!);
 
     public async Task<AvroSchema> GetSchemaAsync(int id, CancellationToken cancellationToken)

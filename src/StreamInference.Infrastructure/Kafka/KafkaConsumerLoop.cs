@@ -319,7 +319,8 @@ public sealed class KafkaConsumerLoop : IDisposable
             Thread.Sleep(10);
         }
         if (!pipelineRun.IsCompleted) RuntimeLog.DrainTimedOut(_log, timeout.TotalSeconds);
-        _commit.Close(timeout);
+        // What is left of the shutdown bound (the drain normally leaves nothing in flight to wait for).
+        _commit.Close(TimeSpan.FromMilliseconds(Math.Max(0, deadline - Environment.TickCount64)));
         Close();
     }
 

@@ -96,6 +96,7 @@ public sealed class ProcessorRuntime : IDisposable
         var decoder = new AvroEventDecoder(registry, readerSchema, plan, _options.Features.MaxMessageBytes)
         {
             DeadLetterWhenRegistryUnavailable = _options.SchemaRegistry.OnUnavailable == RegistryPolicy.DeadLetter,
+            RegistryCallBound = registry.CallBound,
             OnRegistryRetry = e => Metrics.OnRetry("decode", e),
         };
         var predictionSchemaId = await registry.RegisterAsync($"{k.OutputTopic}-value", PredictionWriter.Schema, ct).ConfigureAwait(false);

@@ -7,10 +7,8 @@ using Microsoft.Extensions.DependencyInjection;
 using Microsoft.Extensions.Hosting;
 using Microsoft.AspNetCore.Server.Kestrel.Core;
 using Microsoft.Extensions.Logging;
-using Microsoft.Extensions.Logging.Abstractions;
 using Microsoft.Extensions.Options;
 using Prometheus;
-using StreamInference.DevServices.Kafka;
 using StreamInference.Hosting;
 using StreamInference.Infrastructure.Processing;
 
@@ -95,8 +93,7 @@ public static class ServeCommand
         builder.Logging.ClearProviders();
         builder.Logging.AddSimpleConsole(o => { o.SingleLine = true; o.TimestampFormat = "HH:mm:ss.fff "; });
         var registry = Metrics.NewCustomRegistry();
-        var embeddedKafka = parse.GetValue(EmbeddedKafka) ? MirroredTransactionalOffsets.Decorate(NullLogger.Instance) : null;
-        builder.Services.AddStreamInference(configuration, Metrics.WithCustomRegistry(registry), embeddedKafka);
+        builder.Services.AddStreamInference(configuration, Metrics.WithCustomRegistry(registry), parse.GetValue(EmbeddedKafka));
         builder.Services.AddOptions<KestrelServerOptions>().Configure<IOptionsMonitor<ProcessorOptions>>((kestrel, processor) =>
         {
             var http = processor.CurrentValue.Http;

@@ -5,6 +5,7 @@ using Microsoft.Extensions.Logging;
 using Microsoft.Extensions.Options;
 using Prometheus;
 using StreamInference.Cli;
+using StreamInference.DevServices.Kafka;
 using StreamInference.Infrastructure.Kafka.Commit;
 using StreamInference.Infrastructure.Processing;
 
@@ -18,9 +19,9 @@ public static class StreamInferenceHosting
     /// error), validates them once at start (<see cref="ProcessorOptionsValidation"/>, <c>ValidateOnStart</c>), and
     /// registers the processor and the hosted service that runs it under its supervisor.
     /// </summary>
-    /// <param name="decorateCommit">Dev services only (the embedded cluster's offset mirror); null in production.</param>
+    /// <param name="embeddedKafka">Dev services only: the cluster is the embedded one, whose exactly-once offsets need the mirror.</param>
     public static IServiceCollection AddStreamInference(this IServiceCollection services, IConfiguration configuration, IMetricFactory metrics,
-        Func<ICommitStrategy, ICommitStrategy>? decorateCommit = null)
+        bool embeddedKafka = false)
     {
         services.AddOptions<ProcessorOptions>()
             .Configure(options => ProcessorConfiguration.Bind(configuration, options))
@@ -32,9 +33,13 @@ public static class StreamInferenceHosting
         services.AddOptions<HostOptions>().Configure<IOptionsMonitor<ProcessorOptions>>((host, processor) =>
             host.ShutdownTimeout = TimeSpan.FromMilliseconds(processor.CurrentValue.Pipeline.ShutdownTimeoutMs)
                                    + DeliveryMode.ShutdownAllowance(processor.CurrentValue.Kafka) + TimeSpan.FromSeconds(10));
-        services.AddSingleton(sp => new StreamProcessor(sp.GetRequiredService<IOptionsMonitor<ProcessorOptions>>(), sp.GetRequiredService<ILoggerFactory>(), metrics)
+        services.AddSingleton(sp =>
         {
-            DecorateCommit = decorateCommit,
+            var loggers = sp.GetRequiredService<ILoggerFactory>();
+            return new StreamProcessor(sp.GetRequiredService<IOptionsMonitor<ProcessorOptions>>(), loggers, metrics)
+            {
+                DecorateCommit = embeddedKafka ? MirroredTransactionalOffsets.Decorate(loggers.CreateLogger<MirroredTransactionalOffsets>()) : null,
+            };
         });
         services.AddHostedService<ProcessorService>();
         return services;

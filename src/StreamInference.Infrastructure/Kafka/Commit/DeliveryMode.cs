@@ -30,31 +30,41 @@ public sealed class DeliveryMode : IDisposable
     public static DeliveryMode Create(KafkaOptions k, ILoggerFactory loggers, Action<string> wedged, Func<ICommitStrategy, ICommitStrategy>? decorate = null)
     {
         var log = loggers.CreateLogger<DeliveryMode>();
-        var config = KafkaConfigs.Producer(k);
-        if (k.Delivery == DeliveryGuarantee.AtLeastOnce)
-        {
-            var producer = Build(config, log);
-            return new DeliveryMode(Decorate(new AtLeastOnceCommit(producer, loggers.CreateLogger<AtLeastOnceCommit>()), decorate), producer, null);
-        }
-
-        var telemetry = Build(KafkaConfigs.Producer(k), log);
-        config.TransactionalId = k.EffectiveTransactionalId;
-        config.TransactionTimeoutMs ??= Math.Max(60_000, k.TransactionTimeoutMs * 2);
-        var output = Build(config, log);
+        var built = new List<IDisposable>();
         try
         {
-            var commit = new TransactionalCommit(output, loggers.CreateLogger<TransactionalCommit>(),
+            var config = KafkaConfigs.Producer(k);
+            if (k.Delivery == DeliveryGuarantee.AtLeastOnce)
+            {
+                var producer = Own(built, Build(config, log));
+                var commit = Own(built, new AtLeastOnceCommit(producer, loggers.CreateLogger<AtLeastOnceCommit>()));
+                return new DeliveryMode(Decorate(commit, decorate), producer, null);
+            }
+            // Drift reports never go into a transaction, whatever Kafka:Producer says.
+            var telemetryConfig = KafkaConfigs.Producer(k);
+            telemetryConfig.TransactionalId = null;
+            var telemetry = Own(built, Build(telemetryConfig, log));
+            config.TransactionalId = k.EffectiveTransactionalId;
+            config.TransactionTimeoutMs ??= Math.Max(60_000, k.TransactionTimeoutMs * 2);
+            var output = Own(built, Build(config, log));
+            var transactional = Own(built, new TransactionalCommit(output, loggers.CreateLogger<TransactionalCommit>(),
                 TimeSpan.FromMilliseconds(k.TransactionCommitIntervalMs), TimeSpan.FromMilliseconds(k.TransactionTimeoutMs),
-                TimeSpan.FromMilliseconds(k.Producer.SocketTimeoutMs ?? 60_000)) { Wedged = wedged };
+                TimeSpan.FromMilliseconds(k.Producer.SocketTimeoutMs ?? 60_000)) { Wedged = wedged });
             RuntimeLog.ExactlyOnce(log, k.EffectiveTransactionalId, k.TransactionCommitIntervalMs);
-            return new DeliveryMode(Decorate(commit, decorate), output, telemetry);
+            return new DeliveryMode(Decorate(transactional, decorate), output, telemetry);
         }
         catch
         {
-            output.Dispose();
-            telemetry.Dispose();
+            // In reverse: a strategy before its producer.
+            for (var i = built.Count - 1; i >= 0; i--) built[i].Dispose();
             throw;
         }
+    }
+
+    private static T Own<T>(List<IDisposable> built, T disposable) where T : IDisposable
+    {
+        built.Add(disposable);
+        return disposable;
     }
 
     /// <summary>Time the last commit may add to a graceful shutdown (exactly-once: one transaction timeout, plus an abort).</summary>
@@ -69,8 +79,11 @@ public sealed class DeliveryMode : IDisposable
             errors.Add("Kafka:Producer:EnableIdempotence=false cannot be combined with Kafka:Delivery=ExactlyOnce.");
     }
 
-    /// <summary>End of a run, whichever way it ended: deliver the telemetry still queued (at-least-once: and any outputs).</summary>
-    public void FlushTelemetry(TimeSpan timeout) => Telemetry.Flush(timeout);
+    /// <summary>
+    /// End of a run, whichever way it ended: deliver the drift reports still queued on a telemetry producer of
+    /// its own (exactly-once). At-least-once shares the output producer, which the strategy's close flushed.
+    /// </summary>
+    public void FlushTelemetry(TimeSpan timeout) => _ownTelemetry?.Flush(timeout);
 
     public void Dispose()
     {

@@ -47,7 +47,7 @@ public interface ICommitStrategy : IDisposable
     /// <summary>The sink could not publish a batch: nothing it produced under the scope may become visible.</summary>
     void PublishFailed(string why);
 
-    /// <summary>Shutdown, after the pipeline drained: the last commit, bounded by <paramref name="timeout"/>.</summary>
+    /// <summary>Shutdown, after the pipeline drained: the last commit; <paramref name="timeout"/> is what is left of the shutdown bound.</summary>
     void Close(TimeSpan timeout);
 
     /// <summary>Set when the run must end (e.g. an aborted transaction); <see cref="PipelineFatalException.Restartable"/> says whether a restart helps.</summary>
