@@ -80,6 +80,46 @@ public sealed class PipelinePolicyTests
         Assert.True(store.Calls >= 4);
     }
 
+    [Fact]
+    public async Task RecordsComplete_OnlyAfterEveryExpectedAcknowledgement_IncludingAnExtraCondition()
+    {
+        // A batch's records complete after every acknowledgement it waits for: the messages the sink produced
+        // and, here, one more condition (as a feature-state write would add) — and not before.
+        var (sink, offsets, topology, run) = await StartAsync(records: 4);
+        sink.DeliverMessages();                  // every message acknowledged ...
+        Assert.Equal(-1, offsets.Committable);   // ... but the extra condition is still open
+        sink.AcknowledgeExtra(success: true);
+        Assert.Equal(4, offsets.Committable);
+        topology.Input.Complete();
+        await run.WaitAsync(TimeSpan.FromSeconds(30));
+    }
+
+    [Fact]
+    public async Task AFailedAcknowledgement_LeavesTheOffsetsIncomplete_AndFailsThePipelineRestartably()
+    {
+        var (sink, offsets, topology, run) = await StartAsync(records: 4);
+        sink.DeliverMessages();
+        sink.AcknowledgeExtra(success: false, "state write rejected");
+        topology.Input.Complete();
+        var e = await Assert.ThrowsAsync<PipelineFatalException>(() => run.WaitAsync(TimeSpan.FromSeconds(30)));
+        Assert.Contains("state write rejected", e.Message);
+        Assert.True(e.Restartable);
+        Assert.Equal(-1, offsets.Committable);
+    }
+
+    /// <summary>One batch of <paramref name="records"/> published to a sink that holds its acknowledgements.</summary>
+    private static async Task<(ExtraConditionSink Sink, PartitionOffsets Offsets, PipelineTopology Topology, Task Run)> StartAsync(int records)
+    {
+        var sink = new ExtraConditionSink();
+        var topology = new PipelineTopology(new PipelineOptions { MaxBatchSize = records, MaxBatchDelay = TimeSpan.Zero },
+            Plan, new FakeDecoder(), new FakeStore(), new FlakyScorer(failures: 0), sink);
+        var offsets = new PartitionOffsets("events", 0);
+        var run = topology.RunAsync(CancellationToken.None);
+        for (var i = 0; i < records; i++) await topology.Input.WriteAsync(new InputRecord(offsets, offsets.Track(i), i, null, [1], 0, null));
+        await sink.Published.Task.WaitAsync(TimeSpan.FromSeconds(30));
+        return (sink, offsets, topology, run);
+    }
+
     private static async Task<(FakeSink Sink, PartitionOffsets Offsets)> RunAsync(PipelineOptions options, IScorer scorer, IFeatureStore store, int records)
     {
         var sink = new FakeSink();
@@ -169,5 +209,26 @@ public sealed class PipelinePolicyTests
             }
             Degraded.Add(batch.FeatureStoreUnavailable);
         }
+    }
+
+    /// <summary>A sink that waits for one more acknowledgement per batch than it produces messages, and holds them all until told.</summary>
+    private sealed class ExtraConditionSink : IPredictionSink
+    {
+        private EventBatch? _batch;
+        public TaskCompletionSource Published { get; } = new(TaskCreationOptions.RunContinuationsAsynchronously);
+
+        public void Publish(EventBatch batch)
+        {
+            _batch = batch;
+            batch.Completion.Expect(batch.Count + 1);
+            Published.TrySetResult();
+        }
+
+        public void DeliverMessages()
+        {
+            for (var i = 0; i < _batch!.Count; i++) _batch.Completion.Acknowledge(true);
+        }
+
+        public void AcknowledgeExtra(bool success, string? error = null) => _batch!.Completion.Acknowledge(success, error);
     }
 }
