@@ -33,9 +33,8 @@ public class AllocationTests
         var record = new InputRecord(new PartitionOffsets("payments", 0), 0, 0, null, [0, 0, 0, 0, 1], 0, null);
 
         FillBatches(channel.Writer, batcher, buffer, record, 4); // warm-up
-        var before = GC.GetAllocatedBytesForCurrentThread();
-        var filled = FillBatches(channel.Writer, batcher, buffer, record, Batches);
-        var allocated = GC.GetAllocatedBytesForCurrentThread() - before;
+        var filled = 0;
+        var allocated = LeastAllocated(() => filled = FillBatches(channel.Writer, batcher, buffer, record, Batches));
 
         Assert.Equal(Events, filled);
         if (CoreIsOptimized) Assert.Equal(0, allocated);
@@ -43,6 +42,23 @@ public class AllocationTests
         // one (256 B measured) even when it completes synchronously: a per-batch cost, bounded here per batch.
         // Any per-record allocation (at least 24 B × 256 records) would still exceed it.
         else Assert.InRange(allocated, 0, Batches * 512);
+    }
+
+    /// <summary>
+    /// What <paramref name="measure"/> allocates on this thread, the least of three runs. A per-event allocation
+    /// shows in every run; the runtime's own one-off work on the thread (seen: a few kilobytes in one run while
+    /// other tests ran in parallel) shows in one at most.
+    /// </summary>
+    private static long LeastAllocated(Action measure)
+    {
+        var least = long.MaxValue;
+        for (var run = 0; run < 3; run++)
+        {
+            var before = GC.GetAllocatedBytesForCurrentThread();
+            measure();
+            least = Math.Min(least, GC.GetAllocatedBytesForCurrentThread() - before);
+        }
+        return least;
     }
 
     private static bool CoreIsOptimized =>
@@ -71,9 +87,8 @@ public class AllocationTests
         long committed = 0;
 
         TrackCompleteCommit(partition, sequences, ref offset, ref committed, 4); // warm-up (and SourceId's one string)
-        var before = GC.GetAllocatedBytesForCurrentThread();
-        var lastTracked = TrackCompleteCommit(partition, sequences, ref offset, ref committed, Batches);
-        var allocated = GC.GetAllocatedBytesForCurrentThread() - before;
+        long lastTracked = 0;
+        var allocated = LeastAllocated(() => lastTracked = TrackCompleteCommit(partition, sequences, ref offset, ref committed, Batches));
 
         Assert.Equal(lastTracked + 1, committed);   // every record done: the watermark is past the last one
         Assert.Equal(committed, partition.Committable);
@@ -133,9 +148,8 @@ public class AllocationTests
         var assembler = new FeatureVectorAssembler(plan);
 
         var warmUp = Assemble(assembler, batch, 4);
-        var before = GC.GetAllocatedBytesForCurrentThread();
-        var defaulted = Assemble(assembler, batch, Batches);
-        var allocated = GC.GetAllocatedBytesForCurrentThread() - before;
+        long defaulted = 0;
+        var allocated = LeastAllocated(() => defaulted = Assemble(assembler, batch, Batches));
 
         Assert.Equal(warmUp * Batches / 4, defaulted); // same rows, same defaults every pass
         Assert.True(defaulted > 0);                    // the default path ran too
