@@ -73,22 +73,9 @@ public static class Policies
         TimeProvider? time = null, Action<Exception?, int, TimeSpan>? onRetry = null)
     {
         if (backoff.MaxRetries == 0) return ResiliencePipeline<T>.Empty;
-        var options = new RetryStrategyOptions<T>
-        {
-            ShouldHandle = args => ValueTask.FromResult(args.Outcome.Exception is { } e
-                ? e is not OperationCanceledException && retryOn(e)
-                : retryResult(args.Outcome.Result!)),
-        };
-        Shape(options, backoff);
-        if (onRetry is not null)
-        {
-            options.OnRetry = args =>
-            {
-                onRetry(args.Outcome.Exception, args.AttemptNumber + 1, args.RetryDelay);
-                return default;
-            };
-        }
-        return new ResiliencePipelineBuilder<T> { TimeProvider = time ?? TimeProvider.System }.AddRetry(options).Build();
+        return new ResiliencePipelineBuilder<T> { TimeProvider = time ?? TimeProvider.System }
+            .AddRetry(Shaped(new RetryStrategyOptions<T>(), backoff, retryOn, retryResult, onRetry))
+            .Build();
     }
 
     /// <summary>
@@ -128,30 +115,29 @@ public static class Policies
 
     private static TimeSpan Clamp(TimeSpan t) => t < MinimumBreakDuration ? MinimumBreakDuration : t;
 
-    private static RetryStrategyOptions RetryOptions(Backoff backoff, Func<Exception, bool> retryOn, Action<Exception, int, TimeSpan>? onRetry)
+    private static RetryStrategyOptions RetryOptions(Backoff backoff, Func<Exception, bool> retryOn, Action<Exception, int, TimeSpan>? onRetry) =>
+        (RetryStrategyOptions)Shaped(new RetryStrategyOptions(), backoff, retryOn, static _ => false, onRetry is null ? null : (e, attempt, delay) => onRetry(e!, attempt, delay));
+
+    /// <summary>The backoff, the predicate (never the caller's cancellation) and the retry callback (1-based attempt) on <paramref name="options"/>.</summary>
+    private static RetryStrategyOptions<T> Shaped<T>(RetryStrategyOptions<T> options, Backoff backoff, Func<Exception, bool> retryOn, Func<T, bool> retryResult,
+        Action<Exception?, int, TimeSpan>? onRetry)
     {
-        var options = new RetryStrategyOptions
-        {
-            ShouldHandle = args => ValueTask.FromResult(args.Outcome.Exception is { } e && e is not OperationCanceledException && retryOn(e)),
-        };
-        Shape(options, backoff);
+        options.ShouldHandle = args => ValueTask.FromResult(args.Outcome.Exception is { } e
+            ? e is not OperationCanceledException && retryOn(e)
+            : retryResult(args.Outcome.Result!));
         if (onRetry is not null)
         {
             options.OnRetry = args =>
             {
-                onRetry(args.Outcome.Exception!, args.AttemptNumber + 1, args.RetryDelay);
+                onRetry(args.Outcome.Exception, args.AttemptNumber + 1, args.RetryDelay);
                 return default;
             };
         }
-        return options;
-    }
-
-    private static void Shape<T>(RetryStrategyOptions<T> options, Backoff backoff)
-    {
         options.MaxRetryAttempts = backoff.MaxRetries;
         options.Delay = backoff.First;
         options.MaxDelay = backoff.Max;
         options.BackoffType = backoff.Linear ? DelayBackoffType.Linear : DelayBackoffType.Exponential;
         options.UseJitter = false;
+        return options;
     }
 }

@@ -1,5 +1,5 @@
-using System.Buffers.Binary;
-using System.Text;
+using Avro.Generic;
+using Avro.IO;
 
 namespace StreamInference.Infrastructure.Avro;
 
@@ -21,36 +21,29 @@ public sealed record PredictionRecord(
     string? Degraded);
 
 /// <summary>
-/// Reads what <see cref="PredictionWriter"/> writes, field by field in <c>schemas/prediction.avsc</c>'s
-/// order, without the registry or Apache.Avro: for readers that know the records come from this
-/// processor (the benchmark's latency reader) and tests.
+/// Reads what <see cref="PredictionWriter"/> writes (<c>schemas/prediction.avsc</c>), without the registry: for
+/// readers that know the records come from this processor (the benchmark's latency reader) and tests.
 /// </summary>
 public static class PredictionReader
 {
-    /// <summary>Decodes a whole prediction (registry framing included); the value must hold nothing after it.</summary>
-    public static PredictionRecord Read(ReadOnlySpan<byte> value)
+    private static readonly GenericDatumReader<GenericRecord> Reader = new(PredictionWriter.Schema, PredictionWriter.Schema);
+
+    /// <summary>Decodes a whole prediction (registry framing included) with Apache.Avro; the value must hold nothing after it.</summary>
+    public static PredictionRecord Read(byte[] value)
     {
         if (ConfluentWireFormat.TryReadHeader(value, out var schemaId) is not WireHeaderStatus.Ok)
             throw new InvalidDataException("A prediction starts with the registry's 5-byte header.");
-        var c = new Cursor(value, ConfluentWireFormat.HeaderSize);
-        var prediction = new PredictionRecord(
-            schemaId,
-            EventId: c.String(),
-            EntityKey: c.String(),
-            ModelName: c.String(),
-            ModelVersion: c.String(),
-            Score: c.Double(),
-            Scores: c.Doubles(),
-            Label: c.OptionalString(),
-            FeaturesDefaulted: checked((int)c.Long()),
-            EventTimeMs: c.Long(),
-            ScoredAtMs: c.Long(),
-            SourcePartition: checked((int)c.Long()),
-            SourceOffset: c.Long(),
-            Degraded: c.OptionalString());
-        if (!c.AtEnd) throw new InvalidDataException($"{value.Length - c.Position} bytes after the prediction's last field.");
-        return prediction;
+        using var stream = new MemoryStream(value, ConfluentWireFormat.HeaderSize, value.Length - ConfluentWireFormat.HeaderSize, writable: false);
+        var r = Reader.Read(null!, new BinaryDecoder(stream));
+        if (stream.Position != stream.Length) throw new InvalidDataException($"{stream.Length - stream.Position} bytes after the prediction's last field.");
+        return new PredictionRecord(schemaId,
+            EventId: (string)r["event_id"], EntityKey: (string)r["entity_key"], ModelName: (string)r["model_name"], ModelVersion: (string)r["model_version"],
+            Score: (double)r["score"], Scores: [.. ((IEnumerable<object>)r["scores"]).Cast<double>()], Label: (string?)r["label"],
+            FeaturesDefaulted: (int)r["features_defaulted"], EventTimeMs: UnixMs(r["event_time"]), ScoredAtMs: UnixMs(r["scored_at"]),
+            SourcePartition: (int)r["source_partition"], SourceOffset: (long)r["source_offset"], Degraded: (string?)r["degraded"]);
     }
+
+    private static long UnixMs(object value) => value is DateTime t ? new DateTimeOffset(t.ToUniversalTime()).ToUnixTimeMilliseconds() : (long)value;
 
     /// <summary>
     /// Only the prediction's <c>event_time</c> (Unix milliseconds), found by skipping the fields before it
@@ -59,21 +52,19 @@ public static class PredictionReader
     public static long ReadEventTimeMs(ReadOnlySpan<byte> value)
     {
         var c = new Cursor(value, ConfluentWireFormat.HeaderSize);
-        for (var i = 0; i < 4; i++) c.SkipString();     // event_id, entity_key, model_name, model_version
-        c.Skip(8);                                      // score
-        c.SkipDoubles();                                // scores
-        c.SkipOptionalString();                         // label
-        c.Long();                                       // features_defaulted
-        return c.Long();                                // event_time
+        for (var i = 0; i < 4; i++) c.Skip(c.Length());    // event_id, entity_key, model_name, model_version
+        c.Skip(8);                                          // score
+        for (var n = c.BlockCount(); n > 0; n = c.BlockCount()) c.Skip(checked(8 * n));   // scores
+        if (c.Long() == 1) c.Skip(c.Length());              // label: ["null", "string"]
+        c.Long();                                           // features_defaulted
+        return c.Long();                                    // event_time
     }
 
-    /// <summary>Avro binary, the subset the prediction uses: zig-zag varints, doubles, strings, double arrays, ["null", "string"].</summary>
+    /// <summary>Avro binary, what skipping to <c>event_time</c> needs: zig-zag varints, lengths, array block counts.</summary>
     private ref struct Cursor(ReadOnlySpan<byte> buffer, int position)
     {
         private readonly ReadOnlySpan<byte> _buffer = buffer;
-
-        public int Position { get; private set; } = position;
-        public readonly bool AtEnd => Position == _buffer.Length;
+        private int _position = position;
 
         public long Long()
         {
@@ -83,7 +74,7 @@ public static class PredictionReader
             do
             {
                 if (shift > 63) throw new InvalidDataException("A varint longer than 10 bytes.");
-                b = _buffer[Position++];
+                b = _buffer[_position++];
                 n |= (ulong)(b & 0x7f) << shift;
                 shift += 7;
             }
@@ -91,57 +82,14 @@ public static class PredictionReader
             return (long)(n >> 1) ^ -(long)(n & 1);
         }
 
-        public double Double()
-        {
-            var d = BinaryPrimitives.ReadDoubleLittleEndian(_buffer.Slice(Position, 8));
-            Position += 8;
-            return d;
-        }
-
-        public string String() => Encoding.UTF8.GetString(Take(Length()));
-
-        public string? OptionalString() => Branch() ? String() : null;
-
-        public double[] Doubles()
-        {
-            var values = new List<double>();
-            for (var n = BlockCount(); n > 0; n = BlockCount())
-            {
-                for (var i = 0; i < n; i++) values.Add(Double());
-            }
-            return [.. values];
-        }
-
-        public void Skip(int bytes) => Take(bytes);
-
-        public void SkipString() => Skip(Length());
-
-        public void SkipOptionalString()
-        {
-            if (Branch()) SkipString();
-        }
-
-        public void SkipDoubles()
-        {
-            for (var n = BlockCount(); n > 0; n = BlockCount()) Skip(checked(8 * n));
-        }
-
-        private int Length()
+        public int Length()
         {
             var n = Long();
             return n is >= 0 and <= int.MaxValue ? (int)n : throw new InvalidDataException($"Length {n} out of range.");
         }
 
-        /// <summary>Union ["null", X]: false for null, true for X.</summary>
-        private bool Branch() => Long() switch
-        {
-            0 => false,
-            1 => true,
-            var other => throw new InvalidDataException($"Union branch {other} of [\"null\", \"string\"]."),
-        };
-
         /// <summary>The item count of the next array block (0 at the end); a negative count is followed by the block's size in bytes.</summary>
-        private int BlockCount()
+        public int BlockCount()
         {
             var n = Long();
             if (n >= 0) return checked((int)n);
@@ -149,11 +97,10 @@ public static class PredictionReader
             return checked((int)-n);
         }
 
-        private ReadOnlySpan<byte> Take(int bytes)
+        public void Skip(int bytes)
         {
-            var span = _buffer.Slice(Position, bytes);
-            Position += bytes;
-            return span;
+            if (bytes > _buffer.Length - _position) throw new InvalidDataException("The prediction ends before event_time.");
+            _position += bytes;
         }
     }
 }

@@ -21,7 +21,6 @@ public sealed class StreamProcessor
 {
     private readonly ProcessorOptions _options;
     private readonly ILogger _log;
-    private readonly IMetricFactory _metricFactory;
     private RuntimeContext _context;
     private volatile ProcessorRuntime? _runtime;
     private volatile bool _reachedReady;
@@ -42,7 +41,6 @@ public sealed class StreamProcessor
     {
         _options = options;
         _log = loggers.CreateLogger<StreamProcessor>();
-        _metricFactory = metricFactory;
         _context = new RuntimeContext(loggers, metricFactory, resolvePath);
     }
 
@@ -58,7 +56,7 @@ public sealed class StreamProcessor
     /// <summary>Partitions currently assigned to this instance by the consumer group.</summary>
     public int AssignedPartitions => _runtime?.AssignedPartitions ?? 0;
 
-    /// <summary>The current run's metrics, once it has loaded the feature set.</summary>
+    /// <summary>The current (or last) run's metrics, once it is built.</summary>
     public ProcessorMetrics? Metrics => _runtime?.Metrics;
 
     /// <summary>The drift monitor, when drift monitoring is on; available once a run has loaded the model.</summary>
@@ -79,7 +77,7 @@ public sealed class StreamProcessor
     /// </summary>
     public Task RunSupervisedAsync(CancellationToken stop)
     {
-        var restarts = ProcessorMetrics.Restarts(_metricFactory);
+        var restarts = ProcessorMetrics.Restarts(_context.MetricFactory);
         var supervisor = new Supervisor(new RestartPolicy(TransientFailures.IsTransient))
         {
             Restarting = (e, wait) =>
