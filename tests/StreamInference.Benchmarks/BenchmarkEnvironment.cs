@@ -3,6 +3,7 @@ using StreamInference.Batch.Synthetic;
 using StreamInference.Core.Features;
 using StreamInference.Core.Offsets;
 using StreamInference.Core.Pipeline;
+using StreamInference.DevServices.SchemaRegistry;
 using StreamInference.DevServices.Synthetic;
 using StreamInference.Infrastructure.Avro;
 using AvroSchema = Avro.Schema;
@@ -28,8 +29,23 @@ public static class BenchmarkEnvironment
     /// <summary>Event time of the synthetic events (plus one millisecond per event).</summary>
     public static readonly DateTimeOffset EventTime = new(2026, 2, 16, 12, 0, 0, TimeSpan.Zero);
 
-    /// <summary>Schema id the synthetic events are framed with (any id works: the registry is in memory).</summary>
+    /// <summary>Schema id the synthetic events are framed with: the payment schema, the first one in <see cref="Registry"/>.</summary>
     public const int PaymentSchemaId = 1;
+
+    /// <summary>Subject of <see cref="PaymentSchemaId"/> (TopicNameStrategy for the topic "payments").</summary>
+    public const string PaymentSubject = "payments-value";
+
+    /// <summary>
+    /// A dev schema registry on a loopback port (started once per process, with the payment schema preloaded as
+    /// id 1) and Confluent's client for it: decoders and Confluent's serdes fetch schemas once and then run from
+    /// their caches, as in steady state.
+    /// </summary>
+    public static AvroSchemaRegistry Registry => s_registry.Value.Client;
+    private static readonly Lazy<(DevSchemaRegistry Server, AvroSchemaRegistry Client)> s_registry = new(() =>
+    {
+        var server = DevSchemaRegistry.StartAsync(0, [(PaymentSubject, (AvroSchema)LoadPaymentSchema())]).GetAwaiter().GetResult();
+        return (server, new AvroSchemaRegistry(new SchemaRegistryOptions { Url = server.Url }));
+    });
 
     /// <summary>
     /// The repository root (the directory holding StreamInference.sln), found walking up from the
@@ -66,12 +82,8 @@ public static class BenchmarkEnvironment
         return payloads;
     }
 
-    /// <summary>A decoder over an in-memory registry that knows the payment schema under <see cref="PaymentSchemaId"/>.</summary>
-    public static AvroEventDecoder CreateDecoder(FeaturePlan plan)
-    {
-        var schema = LoadPaymentSchema();
-        return new AvroEventDecoder(new InMemorySchemaRegistry(PaymentSchemaId, schema), schema, plan);
-    }
+    /// <summary>A decoder over <see cref="Registry"/>, reading with the payment schema.</summary>
+    public static AvroEventDecoder CreateDecoder(FeaturePlan plan) => new(Registry, LoadPaymentSchema(), plan);
 
     /// <summary>
     /// Batches of <paramref name="batchSize"/> records over <paramref name="payloads"/> (consecutive offsets
@@ -114,21 +126,5 @@ public static class BenchmarkEnvironment
         throw new DirectoryNotFoundException(
             $"Repository root (StreamInference.sln) not found above '{AppContext.BaseDirectory}' or '{Directory.GetCurrentDirectory()}', " +
             "and the application directory has no schemas/ and models/.");
-    }
-
-    /// <summary>A registry that knows one schema; enough for the decoder, which caches the resolved reader.</summary>
-    private sealed class InMemorySchemaRegistry(int id, AvroSchema schema) : ISchemaRegistryClient
-    {
-        public bool TryGetCached(int schemaId, out AvroSchema found)
-        {
-            found = schema;
-            return schemaId == id;
-        }
-
-        public Task<AvroSchema> GetSchemaAsync(int schemaId, CancellationToken cancellationToken) => schemaId == id
-            ? Task.FromResult(schema)
-            : throw new SchemaRegistryException(404, SchemaRegistryException.SchemaNotFound, $"Schema {schemaId} not found");
-
-        public Task<int> RegisterAsync(string subject, AvroSchema registered, CancellationToken cancellationToken) => Task.FromResult(id);
     }
 }

@@ -29,20 +29,21 @@ public class WireFormatTests
 }
 
 /// <summary>In-memory registry for unit tests of the decoder (the HTTP client is covered by integration tests).</summary>
-internal sealed class InMemoryRegistry : ISchemaRegistryClient
+internal sealed class InMemoryRegistry : IAvroSchemaRegistry
 {
     private readonly Dictionary<int, AvroSchema> _schemas = [];
     public int Lookups { get; private set; }
     public void Add(int id, AvroSchema schema) => _schemas[id] = schema;
-    public bool TryGetCached(int id, out AvroSchema schema) => _schemas.TryGetValue(id, out schema!);
     public Task<AvroSchema> GetSchemaAsync(int id, CancellationToken ct)
     {
         Lookups++;
         return _schemas.TryGetValue(id, out var s)
             ? Task.FromResult(s)
-            : throw new SchemaRegistryException(404, SchemaRegistryException.SchemaNotFound, "Schema not found");
+            : throw new Confluent.SchemaRegistry.SchemaRegistryException("Schema not found", System.Net.HttpStatusCode.NotFound, RegistryErrors.SchemaNotFound);
     }
     public Task<int> RegisterAsync(string subject, AvroSchema schema, CancellationToken ct) => throw new NotSupportedException();
+    public Task<int> LookupAsync(string subject, AvroSchema schema, CancellationToken ct) => throw new NotSupportedException();
+    public Task<(int Id, AvroSchema Schema)> GetLatestAsync(string subject, CancellationToken ct) => throw new NotSupportedException();
 }
 
 public class AvroEventDecoderTests

@@ -249,7 +249,7 @@ public sealed partial class DeploymentTests(ServicesFixture services, ITestOutpu
         settings["Drift:WindowEvents"] = "250";
         using var child = await ProcessorHarness.StartChildAsync(settings);
 
-        using (var registry = new SchemaRegistryClient(new SchemaRegistryOptions { Url = services.SchemaRegistryUrl }))
+        using (var registry = new AvroSchemaRegistry(new SchemaRegistryOptions { Url = services.SchemaRegistryUrl }))
         {
             await SyntheticPaymentProducer.ProduceAsync(services.BootstrapServers, registry, ServicesFixture.PaymentEventSchema,
                 new ProduceOptions { Topic = input, Events = 1_200, BadRate = 0.05, Seed = 909 }, null, CancellationToken.None);

@@ -195,7 +195,7 @@ public sealed class PipelineTests(ServicesFixture services, ITestOutputHelper ou
         return false;
     }
 
-    private async Task<List<Avro.Generic.GenericRecord>> ReadPredictionsAsync(ISchemaRegistryClient registry, string topic, int expected)
+    private async Task<List<Avro.Generic.GenericRecord>> ReadPredictionsAsync(IAvroSchemaRegistry registry, string topic, int expected)
     {
         var list = new List<Avro.Generic.GenericRecord>();
         using var consumer = new Confluent.Kafka.ConsumerBuilder<byte[], byte[]>(new Confluent.Kafka.ConsumerConfig

@@ -31,7 +31,7 @@ public sealed class RegistryOutageTests(ServicesFixture services, ITestOutputHel
         var options = services.ProcessorOptions(topics);
         options.SchemaRegistry = new SchemaRegistryOptions { Url = registryServer.Url, OnUnavailable = policy, MaxAttempts = 2, RequestTimeout = TimeSpan.FromSeconds(2) };
 
-        using var registry = new SchemaRegistryClient(new SchemaRegistryOptions { Url = registryServer.Url });
+        using var registry = new AvroSchemaRegistry(new SchemaRegistryOptions { Url = registryServer.Url });
         var knownId = await registry.RegisterAsync($"{input}-value", Writer, CancellationToken.None);
         var newId = await registry.RegisterAsync($"{input}-next-value", NewerWriter, CancellationToken.None);
         Assert.NotEqual(knownId, newId);
@@ -72,7 +72,7 @@ public sealed class RegistryOutageTests(ServicesFixture services, ITestOutputHel
         // dev registry keeps schemas in memory, so it is given them; registering them after the start would
         // leave a moment in which it answers 404 for the new id, a definitive "unknown").
         await using var restarted = await DevSchemaRegistry.StartAsync(port, [($"{input}-value", Writer), ($"{input}-next-value", NewerWriter)]);
-        using (var again = new SchemaRegistryClient(new SchemaRegistryOptions { Url = restarted.Url }))
+        using (var again = new AvroSchemaRegistry(new SchemaRegistryOptions { Url = restarted.Url }))
         {
             Assert.Equal(knownId, await again.RegisterAsync($"{input}-value", Writer, CancellationToken.None));
             Assert.Equal(newId, await again.RegisterAsync($"{input}-next-value", NewerWriter, CancellationToken.None));

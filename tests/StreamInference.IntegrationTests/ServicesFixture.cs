@@ -162,7 +162,7 @@ public sealed class ServicesFixture : IAsyncLifetime
         await CreateTopicAsync("dlq", deadLetterPartitions));
 
     /// <summary>A client of this fixture's schema registry.</summary>
-    public SchemaRegistryClient RegistryClient() => new(new SchemaRegistryOptions { Url = SchemaRegistryUrl });
+    public AvroSchemaRegistry RegistryClient() => new(new SchemaRegistryOptions { Url = SchemaRegistryUrl });
 
     /// <summary>Synthetic payment events, written with <see cref="PaymentEventSchema"/> through the registry.</summary>
     public async Task<ProduceSummary> ProduceAsync(ProduceOptions options)

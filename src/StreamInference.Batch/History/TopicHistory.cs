@@ -19,7 +19,7 @@ public sealed record TopicHistoryResult(EventHistory History, long Records, long
 public static class TopicHistory
 {
     public static async Task<TopicHistoryResult> ReadAsync(
-        string bootstrapServers, string topic, ISchemaRegistryClient registry, AvroSchema readerSchema, FeaturePlan plan,
+        string bootstrapServers, string topic, IAvroSchemaRegistry registry, AvroSchema readerSchema, FeaturePlan plan,
         IReadOnlyDictionary<string, double>? labels, IProgress<(long Done, long Total)>? progress = null, CancellationToken ct = default,
         IReadOnlyDictionary<int, (long Start, long End)>? ranges = null)
     {

@@ -73,7 +73,7 @@ internal sealed partial class ReplayJson : JsonSerializerContext;
 /// </summary>
 public static class ReplayRunner
 {
-    public static async Task<ReplaySummary> RunAsync(ReplayRequest request, FeaturePlan plan, AvroSchema readerSchema, ISchemaRegistryClient registry,
+    public static async Task<ReplaySummary> RunAsync(ReplayRequest request, FeaturePlan plan, AvroSchema readerSchema, IAvroSchemaRegistry registry,
         IProgress<ReplayProgress>? progress = null, Action<ReplayCheckpoint>? onCheckpoint = null, CancellationToken ct = default)
     {
         if ((request.OutputTopic is null) == (request.OutputParquet is null))
@@ -162,7 +162,7 @@ public static class ReplayRunner
                 perPartition[r.Key])).ToArray());
     }
 
-    private static async Task<long> WriteTopicAsync(ReplayRequest request, string outTopic, FeaturePlan plan, OnnxScorer scorer, ISchemaRegistryClient registry,
+    private static async Task<long> WriteTopicAsync(ReplayRequest request, string outTopic, FeaturePlan plan, OnnxScorer scorer, IAvroSchemaRegistry registry,
         EventHistory history, FeatureRows rows, List<int> selected, ReplayCheckpoint checkpoint, Dictionary<int, long> perPartition,
         IProgress<ReplayProgress>? progress, Action<ReplayCheckpoint>? onCheckpoint, CancellationToken ct)
     {

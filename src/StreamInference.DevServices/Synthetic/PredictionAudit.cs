@@ -17,7 +17,7 @@ namespace StreamInference.DevServices.Synthetic;
 public sealed class PredictionAudit : IDisposable
 {
     private readonly IConsumer<byte[], byte[]> _consumer;
-    private readonly ISchemaRegistryClient _registry;
+    private readonly IAvroSchemaRegistry _registry;
     private readonly ConcurrentDictionary<(int, long), string?> _predicted = new();
     private readonly ConcurrentDictionary<(int, long), string> _deadLettered = new();
     private readonly Dictionary<int, GenericDatumReader<GenericRecord>> _readers = [];
@@ -29,7 +29,7 @@ public sealed class PredictionAudit : IDisposable
     private long _rereads;
     private long _undecodable;
 
-    public PredictionAudit(string bootstrapServers, ISchemaRegistryClient registry, string predictionTopic, string deadLetterTopic)
+    public PredictionAudit(string bootstrapServers, IAvroSchemaRegistry registry, string predictionTopic, string deadLetterTopic)
     {
         _registry = registry;
         _consumer = new ConsumerBuilder<byte[], byte[]>(new ConsumerConfig

@@ -40,7 +40,7 @@ public static class SyntheticPaymentProducer
 {
     public static readonly string[] BadKinds = ["wrong-magic-byte", "truncated-avro", "unknown-schema-id", "missing-entity-key", "empty-value"];
 
-    public static async Task<ProduceSummary> ProduceAsync(string bootstrapServers, ISchemaRegistryClient registry, RecordSchema schema,
+    public static async Task<ProduceSummary> ProduceAsync(string bootstrapServers, IAvroSchemaRegistry registry, RecordSchema schema,
         ProduceOptions options, Action<int>? progress, CancellationToken cancellationToken)
     {
         var schemaId = await registry.RegisterAsync($"{options.Topic}-value", schema, cancellationToken).ConfigureAwait(false);
@@ -104,7 +104,7 @@ public static class SyntheticPaymentProducer
     }
 
     /// <summary>Produces the given events in order, keyed by card (e.g. a recorded history replayed onto a topic).</summary>
-    public static async Task<int> ProduceEventsAsync(string bootstrapServers, ISchemaRegistryClient registry, RecordSchema schema, string topic,
+    public static async Task<int> ProduceEventsAsync(string bootstrapServers, IAvroSchemaRegistry registry, RecordSchema schema, string topic,
         IEnumerable<PaymentEvent> events, CancellationToken cancellationToken)
     {
         var schemaId = await registry.RegisterAsync($"{topic}-value", schema, cancellationToken).ConfigureAwait(false);

@@ -21,7 +21,7 @@ public sealed class AvroEventDecoder : IEventDecoder
     private static readonly DateTime Epoch = DateTime.UnixEpoch;
     /// <summary>2200-01-01T00:00:00Z: event times beyond it (or before 1970) are dead-lettered.</summary>
     public const double MaxEventTimeMs = 7_258_118_400_000;
-    private readonly ISchemaRegistryClient _registry;
+    private readonly IAvroSchemaRegistry _registry;
     private readonly RecordSchema _reader;
     private readonly FeaturePlan _plan;
     private readonly int _maxMessageBytes;
@@ -66,7 +66,7 @@ public sealed class AvroEventDecoder : IEventDecoder
     // DeadLetter = no waiting, and a breaker that stops asking while it keeps failing.
     private ResiliencePipeline? _registryCalls;
 
-    public AvroEventDecoder(ISchemaRegistryClient registry, AvroSchema readerSchema, FeaturePlan plan, int maxMessageBytes = 1 << 20)
+    public AvroEventDecoder(IAvroSchemaRegistry registry, AvroSchema readerSchema, FeaturePlan plan, int maxMessageBytes = 1 << 20)
     {
         _registry = registry;
         _reader = readerSchema as RecordSchema
@@ -157,7 +157,7 @@ public sealed class AvroEventDecoder : IEventDecoder
         {
             return null;   // dead-lettered as registry-unavailable; the id is asked again for a later record
         }
-        catch (SchemaRegistryException e) when (e.ErrorCode == SchemaRegistryException.SchemaNotFound || e.HttpStatus == 404)
+        catch (Exception e) when (RegistryErrors.IsUnknownSchema(e))
         {
             // Unknown ids stay unknown for this process (ids are never reused by a registry).
             return Reject(schemaId, DeadLetterReasons.UnknownSchemaId, $"unknown schema id {schemaId}");
@@ -166,7 +166,7 @@ public sealed class AvroEventDecoder : IEventDecoder
         {
             return Reject(schemaId, DeadLetterReasons.IncompatibleSchema, $"incompatible: schema {schemaId} does not parse: {e.Message}");
         }
-        catch (SchemaRegistryException e) when (e.ErrorCode == SchemaRegistryException.InvalidSchema || e.HttpStatus == 422)
+        catch (Exception e) when (RegistryErrors.IsInvalidSchema(e))
         {
             // The registry's definitive answer (not Avro, unprocessable): the id cannot be used by this reader.
             return Reject(schemaId, DeadLetterReasons.IncompatibleSchema, $"incompatible: schema {schemaId}: {e.Message}");
@@ -179,8 +179,7 @@ public sealed class AvroEventDecoder : IEventDecoder
     }
 
     /// <summary>Anything but the registry's definitive answer about the id (unreachable, 5xx, auth, rate limit): it may come back.</summary>
-    private static bool IsUnavailable(Exception e) =>
-        e is SchemaRegistryException r && !(r.ErrorCode is SchemaRegistryException.SchemaNotFound or SchemaRegistryException.InvalidSchema || r.HttpStatus is 404 or 422);
+    private static bool IsUnavailable(Exception e) => RegistryErrors.IsUnavailable(e);
 
     private DatumReader<GenericRecord>? Reject(int schemaId, string reason, string detail)
     {

@@ -28,6 +28,12 @@ public sealed class PredictionWriter
 
     public int SchemaId { get; }
 
+    /// <summary>
+    /// Set when the output subject's schema is not the built-in one (SchemaRegistry:UseLatestVersion with an
+    /// evolved prediction schema): each record is re-encoded into it. Null: the bytes below are the output.
+    /// </summary>
+    public SchemaTranscoder? Transcoder { get; init; }
+
     public static global::Avro.Schema Schema { get; } = LoadSchema();
 
     private static global::Avro.Schema LoadSchema()
@@ -38,11 +44,11 @@ public sealed class PredictionWriter
         return global::Avro.Schema.Parse(reader.ReadToEnd());
     }
 
-    /// <summary>Encodes the prediction for clean row <paramref name="k"/> (record row <paramref name="row"/>).</summary>
     /// <summary>Value of the <c>degraded</c> field when the feature store could not be reached.</summary>
     public const string DegradedFeatureStore = "feature-store-unavailable";
     private static readonly byte[] FeatureStoreUnavailable = System.Text.Encoding.UTF8.GetBytes(DegradedFeatureStore);
 
+    /// <summary>Encodes the prediction for clean row <paramref name="k"/> (record row <paramref name="row"/>).</summary>
     public byte[] Write(EventBatch batch, int row, int k)
     {
         _buffer.ResetWrittenCount();
@@ -82,7 +88,7 @@ public sealed class PredictionWriter
             WriteBytes(FeatureStoreUnavailable);
         }
         else WriteLong(0);
-        return _buffer.WrittenSpan.ToArray();
+        return Transcoder is null ? _buffer.WrittenSpan.ToArray() : Transcoder.Transcode(_buffer.WrittenSpan, SchemaId);
     }
 
     private void WriteLong(long value)
@@ -119,5 +125,58 @@ public sealed class PredictionWriter
         WriteLong(utf8.Length);
         utf8.CopyTo(_buffer.GetSpan(utf8.Length));
         _buffer.Advance(utf8.Length);
+    }
+}
+
+/// <summary>
+/// Kafka:OutputKeyFormat: prediction keys (the entity key) as plain UTF-8 strings (String, the default, what
+/// Kafka's StringDeserializer reads) or as Avro strings in the Confluent wire format (Avro, schema "string"
+/// under the key subject, what an Avro key deserializer, Kafka Connect's AvroConverter or Python's
+/// AvroConsumer read).
+/// </summary>
+public enum OutputKeyFormat
+{
+    String,
+    Avro,
+}
+
+/// <summary>Encodes prediction keys in the configured <see cref="OutputKeyFormat"/>.</summary>
+public sealed class PredictionKeyWriter
+{
+    /// <summary>The Avro schema of Avro keys: a plain string.</summary>
+    public static global::Avro.Schema AvroSchema { get; } = global::Avro.Schema.Parse("\"string\"");
+
+    private readonly int _schemaId;
+
+    private PredictionKeyWriter(OutputKeyFormat format, int schemaId)
+    {
+        Format = format;
+        _schemaId = schemaId;
+    }
+
+    public static PredictionKeyWriter Utf8 { get; } = new(OutputKeyFormat.String, 0);
+
+    public static PredictionKeyWriter Avro(int schemaId) => new(OutputKeyFormat.Avro, schemaId);
+
+    public OutputKeyFormat Format { get; }
+
+    public byte[] Write(string key)
+    {
+        if (Format == OutputKeyFormat.String) return Encoding.UTF8.GetBytes(key);
+        var length = Encoding.UTF8.GetByteCount(key);
+        Span<byte> prefix = stackalloc byte[10];
+        var n = 0;
+        var zigzag = (ulong)(((long)length << 1) ^ ((long)length >> 63));
+        while (zigzag >= 0x80)
+        {
+            prefix[n++] = (byte)(zigzag | 0x80);
+            zigzag >>= 7;
+        }
+        prefix[n++] = (byte)zigzag;
+        var bytes = new byte[ConfluentWireFormat.HeaderSize + n + length];
+        ConfluentWireFormat.WriteHeader(bytes, _schemaId);
+        prefix[..n].CopyTo(bytes.AsSpan(ConfluentWireFormat.HeaderSize));
+        Encoding.UTF8.GetBytes(key, bytes.AsSpan(ConfluentWireFormat.HeaderSize + n));
+        return bytes;
     }
 }

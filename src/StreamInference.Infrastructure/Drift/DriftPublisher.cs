@@ -3,6 +3,7 @@ using System.Globalization;
 using Confluent.Kafka;
 using Microsoft.Extensions.Logging;
 using Prometheus;
+using StreamInference.Infrastructure.Avro;
 using StreamInference.Core.Drift;
 using StreamInference.Core.Pipeline;
 
@@ -30,14 +31,14 @@ public sealed partial class DriftPublisher : IPipelineObserver, IDisposable
     private readonly Counter _windows;
     private readonly Counter _publishFailures;
 
-    public DriftPublisher(DriftMonitor monitor, int scoreIndex, IProducer<byte[], byte[]>? producer, string topic, int schemaId,
+    public DriftPublisher(DriftMonitor monitor, int scoreIndex, IProducer<byte[], byte[]>? producer, string topic, OutputSchema schema,
         string modelKey, DriftMetrics metrics, ILogger log, double windowSeconds = 0)
     {
         _monitor = monitor;
         _scoreIndex = scoreIndex;
         _producer = producer;
         _topic = topic;
-        _writer = new DriftReportWriter(schemaId);
+        _writer = new DriftReportWriter(schema.Id) { Transcoder = schema.Transcoder };
         _key = System.Text.Encoding.UTF8.GetBytes(modelKey);
         _log = log;
         (_statistic, _severity, _windows, _publishFailures) = metrics;

@@ -14,6 +14,9 @@ public sealed class DriftReportWriter(int schemaId)
     private static readonly EnumSchema SeveritySchema = (EnumSchema)Schema["max_severity"].Schema;
     private readonly GenericDatumWriter<GenericRecord> _writer = new(Schema);
 
+    /// <summary>Set when the drift topic's subject has another (evolved) schema: reports are re-encoded into it.</summary>
+    public SchemaTranscoder? Transcoder { get; init; }
+
     private static RecordSchema LoadSchema()
     {
         using var stream = typeof(DriftReportWriter).Assembly.GetManifestResourceStream("drift-report.avsc")
@@ -40,7 +43,7 @@ public sealed class DriftReportWriter(int schemaId)
         ConfluentWireFormat.WriteHeader(header, schemaId);
         stream.Write(header);
         _writer.Write(record, new BinaryEncoder(stream));
-        return stream.ToArray();
+        return Transcoder is null ? stream.ToArray() : Transcoder.Transcode(stream.ToArray(), schemaId);
     }
 
     private static GenericEnum Severity(DriftSeverity s) => new(SeveritySchema, s.ToString().ToUpperInvariant());

@@ -28,6 +28,7 @@ public sealed class KafkaPredictionSink : IPredictionSink
     private readonly string _outputTopic;
     private readonly string _deadLetterTopic;
     private readonly PredictionWriter _writer;
+    private readonly PredictionKeyWriter _keys;
     private readonly Dictionary<string, byte[]> _reasonBytes = [];
     private readonly Dictionary<string, byte[]> _topicBytes = [];
 
@@ -38,8 +39,9 @@ public sealed class KafkaPredictionSink : IPredictionSink
 
     /// <param name="commit">Each batch is produced inside its publish scope (the open transaction, in exactly-once mode).</param>
     public KafkaPredictionSink(IProducer<byte[], byte[]> producer, string outputTopic, string deadLetterTopic, PredictionWriter writer,
-        ICommitStrategy commit)
+        ICommitStrategy commit, PredictionKeyWriter? keys = null)
     {
+        _keys = keys ?? PredictionKeyWriter.Utf8;
         _producer = producer;
         _commit = commit;
         _outputTopic = outputTopic;
@@ -87,7 +89,7 @@ public sealed class KafkaPredictionSink : IPredictionSink
                 if (skip) continue;
                 message = new Message<byte[], byte[]>
                 {
-                    Key = Encoding.UTF8.GetBytes(batch.EntityKeys[row]!),
+                    Key = _keys.Write(batch.EntityKeys[row]!),
                     Value = _writer.Write(batch, row, scoreRow),
                 };
             }

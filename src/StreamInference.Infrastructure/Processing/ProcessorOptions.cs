@@ -43,6 +43,8 @@ public sealed class KafkaOptions
     public string InputTopic { get; set; } = "payments";
     public string OutputTopic { get; set; } = "predictions";
     public string DeadLetterTopic { get; set; } = "payments.dlq";
+    /// <summary>Prediction keys: String (UTF-8 entity key, default) or Avro (a Confluent-framed Avro string; schema under the key subject).</summary>
+    public OutputKeyFormat OutputKeyFormat { get; set; } = OutputKeyFormat.String;
     /// <summary>Any Confluent.Kafka <see cref="ConsumerConfig"/> property (e.g. SecurityProtocol, SaslMechanism).</summary>
     public ConsumerConfig Consumer { get; set; } = new();
     /// <summary>Any Confluent.Kafka <see cref="ProducerConfig"/> property.</summary>
@@ -214,8 +216,8 @@ public static class ProcessorOptionsValidator
         Kafka.Commit.DeliveryMode.Validate(o.Kafka, errors);
         Range(o.Kafka.TransactionCommitIntervalMs, 10, 60_000, "Kafka:TransactionCommitIntervalMs");
         Range(o.Kafka.TransactionTimeoutMs, 1_000, 900_000, "Kafka:TransactionTimeoutMs");
-        if (!Uri.TryCreate(o.SchemaRegistry.Url, UriKind.Absolute, out var u) || (u.Scheme != "http" && u.Scheme != "https"))
-            errors.Add($"SchemaRegistry:Url (env SCHEMA_REGISTRY_URL) must be an absolute http(s) URL (was '{Secrets.RedactText(o.SchemaRegistry.Url)}').");
+        if (!Enum.IsDefined(o.Kafka.OutputKeyFormat)) errors.Add($"Kafka:OutputKeyFormat must be String or Avro (was {o.Kafka.OutputKeyFormat}).");
+        o.SchemaRegistry.Validate(errors);
         Require(o.Redis.Configuration, "Redis:Configuration (env REDIS_URL)");
         if (!Enum.IsDefined(o.Redis.OnUnavailable)) errors.Add($"Redis:OnUnavailable must be Wait or Defaults (was {o.Redis.OnUnavailable}).");
         Range(o.Redis.FallbackAfterMs, 10, 600_000, "Redis:FallbackAfterMs");

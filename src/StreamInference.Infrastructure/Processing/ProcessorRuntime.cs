@@ -92,14 +92,17 @@ public sealed class ProcessorRuntime : IDisposable
         Metrics = new ProcessorMetrics(_context.MetricFactory, plan, k.InputTopic, k.OutputTopic, _context.Loggers.CreateLogger<ProcessorMetrics>());
         var (scorer, modelDir, batchLimit) = LoadModel(plan);
 
-        var registry = Own(new SchemaRegistryClient(_options.SchemaRegistry));
+        var registry = Own(new AvroSchemaRegistry(_options.SchemaRegistry));
         var decoder = new AvroEventDecoder(registry, readerSchema, plan, _options.Features.MaxMessageBytes)
         {
             DeadLetterWhenRegistryUnavailable = _options.SchemaRegistry.OnUnavailable == RegistryPolicy.DeadLetter,
             RegistryCallBound = registry.CallBound,
             OnRegistryRetry = e => Metrics.OnRetry("decode", e),
         };
-        var predictionSchemaId = await registry.RegisterAsync($"{k.OutputTopic}-value", PredictionWriter.Schema, ct).ConfigureAwait(false);
+        var predictionSchema = await OutputSchema.ResolveAsync(registry, _options.SchemaRegistry, k.OutputTopic, isKey: false, PredictionWriter.Schema, ct).ConfigureAwait(false);
+        var keys = k.OutputKeyFormat == OutputKeyFormat.Avro
+            ? PredictionKeyWriter.Avro((await OutputSchema.ResolveAsync(registry, _options.SchemaRegistry, k.OutputTopic, isKey: true, PredictionKeyWriter.AvroSchema, ct).ConfigureAwait(false)).Id)
+            : PredictionKeyWriter.Utf8;
 
         var redisConfig = ConfigurationOptions.Parse(_options.Redis.Configuration);
         redisConfig.AbortOnConnectFail = false;
@@ -108,7 +111,8 @@ public sealed class ProcessorRuntime : IDisposable
 
         _delivery = Own(DeliveryMode.Create(k, _context.Loggers, _context.OnWedged ?? EndProcess, _context.DecorateCommit));
         var sink = new KafkaPredictionSink(_delivery.Output, k.OutputTopic, k.DeadLetterTopic,
-            new PredictionWriter(predictionSchemaId, scorer.ModelName, scorer.ModelVersion, scorer.PrimaryScoreIndex), _delivery.Commit);
+            new PredictionWriter(predictionSchema.Id, scorer.ModelName, scorer.ModelVersion, scorer.PrimaryScoreIndex) { Transcoder = predictionSchema.Transcoder },
+            _delivery.Commit, keys);
         var observer = await ObserversAsync(plan, scorer, modelDir, registry, ct).ConfigureAwait(false);
         _topology = new PipelineTopology(_options.Pipeline.ToPipelineOptions(_options.Redis, _options.Model, batchLimit), plan, decoder, store, scorer, sink, observer);
         _consumer = Own(new KafkaConsumerLoop(KafkaConfigs.Consumer(k), [k.InputTopic], _topology.Input, _delivery.Commit, Metrics,
@@ -177,7 +181,7 @@ public sealed class ProcessorRuntime : IDisposable
     }
 
     /// <summary>Metrics, then drift (when on), then the host's observer.</summary>
-    private async Task<IPipelineObserver> ObserversAsync(FeaturePlan plan, HotSwapScorer scorer, string modelDir, ISchemaRegistryClient registry, CancellationToken ct)
+    private async Task<IPipelineObserver> ObserversAsync(FeaturePlan plan, HotSwapScorer scorer, string modelDir, IAvroSchemaRegistry registry, CancellationToken ct)
     {
         IPipelineObserver observer = Metrics;
         var drift = await CreateDriftAsync(plan, scorer, modelDir, registry, ct).ConfigureAwait(false);
@@ -189,7 +193,7 @@ public sealed class ProcessorRuntime : IDisposable
         return _context.Observer is { } extra ? new CompositeObserver(observer, extra) : observer;
     }
 
-    private async Task<DriftPublisher?> CreateDriftAsync(FeaturePlan plan, HotSwapScorer scorer, string modelDir, ISchemaRegistryClient registry, CancellationToken ct)
+    private async Task<DriftPublisher?> CreateDriftAsync(FeaturePlan plan, HotSwapScorer scorer, string modelDir, IAvroSchemaRegistry registry, CancellationToken ct)
     {
         var d = _options.Drift;
         if (!d.Enabled) return null;
@@ -203,10 +207,10 @@ public sealed class ProcessorRuntime : IDisposable
         if (profile.Model != scorer.ModelName || profile.ModelVersion != scorer.ModelVersion)
             throw new InvalidDataException($"{path}: the reference profile is for model {profile.Model}@{profile.ModelVersion}, the loaded model is {scorer.ModelName}@{scorer.ModelVersion}.");
         var monitor = new DriftMonitor(profile, plan, d);
-        var schemaId = await registry.RegisterAsync($"{d.Topic}-value", DriftReportWriter.Schema, ct).ConfigureAwait(false);
+        var schema = await OutputSchema.ResolveAsync(registry, _options.SchemaRegistry, d.Topic, isKey: false, DriftReportWriter.Schema, ct).ConfigureAwait(false);
         RuntimeLog.DriftOn(_log, path, d.Topic, d.WindowSeconds > 0 ? $"{d.WindowSeconds} s" : $"{d.WindowEvents} events");
         // Drift reports are telemetry, not outputs: they never go into a transaction.
-        return new DriftPublisher(monitor, scorer.PrimaryScoreIndex, _delivery.Telemetry, d.Topic, schemaId, $"{scorer.ModelName}@{scorer.ModelVersion}",
+        return new DriftPublisher(monitor, scorer.PrimaryScoreIndex, _delivery.Telemetry, d.Topic, schema, $"{scorer.ModelName}@{scorer.ModelVersion}",
             Metrics.Drift(), _context.Loggers.CreateLogger<DriftPublisher>(), d.WindowSeconds);
     }
 

@@ -104,11 +104,11 @@ public sealed class StreamProcessor
 /// <summary>Which failures are infrastructure that may come back: the transient half of the <see cref="RestartPolicy"/>.</summary>
 public static class TransientFailures
 {
-    /// <summary>Kafka (not fatal), the registry unreachable or failing (5xx), Redis not answering.</summary>
+    /// <summary>Kafka (not fatal), the registry unreachable or failing (5xx, 401/403, 429), Redis not answering.</summary>
     public static bool IsTransient(Exception e) => e switch
     {
         KafkaException k => !k.Error.IsFatal,
-        SchemaRegistryException r => r.ErrorCode == SchemaRegistryException.Unreachable || r.HttpStatus >= 500,
+        Confluent.SchemaRegistry.SchemaRegistryException or HttpRequestException => StreamInference.Infrastructure.Avro.RegistryErrors.IsUnavailable(e),
         RedisConnectionException or RedisTimeoutException or TimeoutException => true,
         _ => false,
     };

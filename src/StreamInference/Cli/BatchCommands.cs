@@ -139,7 +139,7 @@ public static class BatchCommands
         if (parse.GetValue(history) is not null) throw new ArgumentException("Give either --history or --topic, not both.");
         var (servers, url) = KafkaEndpoints(parse, bootstrap, registry, "--topic");
         var labelMap = parse.GetValue(labels) is { } labelPath ? await ReadLabelsAsync(labelPath, plan, ct).ConfigureAwait(false) : null;
-        using var client = new SchemaRegistryClient(new SchemaRegistryOptions { Url = url });
+        using var client = new AvroSchemaRegistry(new SchemaRegistryOptions { Url = url });
         var reader = AvroSchema.Parse(await File.ReadAllTextAsync(PathResolver.Resolve(parse.GetValue(schema)!), ct).ConfigureAwait(false));
         using var bar = new ConsoleProgress("read " + topicName, 0, "records");
         var result = await TopicHistory.ReadAsync(servers, topicName, client, reader, plan, labelMap,
@@ -393,7 +393,7 @@ public static class BatchCommands
             var dir = ModelRepository.Resolve(PathResolver.Resolve(parse.GetValue(repository)!), pinned[..at], pinned[(at + 1)..]);
             if (parse.GetValue(rate) < 0 || parse.GetValue(threads) < 0) throw new ArgumentException("--rate and --threads must not be negative.");
             var labelMap = parse.GetValue(labels) is { } labelPath ? await ReadLabelsAsync(labelPath, plan, ct).ConfigureAwait(false) : null;
-            using var client = new SchemaRegistryClient(new SchemaRegistryOptions { Url = url });
+            using var client = new AvroSchemaRegistry(new SchemaRegistryOptions { Url = url });
             var reader = AvroSchema.Parse(await File.ReadAllTextAsync(PathResolver.Resolve(parse.GetValue(schema)!), ct).ConfigureAwait(false));
             // One bar per partition (partitions are written one after the other), each with its rate and ETA.
             ConsoleProgress? bar = null;

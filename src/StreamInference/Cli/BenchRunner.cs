@@ -100,7 +100,7 @@ public static class BenchRunner
                 Log("warm start: synthetic history → lookups and window state in Redis (the batch path's code) ...");
                 await WarmStart.MaterializeAsync(redis.GetDatabase(), plan, Seed, cancellationToken: ct).ConfigureAwait(false);
             }
-            using var registry = new SchemaRegistryClient(new SchemaRegistryOptions { Url = registryUrl });
+            using var registry = new AvroSchemaRegistry(new SchemaRegistryOptions { Url = registryUrl });
             var writer = (Avro.RecordSchema)AvroSchema.Parse(await File.ReadAllTextAsync(PathResolver.Resolve("schemas/payment-event.avsc"), ct).ConfigureAwait(false));
             Log($"producing {events:N0} events to {input} ...");
             var produced = await SyntheticPaymentProducer.ProduceAsync(bootstrap, registry, writer,

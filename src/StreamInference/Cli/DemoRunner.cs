@@ -81,7 +81,7 @@ public static class DemoRunner
             return 1;
         }
 
-        using var registry = new SchemaRegistryClient(new SchemaRegistryOptions { Url = env.Endpoints.SchemaRegistryUrl });
+        using var registry = new AvroSchemaRegistry(new SchemaRegistryOptions { Url = env.Endpoints.SchemaRegistryUrl });
         using var audit = new PredictionAudit(env.Endpoints.BootstrapServers, registry, output, dlq);
         using var stopAudit = new CancellationTokenSource();
         var auditing = audit.RunAsync(stopAudit.Token);

@@ -103,7 +103,7 @@ public static class DevCommands
                 var warm = await WarmStart.MaterializeAsync(mux.GetDatabase(), FeatureSetLoader.LoadFile(PathResolver.Resolve(DefaultFeatures)), options.Seed, cancellationToken: ct).ConfigureAwait(false);
                 await Console.Error.WriteLineAsync($"Wrote {warm.LookupHashes} lookup hashes and the windows of {warm.WindowEntities} entities to Redis.").ConfigureAwait(false);
             }
-            using var client = new SchemaRegistryClient(new SchemaRegistryOptions { Url = url });
+            using var client = new AvroSchemaRegistry(new SchemaRegistryOptions { Url = url });
             var writer = (Avro.RecordSchema)AvroSchema.Parse(await File.ReadAllTextAsync(PathResolver.Resolve(parse.GetValue(schema)!), ct).ConfigureAwait(false));
             var summary = await SyntheticPaymentProducer.ProduceAsync(servers, client, writer, options,
                 i => Console.Error.Write($"\rproduced {i:N0}/{n:N0}"), ct).ConfigureAwait(false);
