@@ -1,28 +1,33 @@
 using System.Text.Json;
-using Avro;
+using System.Text.Json.Serialization.Metadata;
 using Microsoft.AspNetCore.Builder;
+using Microsoft.AspNetCore.Diagnostics;
 using Microsoft.AspNetCore.Hosting;
 using Microsoft.AspNetCore.Http;
 using Microsoft.AspNetCore.Routing;
+using Microsoft.AspNetCore.WebUtilities;
 using Microsoft.Extensions.Logging;
-using StreamInference.Infrastructure.Avro;
 using AvroSchema = Avro.Schema;
 
 namespace StreamInference.DevServices.SchemaRegistry;
 
 /// <summary>
-/// An in-memory schema registry speaking the subset of Confluent's REST API that serializers use:
-/// register, get by id, versions and latest by subject, lookup, compatibility (BACKWARD). Same JSON
-/// shapes and error codes. For development and tests; production points SchemaRegistry:Url at a real
-/// registry.
+/// An in-memory Confluent-compatible schema registry (AVRO schemas) for development and tests: the REST API that
+/// Confluent's clients and serializers use — schemas by id, subjects and versions, register and lookup, schema
+/// references, compatibility levels and checks, modes, soft and permanent deletes — with Confluent's JSON shapes,
+/// content type and error codes. docs/operations.md lists what it leaves out. Production points SchemaRegistry:Url
+/// at a real registry.
 /// </summary>
 public sealed class DevSchemaRegistry : IAsyncDisposable
 {
+    /// <summary>The content type of every answer.</summary>
+    public const string ContentType = "application/vnd.schemaregistry.v1+json";
+
+    private static readonly string[] RequestContentTypes =
+        [ContentType, "application/vnd.schemaregistry+json", "application/json", "application/octet-stream"];
+
     private readonly WebApplication _app;
-    private readonly Lock _gate = new();
-    private readonly List<string> _schemasById = [""]; // index = id; ids start at 1
-    private readonly Dictionary<string, int> _idBySchema = [];
-    private readonly Dictionary<string, List<int>> _subjects = [];
+    private readonly RegistryStore _store = new();
 
     private DevSchemaRegistry(WebApplication app) => _app = app;
 
@@ -38,142 +43,131 @@ public sealed class DevSchemaRegistry : IAsyncDisposable
         builder.WebHost.UseKestrel(k => k.Listen(System.Net.IPAddress.Loopback, port));
         var app = builder.Build();
         var registry = new DevSchemaRegistry(app);
-        foreach (var (subject, schema) in preload ?? []) registry.Add(subject, schema.ToString());
+        foreach (var (subject, schema) in preload ?? []) registry._store.Preload(subject, schema);
+        app.Use(WriteErrors);
+        app.UseStatusCodePages(WriteStatusError);
         registry.Map(app);
         await app.StartAsync(cancellationToken).ConfigureAwait(false);
         registry.Url = app.Urls.First();
         return registry;
     }
 
-    /// <summary>A new version of <paramref name="subject"/>; the schema keeps its id if another subject has it. Call under the gate.</summary>
-    private int Add(string subject, string canonical)
-    {
-        if (!_idBySchema.TryGetValue(canonical, out var id))
-        {
-            id = _schemasById.Count;
-            _schemasById.Add(canonical);
-            _idBySchema[canonical] = id;
-        }
-        if (!_subjects.TryGetValue(subject, out var ids)) _subjects[subject] = ids = [];
-        ids.Add(id);
-        return id;
-    }
-
     private void Map(IEndpointRouteBuilder app)
     {
-        app.MapGet("/", () => Results.Json(new Dictionary<string, string>()));
-        app.MapGet("/config", () => Results.Json(new Dictionary<string, string> { ["compatibilityLevel"] = "BACKWARD" }));
-        app.MapGet("/subjects", () =>
+        var store = _store;
+        app.MapGet("/", () => Json(new Dictionary<string, string>(), RegistryJson.Wire.DictionaryStringString));
+
+        app.MapGet("/schemas/types", () => Json(["AVRO"], RegistryJson.Wire.ListString));
+        app.MapGet("/schemas/ids/{id:int}", (int id) => Json(store.GetById(id), RegistryJson.Wire.SchemaByIdBody));
+        app.MapGet("/schemas/ids/{id:int}/schema", (int id) => Raw(store.GetTextById(id)));
+        app.MapGet("/schemas/ids/{id:int}/versions", (int id, HttpRequest r) => Json(store.VersionsOfId(id, Flag(r, "deleted")), RegistryJson.Wire.ListSubjectVersionRef));
+        app.MapGet("/schemas/ids/{id:int}/subjects", (int id, HttpRequest r) => Json(store.SubjectsOfId(id, Flag(r, "deleted")), RegistryJson.Wire.ListString));
+
+        app.MapGet("/subjects", (HttpRequest r) => Json(store.Subjects(r.Query["subjectPrefix"].FirstOrDefault(), Flag(r, "deleted")), RegistryJson.Wire.ListString));
+        app.MapGet("/subjects/{subject}/versions", (string subject, HttpRequest r) => Json(store.Versions(subject, Flag(r, "deleted")), RegistryJson.Wire.ListInt32));
+        app.MapGet("/subjects/{subject}/versions/{version}", (string subject, string version, HttpRequest r) =>
+            Json(store.GetVersion(subject, version, Flag(r, "deleted")), RegistryJson.Wire.SubjectVersionBody));
+        app.MapGet("/subjects/{subject}/versions/{version}/schema", (string subject, string version, HttpRequest r) =>
+            Raw(store.GetVersion(subject, version, Flag(r, "deleted")).Schema));
+        app.MapGet("/subjects/{subject}/versions/{version}/referencedby", (string subject, string version) =>
+            Json(store.ReferencedBy(subject, version), RegistryJson.Wire.ListInt32));
+        app.MapPost("/subjects/{subject}/versions", async (string subject, HttpRequest r) =>
         {
-            lock (_gate) return Results.Json(_subjects.Keys.Order(StringComparer.Ordinal).ToArray(), RegistryJson.Default.StringArray);
+            var body = await ReadAsync(r, RegistryJson.Wire.SchemaRequest).ConfigureAwait(false);
+            return Json(new IdBody { Id = store.Register(subject, body) }, RegistryJson.Wire.IdBody);
         });
-        app.MapGet("/schemas/ids/{id:int}", (int id) =>
+        app.MapPost("/subjects/{subject}", async (string subject, HttpRequest r) =>
         {
-            lock (_gate)
-            {
-                if (id <= 0 || id >= _schemasById.Count) return Error(404, SchemaRegistryException.SchemaNotFound, "Schema not found");
-                return Results.Json(new SchemaBody { Schema = _schemasById[id] }, RegistryJson.Default.SchemaBody);
-            }
+            var body = await ReadAsync(r, RegistryJson.Wire.SchemaRequest).ConfigureAwait(false);
+            return Json(store.Lookup(subject, body, Flag(r, "deleted")), RegistryJson.Wire.SubjectVersionBody);
         });
-        app.MapGet("/subjects/{subject}/versions", (string subject) =>
+        app.MapDelete("/subjects/{subject}", (string subject, HttpRequest r) => Json(store.DeleteSubject(subject, Flag(r, "permanent")), RegistryJson.Wire.ListInt32));
+        app.MapDelete("/subjects/{subject}/versions/{version}", (string subject, string version, HttpRequest r) =>
+            Json(store.DeleteVersion(subject, version, Flag(r, "permanent")), RegistryJson.Wire.Int32));
+
+        app.MapPost("/compatibility/subjects/{subject}/versions/{version}", async (string subject, string version, HttpRequest r) =>
         {
-            lock (_gate)
-            {
-                if (!_subjects.TryGetValue(subject, out var ids)) return Error(404, SchemaRegistryException.SubjectNotFound, $"Subject '{subject}' not found.");
-                return Results.Json(Enumerable.Range(1, ids.Count).ToArray(), RegistryJson.Default.Int32Array);
-            }
+            var body = await ReadAsync(r, RegistryJson.Wire.SchemaRequest).ConfigureAwait(false);
+            return Json(store.CheckCompatibility(subject, version, body, Flag(r, "verbose")), RegistryJson.Wire.CompatibilityCheckBody);
         });
-        app.MapGet("/subjects/{subject}/versions/{version}", (string subject, string version) =>
+        app.MapPost("/compatibility/subjects/{subject}/versions", async (string subject, HttpRequest r) =>
         {
-            lock (_gate)
-            {
-                if (!_subjects.TryGetValue(subject, out var ids)) return Error(404, SchemaRegistryException.SubjectNotFound, $"Subject '{subject}' not found.");
-                var v = ParseVersion(version, ids.Count);
-                if (v is null) return Error(404, SchemaRegistryException.VersionNotFound, $"Version {version} not found.");
-                var id = ids[v.Value - 1];
-                return Results.Json(new SubjectVersionBody { Subject = subject, Version = v.Value, Id = id, Schema = _schemasById[id] }, RegistryJson.Default.SubjectVersionBody);
-            }
+            var body = await ReadAsync(r, RegistryJson.Wire.SchemaRequest).ConfigureAwait(false);
+            return Json(store.CheckCompatibility(subject, null, body, Flag(r, "verbose")), RegistryJson.Wire.CompatibilityCheckBody);
         });
-        app.MapPost("/subjects/{subject}/versions", async (string subject, HttpRequest request) =>
-        {
-            var (schema, error) = await ReadSchemaAsync(request).ConfigureAwait(false);
-            if (error is not null) return error;
-            var canonical = schema!.ToString();
-            lock (_gate)
-            {
-                _subjects.TryGetValue(subject, out var ids);
-                if (ids is not null)
-                {
-                    foreach (var existing in ids)
-                        if (_schemasById[existing] == canonical) return Results.Json(new IdBody { Id = existing }, RegistryJson.Default.IdBody);
-                    var latest = AvroSchema.Parse(_schemasById[ids[^1]]);
-                    if (!schema.CanRead(latest))
-                        return Error(409, SchemaRegistryException.Incompatible,
-                            $"Schema being registered is incompatible with the latest version of '{subject}' (BACKWARD: the new schema cannot read data written with the latest).");
-                }
-                return Results.Json(new IdBody { Id = Add(subject, canonical) }, RegistryJson.Default.IdBody);
-            }
-        });
-        app.MapPost("/subjects/{subject}", async (string subject, HttpRequest request) =>
-        {
-            var (schema, error) = await ReadSchemaAsync(request).ConfigureAwait(false);
-            if (error is not null) return error;
-            var canonical = schema!.ToString();
-            lock (_gate)
-            {
-                if (!_subjects.TryGetValue(subject, out var ids)) return Error(404, SchemaRegistryException.SubjectNotFound, $"Subject '{subject}' not found.");
-                for (var i = 0; i < ids.Count; i++)
-                    if (_schemasById[ids[i]] == canonical)
-                        return Results.Json(new SubjectVersionBody { Subject = subject, Version = i + 1, Id = ids[i], Schema = canonical }, RegistryJson.Default.SubjectVersionBody);
-                return Error(404, SchemaRegistryException.SchemaNotFound, "Schema not found");
-            }
-        });
-        app.MapPost("/compatibility/subjects/{subject}/versions/{version}", async (string subject, string version, HttpRequest request) =>
-        {
-            var (schema, error) = await ReadSchemaAsync(request).ConfigureAwait(false);
-            if (error is not null) return error;
-            lock (_gate)
-            {
-                if (!_subjects.TryGetValue(subject, out var ids)) return Error(404, SchemaRegistryException.SubjectNotFound, $"Subject '{subject}' not found.");
-                var v = ParseVersion(version, ids.Count);
-                if (v is null) return Error(404, SchemaRegistryException.VersionNotFound, $"Version {version} not found.");
-                var existing = AvroSchema.Parse(_schemasById[ids[v.Value - 1]]);
-                return Results.Json(new CompatibilityBody { IsCompatible = schema!.CanRead(existing) }, RegistryJson.Default.CompatibilityBody);
-            }
-        });
+
+        app.MapGet("/config", () => Json(store.GlobalConfig(), RegistryJson.Wire.ConfigBody));
+        app.MapPut("/config", async (HttpRequest r) =>
+            Json(store.SetGlobalConfig(await ReadAsync(r, RegistryJson.Wire.ConfigUpdateBody).ConfigureAwait(false)), RegistryJson.Wire.ConfigUpdateBody));
+        app.MapDelete("/config", () => Json(store.ResetGlobalConfig(), RegistryJson.Wire.ConfigBody));
+        app.MapGet("/config/{subject}", (string subject, HttpRequest r) => Json(store.SubjectConfig(subject, Flag(r, "defaultToGlobal")), RegistryJson.Wire.ConfigBody));
+        app.MapPut("/config/{subject}", async (string subject, HttpRequest r) =>
+            Json(store.SetSubjectConfig(subject, await ReadAsync(r, RegistryJson.Wire.ConfigUpdateBody).ConfigureAwait(false)), RegistryJson.Wire.ConfigUpdateBody));
+        app.MapDelete("/config/{subject}", (string subject) => Json(store.DeleteSubjectConfig(subject), RegistryJson.Wire.ConfigBody));
+
+        app.MapGet("/mode", () => Json(store.GlobalMode(), RegistryJson.Wire.ModeBody));
+        app.MapPut("/mode", async (HttpRequest r) =>
+            Json(store.SetGlobalMode(await ReadAsync(r, RegistryJson.Wire.ModeBody).ConfigureAwait(false)), RegistryJson.Wire.ModeBody));
+        app.MapGet("/mode/{subject}", (string subject, HttpRequest r) => Json(store.SubjectMode(subject, Flag(r, "defaultToGlobal")), RegistryJson.Wire.ModeBody));
+        app.MapPut("/mode/{subject}", async (string subject, HttpRequest r) =>
+            Json(store.SetSubjectMode(subject, await ReadAsync(r, RegistryJson.Wire.ModeBody).ConfigureAwait(false)), RegistryJson.Wire.ModeBody));
+        app.MapDelete("/mode/{subject}", (string subject) => Json(store.DeleteSubjectMode(subject), RegistryJson.Wire.ModeBody));
     }
 
-    private static int? ParseVersion(string version, int count)
-    {
-        if (version == "latest" || version == "-1") return count > 0 ? count : null;
-        return int.TryParse(version, out var v) && v >= 1 && v <= count ? v : null;
-    }
+    /// <summary>A boolean query parameter; .NET clients send "True"/"False", so case does not matter.</summary>
+    private static bool Flag(HttpRequest request, string name) =>
+        bool.TryParse(request.Query[name].FirstOrDefault(), out var value) && value;
 
-    private static async Task<(AvroSchema? Schema, IResult? Error)> ReadSchemaAsync(HttpRequest request)
+    private static IResult Json<T>(T value, JsonTypeInfo<T> type, int status = 200) => Results.Json(value, type, ContentType, status);
+
+    private static IResult Raw(string schema) => Results.Text(schema, ContentType);
+
+    private static async Task<T?> ReadAsync<T>(HttpRequest request, JsonTypeInfo<T> type)
     {
-        SchemaBody? body;
+        var mediaType = request.ContentType?.Split(';', 2)[0].Trim();
+        if (!string.IsNullOrEmpty(mediaType) && !RequestContentTypes.Contains(mediaType, StringComparer.OrdinalIgnoreCase))
+            throw new RegistryException(415, 415, $"HTTP 415 Unsupported Media Type: {mediaType}");
         try
         {
-            body = await JsonSerializer.DeserializeAsync(request.Body, RegistryJson.Default.SchemaBody).ConfigureAwait(false);
+            return await JsonSerializer.DeserializeAsync(request.Body, type, request.HttpContext.RequestAborted).ConfigureAwait(false);
         }
         catch (JsonException e)
         {
-            return (null, Error(422, 42203, $"Invalid JSON: {e.Message}"));
-        }
-        if (body is null || string.IsNullOrWhiteSpace(body.Schema)) return (null, Error(422, SchemaRegistryException.InvalidSchema, "Missing 'schema'."));
-        if (body.SchemaType is not null && body.SchemaType != "AVRO") return (null, Error(422, SchemaRegistryException.InvalidSchema, $"Only AVRO schemas are supported, not {body.SchemaType}."));
-        try
-        {
-            return (AvroSchema.Parse(body.Schema), null);
-        }
-        catch (SchemaParseException e)
-        {
-            return (null, Error(422, SchemaRegistryException.InvalidSchema, $"Invalid schema: {e.Message}"));
+            throw new RegistryException(400, 400, $"Unrecognized JSON: {e.Message}");
         }
     }
 
-    private static IResult Error(int status, int code, string message) =>
-        Results.Json(new ErrorBody { ErrorCode = code, Message = message }, RegistryJson.Default.ErrorBody, statusCode: status);
+    /// <summary>Registry errors, and anything unexpected, as Confluent error bodies.</summary>
+    private static async Task WriteErrors(HttpContext context, RequestDelegate next)
+    {
+        try
+        {
+            await next(context).ConfigureAwait(false);
+        }
+        catch (RegistryException e) when (!context.Response.HasStarted)
+        {
+            await WriteErrorAsync(context.Response, e.Status, e.ErrorCode, e.Message).ConfigureAwait(false);
+        }
+        catch (Exception e) when (!context.Response.HasStarted && e is not OperationCanceledException)
+        {
+            await WriteErrorAsync(context.Response, 500, RegistryErrors.StoreError, $"Internal error: {e.Message}").ConfigureAwait(false);
+        }
+    }
+
+    /// <summary>Error statuses answered without a body (no such route, method not allowed) get one.</summary>
+    private static Task WriteStatusError(StatusCodeContext context)
+    {
+        var status = context.HttpContext.Response.StatusCode;
+        return WriteErrorAsync(context.HttpContext.Response, status, status, $"HTTP {status} {ReasonPhrases.GetReasonPhrase(status)}");
+    }
+
+    private static Task WriteErrorAsync(HttpResponse response, int status, int code, string message)
+    {
+        response.Clear();
+        response.StatusCode = status;
+        response.ContentType = ContentType;
+        return JsonSerializer.SerializeAsync(response.Body, new ErrorBody { ErrorCode = code, Message = message }, RegistryJson.Wire.ErrorBody);
+    }
 
     public async ValueTask DisposeAsync()
     {
