@@ -141,7 +141,10 @@ internal sealed class RegistryStore
         }
     }
 
-    /// <summary>A compatibility check against one version (<paramref name="version"/>) or every live version (null).</summary>
+    /// <summary>
+    /// A compatibility check under the subject's level: against one version (<paramref name="version"/>), or with
+    /// null, against the versions the level covers (the latest, or every live version for a transitive level).
+    /// </summary>
     public CompatibilityCheckBody CheckCompatibility(string subject, string? version, SchemaRequest? request, bool verbose)
     {
         lock (_gate)
@@ -158,10 +161,7 @@ internal sealed class RegistryStore
                 var v = Find(subject, version, includeDeleted: false);
                 against = [(v.Version, v.Schema.Parsed)];
             }
-            var candidate = Candidate(request);
-            var level = Level(subject);
-            // The chosen versions are checked pairwise whatever the level says about transitivity.
-            var problems = against.SelectMany(a => AvroCompatibility.Check(level, candidate.Parsed, [a])).ToList();
+            var problems = AvroCompatibility.Check(Level(subject), Candidate(request).Parsed, against);
             return new CompatibilityCheckBody { IsCompatible = problems.Count == 0, Messages = verbose ? problems : null };
         }
     }
