@@ -103,21 +103,21 @@ public sealed class SchemaRegistryContractTests : IAsyncLifetime
         var found = await reader.LookupSchemaAsync("s-value", Avro(V2), ignoreDeletedSchemas: true);
         Assert.Equal(("s-value", 2, id2), (found.Subject, found.Version, found.Id));
         Assert.Equal(id2, await reader.GetSchemaIdAsync("s-value", V2));
-        await Refused(() => reader.LookupSchemaAsync("s-value", Avro(NotForward), ignoreDeletedSchemas: true), RegistryErrors.SchemaNotFound);
-        await Refused(() => reader.LookupSchemaAsync("nobody-value", Avro(V1), ignoreDeletedSchemas: true), RegistryErrors.SubjectNotFound);
+        await Refused(() => reader.LookupSchemaAsync("s-value", Avro(NotForward), ignoreDeletedSchemas: true), RegistryErrorCodes.SchemaNotFound);
+        await Refused(() => reader.LookupSchemaAsync("nobody-value", Avro(V1), ignoreDeletedSchemas: true), RegistryErrorCodes.SubjectNotFound);
     }
 
     [Fact]
     public async Task UnknownIdsSubjectsAndVersions_AnswerConfluentCodes()
     {
         await _client.RegisterSchemaAsync("s-value", Avro(V1));
-        var e = await Refused(() => _client.GetSchemaAsync(4242), RegistryErrors.SchemaNotFound);
+        var e = await Refused(() => _client.GetSchemaAsync(4242), RegistryErrorCodes.SchemaNotFound);
         Assert.Equal(HttpStatusCode.NotFound, e.Status);
-        await Refused(() => _client.GetLatestSchemaAsync("nobody-value"), RegistryErrors.SubjectNotFound);
-        await Refused(() => _client.GetSubjectVersionsAsync("nobody-value"), RegistryErrors.SubjectNotFound);
-        await Refused(() => _client.GetRegisteredSchemaAsync("s-value", 7), RegistryErrors.VersionNotFound);
-        await Refused(() => _client.RegisterSchemaAsync("s-value", Avro("""{"type":"record","name":"R"}""")), RegistryErrors.InvalidSchema);
-        await Refused(() => _client.RegisterSchemaAsync("p-value", new RegistrySchema("""syntax = "proto3";""", SchemaType.Protobuf)), RegistryErrors.InvalidSchema);
+        await Refused(() => _client.GetLatestSchemaAsync("nobody-value"), RegistryErrorCodes.SubjectNotFound);
+        await Refused(() => _client.GetSubjectVersionsAsync("nobody-value"), RegistryErrorCodes.SubjectNotFound);
+        await Refused(() => _client.GetRegisteredSchemaAsync("s-value", 7), RegistryErrorCodes.VersionNotFound);
+        await Refused(() => _client.RegisterSchemaAsync("s-value", Avro("""{"type":"record","name":"R"}""")), RegistryErrorCodes.InvalidSchema);
+        await Refused(() => _client.RegisterSchemaAsync("p-value", new RegistrySchema("""syntax = "proto3";""", SchemaType.Protobuf)), RegistryErrorCodes.InvalidSchema);
     }
 
     [Fact]
@@ -126,7 +126,7 @@ public sealed class SchemaRegistryContractTests : IAsyncLifetime
         Assert.Equal(Compatibility.Backward, await _client.GetCompatibilityAsync());
         // A subject without its own level: Confluent answers 40408 unless asked to fall back to the global level.
         await _client.RegisterSchemaAsync("s-value", Avro(V1));
-        await Refused(() => _client.GetCompatibilityAsync("s-value"), RegistryErrors.SubjectCompatibilityNotConfigured);
+        await Refused(() => _client.GetCompatibilityAsync("s-value"), RegistryErrorCodes.SubjectCompatibilityNotConfigured);
         Assert.Equal("""{"compatibilityLevel":"BACKWARD"}""", await _http.GetStringAsync("/config/s-value?defaultToGlobal=true"));
 
         await _client.UpdateCompatibilityAsync(Compatibility.Full, "s-value");
@@ -137,11 +137,11 @@ public sealed class SchemaRegistryContractTests : IAsyncLifetime
 
         using var reset = await _http.DeleteAsync("/config/s-value");
         Assert.Equal("""{"compatibilityLevel":"FULL"}""", await reset.Content.ReadAsStringAsync());
-        await Refused(() => _client.GetCompatibilityAsync("s-value"), RegistryErrors.SubjectCompatibilityNotConfigured);
+        await Refused(() => _client.GetCompatibilityAsync("s-value"), RegistryErrorCodes.SubjectCompatibilityNotConfigured);
 
         using var invalid = await _http.PutAsync("/config", Json("""{"compatibility":"SIDEWAYS"}"""));
         Assert.Equal(HttpStatusCode.UnprocessableEntity, invalid.StatusCode);
-        Assert.Equal(RegistryErrors.InvalidCompatibilityLevel, await ErrorCodeAsync(invalid));
+        Assert.Equal(RegistryErrorCodes.InvalidCompatibilityLevel, await ErrorCodeAsync(invalid));
     }
 
     [Fact]
@@ -176,7 +176,7 @@ public sealed class SchemaRegistryContractTests : IAsyncLifetime
     {
         await _client.UpdateCompatibilityAsync(level, "s-value");
         var id1 = await _client.RegisterSchemaAsync("s-value", Avro(V1));
-        var e = await Refused(() => _client.RegisterSchemaAsync("s-value", Avro(refused)), RegistryErrors.IncompatibleSchema);
+        var e = await Refused(() => _client.RegisterSchemaAsync("s-value", Avro(refused)), RegistryErrorCodes.IncompatibleSchema);
         Assert.Equal(HttpStatusCode.Conflict, e.Status);
         Assert.Contains(level.ToString().ToUpperInvariant(), e.Message);
         Assert.Equal([1], await _client.GetSubjectVersionsAsync("s-value"));
@@ -195,7 +195,7 @@ public sealed class SchemaRegistryContractTests : IAsyncLifetime
     {
         Assert.True(AvroSchema.Parse(narrowed).CanRead(AvroSchema.Parse(old)));
         await _client.RegisterSchemaAsync("n-value", Avro(old));
-        await Refused(() => _client.RegisterSchemaAsync("n-value", Avro(narrowed)), RegistryErrors.IncompatibleSchema);
+        await Refused(() => _client.RegisterSchemaAsync("n-value", Avro(narrowed)), RegistryErrorCodes.IncompatibleSchema);
     }
 
     [Fact]
@@ -207,7 +207,7 @@ public sealed class SchemaRegistryContractTests : IAsyncLifetime
         await _client.UpdateCompatibilityAsync(Compatibility.FullTransitive, "list-value");
         await _client.RegisterSchemaAsync("list-value", Avro(list));
         await _client.RegisterSchemaAsync("list-value", Avro(withLabel));
-        await Refused(() => _client.RegisterSchemaAsync("list-value", Avro(withoutDefault)), RegistryErrors.IncompatibleSchema);
+        await Refused(() => _client.RegisterSchemaAsync("list-value", Avro(withoutDefault)), RegistryErrorCodes.IncompatibleSchema);
         Assert.Equal([1, 2], await _client.GetSubjectVersionsAsync("list-value"));
     }
 
@@ -229,7 +229,7 @@ public sealed class SchemaRegistryContractTests : IAsyncLifetime
         await _client.UpdateCompatibilityAsync(Compatibility.BackwardTransitive, "t-value");
         await _client.RegisterSchemaAsync("t-value", Avro(V1));
         await _client.RegisterSchemaAsync("t-value", Avro(V2));
-        var e = await Refused(() => _client.RegisterSchemaAsync("t-value", Avro(V3NoDefault)), RegistryErrors.IncompatibleSchema);
+        var e = await Refused(() => _client.RegisterSchemaAsync("t-value", Avro(V3NoDefault)), RegistryErrorCodes.IncompatibleSchema);
         Assert.Contains("BACKWARD_TRANSITIVE", e.Message);
         Assert.Contains("version 1", e.Message);
         Assert.DoesNotContain("version 2", e.Message);
@@ -255,17 +255,17 @@ public sealed class SchemaRegistryContractTests : IAsyncLifetime
         var id2 = await _client.RegisterSchemaAsync("d-value", Avro(V2));
 
         using (var premature = await _http.DeleteAsync("/subjects/d-value?permanent=true"))
-            Assert.Equal(RegistryErrors.SubjectNotSoftDeleted, await ErrorCodeAsync(premature));
+            Assert.Equal(RegistryErrorCodes.SubjectNotSoftDeleted, await ErrorCodeAsync(premature));
         using (var soft = await _http.DeleteAsync("/subjects/d-value"))
             Assert.Equal("[1,2]", await soft.Content.ReadAsStringAsync());
         using (var again = await _http.DeleteAsync("/subjects/d-value"))
-            Assert.Equal(RegistryErrors.SubjectSoftDeleted, await ErrorCodeAsync(again));
+            Assert.Equal(RegistryErrorCodes.SubjectSoftDeleted, await ErrorCodeAsync(again));
 
         using var reader = NewClient();
         Assert.DoesNotContain("d-value", await reader.GetAllSubjectsAsync());
         Assert.Equal("""["d-value"]""", await _http.GetStringAsync("/subjects?deleted=true"));
         Assert.Equal("[1,2]", await _http.GetStringAsync("/subjects/d-value/versions?deleted=true"));
-        await Refused(() => reader.GetLatestSchemaAsync("d-value"), RegistryErrors.SubjectNotFound);
+        await Refused(() => reader.GetLatestSchemaAsync("d-value"), RegistryErrorCodes.SubjectNotFound);
         // Soft-deleted schemas still decode: the id keeps answering.
         Assert.Equal(AvroSchema.Parse(V1).ToString(), (await reader.GetSchemaAsync(id1)).SchemaString);
 
@@ -279,7 +279,7 @@ public sealed class SchemaRegistryContractTests : IAsyncLifetime
             Assert.Equal("[1,2,3]", await permanent.Content.ReadAsStringAsync());
         using var afterHardDelete = NewClient();
         Assert.DoesNotContain("d-value", await _http.GetStringAsync("/subjects?deleted=true"));
-        await Refused(() => afterHardDelete.GetSchemaAsync(id2), RegistryErrors.SchemaNotFound);
+        await Refused(() => afterHardDelete.GetSchemaAsync(id2), RegistryErrorCodes.SchemaNotFound);
 
         // Ids are never handed to another schema.
         var next = await afterHardDelete.RegisterSchemaAsync("e-value", Avro(NotForward));
@@ -292,20 +292,20 @@ public sealed class SchemaRegistryContractTests : IAsyncLifetime
         await _client.RegisterSchemaAsync("v-value", Avro(V1));
         await _client.RegisterSchemaAsync("v-value", Avro(V2));
         using (var premature = await _http.DeleteAsync("/subjects/v-value/versions/2?permanent=true"))
-            Assert.Equal(RegistryErrors.SchemaVersionNotSoftDeleted, await ErrorCodeAsync(premature));
+            Assert.Equal(RegistryErrorCodes.SchemaVersionNotSoftDeleted, await ErrorCodeAsync(premature));
         using (var soft = await _http.DeleteAsync("/subjects/v-value/versions/latest"))
             Assert.Equal("2", await soft.Content.ReadAsStringAsync());
         using (var again = await _http.DeleteAsync("/subjects/v-value/versions/2"))
-            Assert.Equal(RegistryErrors.SchemaVersionSoftDeleted, await ErrorCodeAsync(again));
+            Assert.Equal(RegistryErrorCodes.SchemaVersionSoftDeleted, await ErrorCodeAsync(again));
         using var reader = NewClient();
         Assert.Equal(1, (await reader.GetLatestSchemaAsync("v-value")).Version);
-        await Refused(() => reader.GetRegisteredSchemaAsync("v-value", 2), RegistryErrors.VersionNotFound);
+        await Refused(() => reader.GetRegisteredSchemaAsync("v-value", 2), RegistryErrorCodes.VersionNotFound);
         Assert.Contains("\"version\":2", await _http.GetStringAsync("/subjects/v-value/versions/2?deleted=true"));
         using (var permanent = await _http.DeleteAsync("/subjects/v-value/versions/2?permanent=true"))
             Assert.Equal("2", await permanent.Content.ReadAsStringAsync());
         Assert.Equal("[1]", await _http.GetStringAsync("/subjects/v-value/versions?deleted=true"));
         using var invalid = await _http.GetAsync("/subjects/v-value/versions/zero");
-        Assert.Equal(RegistryErrors.InvalidVersion, await ErrorCodeAsync(invalid));
+        Assert.Equal(RegistryErrorCodes.InvalidVersion, await ErrorCodeAsync(invalid));
     }
 
     [Fact]
@@ -315,7 +315,7 @@ public sealed class SchemaRegistryContractTests : IAsyncLifetime
         await _client.RegisterSchemaAsync("m-value", Avro(V1));
         using (var set = await _http.PutAsync("/mode/m-value", Json("""{"mode":"READONLY"}""")))
             Assert.Equal("""{"mode":"READONLY"}""", await set.Content.ReadAsStringAsync());
-        var e = await Refused(() => _client.RegisterSchemaAsync("m-value", Avro(V2)), RegistryErrors.OperationNotPermitted);
+        var e = await Refused(() => _client.RegisterSchemaAsync("m-value", Avro(V2)), RegistryErrorCodes.OperationNotPermitted);
         Assert.Contains("read-only", e.Message);
         Assert.True(await _client.RegisterSchemaAsync("other-value", Avro(V2)) > 0);
         using (var reset = await _http.DeleteAsync("/mode/m-value"))
@@ -341,10 +341,10 @@ public sealed class SchemaRegistryContractTests : IAsyncLifetime
         Assert.Equal($"[{id}]", await _http.GetStringAsync("/subjects/address/versions/1/referencedby"));
 
         using (var referenced = await _http.DeleteAsync("/subjects/address"))
-            Assert.Equal(RegistryErrors.ReferenceExists, await ErrorCodeAsync(referenced));
-        await Refused(() => reader.RegisterSchemaAsync("orphan-value", Avro(person)), RegistryErrors.InvalidSchema);
+            Assert.Equal(RegistryErrorCodes.ReferenceExists, await ErrorCodeAsync(referenced));
+        await Refused(() => reader.RegisterSchemaAsync("orphan-value", Avro(person)), RegistryErrorCodes.InvalidSchema);
         var missing = new List<SchemaReference> { new("contract.Address", "address", 9) };
-        await Refused(() => reader.RegisterSchemaAsync("orphan-value", new RegistrySchema(person, missing, SchemaType.Avro)), RegistryErrors.InvalidSchema);
+        await Refused(() => reader.RegisterSchemaAsync("orphan-value", new RegistrySchema(person, missing, SchemaType.Avro)), RegistryErrorCodes.InvalidSchema);
     }
 
     [Fact]
@@ -456,7 +456,7 @@ public sealed class SchemaRegistryContractTests : IAsyncLifetime
         var unknown = new GenericRecord((Avro.RecordSchema)AvroSchema.Parse(NotForward));
         unknown.Add("b", "x");
         var lookupOnly = new AvroSerializer<GenericRecord>(NewClient(), new AvroSerializerConfig { AutoRegisterSchemas = false });
-        await Refused(() => lookupOnly.SerializeAsync(unknown, context), RegistryErrors.SchemaNotFound);
+        await Refused(() => lookupOnly.SerializeAsync(unknown, context), RegistryErrorCodes.SchemaNotFound);
     }
 
     private static string SchemaBody(string schema) => JsonSerializer.Serialize(new Dictionary<string, string> { ["schema"] = schema });

@@ -41,7 +41,7 @@ internal static class AvroCompatibility
     {
         foreach (var (level, name) in Names)
             if (string.Equals(value, name, StringComparison.OrdinalIgnoreCase)) return level;
-        throw RegistryErrors.InvalidCompatibilityError();
+        throw RegistryErrorCodes.InvalidCompatibilityError();
     }
 
     private static bool IsTransitive(CompatibilityLevel level) =>

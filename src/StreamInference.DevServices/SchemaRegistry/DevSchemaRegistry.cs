@@ -150,7 +150,7 @@ public sealed class DevSchemaRegistry : IAsyncDisposable
         }
         catch (Exception e) when (!context.Response.HasStarted && e is not OperationCanceledException)
         {
-            await WriteErrorAsync(context.Response, 500, RegistryErrors.StoreError, $"Internal error: {e.Message}").ConfigureAwait(false);
+            await WriteErrorAsync(context.Response, 500, RegistryErrorCodes.StoreError, $"Internal error: {e.Message}").ConfigureAwait(false);
         }
     }
 

@@ -59,7 +59,7 @@ internal sealed class RegistryStore
             var level = Level(subject);
             var problems = AvroCompatibility.Check(level, candidate.Parsed, [.. live.Select(v => (v.Version, v.Schema.Parsed))]);
             if (problems.Count > 0)
-                throw new RegistryException(409, RegistryErrors.IncompatibleSchema,
+                throw new RegistryException(409, RegistryErrorCodes.IncompatibleSchema,
                     $"Schema being registered is incompatible with an earlier schema for subject \"{subject}\", details: [{string.Join("; ", problems)}]");
             return AddVersion(subject, Intern(candidate));
         }
@@ -70,10 +70,10 @@ internal sealed class RegistryStore
         lock (_gate)
         {
             var visible = Live(subject, includeDeleted);
-            if (visible.Count == 0) throw RegistryErrors.SubjectNotFoundError(subject);
+            if (visible.Count == 0) throw RegistryErrorCodes.SubjectNotFoundError(subject);
             var candidate = Candidate(request);
             var match = visible.Where(v => v.Schema.Identity == candidate.Identity).OrderBy(v => v.Deleted).ThenBy(v => v.Version).FirstOrDefault()
-                        ?? throw RegistryErrors.SchemaNotFoundError();
+                        ?? throw RegistryErrorCodes.SchemaNotFoundError();
             return Body(subject, match);
         }
     }
@@ -122,7 +122,7 @@ internal sealed class RegistryStore
         lock (_gate)
         {
             var visible = Live(subject, includeDeleted);
-            if (visible.Count == 0) throw RegistryErrors.SubjectNotFoundError(subject);
+            if (visible.Count == 0) throw RegistryErrorCodes.SubjectNotFoundError(subject);
             return [.. visible.Select(v => v.Version)];
         }
     }
@@ -153,7 +153,7 @@ internal sealed class RegistryStore
             if (version is null)
             {
                 var live = Live(subject, includeDeleted: false);
-                if (live.Count == 0) throw RegistryErrors.SubjectNotFoundError(subject);
+                if (live.Count == 0) throw RegistryErrorCodes.SubjectNotFoundError(subject);
                 against = [.. live.Select(v => (v.Version, v.Schema.Parsed))];
             }
             else
@@ -193,7 +193,7 @@ internal sealed class RegistryStore
         lock (_gate)
         {
             var own = _subjects.GetValueOrDefault(subject)?.Compatibility;
-            if (own is null && !defaultToGlobal) throw RegistryErrors.CompatibilityNotConfiguredError(subject);
+            if (own is null && !defaultToGlobal) throw RegistryErrorCodes.CompatibilityNotConfiguredError(subject);
             return new ConfigBody { CompatibilityLevel = AvroCompatibility.Name(own ?? _compatibility) };
         }
     }
@@ -210,7 +210,7 @@ internal sealed class RegistryStore
         lock (_gate)
         {
             var state = _subjects.GetValueOrDefault(subject);
-            if (state?.Compatibility is not { } previous) throw RegistryErrors.SubjectNotFoundError(subject);
+            if (state?.Compatibility is not { } previous) throw RegistryErrorCodes.SubjectNotFoundError(subject);
             state.Compatibility = null;
             DropIfEmpty(subject, state);
             return new ConfigBody { CompatibilityLevel = AvroCompatibility.Name(previous) };
@@ -234,7 +234,7 @@ internal sealed class RegistryStore
         lock (_gate)
         {
             var own = _subjects.GetValueOrDefault(subject)?.Mode;
-            if (own is null && !defaultToGlobal) throw RegistryErrors.ModeNotConfiguredError(subject);
+            if (own is null && !defaultToGlobal) throw RegistryErrorCodes.ModeNotConfiguredError(subject);
             return new ModeBody { Mode = own ?? _mode };
         }
     }
@@ -251,7 +251,7 @@ internal sealed class RegistryStore
         lock (_gate)
         {
             var state = _subjects.GetValueOrDefault(subject);
-            if (state?.Mode is not { } previous) throw RegistryErrors.SubjectNotFoundError(subject);
+            if (state?.Mode is not { } previous) throw RegistryErrorCodes.SubjectNotFoundError(subject);
             state.Mode = null;
             DropIfEmpty(subject, state);
             return new ModeBody { Mode = previous };
@@ -268,17 +268,17 @@ internal sealed class RegistryStore
         {
             EnsureWritable(subject);
             var state = _subjects.GetValueOrDefault(subject);
-            if (state is null || state.Versions.Count == 0) throw RegistryErrors.SubjectNotFoundError(subject);
+            if (state is null || state.Versions.Count == 0) throw RegistryErrorCodes.SubjectNotFoundError(subject);
             if (permanent)
             {
-                if (state.Versions.Any(v => !v.Deleted)) throw RegistryErrors.SubjectNotSoftDeletedError(subject);
+                if (state.Versions.Any(v => !v.Deleted)) throw RegistryErrorCodes.SubjectNotSoftDeletedError(subject);
                 foreach (var v in state.Versions) EnsureUnreferenced(subject, v.Version, includeDeleted: true);
                 var removed = state.Versions.Select(v => v.Version).ToList();
                 _subjects.Remove(subject);
                 return removed;
             }
             var live = state.Versions.Where(v => !v.Deleted).ToList();
-            if (live.Count == 0) throw RegistryErrors.SubjectSoftDeletedError(subject);
+            if (live.Count == 0) throw RegistryErrorCodes.SubjectSoftDeletedError(subject);
             foreach (var v in live) EnsureUnreferenced(subject, v.Version, includeDeleted: false);
             foreach (var v in live) v.Deleted = true;
             state.Compatibility = null;
@@ -294,21 +294,21 @@ internal sealed class RegistryStore
             EnsureWritable(subject);
             var number = ParseVersion(version);
             var state = _subjects.GetValueOrDefault(subject);
-            if (state is null || state.Versions.Count == 0) throw RegistryErrors.SubjectNotFoundError(subject);
+            if (state is null || state.Versions.Count == 0) throw RegistryErrorCodes.SubjectNotFoundError(subject);
             var target = number == -1
                 ? state.Versions.LastOrDefault(v => permanent || !v.Deleted)
                 : state.Versions.FirstOrDefault(v => v.Version == number);
-            if (target is null) throw RegistryErrors.VersionNotFoundError(number);
+            if (target is null) throw RegistryErrorCodes.VersionNotFoundError(number);
             if (permanent)
             {
-                if (!target.Deleted) throw RegistryErrors.VersionNotSoftDeletedError(subject, target.Version);
+                if (!target.Deleted) throw RegistryErrorCodes.VersionNotSoftDeletedError(subject, target.Version);
                 EnsureUnreferenced(subject, target.Version, includeDeleted: true);
                 state.Versions.Remove(target);
                 DropIfEmpty(subject, state);
             }
             else
             {
-                if (target.Deleted) throw RegistryErrors.VersionSoftDeletedError(subject, target.Version);
+                if (target.Deleted) throw RegistryErrorCodes.VersionSoftDeletedError(subject, target.Version);
                 EnsureUnreferenced(subject, target.Version, includeDeleted: false);
                 target.Deleted = true;
             }
@@ -320,11 +320,11 @@ internal sealed class RegistryStore
 
     private CandidateSchema Candidate(SchemaRequest? request)
     {
-        if (request is null || string.IsNullOrWhiteSpace(request.Schema)) throw RegistryErrors.InvalidSchemaError("Empty schema");
+        if (request is null || string.IsNullOrWhiteSpace(request.Schema)) throw RegistryErrorCodes.InvalidSchemaError("Empty schema");
         if (request.SchemaType is { } type && !string.Equals(type, "AVRO", StringComparison.OrdinalIgnoreCase))
-            throw RegistryErrors.InvalidSchemaError($"Schema type {type} is not supported by the dev registry (AVRO only)");
+            throw RegistryErrorCodes.InvalidSchemaError($"Schema type {type} is not supported by the dev registry (AVRO only)");
         if (HasContent(request.Metadata) || HasContent(request.RuleSet))
-            throw RegistryErrors.InvalidSchemaError("Schema metadata and rule sets (data contracts) are not supported by the dev registry");
+            throw RegistryErrorCodes.InvalidSchemaError("Schema metadata and rule sets (data contracts) are not supported by the dev registry");
         return Candidate(request.Schema, request.References);
     }
 
@@ -341,7 +341,7 @@ internal sealed class RegistryStore
         foreach (var reference in refs)
         {
             var target = _subjects.GetValueOrDefault(reference.Subject)?.Versions.FirstOrDefault(v => v.Version == reference.Version)
-                         ?? throw RegistryErrors.InvalidSchemaError(
+                         ?? throw RegistryErrorCodes.InvalidSchemaError(
                              $"Invalid schema: reference '{reference.Name}' to subject '{reference.Subject}' version {reference.Version} does not exist");
             AddNamedTypes(target.Schema.Parsed, names);
         }
@@ -352,7 +352,7 @@ internal sealed class RegistryStore
         }
         catch (Exception e) when (e is AvroException or Newtonsoft.Json.JsonException)
         {
-            throw RegistryErrors.InvalidSchemaError($"Invalid schema: {e.Message}");
+            throw RegistryErrorCodes.InvalidSchemaError($"Invalid schema: {e.Message}");
         }
         var canonical = parsed.ToString();
         if (refs.Count == 0) return new CandidateSchema(canonical, canonical, parsed, refs);
@@ -445,12 +445,12 @@ internal sealed class RegistryStore
     private void EnsureWritable(string subject)
     {
         var mode = _subjects.GetValueOrDefault(subject)?.Mode ?? _mode;
-        if (mode != ReadWrite) throw RegistryErrors.ReadOnlyError(subject);
+        if (mode != ReadWrite) throw RegistryErrorCodes.ReadOnlyError(subject);
     }
 
     /// <summary>A schema id some version (live or soft-deleted) still uses; 40403 otherwise.</summary>
     private StoredSchema Existing(int id) =>
-        _byId.TryGetValue(id, out var schema) && UsesOf(id, includeDeleted: true).Any() ? schema : throw RegistryErrors.SchemaNotFoundError(id);
+        _byId.TryGetValue(id, out var schema) && UsesOf(id, includeDeleted: true).Any() ? schema : throw RegistryErrorCodes.SchemaNotFoundError(id);
 
     private IEnumerable<(string Subject, SubjectVersion Version)> UsesOf(int id, bool includeDeleted) =>
         _subjects.SelectMany(s => s.Value.Versions.Where(v => v.Schema.Id == id && (includeDeleted || !v.Deleted)).Select(v => (s.Key, v)));
@@ -461,7 +461,7 @@ internal sealed class RegistryStore
 
     private void EnsureUnreferenced(string subject, int version, bool includeDeleted)
     {
-        if (Referrers(subject, version, includeDeleted).Any()) throw RegistryErrors.ReferenceExistsError(subject, version);
+        if (Referrers(subject, version, includeDeleted).Any()) throw RegistryErrorCodes.ReferenceExistsError(subject, version);
     }
 
     /// <summary>A version number, or -1 for "latest"/"-1"; 42202 for anything else.</summary>
@@ -470,15 +470,15 @@ internal sealed class RegistryStore
         if (version == "latest") return -1;
         return int.TryParse(version, System.Globalization.NumberStyles.AllowLeadingSign, System.Globalization.CultureInfo.InvariantCulture, out var v) && (v >= 1 || v == -1)
             ? v
-            : throw RegistryErrors.InvalidVersionError(version);
+            : throw RegistryErrorCodes.InvalidVersionError(version);
     }
 
     private SubjectVersion Find(string subject, string version, bool includeDeleted)
     {
         var number = ParseVersion(version);
         var visible = Live(subject, includeDeleted);
-        if (visible.Count == 0) throw RegistryErrors.SubjectNotFoundError(subject);
-        return (number == -1 ? visible[^1] : visible.FirstOrDefault(v => v.Version == number)) ?? throw RegistryErrors.VersionNotFoundError(number);
+        if (visible.Count == 0) throw RegistryErrorCodes.SubjectNotFoundError(subject);
+        return (number == -1 ? visible[^1] : visible.FirstOrDefault(v => v.Version == number)) ?? throw RegistryErrorCodes.VersionNotFoundError(number);
     }
 
     private static SubjectVersionBody Body(string subject, SubjectVersion v) => new()
@@ -496,6 +496,6 @@ internal sealed class RegistryStore
     {
         foreach (var m in Modes)
             if (string.Equals(m, mode, StringComparison.OrdinalIgnoreCase)) return m;
-        throw RegistryErrors.InvalidModeError(mode);
+        throw RegistryErrorCodes.InvalidModeError(mode);
     }
 }

@@ -1,7 +1,7 @@
 namespace StreamInference.DevServices.SchemaRegistry;
 
 /// <summary>Confluent Schema Registry error codes (the <c>error_code</c> of an error body) and their HTTP statuses.</summary>
-public static class RegistryErrors
+public static class RegistryErrorCodes
 {
     public const int SubjectNotFound = 40401;
     public const int VersionNotFound = 40402;
