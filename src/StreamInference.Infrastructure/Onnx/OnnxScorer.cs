@@ -171,9 +171,9 @@ public sealed class OnnxScorer : IScorer, IDisposable
 
     /// <summary>The ONNX Runtime package this build references: Cpu or Gpu (-p:OnnxRuntimeFlavor).</summary>
 #if ONNXRUNTIME_GPU
-    public const string PackageFlavor = "Gpu";
+    public static string PackageFlavor { get; } = "Gpu";
 #else
-    public const string PackageFlavor = "Cpu";
+    public static string PackageFlavor { get; } = "Cpu";
 #endif
 
     private sealed class CudaUnavailableException(string message, Exception inner) : Exception(message, inner);
