@@ -4,8 +4,9 @@
 #
 #   deploy/gpu/bundle.sh [--flavor Gpu|Cpu] [--out artifacts/gpu-bundle] [--native-dir DIR]
 #
-#   --flavor Gpu  (default) references Microsoft.ML.OnnxRuntime.Gpu: ONNX Runtime built with the CUDA
-#                 execution provider (libonnxruntime_providers_cuda.so). Needs nuget.org.
+#   --flavor Gpu  (default, as for any linux-x64 build) references Microsoft.ML.OnnxRuntime.Gpu.Linux:
+#                 ONNX Runtime built with the CUDA execution provider (libonnxruntime_providers_cuda.so;
+#                 CUDA 13 + cuDNN 9 user-space libraries on the target's library path).
 #   --flavor Cpu  the CPU package: the same bundle for CPU-only machines (and a check of this script
 #                 where the Gpu package cannot be restored).
 #   --native-dir  copy these ONNX Runtime native libraries over the published ones (for a provider
@@ -44,7 +45,7 @@ fi
 # Paths given relative to where the script was called from; then work from the repository root.
 mkdir -p "$out" && out="$(cd "$out" && pwd)"
 cd "$(dirname "$script")/../.."
-# However this ends, leave the repository's own build restored for itself (no runtime, CPU flavor).
+# However this ends, leave the repository's own build restored for itself (no runtime, default flavor).
 trap 'dotnet restore src/StreamInference/StreamInference.csproj > /dev/null 2>&1 || true' EXIT
 
 name=streaminference-linux-x64
@@ -54,7 +55,7 @@ rm -rf "$dir"
 echo "== restore ($flavor flavor of ONNX Runtime)"
 if ! dotnet restore src/StreamInference/StreamInference.csproj -r linux-x64 -p:SelfContained=true -p:OnnxRuntimeFlavor="$flavor"; then
   if [ "$flavor" = Gpu ]; then
-    echo "Microsoft.ML.OnnxRuntime.Gpu could not be restored: it comes from nuget.org (check the package sources)," >&2
+    echo "Microsoft.ML.OnnxRuntime.Gpu.Linux could not be restored: check the package sources," >&2
     echo "or use --flavor Cpu with --native-dir pointing at a CUDA-enabled ONNX Runtime build." >&2
   fi
   exit 1

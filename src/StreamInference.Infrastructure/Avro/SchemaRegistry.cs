@@ -134,14 +134,11 @@ public sealed class SchemaRegistryOptions
     /// The longest one client call can take when nothing answers: every attempt timing out, plus the waits
     /// between them, for each URL.
     /// </summary>
-    public TimeSpan CallBound
+    public TimeSpan CallBound()
     {
-        get
-        {
-            var waits = 0L;
-            for (var i = 0; i < MaxAttempts - 1; i++) waits += Math.Min(RetriesMaxWaitMs, (long)RetriesWaitMs << Math.Min(i, 20));
-            return (RequestTimeout * MaxAttempts + TimeSpan.FromMilliseconds(waits)) * Math.Max(1, Urls(Url).Count);
-        }
+        var waits = 0L;
+        for (var i = 0; i < MaxAttempts - 1; i++) waits += Math.Min(RetriesMaxWaitMs, (long)RetriesWaitMs << Math.Min(i, 20));
+        return (RequestTimeout * MaxAttempts + TimeSpan.FromMilliseconds(waits)) * Math.Max(1, Urls(Url).Count);
     }
 }
 
@@ -185,7 +182,7 @@ public sealed class AvroSchemaRegistry : IAvroSchemaRegistry, IDisposable
     private readonly bool _ownsClient;
 
     public AvroSchemaRegistry(SchemaRegistryOptions options)
-        : this(new CachedSchemaRegistryClient(options.ToConfig()), ownsClient: true) => CallBound = options.CallBound;
+        : this(new CachedSchemaRegistryClient(options.ToConfig()), ownsClient: true) => CallBound = options.CallBound();
 
     public AvroSchemaRegistry(ISchemaRegistryClient client, bool ownsClient = false)
     {
