@@ -151,7 +151,7 @@ public sealed class OnnxScorer : IScorer, IDisposable
                 // libraries, or without the device, fails here too.
                 var hint = PackageFlavor == "Cpu"
                     ? " (this build uses the CPU package Microsoft.ML.OnnxRuntime, which has no CUDA provider; build with -p:OnnxRuntimeFlavor=Gpu)"
-                    : " (Microsoft.ML.OnnxRuntime.Gpu: check that the CUDA and cuDNN libraries it was built for are on the library path and the device exists)";
+                    : " (the Gpu package of ONNX Runtime 1.31 needs the CUDA 13 libraries libcudart.so.13, libcublas.so.13, libcublasLt.so.13, libcurand.so.10 and cuDNN 9 on the library path, an NVIDIA driver, and the device)";
                 throw new CudaUnavailableException($"ONNX Runtime's CUDA execution provider did not load for device {id}{hint}: {e.Message}", e);
             }
         }
