@@ -197,3 +197,32 @@ public class AvroEventDecoderTests
         Assert.Contains("no_such_field", e.Message);
     }
 }
+
+public class LogicalTypeResolutionTests
+{
+    private static Avro.RecordSchema Record(string timeType) => (Avro.RecordSchema)AvroSchema.Parse(
+        $$"""{"type":"record","name":"E","fields":[{"name":"id","type":"string"},{"name":"t","type":{{timeType}}}]}""");
+
+    [Fact]
+    public void OneSidedLogicalType_ResolvesByTheUnderlyingType_BothWays()
+    {
+        var plain = Record("\"long\"");
+        var millis = Record("""{"type":"long","logicalType":"timestamp-millis"}""");
+        Assert.False(millis.CanRead(plain));                       // what Apache.Avro says on its own
+        var aligned = LogicalTypeResolution.Align(plain, millis);
+        Assert.NotNull(aligned);
+        Assert.True(aligned.Value.Reader.CanRead(aligned.Value.Writer));
+        Assert.NotNull(LogicalTypeResolution.Align(millis, plain));
+        Assert.Same(millis, LogicalTypeResolution.Align(millis, millis)!.Value.Reader); // already resolvable: unchanged
+    }
+
+    [Fact]
+    public void DifferentUnderlyingTypes_StayIncompatible()
+    {
+        var millis = Record("""{"type":"long","logicalType":"timestamp-millis"}""");
+        var date = Record("""{"type":"int","logicalType":"date"}""");
+        Assert.Null(LogicalTypeResolution.Align(Record("\"string\""), millis));
+        Assert.Null(LogicalTypeResolution.Align(Record("\"double\""), date));
+        Assert.NotNull(LogicalTypeResolution.Align(date, Record("\"long\"")));   // int → long promotion once the annotation is gone
+    }
+}

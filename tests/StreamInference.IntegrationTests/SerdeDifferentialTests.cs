@@ -62,6 +62,15 @@ public sealed class SerdeDifferentialTests : IAsyncLifetime
             {"name":"currency","type":"string"},{"name":"channel","type":{"type":"enum","name":"Channel","symbols":["POS","ONLINE","ATM"]}},
             {"name":"country","type":"string"},{"name":"is_foreign","type":"boolean"}]}
           """ },
+        // logical types on one side only: a plain long event time (the reader has timestamp-millis), which schema
+        // resolution reads by its underlying type
+        { "unannotated", """
+          {"type":"record","name":"PaymentEvent","namespace":"streaminference.examples.payments","fields":[
+            {"name":"event_id","type":"string"},{"name":"event_time","type":"long"},
+            {"name":"card_id","type":["null","string"],"default":null},{"name":"merchant_id","type":"string"},{"name":"amount","type":"double"},
+            {"name":"currency","type":"string"},{"name":"channel","type":{"type":"enum","name":"Channel","symbols":["POS","ONLINE","ATM"]}},
+            {"name":"country","type":"string"},{"name":"is_foreign","type":"boolean"}]}
+          """ },
     };
 
     [Theory]

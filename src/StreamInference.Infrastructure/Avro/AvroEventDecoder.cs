@@ -171,9 +171,10 @@ public sealed class AvroEventDecoder : IEventDecoder
             // The registry's definitive answer (not Avro, unprocessable): the id cannot be used by this reader.
             return Reject(schemaId, DeadLetterReasons.IncompatibleSchema, $"incompatible: schema {schemaId}: {e.Message}");
         }
-        if (!_reader.CanRead(writer))
+        // One-sided logical types (a plain long where the reader has timestamp-millis) resolve by their underlying type.
+        if ((writer is RecordSchema record ? LogicalTypeResolution.Align(record, _reader) : null) is not var (alignedWriter, alignedReader))
             return Reject(schemaId, DeadLetterReasons.IncompatibleSchema, $"incompatible: reader {_reader.Fullname} cannot read writer schema {schemaId} ({writer.Fullname})");
-        var reader = new GenericDatumReader<GenericRecord>(writer, _reader);
+        var reader = new GenericDatumReader<GenericRecord>(alignedWriter, alignedReader);
         _readers[schemaId] = reader;
         return reader;
     }
