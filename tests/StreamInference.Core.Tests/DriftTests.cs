@@ -206,4 +206,111 @@ public class DriftTests(Xunit.Abstractions.ITestOutputHelper output)
         var e = Assert.Throws<InvalidDataException>(() => new DriftMonitor(profile, TwoFeatures));
         Assert.Contains("v2", e.Message);
     }
+
+    private static readonly FeaturePlan ClockFeatures = FeatureSetLoader.Parse("""
+        featureSet: clock
+        version: 1
+        event: { idField: id, entityKeyField: key, timeField: ts }
+        features:
+          - { name: spend, event: amount, default: 0 }
+          - { name: hour, event: ts, transform: hour_of_day, default: 0 }
+        """);
+
+    private static readonly long Day0 = new DateTimeOffset(2026, 3, 2, 0, 0, 0, TimeSpan.Zero).ToUnixTimeMilliseconds();
+
+    /// <summary>Spend that follows the clock (higher in the evening), as card spend does: the mean is hour / 4.</summary>
+    private static double Spend(Random random, int hour, double shift = 0) => hour / 4.0 + Normal(random) + shift;
+
+    /// <summary>A reference over 30 days of traffic at every hour, with per-hour shares.</summary>
+    private static ReferenceProfile ClockReference(Random random)
+    {
+        const int rows = 48_000;
+        var times = Enumerable.Range(0, rows).Select(_ => Day0 + random.NextInt64(0, 30 * 86_400_000L)).ToArray();
+        var spend = times.Select(t => Spend(random, (int)(t / 3_600_000 % 24))).ToArray();
+        var hour = times.Select(t => (double)(t / 3_600_000 % 24)).ToArray();
+        var profile = new ReferenceProfile
+        {
+            FeatureSet = "clock", FeatureSetVersion = 1, Model = "m", ModelVersion = "1", Rows = rows,
+            Features = [ProfileBuilder.Describe("spend", spend, false, 0, times), ProfileBuilder.Describe("hour", hour, true, 0, times)],
+            Prediction = ProfileBuilder.Describe("prediction", spend.Select(v => 1 / (1 + Math.Exp(-v))).ToArray(), false, 0, times),
+        };
+        profile.Features[1].Clock = "hourOfDay";
+        return profile;
+    }
+
+    /// <summary>2,000 events between 20:00 and 22:00 of one day (optionally shifted), fed with or without their event times.</summary>
+    private static DriftReport EveningWindow(ReferenceProfile profile, Random random, bool withTimes, double shift = 0, bool allAtEight = false)
+    {
+        var monitor = new DriftMonitor(profile, ClockFeatures, new DriftSettings { WindowEvents = 2_000 });
+        DriftReport? report = null;
+        monitor.WindowClosed += r => report = r;
+        for (var i = 0; i < 2_000; i++)
+        {
+            var t = Day0 + 5 * 86_400_000L + 20 * 3_600_000L + (allAtEight ? random.NextInt64(0, 3_600_000) : random.NextInt64(0, 2 * 3_600_000));
+            var h = (int)(t / 3_600_000 % 24);
+            var spend = Spend(random, h, shift);
+            monitor.Observe([(float)spend, h], 0, 1 / (1 + Math.Exp(-spend)), withTimes ? t : -1);
+        }
+        return report!;
+    }
+
+    /// <summary>
+    /// A window of evening traffic is not drift: against the whole-day reference the clock-driven feature, the hour and
+    /// the score all alert (the false alarm this conditioning removes); against the reference conditioned on the
+    /// window's hours they are OK. A real shift in those hours is still an alert.
+    /// </summary>
+    [Fact]
+    public void TimeOfDay_IsConditionedOn_TheWindowsOwnHours()
+    {
+        var random = new Random(4);
+        var profile = ClockReference(random);
+
+        var wholeDay = EveningWindow(profile, random, withTimes: false);
+        Assert.Equal(DriftSeverity.Alert, wholeDay.Features[0].Severity);
+        Assert.Equal(DriftSeverity.Alert, wholeDay.Features[1].Severity);
+        Assert.Equal(DriftSeverity.Alert, wholeDay.Prediction.Severity);
+
+        var conditioned = EveningWindow(profile, random, withTimes: true);
+        Assert.All(conditioned.Features.Append(conditioned.Prediction), f => Assert.Equal(DriftSeverity.Ok, f.Severity));
+        Assert.True(conditioned.Features[0].Psi < 0.02, $"spend PSI {conditioned.Features[0].Psi}");
+
+        var shifted = EveningWindow(profile, random, withTimes: true, shift: 0.5);
+        Assert.Equal(DriftSeverity.Alert, shifted.Features[0].Severity);
+        Assert.Equal(DriftSeverity.Alert, shifted.Prediction.Severity);
+        Assert.Equal(DriftSeverity.Ok, shifted.Features[1].Severity);   // the hours are as usual
+
+        // The same two hours, but every event in the first: the hour mix itself moved.
+        var lopsided = EveningWindow(profile, random, withTimes: true, allAtEight: true);
+        Assert.Equal(DriftSeverity.Ok, lopsided.Features[0].Severity);
+        Assert.Equal(DriftSeverity.Ok, lopsided.Features[1].Severity);   // one hour covered, one hour seen: as expected
+    }
+
+    /// <summary>
+    /// A count that is 0 for most rows collapses quantile edges into one bin, where a shift is invisible (PSI 0). Value
+    /// bins give 0, 1 and 2+ their own bins: the same shift (mean 0.001 live against 0.045 in training) is caught.
+    /// </summary>
+    [Fact]
+    public void SparseCounts_GetValueBins_AndAShiftBetweenTheirMassesIsDetected()
+    {
+        var random = new Random(8);
+        static double Count(Random r, double rate) => r.NextDouble() < rate ? (r.NextDouble() < 0.93 ? 1 : 2) : 0;
+        var training = Enumerable.Range(0, 50_000).Select(_ => Count(random, 0.043)).ToArray();
+        var d = ProfileBuilder.Describe("card_txn_count_1h", training, categorical: false, missing: 0);
+        Assert.Equal("continuous", d.Kind);
+        Assert.Equal("value", d.Binning);
+        Assert.Equal([1.0, 2.0], d.BinEdges);
+
+        var live = new BinnedCounts(d);
+        for (var i = 0; i < 2_000; i++) live.Add(Count(random, 0.001));
+        var psi = DriftStatistics.Psi(live.Expected, live.Counts);
+        var ks = DriftStatistics.KsBinned(live.Expected, live.Counts);
+        Assert.True(psi > DriftSettingsDefaults.PsiWarn, $"PSI {psi}");
+        Assert.True(DriftStatistics.KsPValue(ks, 2_000, 50_000) < 0.01);
+
+        var same = new BinnedCounts(d);
+        for (var i = 0; i < 2_000; i++) same.Add(Count(random, 0.043));
+        Assert.True(DriftStatistics.Psi(same.Expected, same.Counts) < 0.02);
+    }
+
+    private static readonly DriftSettings DriftSettingsDefaults = new();
 }

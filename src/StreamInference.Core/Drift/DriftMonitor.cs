@@ -19,6 +19,13 @@ public class DriftSettings
     /// <summary>Time windows with fewer events are reported without statistics (too small to judge).</summary>
     public int MinWindowEvents { get; set; } = 200;
     public double PsiWarn { get; set; } = 0.1;
+    /// <summary>
+    /// A test rejecting (p below <see cref="Alpha"/>) while PSI stays under this is not reported: windows of thousands
+    /// of events make the tests reject shifts too small to matter, and features looked up per entity (a merchant's
+    /// rate) repeat one value for all of its events, so a window's sample is clustered and the tests, which assume
+    /// independent rows, overstate significance.
+    /// </summary>
+    public double PsiNegligible { get; set; } = 0.05;
     public double PsiAlert { get; set; } = 0.25;
     public double JsWarn { get; set; } = 0.1;
     public double JsAlert { get; set; } = 0.2;
@@ -27,6 +34,11 @@ public class DriftSettings
     /// <summary>Absolute change of the missing/defaulted rate versus the reference.</summary>
     public double MissingRateWarn { get; set; } = 0.05;
     public double MissingRateAlert { get; set; } = 0.10;
+    /// <summary>
+    /// Time-of-day conditioning: each hour's reference shares are shrunk toward the whole-day shares as if this
+    /// many whole-day rows were added to the hour (sparse hours lean on the day; well-filled ones keep their own).
+    /// </summary>
+    public double HourSmoothingRows { get; set; } = 20;
 }
 
 /// <summary>Drift of one feature (or of the prediction) in one window.</summary>
@@ -72,6 +84,7 @@ public sealed class BinnedCounts
         var bins = IsCategorical ? _categories.Length + 1 : _edges.Length + 1;
         Expected = new double[bins];
         reference.BinShares.AsSpan(0, Math.Min(reference.BinShares.Length, bins)).CopyTo(Expected);
+        Conditioned = new double[bins];
         _counts = new long[bins];
         if (IsCategorical && _categories.Length > 0 && _categories.All(c => c == Math.Floor(c))
             && _categories[^1] - _categories[0] < 256)
@@ -86,6 +99,8 @@ public sealed class BinnedCounts
     public DistributionProfile Reference { get; }
     public bool IsCategorical { get; }
     public double[] Expected { get; }
+    /// <summary>Scratch for the reference conditioned on a window's hours (one per feature, reused window after window).</summary>
+    public double[] Conditioned { get; }
     public long[] Counts => _counts;
     public long Missing { get; set; }
     public long Total => _total;
@@ -140,6 +155,9 @@ public sealed class DriftMonitor
     private readonly BinnedCounts _prediction;
     private long _events;
     private long _windowStartMs;
+    // Event-time mix of the window: events per UTC hour of the day, and the span of their event times.
+    private readonly long[] _hours = new long[24];
+    private long _minEventMs = long.MaxValue, _maxEventMs = long.MinValue;
 
     public DriftMonitor(ReferenceProfile profile, FeaturePlan plan, DriftSettings? settings = null, TimeProvider? time = null)
     {
@@ -163,9 +181,21 @@ public sealed class DriftMonitor
     public DriftReport? LastReport { get; private set; }
     public long WindowsClosed { get; private set; }
 
-    /// <summary>Adds one scored event: its feature vector, which features were defaulted (bit mask) and its primary score.</summary>
-    public void Observe(ReadOnlySpan<float> features, long defaultedMask, double score)
+    /// <summary>Adds one scored event without its event time (the window is compared with the whole-day reference).</summary>
+    public void Observe(ReadOnlySpan<float> features, long defaultedMask, double score) => Observe(features, defaultedMask, score, -1);
+
+    /// <summary>
+    /// Adds one scored event: its feature vector, which features were defaulted (bit mask), its primary score and its
+    /// event time (Unix ms; negative when unknown), whose hour of day conditions the reference the window is judged against.
+    /// </summary>
+    public void Observe(ReadOnlySpan<float> features, long defaultedMask, double score, long eventTimeMs)
     {
+        if (eventTimeMs >= 0)
+        {
+            _hours[(int)(eventTimeMs / 3_600_000 % 24)]++;
+            if (eventTimeMs < _minEventMs) _minEventMs = eventTimeMs;
+            if (eventTimeMs > _maxEventMs) _maxEventMs = eventTimeMs;
+        }
         var all = _features;
         for (var f = 0; f < all.Length; f++)
         {
@@ -181,7 +211,7 @@ public sealed class DriftMonitor
     public void Observe(EventBatch batch, int scoreIndex)
     {
         for (var k = 0; k < batch.OkCount; k++)
-            Observe(batch.FeatureRow(k), batch.DefaultedMasks[batch.Rows[k]], batch.ScoreRow(k)[scoreIndex]);
+            Observe(batch.FeatureRow(k), batch.DefaultedMasks[batch.Rows[k]], batch.ScoreRow(k)[scoreIndex], batch.EventTimesMs[batch.Rows[k]]);
         if (_settings.WindowSeconds > 0) CloseIfDue();
     }
 
@@ -203,11 +233,84 @@ public sealed class DriftMonitor
         foreach (var f in _features) f.Clear();
         _prediction.Clear();
         _events = 0;
+        Array.Clear(_hours);
+        (_minEventMs, _maxEventMs) = (long.MaxValue, long.MinValue);
         _windowStartMs = end;
         LastReport = report;
         WindowsClosed++;
         WindowClosed?.Invoke(report);
         return report;
+    }
+
+    /// <summary>
+    /// What this window's counts are compared with, and the reference size the tests assume. With per-hour shares in
+    /// the profile and event times in the window: the mixture of the hours' shares weighted by the window's own hour
+    /// mix (each hour shrunk toward the whole day by <see cref="DriftSettings.HourSmoothingRows"/>), and the effective
+    /// size of that mixture, 1 / Σ w_h² / n_h. The hour-of-day feature is that mix itself: it is compared with the
+    /// reference shares of the hours the window's event times cover, each weighted by how long it was covered (a
+    /// window of three hours expects those three hours in their usual proportions). A day-of-week feature is judged
+    /// only over windows spanning a week; null (not judged) otherwise. Without per-hour shares or event times: the
+    /// whole-day shares and rows.
+    /// </summary>
+    public (double[]? Expected, long ReferenceRows) ReferenceFor(BinnedCounts c)
+    {
+        var reference = c.Reference;
+        long timed = 0;
+        foreach (var n in _hours) timed += n;
+        if (reference.Clock == "dayOfWeek")
+            return timed > 0 && _maxEventMs - _minEventMs < 7 * 86_400_000L ? (null, 0) : (c.Expected, reference.Count);
+        if (reference.Clock == "hourOfDay")
+            return timed > 0 ? (HourCoverage(c), reference.Count) : (c.Expected, reference.Count);
+        if (timed == 0 || reference.HourCounts.Length != 24 || reference.HourBinShares.Length != 24) return (c.Expected, reference.Count);
+        var mixture = c.Conditioned;
+        Array.Clear(mixture);
+        var k = Math.Max(0, _settings.HourSmoothingRows);
+        var inverseSize = 0.0;
+        for (var h = 0; h < 24; h++)
+        {
+            if (_hours[h] == 0) continue;
+            var w = _hours[h] / (double)timed;
+            var rows = reference.HourCounts[h];
+            var shares = reference.HourBinShares[h];
+            var bins = Math.Min(shares.Length, mixture.Length);
+            var denominator = rows + k;
+            if (denominator <= 0) return (c.Expected, reference.Count);   // an hour with no reference at all, no smoothing
+            for (var b = 0; b < mixture.Length; b++)
+                mixture[b] += w * ((b < bins ? rows * shares[b] : 0) + k * c.Expected[b]) / denominator;
+            inverseSize += w * w / denominator;
+        }
+        return (mixture, inverseSize > 0 ? Math.Min(reference.Count, (long)(1 / inverseSize)) : reference.Count);
+    }
+
+    /// <summary>The hour-of-day categories' reference shares, each times the time the window's event-time span spent in that hour.</summary>
+    private double[]? HourCoverage(BinnedCounts c)
+    {
+        Span<double> covered = stackalloc double[24];
+        const long hour = 3_600_000, day = 24 * hour;
+        var start = _minEventMs;
+        var end = _maxEventMs + 1;
+        var days = (end - start) / day;
+        for (var h = 0; h < 24; h++) covered[h] = days * (double)hour;
+        for (var t = start + days * day; t < end;)
+        {
+            var next = Math.Min(end, (t / hour + 1) * hour);
+            covered[(int)(t / hour % 24)] += next - t;
+            t = next;
+        }
+        var expected = c.Conditioned;
+        Array.Clear(expected);
+        var categories = c.Reference.Categories;
+        var total = 0.0;
+        for (var b = 0; b < categories.Length; b++)
+        {
+            var h = (int)categories[b];
+            if (h < 0 || h > 23 || h != categories[b]) continue;
+            expected[b] = c.Expected[b] * covered[h];
+            total += expected[b];
+        }
+        if (!(total > 0)) return null;
+        for (var b = 0; b < expected.Length; b++) expected[b] /= total;
+        return expected;
     }
 
     /// <summary>Statistics of one feature's window against its reference, with severity and the thresholds it crossed.</summary>
@@ -220,15 +323,19 @@ public sealed class DriftMonitor
         if (c.Total == 0 || !judge || reference.Count == 0)
             return new FeatureDrift(reference.Name, reference.Kind, c.Total, missing, reference.MissingRate,
                 double.NaN, double.NaN, double.NaN, double.NaN, double.NaN, double.NaN, DriftSeverity.Ok, []);
-        var psi = DriftStatistics.Psi(c.Expected, c.Counts);
-        var js = DriftStatistics.JensenShannonDistance(c.Expected, c.Counts);
+        var (expected, referenceRows) = ReferenceFor(c);
+        if (expected is null)
+            return new FeatureDrift(reference.Name, reference.Kind, c.Total, missing, reference.MissingRate,
+                double.NaN, double.NaN, double.NaN, double.NaN, double.NaN, double.NaN, DriftSeverity.Ok, []);
+        var psi = DriftStatistics.Psi(expected, c.Counts);
+        var js = DriftStatistics.JensenShannonDistance(expected, c.Counts);
         double ks = double.NaN, ksP = double.NaN, chi = double.NaN, chiP = double.NaN;
         if (c.IsCategorical)
-            (chi, chiP, _) = DriftStatistics.ChiSquared(c.Expected, Math.Max(1, reference.Count), c.Counts);
+            (chi, chiP, _) = DriftStatistics.ChiSquared(expected, Math.Max(1, referenceRows), c.Counts);
         else
         {
-            ks = DriftStatistics.KsBinned(c.Expected, c.Counts);
-            ksP = DriftStatistics.KsPValue(ks, c.Total, Math.Max(1, reference.Count));
+            ks = DriftStatistics.KsBinned(expected, c.Counts);
+            ksP = DriftStatistics.KsPValue(ks, c.Total, Math.Max(1, referenceRows));
         }
 
         // A test alone is not enough at large windows (tiny but significant shifts): an alert needs the
@@ -242,7 +349,7 @@ public sealed class DriftMonitor
             if (!breaches.Contains(what)) breaches.Add(what);
         }
         var test = c.IsCategorical ? "chi_squared" : "ks";
-        var significant = (c.IsCategorical ? chiP : ksP) < t.Alpha;
+        var significant = (c.IsCategorical ? chiP : ksP) < t.Alpha && psi >= t.PsiNegligible;
         if (significant) Raise(psi >= t.PsiWarn ? DriftSeverity.Alert : DriftSeverity.Warn, test);
         if (psi >= t.PsiAlert) Raise(DriftSeverity.Alert, "psi");
         else if (psi >= t.PsiWarn) Raise(significant ? DriftSeverity.Alert : DriftSeverity.Warn, "psi");

@@ -59,6 +59,21 @@ public sealed class DistributionProfile
     [JsonPropertyName("categories")] public double[] Categories { get; set; } = [];
     /// <summary>Deciles 0.1 .. 0.9 (informational).</summary>
     [JsonPropertyName("deciles")] public double[] Deciles { get; set; } = [];
+    /// <summary>
+    /// How the continuous bins were cut: "quantile" (training deciles), or "value" where quantile edges collapse
+    /// on point masses (counts that are mostly 0): then every frequent value has its own bin, so a shift of the
+    /// mass between them stays visible.
+    /// </summary>
+    [JsonPropertyName("binning")] public string Binning { get; set; } = "quantile";
+    /// <summary>
+    /// A function of the event's clock: "hourOfDay" (judged against the shares of the hours the window's event times
+    /// cover) or "dayOfWeek" (judged over windows spanning a week); empty for every other feature.
+    /// </summary>
+    [JsonPropertyName("clock")] public string Clock { get; set; } = "";
+    /// <summary>Training rows per UTC hour of the event time (24 entries; empty in profiles written before conditioning).</summary>
+    [JsonPropertyName("hourCounts")] public long[] HourCounts { get; set; } = [];
+    /// <summary>Training share per bin within each UTC hour of the event time: 24 rows of <see cref="BinShares"/>'s length.</summary>
+    [JsonPropertyName("hourBinShares")] public double[][] HourBinShares { get; set; } = [];
 }
 
 [JsonSourceGenerationOptions(WriteIndented = true, NumberHandling = JsonNumberHandling.AllowNamedFloatingPointLiterals)]

@@ -305,15 +305,23 @@ public static class BatchCommands
         var json = new Option<bool>("--json") { Description = "Print the report as JSON instead of a table." };
         var failOnAlert = new Option<bool>("--fail-on-alert") { Description = "Exit with code 3 when any feature or the score is at ALERT (for pipelines)." };
         var includeWarmup = new Option<bool>("--include-warmup") { Description = "With --history/--topic: also compare the first stretch (the longest window), which training sets leave out." };
+        var windowEvents = new Option<int>("--window-events")
+        {
+            Description = "Replay the sample in event-time order through the monitor in windows of this many events, as the processor judges " +
+                          "live traffic (each window against the reference conditioned on its hours of the day); prints one line per window and the " +
+                          "counts of OK / WARN / ALERT windows. 0: the whole sample as one window.",
+            DefaultValueFactory = _ => 0,
+        };
         var command = new Command("drift",
             "Compare a sample (training set, Parquet history or topic) with a model's reference profile: PSI, KS (binned, p-value), " +
             "Jensen-Shannon distance, chi-squared for categoricals and missing rates, per feature and for the score.")
         {
-            features, model, set, history, topic, bootstrap, registry, schema, alpha, json, failOnAlert, includeWarmup,
+            features, model, set, history, topic, bootstrap, registry, schema, alpha, json, failOnAlert, includeWarmup, windowEvents,
         };
         command.SetAction((parse, ct) => Guard(async () =>
         {
             var plan = LoadPlan(parse, features);
+            if (parse.GetValue(windowEvents) < 0) throw new ArgumentException("--window-events must be 0 (one window) or more.");
             var dir = parse.GetValue(model)!;
             var profilePath = Path.Combine(dir, ReferenceProfile.FileName);
             if (!File.Exists(profilePath)) throw new FileNotFoundException($"No reference profile at '{profilePath}' (run 'streaminference profile').", profilePath);
@@ -322,13 +330,14 @@ public static class BatchCommands
 
             float[] values;
             long[] masks;
+            long[] times;
             if (parse.GetValue(set) is { } setPath)
             {
                 if (parse.GetValue(history) is not null || parse.GetValue(topic) is not null) throw new ArgumentException("Give one of --training-set, --history or --topic.");
                 var data = await TrainingSet.ReadAsync(setPath, ct).ConfigureAwait(false);
                 if (data.FeatureSet != plan.Name || data.FeatureSetVersion != plan.Version)
                     throw new InvalidDataException($"{setPath} was built with feature set '{data.FeatureSet}' v{data.FeatureSetVersion}, not '{plan.Name}' v{plan.Version}.");
-                (values, masks) = (data.Features, data.DefaultedMask);
+                (values, masks, times) = (data.Features, data.DefaultedMask, data.TimesMs);
             }
             else
             {
@@ -343,15 +352,26 @@ public static class BatchCommands
                 values = new float[keep.Length * plan.FeatureCount];
                 for (var k = 0; k < keep.Length; k++) rows.Row(keep[k]).CopyTo(values.AsSpan(k * plan.FeatureCount));
                 masks = keep.Select(i => rows.DefaultedMask[i]).ToArray();
+                times = keep.Select(events.TimeMs).ToArray();
             }
             var count = masks.Length;
             if (count == 0) throw new InvalidDataException("The sample is empty.");
 
-            var monitor = new DriftMonitor(profile, plan, new DriftSettings { Alpha = parse.GetValue(alpha), WindowEvents = int.MaxValue, MinWindowEvents = 1 });
+            var window = parse.GetValue(windowEvents);
+            var monitor = new DriftMonitor(profile, plan, new DriftSettings { Alpha = parse.GetValue(alpha), WindowEvents = window > 0 ? window : int.MaxValue, MinWindowEvents = 1 });
             double[] scores;
             using (var progress = new ConsoleProgress("score", count))
                 scores = RowScoring.PrimaryScores(scorer, plan, values, count, progress);
-            for (var i = 0; i < count; i++) monitor.Observe(values.AsSpan(i * plan.FeatureCount, plan.FeatureCount), masks[i], scores[i]);
+            if (window > 0)
+            {
+                var reports = new List<DriftReport>();
+                monitor.WindowClosed += reports.Add;
+                foreach (var i in Enumerable.Range(0, count).OrderBy(i => times[i]))
+                    monitor.Observe(values.AsSpan(i * plan.FeatureCount, plan.FeatureCount), masks[i], scores[i], times[i]);
+                PrintWindows(reports, window);
+                return parse.GetValue(failOnAlert) && reports.Any(r => r.MaxSeverity == DriftSeverity.Alert) ? 3 : 0;
+            }
+            for (var i = 0; i < count; i++) monitor.Observe(values.AsSpan(i * plan.FeatureCount, plan.FeatureCount), masks[i], scores[i], times[i]);
             var report = monitor.Close();
             if (parse.GetValue(json)) Console.Out.WriteLine(JsonSerializer.Serialize(report, BatchJson.Default.DriftReport));
             else PrintTable(report);
@@ -434,6 +454,21 @@ public static class BatchCommands
     private sealed class SyncProgress<T>(Action<T> report) : IProgress<T>
     {
         public void Report(T value) => report(value);
+    }
+
+    /// <summary>One line per replayed window (its event-time span and what was not OK), then the window counts per severity.</summary>
+    private static void PrintWindows(List<DriftReport> reports, int window)
+    {
+        var o = Console.Out;
+        foreach (var r in reports)
+        {
+            var flagged = r.Features.Append(r.Prediction).Where(f => f.Severity > DriftSeverity.Ok)
+                .Select(f => $"{f.Name} {f.Severity.ToString().ToUpperInvariant()} (psi {f.Psi.ToString("0.000", CultureInfo.InvariantCulture)})");
+            o.WriteLine($"window {r.Sequence,4}  {r.Events,7:N0} events  {r.MaxSeverity.ToString().ToUpperInvariant(),-5}  {string.Join("; ", flagged)}");
+        }
+        var alert = reports.Count(r => r.MaxSeverity == DriftSeverity.Alert);
+        var warn = reports.Count(r => r.MaxSeverity == DriftSeverity.Warn);
+        o.WriteLine($"{reports.Count} windows of {window:N0} events in event-time order: {reports.Count - alert - warn} OK, {warn} WARN, {alert} ALERT");
     }
 
     private static void PrintTable(DriftReport report)
