@@ -18,7 +18,7 @@ public sealed class DriftTests(ServicesFixture services, ITestOutputHelper outpu
         var topics = await services.CreateTopicsAsync(4);
         var driftTopic = await services.CreateTopicAsync("drift", 1);
         using (var redis = await ConnectionMultiplexer.ConnectAsync(services.Redis))
-            await WarmStart.MaterializeAsync(redis.GetDatabase(), Plan, seed: 31);
+            await WarmStart.MaterializeAsync(redis.GetDatabase(), Plan);
 
         var options = services.ProcessorOptions(topics, ServicesFixture.NewGroup("drift"));
         options.Drift = new DriftOptions { Topic = driftTopic, WindowEvents = window };

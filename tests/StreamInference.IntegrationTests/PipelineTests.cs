@@ -40,7 +40,7 @@ public sealed class PipelineTests(ServicesFixture services, ITestOutputHelper ou
         output.WriteLine($"Kafka: {services.KafkaKind}; Redis: {services.RedisKind}");
         var topics = await services.CreateTopicsAsync(6);
         using (var redis = await ConnectionMultiplexer.ConnectAsync(services.Redis))
-            await WarmStart.MaterializeAsync(redis.GetDatabase(), Plan, seed: 11, events: 20_000);
+            await WarmStart.MaterializeAsync(redis.GetDatabase(), Plan, events: 20_000);
 
         await using var running = await StartAsync(Options(topics));
         var produced = await ProduceAsync(topics, 3000, badRate: 0.03, seed: 11);

@@ -29,13 +29,16 @@ public sealed record MerchantProfile(string Id, string Country, double FraudRate
 public sealed class PaymentGenerator
 {
     private static readonly string[] Countries = ["DE", "FR", "NL", "ES", "IT", "BE", "PL", "SE", "US", "GB"];
-    private readonly Random _random;
+    private Random _random;
     private long _sequence;
 
-    public PaymentGenerator(int seed = 42, int cards = 5000, int merchants = 500)
+    /// <param name="seed">The world: cards and merchants (and, without <paramref name="streamSeed"/>, the events too).</param>
+    /// <param name="streamSeed">When given, the events are drawn from their own seed in the world of <paramref name="seed"/>:
+    /// live traffic in the training history's world without repeating the history.</param>
+    public PaymentGenerator(int seed = 42, int cards = 5000, int merchants = 500, int? streamSeed = null)
     {
         _random = new Random(seed);
-        Seed = seed;
+        Seed = streamSeed ?? seed;
         var cardList = new CardProfile[cards];
         for (var i = 0; i < cards; i++)
         {
@@ -56,6 +59,7 @@ public sealed class PaymentGenerator
         }
         Cards = cardList;
         Merchants = merchantList;
+        if (streamSeed is { } stream) _random = new Random(stream);
     }
 
     public int Seed { get; }
@@ -70,13 +74,16 @@ public sealed class PaymentGenerator
 
     /// <summary>
     /// The next event. <paramref name="time"/> is its event time; when <paramref name="shapeHourOfDay"/>
-    /// is set, the hour is redrawn from the legitimate or fraudulent daily pattern (for histories).
+    /// is set, the hour is redrawn from the legitimate or fraudulent daily pattern (for histories). Otherwise
+    /// the event keeps its time (live traffic) and whether it is fraud is drawn given that time's hour, from
+    /// the same daily patterns: the live world is the history's world, hour by hour.
     /// </summary>
     public PaymentEvent Next(DateTimeOffset time, bool shapeHourOfDay = false)
     {
         var card = Cards[_random.Next(Cards.Count)];
         var merchant = Merchants[_random.Next(Merchants.Count)];
-        var fraud = _random.NextDouble() < merchant.FraudRate * 2.0;
+        var prior = Math.Min(1, merchant.FraudRate * 2.0);
+        var fraud = _random.NextDouble() < (shapeHourOfDay ? prior : FraudGivenHour(prior, time.UtcDateTime.Hour));
         double amount;
         PaymentChannel channel;
         bool foreign;
@@ -102,6 +109,34 @@ public sealed class PaymentGenerator
         var country = foreign ? Countries[(Array.IndexOf(Countries, card.HomeCountry) + 1 + _random.Next(Countries.Length - 1)) % Countries.Length] : card.HomeCountry;
         var seq = _sequence++;
         return new PaymentEvent($"evt-{Seed}-{seq:D9}", time, card.Id, merchant.Id, Math.Round(amount, 2), "EUR", channel, country, foreign, fraud);
+    }
+
+    /// <summary>P(fraud | hour) by Bayes from the prior and the two daily patterns drawn in <see cref="Next"/>.</summary>
+    public static double FraudGivenHour(double prior, int hour)
+    {
+        var fraudHour = (hour < 6 ? 0.6 / 6 : 0) + 0.4 / 24;
+        var legitHour = LegitimateHourShare(hour);
+        var joint = prior * fraudHour;
+        return joint / (joint + (1 - prior) * legitHour);
+    }
+
+    /// <summary>Share of legitimate payments in an hour: (int)clamp(14 + 4 Z, 0, 23) for a standard normal Z.</summary>
+    public static double LegitimateHourShare(int hour)
+    {
+        static double Phi(double x) => 0.5 * (1 + Erf(x / Math.Sqrt(2)));
+        var upper = hour == 23 ? 1.0 : Phi((hour + 1 - 14) / 4.0);
+        var lower = hour == 0 ? 0.0 : Phi((hour - 14) / 4.0);
+        return upper - lower;
+    }
+
+    /// <summary>Error function (Abramowitz and Stegun 7.1.26, |error| below 1.5e-7).</summary>
+    private static double Erf(double x)
+    {
+        var sign = Math.Sign(x);
+        x = Math.Abs(x);
+        var t = 1 / (1 + 0.3275911 * x);
+        var y = 1 - ((((1.061405429 * t - 1.453152027) * t + 1.421413741) * t - 0.284496736) * t + 0.254829592) * t * Math.Exp(-x * x);
+        return sign * y;
     }
 
     private double Normal()

@@ -7,7 +7,9 @@ namespace StreamInference.Batch.Synthetic;
 public sealed record HistoryOptions
 {
     public int Events { get; init; } = 300_000;
-    public int Seed { get; init; } = 42;
+    /// <summary>Seed of the example world (cards, merchants) and of its events: the one the example model was trained on.</summary>
+    public const int DefaultSeed = 42;
+    public int Seed { get; init; } = DefaultSeed;
     public DateTimeOffset End { get; init; } = new(2026, 3, 1, 0, 0, 0, TimeSpan.Zero);
     public TimeSpan Span { get; init; } = TimeSpan.FromDays(90);
     /// <summary>Share of events that reach the broker after a delay of up to 90 s (out of order, usually within the lateness).</summary>
@@ -16,6 +18,8 @@ public sealed record HistoryOptions
     public double VeryLateShare { get; init; } = 0.003;
     /// <summary>From this event (in time order) on, the generator is shifted (<see cref="PaymentGenerator.Shifted"/>).</summary>
     public int? DriftAt { get; init; }
+    /// <summary>Events later than this are left out (a history that ends now, with the rest of today's pattern still to come).</summary>
+    public DateTimeOffset Until { get; init; } = DateTimeOffset.MaxValue;
 }
 
 /// <summary>
@@ -30,20 +34,22 @@ public static class SyntheticHistory
         var generator = new PaymentGenerator(options.Seed);
         var random = new Random(options.Seed + 1);
         var start = options.End - options.Span;
-        var events = new (PaymentEvent Event, long ArrivalMs)[options.Events];
-        for (var i = 0; i < events.Length; i++)
+        var events = new List<(PaymentEvent Event, long ArrivalMs)>(options.Events);
+        for (var i = 0; i < options.Events; i++)
         {
             if (i == options.DriftAt) generator.Shifted = true;
-            var e = generator.Next(start + options.Span * ((double)i / events.Length), shapeHourOfDay: true);
+            var e = generator.Next(start + options.Span * ((double)i / options.Events), shapeHourOfDay: true);
+            // The hour pattern moves an event within its day; events after Until (for a warm start, the future) are not kept.
+            if (e.EventTime > options.Until) continue;
             var t = e.EventTime.ToUnixTimeMilliseconds();
             var u = random.NextDouble();
             var delay = u < options.VeryLateShare ? random.Next(180_000, 600_000)
                 : u < options.VeryLateShare + options.DelayedShare ? random.Next(5_000, 90_000)
                 : random.Next(0, 2_000);
-            events[i] = (e, t + delay);
+            events.Add((e, t + delay));
             if ((i & 0xFFFF) == 0) progress?.Report(i);
         }
-        Array.Sort(events, (a, b) => a.ArrivalMs.CompareTo(b.ArrivalMs));
+        events.Sort((a, b) => a.ArrivalMs.CompareTo(b.ArrivalMs));
 
         var history = new EventHistory(plan);
         var numerics = new double[plan.NumericFields.Count];
@@ -54,7 +60,7 @@ public static class SyntheticHistory
             Slots(plan, e, numerics, texts, batchOnly);
             history.Add(e.EventId, e.EventTime.ToUnixTimeMilliseconds(), numerics, texts, e.IsFraud ? 1 : 0, batchOnly);
         }
-        progress?.Report(events.Length);
+        progress?.Report(options.Events);
         return history;
     }
 

@@ -21,7 +21,10 @@ public sealed class ProduceOptions
     public double Rate { get; set; }
     /// <summary>Fraction of deliberately malformed records (to exercise the dead-letter path).</summary>
     public double BadRate { get; set; }
+    /// <summary>Seed of the event stream.</summary>
     public int Seed { get; set; } = 7;
+    /// <summary>Seed of the world (cards, merchants): 42, the training history's (<c>dev history</c>), so live traffic is the model's world.</summary>
+    public int WorldSeed { get; set; } = HistoryOptions.DefaultSeed;
     /// <summary>From this event index on, the generator is shifted (<see cref="PaymentGenerator.Shifted"/>); null = never.</summary>
     public int? DriftAt { get; set; }
 }
@@ -44,7 +47,7 @@ public static class SyntheticPaymentProducer
         ProduceOptions options, Action<int>? progress, CancellationToken cancellationToken)
     {
         var schemaId = await registry.RegisterAsync($"{options.Topic}-value", schema, cancellationToken).ConfigureAwait(false);
-        var generator = new PaymentGenerator(options.Seed);
+        var generator = new PaymentGenerator(options.WorldSeed, streamSeed: options.Seed);
         var random = new Random(options.Seed ^ 0x5eed);
         var writer = new GenericDatumWriter<GenericRecord>(schema);
         var channelSchema = (EnumSchema)schema["channel"].Schema;

@@ -9,7 +9,7 @@ namespace StreamInference.DevServices.Synthetic;
 
 /// <summary>
 /// Gives an empty Redis what a deployment would have after the batch path ran: a synthetic history
-/// ending now (same cards and merchants as the live producer, same seed), its lookup snapshots and
+/// ending now (same cards and merchants as the live producer: the same world seed), its lookup snapshots and
 /// window state, materialized through the batch path's own code.
 /// </summary>
 public static class WarmStart
@@ -17,15 +17,20 @@ public static class WarmStart
     /// <summary>Events per day of the default synthetic history (the example model's training history has the same density).</summary>
     public const double EventsPerDay = 300_000 / 90.0;
 
-    public static async Task<MaterializeReport> MaterializeAsync(IDatabase db, FeaturePlan plan, int seed, int? events = null,
+    /// <param name="worldSeed">The world of the history (cards, merchants): the live producer's <see cref="ProduceOptions.WorldSeed"/>.</param>
+    public static async Task<MaterializeReport> MaterializeAsync(IDatabase db, FeaturePlan plan, int worldSeed = HistoryOptions.DefaultSeed, int? events = null,
         TimeSpan? span = null, CancellationToken cancellationToken = default)
     {
         var now = DateTimeOffset.UtcNow;
         var length = span ?? TimeSpan.FromDays(35);
+        // Whole days, as the training history has them (each day's events follow the daily pattern), up to the end
+        // of today; what the pattern puts after now has not happened yet and is left out.
+        var end = new DateTimeOffset(now.UtcDateTime.Date.AddDays(1), TimeSpan.Zero);
+        var days = Math.Ceiling((end - now + length).TotalDays);
         var history = SyntheticHistory.Generate(plan, new HistoryOptions
         {
             // Same traffic density as the training history, so per-entity counts mean the same.
-            Events = events ?? (int)(EventsPerDay * length.TotalDays), Seed = seed, End = now, Span = length,
+            Events = events ?? (int)(EventsPerDay * days), Seed = worldSeed, End = end, Span = TimeSpan.FromDays(days), Until = now,
         });
         var order = history.EventTimeOrder();
         var nowMs = now.ToUnixTimeMilliseconds();

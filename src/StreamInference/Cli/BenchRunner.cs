@@ -98,7 +98,7 @@ public static class BenchRunner
             using (var redis = await ConnectionMultiplexer.ConnectAsync(redisConfig).ConfigureAwait(false))
             {
                 Log("warm start: synthetic history → lookups and window state in Redis (the batch path's code) ...");
-                await WarmStart.MaterializeAsync(redis.GetDatabase(), plan, Seed, cancellationToken: ct).ConfigureAwait(false);
+                await WarmStart.MaterializeAsync(redis.GetDatabase(), plan, cancellationToken: ct).ConfigureAwait(false);
             }
             using var registry = new AvroSchemaRegistry(new SchemaRegistryOptions { Url = registryUrl });
             var writer = (Avro.RecordSchema)AvroSchema.Parse(await File.ReadAllTextAsync(PathResolver.Resolve("schemas/payment-event.avsc"), ct).ConfigureAwait(false));
@@ -142,7 +142,7 @@ public static class BenchRunner
             // from the first, so topics written in small open-loop batches make it, not the processor, the
             // slow part as a step goes on. Short steps, and the upstream producer lingers 5 ms (librdkafka's
             // default) so that its batches are not needlessly small.
-            var generator = new PaymentGenerator(Seed + 1);
+            var generator = new PaymentGenerator(streamSeed: Seed + 1);
             for (var i = 0; i < LatencyFractions.Length; i++)
             {
                 var fraction = LatencyFractions[i];

@@ -43,7 +43,7 @@ public static class DemoRunner
         using (var redis = await ConnectionMultiplexer.ConnectAsync(env.Endpoints.Redis).ConfigureAwait(false))
         {
             Status(s, "batch path: synthetic 35-day history → lookups and window state into Redis ...");
-            var warm = await WarmStart.MaterializeAsync(redis.GetDatabase(), plan, produceOptions.Seed, cancellationToken: ct).ConfigureAwait(false);
+            var warm = await WarmStart.MaterializeAsync(redis.GetDatabase(), plan, produceOptions.WorldSeed, cancellationToken: ct).ConfigureAwait(false);
             Status(s, $"materialized {warm.LookupHashes:N0} lookup hashes and the windows of {warm.WindowEntities:N0} entities");
         }
 

@@ -46,7 +46,7 @@ public static class DevCommands
             if (parse.GetValue(seed))
             {
                 using var redis = await ConnectionMultiplexer.ConnectAsync(env.Endpoints.Redis).ConfigureAwait(false);
-                await WarmStart.MaterializeAsync(redis.GetDatabase(), FeatureSetLoader.LoadFile(PathResolver.Resolve(DefaultFeatures)), new ProduceOptions().Seed, cancellationToken: ct).ConfigureAwait(false);
+                await WarmStart.MaterializeAsync(redis.GetDatabase(), FeatureSetLoader.LoadFile(PathResolver.Resolve(DefaultFeatures)), new ProduceOptions().WorldSeed, cancellationToken: ct).ConfigureAwait(false);
             }
             Console.Out.WriteLine(JsonSerializer.Serialize(env.Endpoints, CliJson.Default.DevEndpoints));
             Console.Out.Flush();
@@ -72,7 +72,7 @@ public static class DevCommands
         var events = new Option<int>("--events") { Description = "Number of events.", DefaultValueFactory = _ => 10_000 };
         var rate = new Option<double>("--rate") { Description = "Events per second (0 = as fast as possible).", DefaultValueFactory = _ => 0 };
         var badRate = new Option<double>("--bad-rate") { Description = "Fraction of deliberately malformed records (0..1).", DefaultValueFactory = _ => 0 };
-        var seed = new Option<int>("--seed") { Description = "Generator seed.", DefaultValueFactory = _ => 7 };
+        var seed = new Option<int>("--seed") { Description = "Seed of the event stream (the cards and merchants are always the example training world's, as in dev history).", DefaultValueFactory = _ => 7 };
         var driftAt = new Option<int?>("--drift-at") { Description = "Shift the synthetic world from event K on (higher amounts, more online payments)." };
         var schema = new Option<string>("--schema") { Description = "Writer schema (.avsc).", DefaultValueFactory = _ => DefaultReaderSchema };
         var command = new Command("produce", "Publish synthetic card-payment events (Avro, Confluent wire format, registered under <topic>-value).")
@@ -100,7 +100,7 @@ public static class DevCommands
             if (!string.IsNullOrEmpty(redisConfig))
             {
                 using var mux = await ConnectionMultiplexer.ConnectAsync(RedisUrl.ToConfiguration(redisConfig)).ConfigureAwait(false);
-                var warm = await WarmStart.MaterializeAsync(mux.GetDatabase(), FeatureSetLoader.LoadFile(PathResolver.Resolve(DefaultFeatures)), options.Seed, cancellationToken: ct).ConfigureAwait(false);
+                var warm = await WarmStart.MaterializeAsync(mux.GetDatabase(), FeatureSetLoader.LoadFile(PathResolver.Resolve(DefaultFeatures)), options.WorldSeed, cancellationToken: ct).ConfigureAwait(false);
                 await Console.Error.WriteLineAsync($"Wrote {warm.LookupHashes} lookup hashes and the windows of {warm.WindowEntities} entities to Redis.").ConfigureAwait(false);
             }
             using var client = new AvroSchemaRegistry(new SchemaRegistryOptions { Url = url });
