@@ -75,15 +75,17 @@ public sealed class PaymentGenerator
     /// <summary>
     /// The next event. <paramref name="time"/> is its event time; when <paramref name="shapeHourOfDay"/>
     /// is set, the hour is redrawn from the legitimate or fraudulent daily pattern (for histories). Otherwise
-    /// the event keeps its time (live traffic) and whether it is fraud is drawn given that time's hour, from
-    /// the same daily patterns: the live world is the history's world, hour by hour.
+    /// the event keeps its time (live traffic) and is drawn from the history's distribution given that time's
+    /// hour: the merchant (risky merchants see more of the night's fraud), then whether it is fraud. The live
+    /// world is the history's world, hour by hour.
     /// </summary>
     public PaymentEvent Next(DateTimeOffset time, bool shapeHourOfDay = false)
     {
         var card = Cards[_random.Next(Cards.Count)];
-        var merchant = Merchants[_random.Next(Merchants.Count)];
+        var liveHour = time.UtcDateTime.Hour;
+        var merchant = shapeHourOfDay ? Merchants[_random.Next(Merchants.Count)] : MerchantAt(liveHour, _random.NextDouble());
         var prior = Math.Min(1, merchant.FraudRate * 2.0);
-        var fraud = _random.NextDouble() < (shapeHourOfDay ? prior : FraudGivenHour(prior, time.UtcDateTime.Hour));
+        var fraud = _random.NextDouble() < (shapeHourOfDay ? prior : FraudGivenHour(prior, liveHour));
         double amount;
         PaymentChannel channel;
         bool foreign;
@@ -111,10 +113,37 @@ public sealed class PaymentGenerator
         return new PaymentEvent($"evt-{Seed}-{seq:D9}", time, card.Id, merchant.Id, Math.Round(amount, 2), "EUR", channel, country, foreign, fraud);
     }
 
+    // Per hour of the day: cumulative P(merchant | hour) ∝ P(hour | merchant), built on first use.
+    private readonly double[]?[] _merchantsByHour = new double[24][];
+
+    /// <summary>The merchant of a live event at <paramref name="hour"/>, by inverse CDF of P(merchant | hour) at <paramref name="u"/>.</summary>
+    private MerchantProfile MerchantAt(int hour, double u)
+    {
+        var cumulative = _merchantsByHour[hour];
+        if (cumulative is null)
+        {
+            cumulative = new double[Merchants.Count];
+            var total = 0.0;
+            for (var m = 0; m < Merchants.Count; m++)
+            {
+                var prior = Math.Min(1, Merchants[m].FraudRate * 2.0);
+                total += prior * FraudHourShare(hour) + (1 - prior) * LegitimateHourShare(hour);
+                cumulative[m] = total;
+            }
+            for (var m = 0; m < cumulative.Length; m++) cumulative[m] /= total;
+            _merchantsByHour[hour] = cumulative;
+        }
+        var i = Array.BinarySearch(cumulative, u);
+        return Merchants[Math.Min(i < 0 ? ~i : i, Merchants.Count - 1)];
+    }
+
+    /// <summary>Share of fraudulent payments in an hour: 60 % in 0..5, the rest spread over the day.</summary>
+    public static double FraudHourShare(int hour) => (hour < 6 ? 0.6 / 6 : 0) + 0.4 / 24;
+
     /// <summary>P(fraud | hour) by Bayes from the prior and the two daily patterns drawn in <see cref="Next"/>.</summary>
     public static double FraudGivenHour(double prior, int hour)
     {
-        var fraudHour = (hour < 6 ? 0.6 / 6 : 0) + 0.4 / 24;
+        var fraudHour = FraudHourShare(hour);
         var legitHour = LegitimateHourShare(hour);
         var joint = prior * fraudHour;
         return joint / (joint + (1 - prior) * legitHour);

@@ -180,6 +180,8 @@ public sealed class DriftMonitor
 
     public DriftReport? LastReport { get; private set; }
     public long WindowsClosed { get; private set; }
+    /// <summary>Closed windows by their highest severity: [OK, WARN, ALERT].</summary>
+    public long[] WindowsBySeverity { get; } = new long[3];
 
     /// <summary>Adds one scored event without its event time (the window is compared with the whole-day reference).</summary>
     public void Observe(ReadOnlySpan<float> features, long defaultedMask, double score) => Observe(features, defaultedMask, score, -1);
@@ -238,6 +240,7 @@ public sealed class DriftMonitor
         _windowStartMs = end;
         LastReport = report;
         WindowsClosed++;
+        WindowsBySeverity[(int)report.MaxSeverity]++;
         WindowClosed?.Invoke(report);
         return report;
     }

@@ -25,6 +25,8 @@ public sealed class ProduceOptions
     public int Seed { get; set; } = 7;
     /// <summary>Seed of the world (cards, merchants): 42, the training history's (<c>dev history</c>), so live traffic is the model's world.</summary>
     public int WorldSeed { get; set; } = HistoryOptions.DefaultSeed;
+    /// <summary>Added to the wall clock for event times: a simulated time of day (demo --start-time). Zero: now.</summary>
+    public TimeSpan ClockOffset { get; set; }
     /// <summary>From this event index on, the generator is shifted (<see cref="PaymentGenerator.Shifted"/>); null = never.</summary>
     public int? DriftAt { get; set; }
 }
@@ -74,7 +76,7 @@ public static class SyntheticPaymentProducer
                 if (ahead > TimeSpan.FromMilliseconds(2)) await Task.Delay(ahead, cancellationToken).ConfigureAwait(false);
             }
             if (i == options.DriftAt) generator.Shifted = true;
-            var e = generator.Next(DateTimeOffset.UtcNow);
+            var e = generator.Next(DateTimeOffset.UtcNow + options.ClockOffset);
             string? bad = options.BadRate > 0 && random.NextDouble() < options.BadRate ? BadKinds[random.Next(BadKinds.Length)] : null;
             var value = Encode(writer, schema, channelSchema, schemaId, e, bad == "missing-entity-key");
             value = bad switch

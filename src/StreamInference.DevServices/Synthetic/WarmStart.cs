@@ -19,21 +19,21 @@ public static class WarmStart
 
     /// <param name="worldSeed">The world of the history (cards, merchants): the live producer's <see cref="ProduceOptions.WorldSeed"/>.</param>
     public static async Task<MaterializeReport> MaterializeAsync(IDatabase db, FeaturePlan plan, int worldSeed = HistoryOptions.DefaultSeed, int? events = null,
-        TimeSpan? span = null, CancellationToken cancellationToken = default)
+        TimeSpan? span = null, CancellationToken cancellationToken = default, DateTimeOffset? now = null)
     {
-        var now = DateTimeOffset.UtcNow;
+        var nowAt = now ?? DateTimeOffset.UtcNow;
         var length = span ?? TimeSpan.FromDays(35);
         // Whole days, as the training history has them (each day's events follow the daily pattern), up to the end
         // of today; what the pattern puts after now has not happened yet and is left out.
-        var end = new DateTimeOffset(now.UtcDateTime.Date.AddDays(1), TimeSpan.Zero);
-        var days = Math.Ceiling((end - now + length).TotalDays);
+        var end = new DateTimeOffset(nowAt.UtcDateTime.Date.AddDays(1), TimeSpan.Zero);
+        var days = Math.Ceiling((end - nowAt + length).TotalDays);
         var history = SyntheticHistory.Generate(plan, new HistoryOptions
         {
             // Same traffic density as the training history, so per-entity counts mean the same.
-            Events = events ?? (int)(EventsPerDay * days), Seed = worldSeed, End = end, Span = TimeSpan.FromDays(days), Until = now,
+            Events = events ?? (int)(EventsPerDay * days), Seed = worldSeed, End = end, Span = TimeSpan.FromDays(days), Until = nowAt,
         });
         var order = history.EventTimeOrder();
-        var nowMs = now.ToUnixTimeMilliseconds();
+        var nowMs = nowAt.ToUnixTimeMilliseconds();
         var timeline = LookupTimeline.Compute(history, nowMs, order);
         var states = new Dictionary<string, EntityWindowState>(StringComparer.Ordinal);
         PointInTimeFeatures.Compute(history, timeline, eventTimeOrder: order, finalStates: states);

@@ -39,11 +39,14 @@ public static class DemoRunner
         }, ct).ConfigureAwait(false);
 
         var plan = FeatureSetLoader.LoadFile(PathResolver.Resolve("schemas/features/card_payments.yaml"));
-        var produceOptions = new ProduceOptions { Topic = input, Rate = s.Rate, BadRate = s.BadRate };
+        var clockOffset = s.StartTime is { } startAt ? startAt - DateTimeOffset.UtcNow : TimeSpan.Zero;
+        var produceOptions = new ProduceOptions { Topic = input, Rate = s.Rate, BadRate = s.BadRate, ClockOffset = clockOffset };
+        if (s.StartTime is { } simulated) Status(s, $"simulated clock: event times start at {simulated:yyyy-MM-dd HH:mm} UTC");
         using (var redis = await ConnectionMultiplexer.ConnectAsync(env.Endpoints.Redis).ConfigureAwait(false))
         {
             Status(s, "batch path: synthetic 35-day history → lookups and window state into Redis ...");
-            var warm = await WarmStart.MaterializeAsync(redis.GetDatabase(), plan, produceOptions.WorldSeed, cancellationToken: ct).ConfigureAwait(false);
+            var warm = await WarmStart.MaterializeAsync(redis.GetDatabase(), plan, produceOptions.WorldSeed, cancellationToken: ct,
+                now: DateTimeOffset.UtcNow + clockOffset).ConfigureAwait(false);
             Status(s, $"materialized {warm.LookupHashes:N0} lookup hashes and the windows of {warm.WindowEntities:N0} entities");
         }
 
@@ -98,7 +101,7 @@ public static class DemoRunner
                 var n = s.Events ?? 50_000;
                 var o = new ProduceOptions
                 {
-                    Topic = input, Events = n, Rate = s.Rate, BadRate = s.BadRate, Seed = produceOptions.Seed + chunk,
+                    Topic = input, Events = n, Rate = s.Rate, BadRate = s.BadRate, Seed = produceOptions.Seed + chunk, ClockOffset = clockOffset,
                     DriftAt = s.DriftAt is { } at ? Math.Max(0, at - chunk * n) : null,   // index within this chunk
                 };
                 var baseCount = producedCount;
@@ -172,9 +175,21 @@ public static class DemoRunner
             processor.Drift?.WindowsClosed ?? 0,
             processor.Drift?.LastReport is { } last
                 ? last.Features.Append(last.Prediction).Where(f => f.Severity == DriftSeverity.Alert).Select(f => f.Name).ToArray()
-                : []);
+                : [],
+            DriftVerdict(processor.Drift, s));
         Console.Out.WriteLine(JsonSerializer.Serialize(result, CliJson.Default.DemoResult));
         return lost == 0 && mismatched == 0 ? 0 : 1;
+    }
+
+    private static DemoDrift DriftVerdict(DriftMonitor? monitor, DemoSettings s)
+    {
+        var start = (s.StartTime ?? default).ToString("yyyy-MM-ddTHH:mm:ssZ", CultureInfo.InvariantCulture);
+        if (monitor is null) return new DemoDrift("off", 0, 0, 0, [], s.StartTime is null ? "now" : start);
+        var last = monitor.LastReport;
+        return new DemoDrift(last is null ? "none" : last.MaxSeverity.ToString().ToUpperInvariant(),
+            monitor.WindowsBySeverity[0], monitor.WindowsBySeverity[1], monitor.WindowsBySeverity[2],
+            last?.Features.Append(last.Prediction).Where(f => f.Severity == DriftSeverity.Warn).Select(f => f.Name).ToArray() ?? [],
+            s.StartTime is null ? "now" : start);
     }
 
     private static void Status(DemoSettings s, string message)
@@ -199,10 +214,11 @@ public static class DemoRunner
             var drifting = report.Features.Append(report.Prediction).Where(f => f.Severity != DriftSeverity.Ok)
                 .OrderByDescending(f => f.Severity).ThenByDescending(f => double.IsFinite(f.Psi) ? f.Psi : 0).ToArray();
             var text = drifting.Length == 0
-                ? "no feature drifts"
+                ? $"OK, no drift: {report.Features.Count} features and the prediction within thresholds"
                 : string.Join("; ", drifting.Select(Describe));
             if (!Console.IsErrorRedirected) Console.Error.WriteLine();
-            Console.Error.WriteLine($"drift window {report.Sequence} ({report.Events:N0} events): {text}");
+            var tally = processor.Drift.WindowsBySeverity;
+            Console.Error.WriteLine($"drift window {report.Sequence} ({report.Events:N0} events): {text}   [windows so far: {tally[0]} OK, {tally[1]} WARN, {tally[2]} ALERT]");
         }
     }
 

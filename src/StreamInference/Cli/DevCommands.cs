@@ -125,18 +125,40 @@ public static class DevCommands
         var quiet = new Option<bool>("--quiet") { Description = "No live view; only the final JSON line." };
         var driftAt = new Option<int?>("--drift-at") { Description = "Shift the synthetic world at event K (higher amounts, more online payments) to show drift detection." };
         var driftWindow = new Option<int>("--drift-window") { Description = "Drift:WindowEvents: events per drift window.", DefaultValueFactory = _ => 2000 };
+        var startTime = new Option<string?>("--start-time")
+        {
+            Description = "Simulate another time of day: event times start here (HH:mm, UTC today, or an ISO-8601 time) and run on with the clock; " +
+                          "the warm-start history ends there too. Default: now.",
+        };
         var command = new Command("demo", "Dev services + synthetic upstream producer + processor + prediction reader, with a live view. " +
                                           "Uses KAFKA_BOOTSTRAP_SERVERS / SCHEMA_REGISTRY_URL / REDIS_URL when set, embedded services otherwise.")
         {
-            events, rate, badRate, batch, partitions, quiet, driftAt, driftWindow,
+            events, rate, badRate, batch, partitions, quiet, driftAt, driftWindow, startTime,
         };
-        command.SetAction((parse, ct) => DemoRunner.RunAsync(new DemoSettings(parse.GetValue(events), parse.GetValue(rate), parse.GetValue(badRate),
-            parse.GetValue(batch), parse.GetValue(partitions), parse.GetValue(quiet), parse.GetValue(driftAt), parse.GetValue(driftWindow)), ct));
+        command.SetAction(async (parse, ct) =>
+        {
+            DateTimeOffset? start = null;
+            if (parse.GetValue(startTime) is { } text)
+            {
+                if (TimeOnly.TryParseExact(text, ["HH:mm", "H:mm", "HH:mm:ss"], CultureInfo.InvariantCulture, DateTimeStyles.None, out var time))
+                    start = new DateTimeOffset(DateTime.UtcNow.Date + time.ToTimeSpan(), TimeSpan.Zero);
+                else if (DateTimeOffset.TryParse(text, CultureInfo.InvariantCulture, DateTimeStyles.AssumeUniversal, out var at))
+                    start = at.ToUniversalTime();
+                else
+                {
+                    await Console.Error.WriteLineAsync($"demo: --start-time '{text}' is neither HH:mm (UTC) nor an ISO-8601 time.").ConfigureAwait(false);
+                    return 2;
+                }
+            }
+            return await DemoRunner.RunAsync(new DemoSettings(parse.GetValue(events), parse.GetValue(rate), parse.GetValue(badRate),
+                parse.GetValue(batch), parse.GetValue(partitions), parse.GetValue(quiet), parse.GetValue(driftAt), parse.GetValue(driftWindow), start), ct).ConfigureAwait(false);
+        });
         return command;
     }
 }
 
-public sealed record DemoSettings(int? Events, double Rate, double BadRate, int MaxBatch, int Partitions, bool Quiet, int? DriftAt = null, int DriftWindow = 2000);
+public sealed record DemoSettings(int? Events, double Rate, double BadRate, int MaxBatch, int Partitions, bool Quiet, int? DriftAt = null, int DriftWindow = 2000,
+    DateTimeOffset? StartTime = null);
 
 public sealed record ProduceResult(int Produced, int Malformed, int Failed, double ElapsedSeconds);
 
@@ -144,10 +166,15 @@ public sealed record DemoResult(
     int Produced, int Predicted, int DeadLettered, int Lost, long Duplicates, int Mismatched,
     double ElapsedSeconds, double EventsPerSecond, long Batches, double MeanBatchSize,
     double LatencyP50Ms, double LatencyP95Ms, double LatencyP99Ms,
-    Dictionary<string, int> DeadLettersByReason, string Model, long DriftWindows, string[] DriftAlertsInLastWindow);
+    Dictionary<string, int> DeadLettersByReason, string Model, long DriftWindows, string[] DriftAlertsInLastWindow,
+    DemoDrift Drift);
+
+/// <summary>The drift verdict of a demo run: windows by their highest severity, and the last one's.</summary>
+public sealed record DemoDrift(string LastWindow, long OkWindows, long WarnWindows, long AlertWindows, string[] WarningsInLastWindow, string StartTime);
 
 [JsonSourceGenerationOptions(PropertyNamingPolicy = JsonKnownNamingPolicy.CamelCase)]
 [JsonSerializable(typeof(DevEndpoints))]
 [JsonSerializable(typeof(ProduceResult))]
 [JsonSerializable(typeof(DemoResult))]
+[JsonSerializable(typeof(DemoDrift))]
 public sealed partial class CliJson : JsonSerializerContext;
