@@ -84,6 +84,8 @@ public static class DemoRunner
             return 1;
         }
 
+        // Every closed drift window is shown (the monitor calls back on the score stage's thread).
+        if (processor.Drift is { } monitor) monitor.WindowClosed += DriftWindows.Enqueue;
         using var registry = new AvroSchemaRegistry(new SchemaRegistryOptions { Url = env.Endpoints.SchemaRegistryUrl });
         using var audit = new PredictionAudit(env.Endpoints.BootstrapServers, registry, output, dlq);
         using var stopAudit = new CancellationTokenSource();
@@ -207,17 +209,17 @@ public static class DemoRunner
         if (Console.IsErrorRedirected) Console.Error.WriteLine(line);
         else Console.Error.Write("\r" + line.PadRight(Math.Min(Console.WindowWidth > 0 ? Console.WindowWidth - 1 : 160, 200)));
 
-        // The latest closed drift window, once: which features drift, and by how much.
-        if (processor.Drift?.LastReport is { } report && report.Sequence != _driftWindowsShown)
+        // Each closed drift window, once: which features drift, and by how much; or plainly that none does.
+        while (DriftWindows.TryDequeue(out var report))
         {
-            _driftWindowsShown = report.Sequence;
             var drifting = report.Features.Append(report.Prediction).Where(f => f.Severity != DriftSeverity.Ok)
                 .OrderByDescending(f => f.Severity).ThenByDescending(f => double.IsFinite(f.Psi) ? f.Psi : 0).ToArray();
             var text = drifting.Length == 0
                 ? $"OK, no drift: {report.Features.Count} features and the prediction within thresholds"
                 : string.Join("; ", drifting.Select(Describe));
             if (!Console.IsErrorRedirected) Console.Error.WriteLine();
-            var tally = processor.Drift.WindowsBySeverity;
+            var tally = ShownWindows;
+            tally[(int)report.MaxSeverity]++;
             Console.Error.WriteLine($"drift window {report.Sequence} ({report.Events:N0} events): {text}   [windows so far: {tally[0]} OK, {tally[1]} WARN, {tally[2]} ALERT]");
         }
     }
@@ -230,6 +232,7 @@ public static class DemoRunner
         return string.Create(CultureInfo.InvariantCulture, $"{f.Severity.ToString().ToUpperInvariant()} {f.Name} psi {f.Psi:0.00} {test}");
     }
 
-    private static long _driftWindowsShown;
+    private static readonly System.Collections.Concurrent.ConcurrentQueue<DriftReport> DriftWindows = new();
+    private static readonly long[] ShownWindows = new long[3];
     private const string DriftTopic = "drift-reports";
 }
