@@ -248,6 +248,10 @@ public static class ProcessorOptionsValidator
             if (o.Drift.Alpha is <= 0 or >= 0.5) errors.Add($"Drift:Alpha must be in (0, 0.5) (was {o.Drift.Alpha}).");
             if (o.Drift.PsiWarn > o.Drift.PsiAlert || o.Drift.JsWarn > o.Drift.JsAlert || o.Drift.MissingRateWarn > o.Drift.MissingRateAlert)
                 errors.Add("Drift: each *Warn threshold must not exceed its *Alert threshold.");
+            if (!(o.Drift.PsiNegligible >= 0 && o.Drift.PsiNegligible <= o.Drift.PsiWarn))
+                errors.Add($"Drift:PsiNegligible must be between 0 and Drift:PsiWarn (was {o.Drift.PsiNegligible}).");
+            if (!(o.Drift.HourSmoothingRows >= 0 && o.Drift.HourSmoothingRows <= 1e9))
+                errors.Add($"Drift:HourSmoothingRows must be 0 or more (was {o.Drift.HourSmoothingRows}).");
             if (o.Drift.Profile is { Length: > 0 } profile && !File.Exists(resolvePath(profile)))
                 errors.Add($"Drift:Profile: file '{profile}' does not exist.");
         }
