@@ -209,6 +209,81 @@ public sealed class OnnxScorerTests : IDisposable
             .OutputZipMap("output_probability");
     }
 
+    /// <summary>A binary classifier with string classes ("legit", "fraud"): label string [N] + ZipMap seq(map(string, float)).</summary>
+    private static OnnxGraph StringClassifier() =>
+        new OnnxGraph("clf").InputMatrix("features", 3)
+            .Node("LinearClassifier", ["features"], ["label", "probabilities"], "ai.onnx.ml",
+                OnnxAttribute.Floats("coefficients", [W[0], W[2], W[4], W[1], W[3], W[5]]),
+                OnnxAttribute.Floats("intercepts", [0f, 0f]),
+                OnnxAttribute.Texts("classlabels_strings", ["legit", "fraud"]),
+                OnnxAttribute.Text("post_transform", "SOFTMAX"))
+            .OutputTensor("label", OnnxGraph.String, -1)
+            .Node("ZipMap", ["probabilities"], ["output_probability"], "ai.onnx.ml", OnnxAttribute.Texts("classlabels_strings", ["legit", "fraud"]))
+            .OutputZipMap("output_probability", OnnxGraph.String);
+
+    /// <summary>
+    /// A binary classifier's score is its positive class's probability: a primaryScoreIndex copied from another
+    /// model that points at class 0 is refused at load (it served 2,500 inverted scores silently before), for
+    /// probability tensors and ZipMaps alike; without one, the column of class 1 is chosen.
+    /// </summary>
+    [Theory]
+    [InlineData(false)]
+    [InlineData(true)]
+    public void BinaryClassifier_ScoreIsThePositiveClass_AndAPrimaryIndexOnTheNegativeOneIsRefused(bool zipMap)
+    {
+        var e = Assert.Throws<InvalidDataException>(() => new OnnxScorer(Write(Classifier(zipMap), primary: 0), Plan));
+        Assert.Contains("primaryScoreIndex 0 would publish the probability of class 0", e.Message);
+        Assert.Contains("positiveClass", e.Message);
+        using var scorer = new OnnxScorer(Write(Classifier(zipMap)), Plan);
+        Assert.Equal(1, scorer.PrimaryScoreIndex);
+        if (zipMap) Assert.Equal(["0", "1"], scorer.ClassLabels);
+    }
+
+    /// <summary>Classes that are not 0/1 or false/true: the positive one must be named, and then it is used.</summary>
+    [Fact]
+    public void BinaryClassifier_WithNamedClasses_NeedsPositiveClass()
+    {
+        var e = Assert.Throws<InvalidDataException>(() => new OnnxScorer(Write(StringClassifier()), Plan));
+        Assert.Contains("positiveClass", e.Message);
+        Assert.Contains("legit", e.Message);
+
+        Directory.Delete(_dir, recursive: true);
+        var dir = Write(StringClassifier());
+        var manifest = ModelManifest.Load(Path.Combine(dir, "manifest.json"));
+        manifest.PositiveClass = "fraud";
+        File.WriteAllText(Path.Combine(dir, "manifest.json"), manifest.ToJson());
+        using var scorer = new OnnxScorer(dir, Plan);
+        // ONNX Runtime's maps list their keys in order: the columns are the classes as ClassLabels says.
+        Assert.Equal(["fraud", "legit"], scorer.ClassLabels!.Order());
+        Assert.Equal("fraud", scorer.ClassLabels![scorer.PrimaryScoreIndex]);
+        var batch = Score(scorer);
+        for (var i = 0; i < Rows.Length; i++)
+        {
+            var p1 = Math.Exp(Dot(Rows[i], 1)) / (Math.Exp(Dot(Rows[i], 0)) + Math.Exp(Dot(Rows[i], 1)));
+            Assert.Equal(p1, batch.ScoreRow(i)[scorer.PrimaryScoreIndex], 4);
+            Assert.Equal(p1 > 0.5 ? "fraud" : "legit", batch.Labels[i]);    // the label agrees with the score
+        }
+    }
+
+    /// <summary>A model copied into another repository path keeps its old manifest identity: refused, naming both.</summary>
+    [Fact]
+    public void Repository_RefusesAManifestWhoseIdentityIsNotItsPath()
+    {
+        var repository = Path.Combine(_dir, "repo");
+        var version = Path.Combine(repository, "fraud-tree", "1");
+        Directory.CreateDirectory(version);
+        File.WriteAllText(Path.Combine(version, "model.onnx"), "");
+        File.WriteAllText(Path.Combine(version, "manifest.json"), new ModelManifest { Name = "fraud-logreg", Version = "2" }.ToJson());
+        foreach (var v in new[] { "1", "latest" })
+        {
+            var e = Assert.Throws<InvalidDataException>(() => ModelRepository.Resolve(repository, "fraud-tree", v));
+            Assert.Contains("fraud-logreg@2", e.Message);
+            Assert.Contains("fraud-tree@1", e.Message);
+        }
+        File.WriteAllText(Path.Combine(version, "manifest.json"), new ModelManifest { Name = "fraud-tree", Version = "1" }.ToJson());
+        Assert.Equal(version, ModelRepository.Resolve(repository, "fraud-tree", "latest"));
+    }
+
     [Theory]
     [InlineData(false)]
     [InlineData(true)]

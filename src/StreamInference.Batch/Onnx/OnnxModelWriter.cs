@@ -36,12 +36,12 @@ public sealed class OnnxGraph
         return this;
     }
 
-    /// <summary>Output of type seq(map(int64, float)), as ZipMap produces.</summary>
-    public OnnxGraph OutputZipMap(string name)
+    /// <summary>Output of type seq(map(int64 or string, float)), as ZipMap produces.</summary>
+    public OnnxGraph OutputZipMap(string name, int keyType = Int64)
     {
         var mapType = Proto.Message(w =>
         {
-            w.Int(1, Int64);                                   // key_type
+            w.Int(1, keyType);                                 // key_type
             w.Bytes(2, TensorType(Float, null));               // value_type
         });
         var seqType = Proto.Message(w => w.Bytes(1, Proto.Message(t => t.Bytes(5, mapType)))); // elem_type: TypeProto{map_type}
@@ -144,6 +144,13 @@ public sealed class OnnxAttribute
         w.String(1, name);
         w.Int(3, value);
         w.Int(20, 2);
+    });
+
+    public static OnnxAttribute Texts(string name, string[] values) => new(w =>
+    {
+        w.String(1, name);
+        foreach (var v in values) w.String(9, v);
+        w.Int(20, 8);
     });
 
     public static OnnxAttribute Text(string name, string value) => new(w =>

@@ -20,8 +20,16 @@ public sealed class ModelManifest
     [JsonPropertyName("scoreOutput")] public string? ScoreOutput { get; set; }
     /// <summary>Output holding class labels (int64 or string [N]), for classifiers.</summary>
     [JsonPropertyName("labelOutput")] public string? LabelOutput { get; set; }
-    /// <summary>Which score column is the primary <c>score</c> (e.g. the positive class). Default: last.</summary>
+    /// <summary>
+    /// Which score column is the primary <c>score</c>. Default: the positive class of a binary classifier (see
+    /// <see cref="PositiveClass"/>), else the last column.
+    /// </summary>
     [JsonPropertyName("primaryScoreIndex")] public int? PrimaryScoreIndex { get; set; }
+    /// <summary>
+    /// Binary classifiers: the label of the positive class, whose probability is the published <c>score</c>. Default:
+    /// the class labelled 1 or true when the model's class labels are known.
+    /// </summary>
+    [JsonPropertyName("positiveClass")] public string? PositiveClass { get; set; }
     /// <summary>What the score means, for people: e.g. "probability of fraud".</summary>
     [JsonPropertyName("scoreMeaning")] public string? ScoreMeaning { get; set; }
     [JsonPropertyName("metrics")] public Dictionary<string, double>? Metrics { get; set; }
@@ -64,6 +72,7 @@ public static class ModelRepository
             var dir = Path.Combine(modelDir, version);
             if (!Directory.Exists(dir))
                 throw new FileNotFoundException($"Model '{name}' has no version '{version}' (looked in '{dir}').");
+            CheckIdentity(dir, name, version);
             return dir;
         }
         var versions = Directory.GetDirectories(modelDir)
@@ -73,6 +82,21 @@ public static class ModelRepository
             .ToList();
         if (versions.Count == 0)
             throw new FileNotFoundException($"Model '{name}' has no version with a model.onnx under '{modelDir}'.");
+        CheckIdentity(versions[^1], name, Path.GetFileName(versions[^1]));
         return versions[^1];
+    }
+
+    /// <summary>
+    /// The repository path is the model's identity as operators name it (Model:Name, Model:Version); the manifest's
+    /// is what predictions are labelled with. They must agree, or predictions would carry another model's name.
+    /// </summary>
+    public static void CheckIdentity(string directory, string name, string version)
+    {
+        var path = Path.Combine(directory, "manifest.json");
+        if (!File.Exists(path)) return;   // the scorer reports the missing manifest
+        var manifest = ModelManifest.Load(path);
+        if (manifest.Name != name || manifest.Version != version)
+            throw new InvalidDataException($"{path} says {manifest.Name}@{manifest.Version}, but it lies at {name}@{version} in the repository: " +
+                                           "set its name and version to the directory's (or move it), so predictions are labelled with the model that made them.");
     }
 }

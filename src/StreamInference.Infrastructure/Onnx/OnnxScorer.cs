@@ -83,7 +83,7 @@ public sealed class OnnxScorer : IScorer, IDisposable
                 FallbackReason = reason;
                 OutputWidth = WarmUp();
             }
-            PrimaryScoreIndex = Manifest.PrimaryScoreIndex ?? OutputWidth - 1;
+            PrimaryScoreIndex = ChoosePrimaryScore(manifestPath);
             if (PrimaryScoreIndex < 0 || PrimaryScoreIndex >= OutputWidth)
                 throw new InvalidDataException($"{manifestPath}: primaryScoreIndex {PrimaryScoreIndex} is outside the model's {OutputWidth} score columns.");
             Identity = new ModelIdentity(Manifest.Name, Manifest.Version, PrimaryScoreIndex);
@@ -201,6 +201,52 @@ public sealed class OnnxScorer : IScorer, IDisposable
                 $"{manifestPath}: feature order [{string.Join(", ", manifest.Features)}] differs from feature set '{plan.Name}' v{plan.Version} [{string.Join(", ", expected)}].");
     }
 
+    /// <summary>
+    /// The class labels of the score columns, when the model says them: the keys of a ZipMap output (from the warm-up
+    /// run). Null for plain tensors.
+    /// </summary>
+    public IReadOnlyList<string>? ClassLabels { get; private set; }
+
+    /// <summary>
+    /// The score column published as <c>score</c>. A binary classifier (a label output and two score columns) publishes
+    /// its positive class's probability: the manifest's positiveClass, else the class labelled 1 or true; a
+    /// primaryScoreIndex that points elsewhere is an error rather than a silently inverted score. Otherwise the
+    /// manifest's primaryScoreIndex, else the last column.
+    /// </summary>
+    private int ChoosePrimaryScore(string manifestPath)
+    {
+        var declared = Manifest.PrimaryScoreIndex;
+        if (!(HasLabels && OutputWidth == 2)) return declared ?? OutputWidth - 1;
+        int? positive = null;
+        if (ClassLabels is { Count: 2 } labels)
+        {
+            if (Manifest.PositiveClass is { } named)
+            {
+                var i = labels.ToList().FindIndex(l => string.Equals(l, named, StringComparison.OrdinalIgnoreCase));
+                if (i < 0) throw new InvalidDataException($"{manifestPath}: positiveClass '{named}' is not one of the model's classes ({string.Join(", ", labels)}).");
+                positive = i;
+            }
+            else
+            {
+                var i = labels.ToList().FindIndex(l => l is "1" || string.Equals(l, "true", StringComparison.OrdinalIgnoreCase));
+                if (i >= 0) positive = i;
+                else if (declared is null)
+                    throw new InvalidDataException($"{manifestPath}: binary classifier with classes {labels[0]} and {labels[1]}: say which is positive (its probability is the published score) with positiveClass.");
+            }
+        }
+        else if (Manifest.PositiveClass is null)
+        {
+            positive = 1;   // probability tensors list the classes in label order (0, 1)
+        }
+        if (positive is { } p && declared is { } d && d != p)
+            throw new InvalidDataException($"{manifestPath}: primaryScoreIndex {d} would publish the probability of class {ClassName(d)} as the score, " +
+                                           $"but a binary classifier's score is its positive class's ({ClassName(p)}, column {p}): remove primaryScoreIndex, " +
+                                           "or set positiveClass to the class you mean.");
+        return positive ?? declared ?? OutputWidth - 1;
+    }
+
+    private string ClassName(int column) => ClassLabels is { } labels && column < labels.Count ? labels[column] : column.ToString(System.Globalization.CultureInfo.InvariantCulture);
+
     private int PickScoreOutput(string modelPath)
     {
         if (Manifest.ScoreOutput is { } named)
@@ -240,7 +286,14 @@ public sealed class OnnxScorer : IScorer, IDisposable
         if (scores.OnnxType == OnnxValueType.ONNX_TYPE_SEQUENCE)
         {
             using var map = scores.GetValue(0, OrtAllocator.DefaultInstance);
+            using var keys = map.GetValue(0, OrtAllocator.DefaultInstance);
             using var values = map.GetValue(1, OrtAllocator.DefaultInstance);
+            ClassLabels = keys.GetTensorTypeAndShape().ElementDataType switch
+            {
+                TensorElementType.Int64 => keys.GetTensorDataAsSpan<long>().ToArray().Select(k => k.ToString(System.Globalization.CultureInfo.InvariantCulture)).ToArray(),
+                TensorElementType.String => keys.GetStringTensorAsArray(),
+                _ => null,
+            };
             return (int)values.GetTensorTypeAndShape().ElementCount;
         }
         var shape = scores.GetTensorTypeAndShape().Shape;
