@@ -574,6 +574,19 @@ public sealed partial class DeploymentTests(ServicesFixture services, ITestOutpu
         var other => throw new InvalidDataException($"environment: unexpected {other?.GetType().Name}"),
     };
 
+    /// <summary>A start-up failure (here: the configured model does not exist) is one line that says what to fix, no stack trace, exit 1.</summary>
+    [Fact]
+    public async Task Serve_StartupFailure_IsOneLine_WithoutAStackTrace()
+    {
+        var (code, stdout, stderr) = await RunCliAsync(["serve", "--embedded-kafka", "--set", "Model:Name=no-such-model", "--set", "Http:Port=0"],
+            new Dictionary<string, string>());
+        var output = stdout + stderr;
+        Assert.Equal(1, code);
+        Assert.Single(output.Split('\n'), l => l.Contains("Processor stopped: Model 'no-such-model' not found", StringComparison.Ordinal));
+        Assert.DoesNotContain(output.Split('\n'), l => l.TrimStart().StartsWith("at ", StringComparison.Ordinal));
+        Assert.DoesNotContain("FileNotFoundException", output);
+    }
+
     /// <summary>The CLI with exactly the given settings variables (the test process's own are removed).</summary>
     private static Task<(int Code, string Stdout, string Stderr)> RunCliAsync(IEnumerable<string> args, IReadOnlyDictionary<string, string> environment) =>
         RunAsync(TestCli.Command.Program, [.. TestCli.Command.Prefix, .. args], environment);

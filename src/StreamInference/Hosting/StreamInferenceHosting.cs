@@ -71,7 +71,8 @@ public sealed partial class ProcessorService(StreamProcessor processor, IHostApp
         }
         catch (Exception e)
         {
-            Log.Fatal(log, Secrets.RedactText(e.Message), e);
+            // One line that says what to fix; the stack trace only with verbose logging (Logging:LogLevel:Default=Debug).
+            Log.Fatal(log, Secrets.RedactText(e.Message), log.IsEnabled(LogLevel.Debug) ? e : null);
             Environment.ExitCode = 1;
         }
         finally
@@ -83,6 +84,6 @@ public sealed partial class ProcessorService(StreamProcessor processor, IHostApp
     private static partial class Log
     {
         [LoggerMessage(Level = LogLevel.Critical, Message = "Processor stopped: {Reason}")]
-        public static partial void Fatal(ILogger logger, string reason, Exception e);
+        public static partial void Fatal(ILogger logger, string reason, Exception? e);
     }
 }
