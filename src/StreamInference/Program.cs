@@ -15,6 +15,7 @@ var root = new RootCommand("StreamInference: Kafka events in, ONNX Runtime predi
     BatchCommands.Replay(),
     BenchCommand.Create(),
     HealthCommand.Create(),
+    ModelCommands.Create(),
 };
 var parse = root.Parse(args);
 // SIGTERM/Ctrl+C: `serve` leaves signals to its host, which drains, commits and closes within its own

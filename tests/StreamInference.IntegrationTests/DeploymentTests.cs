@@ -587,6 +587,33 @@ public sealed partial class DeploymentTests(ServicesFixture services, ITestOutpu
         Assert.DoesNotContain("FileNotFoundException", output);
     }
 
+    /// <summary>model validate: the repository's example passes; a copy under another name with the old manifest is one problem line and exit 1.</summary>
+    [Fact]
+    public async Task ModelValidate_PassesTheExample_AndNamesACopiedModelsIdentityProblem()
+    {
+        var (ok, okOut, _) = await RunCliAsync(["model", "validate", Path.Combine(Root, "models"), "--features", Path.Combine(Root, "schemas", "features", "card_payments.yaml")],
+            new Dictionary<string, string>());
+        Assert.Equal(0, ok);
+        Assert.Contains("0 with problems", okOut);
+
+        var repository = Path.Combine(Path.GetTempPath(), "si-validate-" + Guid.NewGuid().ToString("N"));
+        var copy = Path.Combine(repository, "fraud-tree", "1");
+        Directory.CreateDirectory(copy);
+        try
+        {
+            foreach (var f in Directory.GetFiles(Path.Combine(Root, "models", "fraud-logreg", "2"))) File.Copy(f, Path.Combine(copy, Path.GetFileName(f)));
+            var (code, stdout, _) = await RunCliAsync(["model", "validate", repository, "--features", Path.Combine(Root, "schemas", "features", "card_payments.yaml")],
+                new Dictionary<string, string>());
+            Assert.Equal(1, code);
+            Assert.Single(stdout.Split('\n'), l => l.StartsWith("problem", StringComparison.Ordinal) && l.Contains("fraud-logreg@2", StringComparison.Ordinal)
+                                                    && l.Contains("fraud-tree@1", StringComparison.Ordinal));
+        }
+        finally
+        {
+            Directory.Delete(repository, recursive: true);
+        }
+    }
+
     /// <summary>The CLI with exactly the given settings variables (the test process's own are removed).</summary>
     private static Task<(int Code, string Stdout, string Stderr)> RunCliAsync(IEnumerable<string> args, IReadOnlyDictionary<string, string> environment) =>
         RunAsync(TestCli.Command.Program, [.. TestCli.Command.Prefix, .. args], environment);

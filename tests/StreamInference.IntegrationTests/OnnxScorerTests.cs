@@ -265,6 +265,43 @@ public sealed class OnnxScorerTests : IDisposable
         }
     }
 
+    /// <summary>model inspect: the kind, the class labels and the score column, read from the graph and one warm-up row.</summary>
+    [Fact]
+    public void Inspect_TellsTheKind_Classes_AndScoreColumn()
+    {
+        Directory.CreateDirectory(_dir);
+        string Save(OnnxGraph g, string name)
+        {
+            var path = Path.Combine(_dir, name + ".onnx");
+            File.WriteAllBytes(path, g.ToModel());
+            return path;
+        }
+
+        var zip = OnnxModelInspection.Inspect(Save(Classifier(zipMap: true), "zip"));
+        Assert.Equal("binary classifier", zip.Kind);
+        Assert.Equal(["0", "1"], zip.ClassLabels);
+        Assert.Equal(("output_probability", "label", 1, 2), (zip.ScoreOutput, zip.LabelOutput, zip.ScoreColumn, zip.ScoreColumns));
+        Assert.Equal("dynamic", zip.BatchDimension);
+        Assert.Contains(zip.Inputs, p => p is { Name: "features", Type: "float[N,3]" });
+
+        var tensor = OnnxModelInspection.Inspect(Save(Classifier(zipMap: false), "tensor"));
+        Assert.Equal(("binary classifier", 1), (tensor.Kind, tensor.ScoreColumn));
+
+        var named = OnnxModelInspection.Inspect(Save(StringClassifier(), "named"));
+        Assert.Null(named.ScoreColumn);
+        Assert.Contains(named.Notes, n => n.Contains("positiveClass", StringComparison.Ordinal));
+
+        var fixedOne = OnnxModelInspection.Inspect(Save(new OnnxGraph("g").Input("features", OnnxGraph.Float, 1, 3)
+            .Initializer("w", [1f, 1f, 1f], 3, 1).Node("MatMul", ["features", "w"], ["y"]).OutputTensor("y", OnnxGraph.Float, 1, 1), "fixed"));
+        Assert.Equal(("regressor (one score)", "fixed 1"), (fixedOne.Kind, fixedOne.BatchDimension));
+        Assert.Contains(fixedOne.Notes, n => n.Contains("fixed batch dimension 1", StringComparison.Ordinal));
+
+        var twoInputs = OnnxModelInspection.Inspect(Save(new OnnxGraph("g").InputMatrix("features", 3).Input("Label", OnnxGraph.Float, -1, 1)
+            .Initializer("w", [1f, 1f, 1f], 3, 1).Node("MatMul", ["features", "w"], ["m"]).Node("Add", ["m", "Label"], ["y"])
+            .OutputTensor("y", OnnxGraph.Float, -1, 1), "two"));
+        Assert.Contains(twoInputs.Notes, n => n.Contains("2 inputs", StringComparison.Ordinal) && n.Contains("'features'", StringComparison.Ordinal));
+    }
+
     /// <summary>A model copied into another repository path keeps its old manifest identity: refused, naming both.</summary>
     [Fact]
     public void Repository_RefusesAManifestWhoseIdentityIsNotItsPath()

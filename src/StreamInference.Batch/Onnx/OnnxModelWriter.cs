@@ -30,6 +30,13 @@ public sealed class OnnxGraph
         return this;
     }
 
+    /// <summary>An input of any element type and shape (-1: a dynamic dimension).</summary>
+    public OnnxGraph Input(string name, int elemType, params long[] dims)
+    {
+        _inputs.Add(ValueInfo(name, TensorType(elemType, dims)));
+        return this;
+    }
+
     public OnnxGraph OutputTensor(string name, int elemType, params long[] dims)
     {
         _outputs.Add(ValueInfo(name, TensorType(elemType, dims)));

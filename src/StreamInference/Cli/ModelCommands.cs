@@ -1,0 +1,187 @@
+using System.CommandLine;
+using System.Globalization;
+using System.Text.Json;
+using System.Text.Json.Serialization;
+using StreamInference.Core.Drift;
+using StreamInference.Core.Features;
+using StreamInference.Infrastructure.Onnx;
+using StreamInference.Infrastructure.Processing;
+
+namespace StreamInference.Cli;
+
+/// <summary>
+/// <c>model inspect | validate | list</c>: what an ONNX file looks like to the scorer, whether a repository's
+/// versions would load, and what a repository holds.
+/// </summary>
+public static class ModelCommands
+{
+    private const string DefaultRepository = "models";
+    private const string DefaultFeatures = "schemas/features/card_payments.yaml";
+
+    public static Command Create()
+    {
+        var command = new Command("model", "Bring your own model: inspect an ONNX file, validate a model repository (or one version), list what it holds.");
+        command.Subcommands.Add(Inspect());
+        command.Subcommands.Add(Validate());
+        command.Subcommands.Add(List());
+        return command;
+    }
+
+    private static Command Inspect()
+    {
+        var file = new Argument<string>("file") { Description = "The .onnx file (or a model version directory holding model.onnx)." };
+        var json = new Option<bool>("--json") { Description = "Print JSON instead of a table." };
+        var command = new Command("inspect",
+            "Inputs and outputs with types and shapes, what kind of model it looks like (regressor, binary or multiclass classifier, " +
+            "probability tensor or ZipMap), its class labels, which output and column would be the score, and whether the batch dimension is fixed.")
+        {
+            file, json,
+        };
+        command.SetAction(parse => Guard(() =>
+        {
+            var path = parse.GetValue(file)!;
+            if (Directory.Exists(path)) path = Path.Combine(path, "model.onnx");
+            var info = OnnxModelInspection.Inspect(path);
+            if (parse.GetValue(json))
+            {
+                Console.Out.WriteLine(JsonSerializer.Serialize(info, ModelJson.Default.OnnxModelInspection));
+                return 0;
+            }
+            var o = Console.Out;
+            o.WriteLine(info.Path);
+            foreach (var p in info.Inputs) o.WriteLine($"  input   {p.Name,-28} {p.Type}");
+            foreach (var p in info.Outputs) o.WriteLine($"  output  {p.Name,-28} {p.Type}");
+            o.WriteLine($"  kind    {info.Kind}");
+            if (info.ClassLabels is { } classes) o.WriteLine($"  classes {string.Join(", ", classes)}");
+            o.WriteLine($"  score   {(info.ScoreOutput is null ? "-" : $"{info.ScoreOutput} column {(info.ScoreColumn?.ToString(CultureInfo.InvariantCulture) ?? "? (see notes)")} of {info.ScoreColumns?.ToString(CultureInfo.InvariantCulture) ?? "?"}")}");
+            o.WriteLine($"  label   {info.LabelOutput ?? "-"}");
+            o.WriteLine($"  batch   {info.BatchDimension}");
+            foreach (var note in info.Notes) o.WriteLine($"  note    {note}");
+            return 0;
+        }));
+        return command;
+    }
+
+    private static Command Validate()
+    {
+        var target = new Argument<string>("dir") { Description = "A model repository or one model version directory.", DefaultValueFactory = _ => DefaultRepository };
+        var features = new Option<string>("--features") { Description = "Feature-set definition the models must be trained on.", DefaultValueFactory = _ => DefaultFeatures };
+        var command = new Command("validate",
+            "Load every model version as serve would (identity against the path, feature set, input, outputs, positive class, a warm-up run, " +
+            "the reference profile's feature set): one line per problem, exit code 1 when there is any.")
+        {
+            target, features,
+        };
+        command.SetAction(parse => Guard(() =>
+        {
+            var plan = FeatureSetLoader.LoadFile(PathResolver.Resolve(parse.GetValue(features)!));
+            var dir = parse.GetValue(target)!;
+            if (!Directory.Exists(dir)) throw new DirectoryNotFoundException($"'{dir}' is not a directory.");
+            var versions = File.Exists(Path.Combine(dir, "manifest.json")) || File.Exists(Path.Combine(dir, "model.onnx"))
+                ? [dir]
+                : Directory.GetDirectories(dir).SelectMany(Directory.GetDirectories).Order(StringComparer.Ordinal).ToList();
+            if (versions.Count == 0) throw new DirectoryNotFoundException($"'{dir}' holds no model versions (<name>/<version>/model.onnx).");
+            var problems = 0;
+            foreach (var version in versions)
+            {
+                var problem = Check(version, plan);
+                if (problem is null) Console.Out.WriteLine($"ok       {version}");
+                else
+                {
+                    problems++;
+                    Console.Out.WriteLine($"problem  {version}: {problem}");
+                }
+            }
+            Console.Out.WriteLine($"{versions.Count} versions, {problems} with problems");
+            return problems == 0 ? 0 : 1;
+        }));
+        return command;
+    }
+
+    /// <summary>Null when the version loads as serve would load it; else the first problem, in one line.</summary>
+    private static string? Check(string version, FeaturePlan plan)
+    {
+        try
+        {
+            var full = Path.GetFullPath(version).TrimEnd(Path.DirectorySeparatorChar);
+            ModelRepository.CheckIdentity(full, Path.GetFileName(Path.GetDirectoryName(full)!), Path.GetFileName(full));
+            using var scorer = new OnnxScorer(version, plan);
+            var profile = Path.Combine(version, ReferenceProfile.FileName);
+            if (File.Exists(profile))
+            {
+                var p = ReferenceProfile.Load(profile);
+                if (p.Model != scorer.ModelName || p.ModelVersion != scorer.ModelVersion || p.FeatureSet != plan.Name || p.FeatureSetVersion != plan.Version)
+                    return $"{ReferenceProfile.FileName} is for {p.Model}@{p.ModelVersion} on '{p.FeatureSet}' v{p.FeatureSetVersion}, not this model on '{plan.Name}' v{plan.Version}";
+            }
+            return null;
+        }
+        catch (Exception e) when (e is InvalidDataException or FileNotFoundException or InvalidOperationException or ArgumentException)
+        {
+            return e.Message;
+        }
+    }
+
+    private static Command List()
+    {
+        var repository = new Argument<string>("repository") { Description = "Model repository.", DefaultValueFactory = _ => DefaultRepository };
+        var json = new Option<bool>("--json") { Description = "Print JSON instead of a table." };
+        var command = new Command("list", "Models in a repository: versions, the feature set of each, its metrics, whether it has a reference profile.")
+        {
+            repository, json,
+        };
+        command.SetAction(parse => Guard(() =>
+        {
+            var dir = parse.GetValue(repository)!;
+            if (!Directory.Exists(dir)) throw new DirectoryNotFoundException($"'{dir}' is not a directory.");
+            var entries = new List<ModelListEntry>();
+            foreach (var model in Directory.GetDirectories(dir).Order(StringComparer.Ordinal))
+            foreach (var version in Directory.GetDirectories(model)
+                         .OrderBy(d => long.TryParse(Path.GetFileName(d), out var v) ? v : long.MaxValue).ThenBy(d => d, StringComparer.Ordinal))
+            {
+                var manifestPath = Path.Combine(version, "manifest.json");
+                ModelManifest? manifest = null;
+                try
+                {
+                    if (File.Exists(manifestPath)) manifest = ModelManifest.Load(manifestPath);
+                }
+                catch (InvalidDataException)
+                {
+                }
+                entries.Add(new ModelListEntry(Path.GetFileName(model), Path.GetFileName(version),
+                    manifest is null ? null : $"{manifest.FeatureSet} v{manifest.FeatureSetVersion}",
+                    manifest?.Metrics ?? [], File.Exists(Path.Combine(version, ReferenceProfile.FileName)), File.Exists(Path.Combine(version, "model.onnx"))));
+            }
+            if (parse.GetValue(json))
+            {
+                Console.Out.WriteLine(JsonSerializer.Serialize(entries, ModelJson.Default.ListModelListEntry));
+                return 0;
+            }
+            Console.Out.WriteLine($"{"model",-24} {"version",-8} {"feature set",-22} {"profile",-8} metrics");
+            foreach (var e in entries)
+                Console.Out.WriteLine($"{e.Name,-24} {e.Version,-8} {e.FeatureSet ?? (e.HasModel ? "(no manifest)" : "(empty)"),-22} {(e.HasProfile ? "yes" : "no"),-8} " +
+                                      string.Join(", ", e.Metrics.Select(kv => string.Create(CultureInfo.InvariantCulture, $"{kv.Key} {kv.Value:0.####}"))));
+            return 0;
+        }));
+        return command;
+    }
+
+    private static int Guard(Func<int> body)
+    {
+        try
+        {
+            return body();
+        }
+        catch (Exception e) when (e is FeatureDefinitionException or InvalidDataException or FileNotFoundException or DirectoryNotFoundException or ArgumentException)
+        {
+            Console.Error.WriteLine($"error: {e.Message}");
+            return 2;
+        }
+    }
+}
+
+public sealed record ModelListEntry(string Name, string Version, string? FeatureSet, Dictionary<string, double> Metrics, bool HasProfile, bool HasModel);
+
+[JsonSourceGenerationOptions(PropertyNamingPolicy = JsonKnownNamingPolicy.CamelCase, WriteIndented = false)]
+[JsonSerializable(typeof(OnnxModelInspection))]
+[JsonSerializable(typeof(List<ModelListEntry>))]
+public sealed partial class ModelJson : JsonSerializerContext;
