@@ -302,6 +302,24 @@ public sealed class OnnxScorerTests : IDisposable
         Assert.Contains(twoInputs.Notes, n => n.Contains("2 inputs", StringComparison.Ordinal) && n.Contains("'features'", StringComparison.Ordinal));
     }
 
+    /// <summary>Shapes the scorer cannot feed are refused at load with what to do, not discovered batch by batch.</summary>
+    [Fact]
+    public void Scorer_RefusesAFixedBatchDimension_AndExtraInputs_WithAdvice()
+    {
+        var fixedOne = new OnnxGraph("g").Input("features", OnnxGraph.Float, 1, 3)
+            .Initializer("w", [1f, 1f, 1f], 3, 1).Node("MatMul", ["features", "w"], ["y"]).OutputTensor("y", OnnxGraph.Float, 1, 1);
+        var e = Assert.Throws<InvalidDataException>(() => new OnnxScorer(Write(fixedOne), Plan));
+        Assert.Contains("fixed batch dimension of 1", e.Message);
+        Assert.Contains("dynamic first dimension", e.Message);
+
+        var withLabel = new OnnxGraph("g").InputMatrix("features", 3).Input("Label", OnnxGraph.Float, -1, 1)
+            .Initializer("w", [1f, 1f, 1f], 3, 1).Node("MatMul", ["features", "w"], ["m"]).Node("Add", ["m", "Label"], ["y"])
+            .OutputTensor("y", OnnxGraph.Float, -1, 1);
+        e = Assert.Throws<InvalidDataException>(() => new OnnxScorer(Write(withLabel), Plan));
+        Assert.Contains("inputs features, Label", e.Message);
+        Assert.Contains("re-export without the others", e.Message);
+    }
+
     /// <summary>A model copied into another repository path keeps its old manifest identity: refused, naming both.</summary>
     [Fact]
     public void Repository_RefusesAManifestWhoseIdentityIsNotItsPath()

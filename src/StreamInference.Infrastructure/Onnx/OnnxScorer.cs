@@ -61,6 +61,12 @@ public sealed class OnnxScorer : IScorer, IDisposable
                 throw new InvalidDataException($"{modelPath}: input '{Manifest.Input}' must be float [N, {_featureCount}], found {input.ElementDataType} [{string.Join(", ", input.Dimensions)}].");
             if (input.Dimensions[1] > 0 && input.Dimensions[1] != _featureCount)
                 throw new InvalidDataException($"{modelPath}: input '{Manifest.Input}' has {input.Dimensions[1]} columns, the feature set has {_featureCount}.");
+            if (input.Dimensions[0] > 0)
+                throw new InvalidDataException($"{modelPath}: input '{Manifest.Input}' has a fixed batch dimension of {input.Dimensions[0]}; the scorer runs micro-batches of any size: " +
+                                               "re-export the model with a dynamic first dimension (N, e.g. None in skl2onnx / onnxmltools initial types).");
+            if (_session.InputMetadata.Count > 1)
+                throw new InvalidDataException($"{modelPath}: the model has inputs {string.Join(", ", _session.InputNames)}, and the scorer feeds only '{Manifest.Input}' (the feature matrix): " +
+                                               "re-export without the others (ML.NET's ONNX export keeps the Label column unless it is dropped before export; one input per feature must be concatenated into one [N, F] input).");
             _inputNames = [Manifest.Input];
             _outputNames = [.. _session.OutputNames];
             _scoreOutput = PickScoreOutput(modelPath);
