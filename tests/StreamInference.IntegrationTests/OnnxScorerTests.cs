@@ -320,6 +320,55 @@ public sealed class OnnxScorerTests : IDisposable
         Assert.Contains("re-export without the others", e.Message);
     }
 
+    /// <summary>
+    /// model import: the manifest comes from the graph and the feature set; what the graph leaves open is refused with the
+    /// option that settles it; the imported version loads and scores as the scorer would run it.
+    /// </summary>
+    [Fact]
+    public void Import_InfersTheManifest_RefusesAmbiguity_WithTheOptionThatSettlesIt()
+    {
+        Directory.CreateDirectory(_dir);
+        var repository = Path.Combine(_dir, "repo");
+        string Save(OnnxGraph g, string name)
+        {
+            var path = Path.Combine(_dir, name + ".onnx");
+            File.WriteAllBytes(path, g.ToModel());
+            return path;
+        }
+
+        var zip = ModelImporter.Import(new ModelImportRequest(Save(Classifier(zipMap: true), "zip"), repository, "clf"), Plan);
+        Assert.Equal(("clf", "1", "binary classifier"), (zip.Manifest.Name, zip.Manifest.Version, zip.Kind));
+        Assert.Equal(("features", "output_probability", "label"), (zip.Manifest.Input, zip.Manifest.ScoreOutput, zip.Manifest.LabelOutput));
+        Assert.Equal(["a", "b", "c"], zip.Manifest.Features);
+        using (var scorer = new OnnxScorer(ModelRepository.Resolve(repository, "clf", "latest"), Plan))
+        {
+            var batch = Score(scorer);
+            for (var i = 0; i < Rows.Length; i++)   // the positive class's probability, as a direct softmax of the same rows
+                Assert.Equal(Math.Exp(Dot(Rows[i], 1)) / (Math.Exp(Dot(Rows[i], 0)) + Math.Exp(Dot(Rows[i], 1))), batch.ScoreRow(i)[scorer.PrimaryScoreIndex], 4);
+        }
+        Assert.Equal("2", ModelImporter.Import(new ModelImportRequest(Save(Classifier(zipMap: false), "tensor"), repository, "clf"), Plan).Manifest.Version);
+
+        var named = Save(StringClassifier(), "named");
+        var e = Assert.Throws<InvalidDataException>(() => ModelImporter.Import(new ModelImportRequest(named, repository, "named"), Plan));
+        Assert.Contains("--positive-class", e.Message);
+        Assert.False(Directory.Exists(Path.Combine(repository, "named", "1")));
+        Assert.Equal("fraud", ModelImporter.Import(new ModelImportRequest(named, repository, "named", PositiveClass: "fraud"), Plan).Manifest.PositiveClass);
+
+        var twoScores = Save(new OnnxGraph("g").InputMatrix("features", 3).Initializer("w", [1f, 1f, 1f], 3, 1)
+            .Node("MatMul", ["features", "w"], ["raw"]).Node("Sigmoid", ["raw"], ["probability"])
+            .OutputTensor("raw", OnnxGraph.Float, -1, 1).OutputTensor("probability", OnnxGraph.Float, -1, 1), "two-scores");
+        e = Assert.Throws<InvalidDataException>(() => ModelImporter.Import(new ModelImportRequest(twoScores, repository, "reg"), Plan));
+        Assert.Contains("--score-output", e.Message);
+        Assert.Equal("probability", ModelImporter.Import(new ModelImportRequest(twoScores, repository, "reg", ScoreOutput: "probability"), Plan).Manifest.ScoreOutput);
+
+        var withLabel = Save(new OnnxGraph("g").InputMatrix("features", 3).Input("Label", OnnxGraph.Float, -1, 1)
+            .Initializer("w", [1f, 1f, 1f], 3, 1).Node("MatMul", ["features", "w"], ["m"]).Node("Add", ["m", "Label"], ["y"])
+            .OutputTensor("y", OnnxGraph.Float, -1, 1), "label-input");
+        e = Assert.Throws<InvalidDataException>(() => ModelImporter.Import(new ModelImportRequest(withLabel, repository, "mlnet", Input: "features"), Plan));
+        Assert.Contains("re-export without the others", e.Message);
+        Assert.False(Directory.Exists(Path.Combine(repository, "mlnet", "1")));
+    }
+
     /// <summary>A model copied into another repository path keeps its old manifest identity: refused, naming both.</summary>
     [Fact]
     public void Repository_RefusesAManifestWhoseIdentityIsNotItsPath()

@@ -22,6 +22,7 @@ public static class ModelCommands
     {
         var command = new Command("model", "Bring your own model: inspect an ONNX file, validate a model repository (or one version), list what it holds.");
         command.Subcommands.Add(Inspect());
+        command.Subcommands.Add(Import());
         command.Subcommands.Add(Validate());
         command.Subcommands.Add(List());
         return command;
@@ -57,6 +58,39 @@ public static class ModelCommands
             o.WriteLine($"  label   {info.LabelOutput ?? "-"}");
             o.WriteLine($"  batch   {info.BatchDimension}");
             foreach (var note in info.Notes) o.WriteLine($"  note    {note}");
+            return 0;
+        }));
+        return command;
+    }
+
+    private static Command Import()
+    {
+        var file = new Argument<string>("file") { Description = "The .onnx file to import." };
+        var name = new Option<string>("--name") { Description = "Model name (the repository directory).", Required = true };
+        var version = new Option<string?>("--version") { Description = "Version directory (default: one above the highest numeric version, or 1)." };
+        var repository = new Option<string>("--repository") { Description = "Model repository.", DefaultValueFactory = _ => DefaultRepository };
+        var features = new Option<string>("--features") { Description = "Feature-set definition the model was trained on (its input columns, in this order).", DefaultValueFactory = _ => DefaultFeatures };
+        var input = new Option<string?>("--input") { Description = "The float [N, F] input, when the model has several." };
+        var scoreOutput = new Option<string?>("--score-output") { Description = "The output holding the scores, when several could (a classifier's probabilities)." };
+        var labelOutput = new Option<string?>("--label-output") { Description = "The class-label output (default: the first int64 or string tensor output)." };
+        var positive = new Option<string?>("--positive-class") { Description = "Binary classifiers: the class whose probability is the score (default: the class labelled 1 or true)." };
+        var description = new Option<string?>("--description") { Description = "Description for the manifest." };
+        var command = new Command("import",
+            "Write <repository>/<name>/<version>/ with the model and a manifest inferred from the graph and the feature set; refuse what the graph leaves " +
+            "ambiguous with the option that settles it; load and score it as serve would before it counts as imported. Then: streaminference profile --model <dir> for drift.")
+        {
+            file, name, version, repository, features, input, scoreOutput, labelOutput, positive, description,
+        };
+        command.SetAction(parse => Guard(() =>
+        {
+            var plan = FeatureSetLoader.LoadFile(PathResolver.Resolve(parse.GetValue(features)!));
+            var result = ModelImporter.Import(new ModelImportRequest(parse.GetValue(file)!, parse.GetValue(repository)!, parse.GetValue(name)!, parse.GetValue(version),
+                parse.GetValue(input), parse.GetValue(scoreOutput), parse.GetValue(labelOutput), parse.GetValue(positive), parse.GetValue(description)), plan);
+            Console.Out.WriteLine($"imported {result.Manifest.Name}@{result.Manifest.Version} ({result.Kind}) into {result.Directory}");
+            Console.Out.WriteLine($"  input {result.Manifest.Input}, score {result.Manifest.ScoreOutput}, label {result.Manifest.LabelOutput ?? "-"}" +
+                                  (result.Manifest.PositiveClass is { } p ? $", positive class {p}" : ""));
+            Console.Out.WriteLine(string.Create(CultureInfo.InvariantCulture,
+                $"  validation: {result.ValidationRows} rows scored, score min {result.ScoreMin:0.####} mean {result.ScoreMean:0.####} max {result.ScoreMax:0.####}"));
             return 0;
         }));
         return command;
@@ -171,7 +205,8 @@ public static class ModelCommands
         {
             return body();
         }
-        catch (Exception e) when (e is FeatureDefinitionException or InvalidDataException or FileNotFoundException or DirectoryNotFoundException or ArgumentException)
+        catch (Exception e) when (e is FeatureDefinitionException or InvalidDataException or FileNotFoundException or DirectoryNotFoundException or ArgumentException
+                                      or InvalidOperationException)
         {
             Console.Error.WriteLine($"error: {e.Message}");
             return 2;
