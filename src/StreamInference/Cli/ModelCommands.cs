@@ -86,7 +86,7 @@ public static class ModelCommands
             var plan = FeatureSetLoader.LoadFile(PathResolver.Resolve(parse.GetValue(features)!));
             var result = ModelImporter.Import(new ModelImportRequest(parse.GetValue(file)!, parse.GetValue(repository)!, parse.GetValue(name)!, parse.GetValue(version),
                 parse.GetValue(input), parse.GetValue(scoreOutput), parse.GetValue(labelOutput), parse.GetValue(positive), parse.GetValue(description)), plan);
-            Console.Out.WriteLine($"imported {result.Manifest.Name}@{result.Manifest.Version} ({result.Kind}) into {result.Directory}");
+            Console.Out.WriteLine($"imported {result.Manifest.Name}@{result.Manifest.Version} ({result.Kind}) into {Path.GetRelativePath(Directory.GetCurrentDirectory(), result.Directory)}");
             Console.Out.WriteLine($"  input {result.Manifest.Input}, score {result.Manifest.ScoreOutput}, label {result.Manifest.LabelOutput ?? "-"}" +
                                   (result.Manifest.PositiveClass is { } p ? $", positive class {p}" : ""));
             Console.Out.WriteLine(string.Create(CultureInfo.InvariantCulture,
