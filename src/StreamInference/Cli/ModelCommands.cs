@@ -2,6 +2,9 @@ using System.CommandLine;
 using System.Globalization;
 using System.Text.Json;
 using System.Text.Json.Serialization;
+using StreamInference.Batch.Profiling;
+using StreamInference.Batch.Scoring;
+using StreamInference.Batch.Training;
 using StreamInference.Core.Drift;
 using StreamInference.Core.Features;
 using StreamInference.Infrastructure.Onnx;
@@ -75,15 +78,25 @@ public static class ModelCommands
         var labelOutput = new Option<string?>("--label-output") { Description = "The class-label output (default: the first int64 or string tensor output)." };
         var positive = new Option<string?>("--positive-class") { Description = "Binary classifiers: the class whose probability is the score (default: the class labelled 1 or true)." };
         var description = new Option<string?>("--description") { Description = "Description for the manifest." };
+        var trainingSet = new Option<string?>("--training-set") { Description = "A training set of this feature set (backfill's Parquet): also build the reference profile for drift monitoring." };
         var command = new Command("import",
             "Write <repository>/<name>/<version>/ with the model and a manifest inferred from the graph and the feature set; refuse what the graph leaves " +
             "ambiguous with the option that settles it; load and score it as serve would before it counts as imported. Then: streaminference profile --model <dir> for drift.")
         {
-            file, name, version, repository, features, input, scoreOutput, labelOutput, positive, description,
+            file, name, version, repository, features, input, scoreOutput, labelOutput, positive, description, trainingSet,
         };
         command.SetAction(parse => Guard(() =>
         {
             var plan = FeatureSetLoader.LoadFile(PathResolver.Resolve(parse.GetValue(features)!));
+            // The training set is read and checked first: a refused one leaves nothing imported.
+            TrainingSet? data = null;
+            if (parse.GetValue(trainingSet) is { } setPath)
+            {
+                if (!File.Exists(setPath)) throw new FileNotFoundException($"--training-set '{setPath}' does not exist.");
+                data = TrainingSet.ReadAsync(setPath, CancellationToken.None).GetAwaiter().GetResult();
+                if (data.FeatureSet != plan.Name || data.FeatureSetVersion != plan.Version)
+                    throw new InvalidDataException($"{setPath} was built with feature set '{data.FeatureSet}' v{data.FeatureSetVersion}, not '{plan.Name}' v{plan.Version}.");
+            }
             var result = ModelImporter.Import(new ModelImportRequest(parse.GetValue(file)!, parse.GetValue(repository)!, parse.GetValue(name)!, parse.GetValue(version),
                 parse.GetValue(input), parse.GetValue(scoreOutput), parse.GetValue(labelOutput), parse.GetValue(positive), parse.GetValue(description)), plan);
             Console.Out.WriteLine($"imported {result.Manifest.Name}@{result.Manifest.Version} ({result.Kind}) into {Path.GetRelativePath(Directory.GetCurrentDirectory(), result.Directory)}");
@@ -91,6 +104,15 @@ public static class ModelCommands
                                   (result.Manifest.PositiveClass is { } p ? $", positive class {p}" : ""));
             Console.Out.WriteLine(string.Create(CultureInfo.InvariantCulture,
                 $"  validation: {result.ValidationRows} rows scored, score min {result.ScoreMin:0.####} mean {result.ScoreMean:0.####} max {result.ScoreMax:0.####}"));
+            if (data is not null)
+            {
+                using var scorer = new OnnxScorer(result.Directory, plan);
+                var scores = RowScoring.PrimaryScores(scorer, plan, data.Features, data.Count, null);
+                var profile = ProfileBuilder.Build(data, plan, scores, scorer.ModelName, scorer.ModelVersion);
+                File.WriteAllText(Path.Combine(result.Directory, ReferenceProfile.FileName), profile.ToJson() + "\n");
+                Console.Out.WriteLine(string.Create(CultureInfo.InvariantCulture,
+                    $"  reference profile: {profile.Rows:N0} training rows, mean score {profile.Prediction.Mean:0.####} ({ReferenceProfile.FileName})"));
+            }
             return 0;
         }));
         return command;
