@@ -234,7 +234,7 @@ public sealed class SerdeDifferentialTests : IAsyncLifetime
         using var registry = new AvroSchemaRegistry(_client);
         var output = await OutputSchema.ResolveAsync(registry, new SchemaRegistryOptions { UseLatestVersion = true }, topic, isKey: false, PredictionWriter.Schema, CancellationToken.None);
         Assert.False(output.IsBuiltIn);
-        var writer = new PredictionWriter(output.Id, "fraud", "7", primaryScoreIndex: 1) { Transcoder = output.Transcoder };
+        var writer = new PredictionWriter(output.Id, "fraud", "7", primaryScoreIndex: 1) { Transcoder = output.CreateTranscoder() };
         var serializer = new AvroSerializer<GenericRecord>(_client, new AvroSerializerConfig
         {
             SubjectNameStrategy = SubjectNameStrategy.Topic, AutoRegisterSchemas = false, UseLatestVersion = true,

@@ -15,8 +15,8 @@ public sealed record OutputSchema(string Subject, int Id, AvroSchema Schema, Avr
     /// <summary>The built-in schema is what the subject's schema says, so the built-in encoder's bytes are the output as they are.</summary>
     public bool IsBuiltIn { get; } = AvroSchemaForms.Same(Schema, BuiltIn);
 
-    /// <summary>Turns a record encoded with the built-in schema into one encoded with <see cref="Schema"/> (null when they are the same).</summary>
-    public SchemaTranscoder? Transcoder => IsBuiltIn ? null : new SchemaTranscoder(BuiltIn, Schema);
+    /// <summary>A transcoder from the built-in schema into <see cref="Schema"/> (null when they are the same); one per writer.</summary>
+    public SchemaTranscoder? CreateTranscoder() => IsBuiltIn ? null : new SchemaTranscoder(BuiltIn, Schema);
 
     public static async Task<OutputSchema> ResolveAsync(IAvroSchemaRegistry registry, SchemaRegistryOptions options, string topic, bool isKey,
         AvroSchema builtIn, CancellationToken ct)

@@ -38,7 +38,7 @@ public sealed partial class DriftPublisher : IPipelineObserver, IDisposable
         _scoreIndex = scoreIndex;
         _producer = producer;
         _topic = topic;
-        _writer = new DriftReportWriter(schema.Id) { Transcoder = schema.Transcoder };
+        _writer = new DriftReportWriter(schema.Id) { Transcoder = schema.CreateTranscoder() };
         _key = System.Text.Encoding.UTF8.GetBytes(modelKey);
         _log = log;
         (_statistic, _severity, _windows, _publishFailures) = metrics;

@@ -82,7 +82,7 @@ public sealed record OnnxModelInspection(
             else if (labelOutput is not null && columns == 2)
             {
                 kind = "binary classifier";
-                var positive = classes?.ToList().FindIndex(c => c is "1" || string.Equals(c, "true", StringComparison.OrdinalIgnoreCase));
+                var positive = classes is null ? (int?)null : DefaultPositiveClass(classes);
                 scoreColumn = classes is null ? 1 : positive >= 0 ? positive : null;
                 if (scoreColumn is null) notes.Add($"classes {string.Join(", ", classes!)}: name the positive one with the manifest's positiveClass");
             }
@@ -107,7 +107,13 @@ public sealed record OnnxModelInspection(
             var shape = scores.GetTensorTypeAndShape().Shape;
             return (shape.Length >= 2 ? (int)shape[1] : 1, null);
         }
-        using var map = scores.GetValue(0, OrtAllocator.DefaultInstance);
+        return ZipMapClasses(scores);
+    }
+
+    /// <summary>The first map of a ZipMap output: its column count and its keys (the class labels) as text, in the map's order.</summary>
+    public static (int Columns, IReadOnlyList<string>? Classes) ZipMapClasses(OrtValue zipMap)
+    {
+        using var map = zipMap.GetValue(0, OrtAllocator.DefaultInstance);
         using var keys = map.GetValue(0, OrtAllocator.DefaultInstance);
         using var values = map.GetValue(1, OrtAllocator.DefaultInstance);
         IReadOnlyList<string>? classes = keys.GetTensorTypeAndShape().ElementDataType switch
@@ -118,6 +124,10 @@ public sealed record OnnxModelInspection(
         };
         return ((int)values.GetTensorTypeAndShape().ElementCount, classes);
     }
+
+    /// <summary>The column of the class a binary classifier calls positive by default: the one labelled 1 or true; -1 when none is.</summary>
+    public static int DefaultPositiveClass(IReadOnlyList<string> classes) =>
+        classes.ToList().FindIndex(c => c is "1" || string.Equals(c, "true", StringComparison.OrdinalIgnoreCase));
 
     private static string Describe(NodeMetadata m) => m.OnnxValueType switch
     {

@@ -234,7 +234,7 @@ public sealed class OnnxScorer : IScorer, IDisposable
             }
             else
             {
-                var i = labels.ToList().FindIndex(l => l is "1" || string.Equals(l, "true", StringComparison.OrdinalIgnoreCase));
+                var i = OnnxModelInspection.DefaultPositiveClass(labels);
                 if (i >= 0) positive = i;
                 else if (declared is null)
                     throw new InvalidDataException($"{manifestPath}: binary classifier with classes {labels[0]} and {labels[1]}: say which is positive (its probability is the published score) with positiveClass.");
@@ -291,16 +291,9 @@ public sealed class OnnxScorer : IScorer, IDisposable
         var scores = outputs[_scoreOutput];
         if (scores.OnnxType == OnnxValueType.ONNX_TYPE_SEQUENCE)
         {
-            using var map = scores.GetValue(0, OrtAllocator.DefaultInstance);
-            using var keys = map.GetValue(0, OrtAllocator.DefaultInstance);
-            using var values = map.GetValue(1, OrtAllocator.DefaultInstance);
-            ClassLabels = keys.GetTensorTypeAndShape().ElementDataType switch
-            {
-                TensorElementType.Int64 => keys.GetTensorDataAsSpan<long>().ToArray().Select(k => k.ToString(System.Globalization.CultureInfo.InvariantCulture)).ToArray(),
-                TensorElementType.String => keys.GetStringTensorAsArray(),
-                _ => null,
-            };
-            return (int)values.GetTensorTypeAndShape().ElementCount;
+            var (columns, classes) = OnnxModelInspection.ZipMapClasses(scores);
+            ClassLabels = classes;
+            return columns;
         }
         var shape = scores.GetTensorTypeAndShape().Shape;
         return shape.Length >= 2 ? (int)shape[1] : 1;

@@ -111,7 +111,7 @@ public sealed class ProcessorRuntime : IDisposable
 
         _delivery = Own(DeliveryMode.Create(k, _context.Loggers, _context.OnWedged ?? EndProcess, _context.DecorateCommit));
         var sink = new KafkaPredictionSink(_delivery.Output, k.OutputTopic, k.DeadLetterTopic,
-            new PredictionWriter(predictionSchema.Id, scorer.ModelName, scorer.ModelVersion, scorer.PrimaryScoreIndex) { Transcoder = predictionSchema.Transcoder },
+            new PredictionWriter(predictionSchema.Id, scorer.ModelName, scorer.ModelVersion, scorer.PrimaryScoreIndex) { Transcoder = predictionSchema.CreateTranscoder() },
             _delivery.Commit, keys);
         var observer = await ObserversAsync(plan, scorer, modelDir, registry, ct).ConfigureAwait(false);
         _topology = new PipelineTopology(_options.Pipeline.ToPipelineOptions(_options.Redis, _options.Model, batchLimit), plan, decoder, store, scorer, sink, observer);

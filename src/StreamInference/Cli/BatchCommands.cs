@@ -277,13 +277,10 @@ public static class BatchCommands
             var plan = LoadPlan(parse, features);
             var data = await TrainingSet.ReadAsync(parse.GetValue(set)!, ct).ConfigureAwait(false);
             var dir = parse.GetValue(model)!;
-            using var scorer = new OnnxScorer(dir, plan);
-            double[] scores;
+            ReferenceProfile profile;
             using (var progress = new ConsoleProgress("score", data.Count))
-                scores = RowScoring.PrimaryScores(scorer, plan, data.Features, data.Count, progress);
-            var profile = ProfileBuilder.Build(data, plan, scores, scorer.ModelName, scorer.ModelVersion);
+                profile = ProfileBuilder.BuildAndSave(dir, data, plan, progress);
             var path = Path.Combine(dir, ReferenceProfile.FileName);
-            await File.WriteAllTextAsync(path, profile.ToJson() + "\n", ct).ConfigureAwait(false);
             Console.Out.WriteLine(JsonSerializer.Serialize(new ProfileResult(path, profile.Rows, profile.Features.Count,
                 Math.Round(profile.Prediction.Mean, 5), profile.Prediction.Deciles.Select(d => Math.Round(d, 5)).ToArray()), BatchJson.Default.ProfileResult));
             return 0;

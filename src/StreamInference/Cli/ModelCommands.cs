@@ -3,7 +3,6 @@ using System.Globalization;
 using System.Text.Json;
 using System.Text.Json.Serialization;
 using StreamInference.Batch.Profiling;
-using StreamInference.Batch.Scoring;
 using StreamInference.Batch.Training;
 using StreamInference.Core.Drift;
 using StreamInference.Core.Features;
@@ -106,10 +105,7 @@ public static class ModelCommands
                 $"  validation: {result.ValidationRows} rows scored, score min {result.ScoreMin:0.####} mean {result.ScoreMean:0.####} max {result.ScoreMax:0.####}"));
             if (data is not null)
             {
-                using var scorer = new OnnxScorer(result.Directory, plan);
-                var scores = RowScoring.PrimaryScores(scorer, plan, data.Features, data.Count, null);
-                var profile = ProfileBuilder.Build(data, plan, scores, scorer.ModelName, scorer.ModelVersion);
-                File.WriteAllText(Path.Combine(result.Directory, ReferenceProfile.FileName), profile.ToJson() + "\n");
+                var profile = ProfileBuilder.BuildAndSave(result.Directory, data, plan);
                 Console.Out.WriteLine(string.Create(CultureInfo.InvariantCulture,
                     $"  reference profile: {profile.Rows:N0} training rows, mean score {profile.Prediction.Mean:0.####} ({ReferenceProfile.FileName})"));
             }
