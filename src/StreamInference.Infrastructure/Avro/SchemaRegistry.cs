@@ -243,7 +243,6 @@ public static class RegistryErrors
     public const int VersionNotFound = 40402;
     public const int SchemaNotFound = 40403;
     public const int InvalidSchema = 42201;
-    public const int Incompatible = 409;
 
     /// <summary>
     /// No answer (connection refused, timeouts: the client retries them, then throws <see cref="HttpRequestException"/>),
