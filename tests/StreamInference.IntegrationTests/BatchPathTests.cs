@@ -26,8 +26,8 @@ public sealed class BatchPathTests() : TempDirectoryTest("si-batch-")
         Assert.Equal(Plan.Features.Select(f => f.Name), set.FeatureNames);
         Assert.Equal(rows.Values, set.Features);
 
-        var modelDir = Path.Combine(TempDir, "models", "fraud-logreg", "7");
-        var report = Trainer.Train(set, Plan, modelDir, "fraud-logreg", "7");
+        var report = Trainer.Train(set, Plan, new TrainingTarget(Path.Combine(TempDir, "models"), "fraud-gbm", "7"));
+        var modelDir = report.ModelDirectory;
         Assert.True(report.TestAuc > 0.8, $"held-out AUC {report.TestAuc}");
         Assert.True(report.TestRows > 5_000);
 

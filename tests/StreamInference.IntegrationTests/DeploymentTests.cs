@@ -601,11 +601,11 @@ public sealed partial class DeploymentTests(ServicesFixture services, ITestOutpu
         Directory.CreateDirectory(copy);
         try
         {
-            foreach (var f in Directory.GetFiles(Path.Combine(Root, "models", "fraud-logreg", "2"))) File.Copy(f, Path.Combine(copy, Path.GetFileName(f)));
+            foreach (var f in Directory.GetFiles(Path.Combine(Root, "models", "fraud-logreg", "3"))) File.Copy(f, Path.Combine(copy, Path.GetFileName(f)));
             var (code, stdout, _) = await RunCliAsync(["model", "validate", repository, "--features", Path.Combine(Root, "schemas", "features", "card_payments.yaml")],
                 new Dictionary<string, string>());
             Assert.Equal(1, code);
-            Assert.Single(stdout.Split('\n'), l => l.StartsWith("problem", StringComparison.Ordinal) && l.Contains("fraud-logreg@2", StringComparison.Ordinal)
+            Assert.Single(stdout.Split('\n'), l => l.StartsWith("problem", StringComparison.Ordinal) && l.Contains("fraud-logreg@3", StringComparison.Ordinal)
                                                     && l.Contains("fraud-tree@1", StringComparison.Ordinal));
         }
         finally

@@ -17,11 +17,12 @@ public sealed class HotSwapTests(ServicesFixture services, ITestOutputHelper out
         var repository = Directory.CreateTempSubdirectory("models-").FullName;
         try
         {
-            var source = Path.Combine(AppContext.BaseDirectory, "models", "fraud-logreg", "2");
+            var source = Path.Combine(AppContext.BaseDirectory, "models", "fraud-logreg", "3");
             CopyVersion(source, Path.Combine(repository, "fraud-logreg", "2"), "2");
             var topics = await services.CreateTopicsAsync(4);
             var options = services.ProcessorOptions(topics);
             options.Model.Repository = repository;
+            options.Model.Name = "fraud-logreg";
             options.Model.Version = "latest";
             options.Model.WatchIntervalMs = 200;
 

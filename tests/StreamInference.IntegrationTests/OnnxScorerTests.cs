@@ -278,14 +278,14 @@ public sealed class OnnxScorerTests : IDisposable
         }
 
         var zip = OnnxModelInspection.Inspect(Save(Classifier(zipMap: true), "zip"));
-        Assert.Equal("binary classifier", zip.Kind);
+        Assert.Equal("binary classifier (label + class probabilities)", zip.Kind);
         Assert.Equal(["0", "1"], zip.ClassLabels);
         Assert.Equal(("output_probability", "label", 1, 2), (zip.ScoreOutput, zip.LabelOutput, zip.ScoreColumn, zip.ScoreColumns));
         Assert.Equal("dynamic", zip.BatchDimension);
         Assert.Contains(zip.Inputs, p => p is { Name: "features", Type: "float[N,3]" });
 
         var tensor = OnnxModelInspection.Inspect(Save(Classifier(zipMap: false), "tensor"));
-        Assert.Equal(("binary classifier", 1), (tensor.Kind, tensor.ScoreColumn));
+        Assert.Equal(("binary classifier (label + class probabilities)", 1), (tensor.Kind, tensor.ScoreColumn));
 
         var named = OnnxModelInspection.Inspect(Save(StringClassifier(), "named"));
         Assert.Null(named.ScoreColumn);
@@ -299,25 +299,21 @@ public sealed class OnnxScorerTests : IDisposable
         var twoInputs = OnnxModelInspection.Inspect(Save(new OnnxGraph("g").InputMatrix("features", 3).Input("Label", OnnxGraph.Float, -1, 1)
             .Initializer("w", [1f, 1f, 1f], 3, 1).Node("MatMul", ["features", "w"], ["m"]).Node("Add", ["m", "Label"], ["y"])
             .OutputTensor("y", OnnxGraph.Float, -1, 1), "two"));
-        Assert.Contains(twoInputs.Notes, n => n.Contains("2 inputs", StringComparison.Ordinal) && n.Contains("'features'", StringComparison.Ordinal));
+        Assert.Equal("features", twoInputs.Layout.Matrix);
+        Assert.Equal(["Label"], twoInputs.Layout.Extra);
+        Assert.Contains(twoInputs.Notes, n => n.Contains("input 'Label' is not a feature", StringComparison.Ordinal));
     }
 
-    /// <summary>Shapes the scorer cannot feed are refused at load with what to do, not discovered batch by batch.</summary>
+    /// <summary>Inputs the manifest does not say how to feed are refused at load with what to do, not discovered batch by batch.</summary>
     [Fact]
-    public void Scorer_RefusesAFixedBatchDimension_AndExtraInputs_WithAdvice()
+    public void Scorer_RefusesAnInputItCannotFeed_WithAdvice()
     {
-        var fixedOne = new OnnxGraph("g").Input("features", OnnxGraph.Float, 1, 3)
-            .Initializer("w", [1f, 1f, 1f], 3, 1).Node("MatMul", ["features", "w"], ["y"]).OutputTensor("y", OnnxGraph.Float, 1, 1);
-        var e = Assert.Throws<InvalidDataException>(() => new OnnxScorer(Write(fixedOne), Plan));
-        Assert.Contains("fixed batch dimension of 1", e.Message);
-        Assert.Contains("dynamic first dimension", e.Message);
-
         var withLabel = new OnnxGraph("g").InputMatrix("features", 3).Input("Label", OnnxGraph.Float, -1, 1)
             .Initializer("w", [1f, 1f, 1f], 3, 1).Node("MatMul", ["features", "w"], ["m"]).Node("Add", ["m", "Label"], ["y"])
             .OutputTensor("y", OnnxGraph.Float, -1, 1);
-        e = Assert.Throws<InvalidDataException>(() => new OnnxScorer(Write(withLabel), Plan));
-        Assert.Contains("inputs features, Label", e.Message);
-        Assert.Contains("re-export without the others", e.Message);
+        var e = Assert.Throws<InvalidDataException>(() => new OnnxScorer(Write(withLabel), Plan));
+        Assert.Contains("input(s) Label would not be fed", e.Message);
+        Assert.Contains("re-export the model without them", e.Message);
     }
 
     /// <summary>
@@ -337,7 +333,7 @@ public sealed class OnnxScorerTests : IDisposable
         }
 
         var zip = ModelImporter.Import(new ModelImportRequest(Save(Classifier(zipMap: true), "zip"), repository, "clf"), Plan);
-        Assert.Equal(("clf", "1", "binary classifier"), (zip.Manifest.Name, zip.Manifest.Version, zip.Kind));
+        Assert.Equal(("clf", "1", "binary classifier (label + class probabilities)"), (zip.Manifest.Name, zip.Manifest.Version, zip.Kind));
         Assert.Equal(("features", "output_probability", "label"), (zip.Manifest.Input, zip.Manifest.ScoreOutput, zip.Manifest.LabelOutput));
         Assert.Equal(["a", "b", "c"], zip.Manifest.Features);
         using (var scorer = new OnnxScorer(ModelRepository.Resolve(repository, "clf", "latest"), Plan))
@@ -354,19 +350,19 @@ public sealed class OnnxScorerTests : IDisposable
         Assert.False(Directory.Exists(Path.Combine(repository, "named", "1")));
         Assert.Equal("fraud", ModelImporter.Import(new ModelImportRequest(named, repository, "named", PositiveClass: "fraud"), Plan).Manifest.PositiveClass);
 
+        // Two float outputs, neither named for probabilities: ambiguous until --score-output says which.
         var twoScores = Save(new OnnxGraph("g").InputMatrix("features", 3).Initializer("w", [1f, 1f, 1f], 3, 1)
-            .Node("MatMul", ["features", "w"], ["raw"]).Node("Sigmoid", ["raw"], ["probability"])
-            .OutputTensor("raw", OnnxGraph.Float, -1, 1).OutputTensor("probability", OnnxGraph.Float, -1, 1), "two-scores");
+            .Node("MatMul", ["features", "w"], ["raw"]).Node("Sigmoid", ["raw"], ["squashed"])
+            .OutputTensor("raw", OnnxGraph.Float, -1, 1).OutputTensor("squashed", OnnxGraph.Float, -1, 1), "two-scores");
         e = Assert.Throws<InvalidDataException>(() => ModelImporter.Import(new ModelImportRequest(twoScores, repository, "reg"), Plan));
         Assert.Contains("--score-output", e.Message);
-        Assert.Equal("probability", ModelImporter.Import(new ModelImportRequest(twoScores, repository, "reg", ScoreOutput: "probability"), Plan).Manifest.ScoreOutput);
+        Assert.Equal("squashed", ModelImporter.Import(new ModelImportRequest(twoScores, repository, "reg", ScoreOutput: "squashed"), Plan).Manifest.ScoreOutput);
 
-        var withLabel = Save(new OnnxGraph("g").InputMatrix("features", 3).Input("Label", OnnxGraph.Float, -1, 1)
-            .Initializer("w", [1f, 1f, 1f], 3, 1).Node("MatMul", ["features", "w"], ["m"]).Node("Add", ["m", "Label"], ["y"])
-            .OutputTensor("y", OnnxGraph.Float, -1, 1), "label-input");
-        e = Assert.Throws<InvalidDataException>(() => ModelImporter.Import(new ModelImportRequest(withLabel, repository, "mlnet", Input: "features"), Plan));
-        Assert.Contains("re-export without the others", e.Message);
-        Assert.False(Directory.Exists(Path.Combine(repository, "mlnet", "1")));
+        // With one of them named for probabilities (skl2onnx, ML.NET), that one is the score.
+        var probability = Save(new OnnxGraph("g").InputMatrix("features", 3).Initializer("w", [1f, 1f, 1f], 3, 1)
+            .Node("MatMul", ["features", "w"], ["raw"]).Node("Sigmoid", ["raw"], ["probability"])
+            .OutputTensor("raw", OnnxGraph.Float, -1, 1).OutputTensor("probability", OnnxGraph.Float, -1, 1), "probability");
+        Assert.Equal("probability", ModelImporter.Import(new ModelImportRequest(probability, repository, "prob"), Plan).Manifest.ScoreOutput);
     }
 
     /// <summary>A model copied into another repository path keeps its old manifest identity: refused, naming both.</summary>
@@ -432,7 +428,7 @@ public sealed class OnnxScorerTests : IDisposable
     public void ExampleModel_InRepository_LoadsAgainstTheExampleFeatureSet()
     {
         var plan = FeatureSetLoader.LoadFile(Path.Combine(AppContext.BaseDirectory, "schemas", "features", "card_payments.yaml"));
-        var dir = ModelRepository.Resolve(Path.Combine(AppContext.BaseDirectory, "models"), "fraud-logreg", "latest");
+        var dir = ModelRepository.Resolve(Path.Combine(AppContext.BaseDirectory, "models"), "fraud-gbm", "latest");
         using var scorer = new OnnxScorer(dir, plan);
         Assert.Equal(1, scorer.OutputWidth);
         Assert.True(scorer.Manifest.Metrics!["test_auc"] > 0.8);

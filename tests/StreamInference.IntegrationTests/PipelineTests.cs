@@ -95,7 +95,7 @@ public sealed class PipelineTests(ServicesFixture services, ITestOutputHelper ou
         Assert.Equal(produced.Produced, records.Count);
         foreach (var r in records)
         {
-            Assert.Equal("fraud-logreg", r["model_name"]);
+            Assert.Equal("fraud-gbm", r["model_name"]);
             Assert.Equal("2", r["model_version"]);
             var score = (double)r["score"];
             Assert.InRange(score, 0.0, 1.0);

@@ -1,25 +1,41 @@
 using System.Globalization;
-using StreamInference.Batch.Onnx;
+using Microsoft.ML;
+using Microsoft.ML.Data;
+using StreamInference.Batch.Scoring;
 using StreamInference.Core.Features;
 using StreamInference.Infrastructure.Onnx;
 
 namespace StreamInference.Batch.Training;
 
 public sealed record TrainingReport(
-    string ModelDirectory, int TrainRows, int TestRows, double TrainAuc, double TestAuc, double FraudRate, DateTimeOffset SplitAt);
+    string ModelDirectory, int TrainRows, int TestRows, double TrainAuc, double TestAuc, double FraudRate, DateTimeOffset SplitAt,
+    double OnnxMaxAbsDiff);
+
+/// <summary>Where <c>train</c> writes: <c>&lt;Repository&gt;/&lt;Name&gt;/&lt;Version&gt;</c>; Replace overwrites an existing version.</summary>
+public sealed record TrainingTarget(string Repository, string Name, string Version, bool Replace = false)
+{
+    public string Directory => Path.Combine(Repository, Name, Version);
+}
 
 /// <summary>
-/// Trains the example model from a training set written by <c>backfill</c>: a time-based split (train
-/// on the earlier period, evaluate on the later one, so the held-out AUC is honest about the future),
-/// logistic regression, an ONNX graph (MatMul → Add → Sigmoid) and a manifest pinning the feature set.
+/// Trains an example model from a training set written by <c>backfill</c>: a time-based split (train on the
+/// earlier period, evaluate on the later one, so the held-out AUC is honest about the future), an ML.NET
+/// binary classifier (LightGBM or logistic regression), exported to ONNX with Microsoft.ML.OnnxConverter and
+/// brought into the repository through <see cref="ModelImporter"/>, the same path as a model trained
+/// anywhere else. The AUCs in the manifest are measured on the imported graph as ONNX Runtime scores it.
 /// </summary>
 public static class Trainer
 {
-    public const string DefaultName = "fraud-logreg";
+    public const string LightGbmName = "fraud-gbm";
+    public const string LogisticRegressionName = "fraud-logreg";
 
-    public static TrainingReport Train(TrainingSet set, FeaturePlan plan, string modelDirectory, string name, string version,
-        double testFraction = 0.2, IProgress<int>? progress = null, int iterations = 25, WideMlpShape? wideMlp = null, int evalRows = 5_000)
+    public static TrainingReport Train(TrainingSet set, FeaturePlan plan, TrainingTarget target, TrainerSettings? settings = null,
+        double testFraction = 0.2, WideMlpShape? wideMlp = null, int evalRows = 5_000, IProgress<string>? stage = null)
     {
+        settings ??= new TrainerSettings();
+        settings.Validate();
+        if (wideMlp is not null && settings.Kind != TrainerKind.LogisticRegression)
+            throw new ArgumentException("--architecture wide-mlp builds on the logistic regression: use it with --trainer logreg.");
         if (set.FeatureSet != plan.Name || set.FeatureSetVersion != plan.Version)
             throw new InvalidDataException($"The training set was built with feature set '{set.FeatureSet}' v{set.FeatureSetVersion}, " +
                                            $"the loaded definitions are '{plan.Name}' v{plan.Version}: run backfill again.");
@@ -43,54 +59,53 @@ public static class Trainer
         var testY = labelled[cut..].Select(i => set.Labels[i] > 0.5).ToArray();
         if (trainY.All(v => v) || !trainY.Any(v => v) || testY.All(v => v) || !testY.Any(v => v))
             throw new InvalidDataException("Both periods need positive and negative labels.");
-
-        var model = LogisticRegression.Fit(trainX, trainY, iterations: iterations, progress: progress);
-        progress?.Report(iterations);
-        var trainAuc = LogisticRegression.Auc(trainX.Select(r => model.Predict(r)).ToArray(), trainY);
-        var testAuc = LogisticRegression.Auc(testX.Select(r => model.Predict(r)).ToArray(), testY);
         var fraudRate = labelled.Count(i => set.Labels[i] > 0.5) / (double)labelled.Length;
 
-        Directory.CreateDirectory(modelDirectory);
-        var f = plan.FeatureCount;
-        OnnxGraph graph;
-        string description;
-        if (wideMlp is null)
-        {
-            graph = new OnnxGraph(name.Replace('-', '_'))
-                .InputMatrix("features", f)
-                .Initializer("weights", model.Weights.Select(w => (float)w).ToArray(), f, 1)
-                .Initializer("bias", [(float)model.Bias], 1)
-                .Node("MatMul", ["features", "weights"], ["logit_raw"])
-                .Node("Add", ["logit_raw", "bias"], ["logit"])
-                .Node("Sigmoid", ["logit"], ["probability"])
-                .OutputTensor("probability", OnnxGraph.Float, -1, 1);
-            description = $"Logistic regression on feature set {plan.Name} v{plan.Version}.";
-        }
-        else
-        {
-            var (mean, std) = Standardization(trainX);
-            graph = WideMlp.Build(name.Replace('-', '_'), model, mean, std, wideMlp);
-            description = string.Create(CultureInfo.InvariantCulture,
-                $"Logistic regression plus a residual ReLU MLP ({wideMlp.Layers} x {wideMlp.Hidden}, seed {wideMlp.Seed}, {wideMlp.Parameters(f):N0} parameters) on feature set {plan.Name} v{plan.Version}.");
-        }
-        File.WriteAllBytes(Path.Combine(modelDirectory, "model.onnx"), graph.ToModel(docString: description));
+        stage?.Report($"fitting {settings.Describe()} on {trainX.Length:N0} rows");
+        var ml = new MLContext(seed: settings.Seed);
+        var model = MlNetModels.Fit(ml, MlNetModels.View(ml, trainX, trainY), settings);
+        var mlTest = MlNetProbabilities(ml, model, testX, testY);
 
+        var f = plan.FeatureCount;
         var split = DateTimeOffset.FromUnixTimeMilliseconds(splitAt);
-        var manifest = new ModelManifest
+        var description = wideMlp is null
+            ? $"Card-payment fraud probability: {settings.Describe()}, time-split training on feature set {plan.Name} v{plan.Version}."
+            : string.Create(CultureInfo.InvariantCulture,
+                $"Card-payment fraud probability: logistic regression plus a residual ReLU MLP ({wideMlp.Layers} x {wideMlp.Hidden}, seed {wideMlp.Seed}, {wideMlp.Parameters(f):N0} parameters) on feature set {plan.Name} v{plan.Version}.");
+
+        var exported = Path.Combine(Path.GetTempPath(), $"si-train-{Guid.NewGuid():N}.onnx");
+        try
         {
-            Name = name,
-            Version = version,
-            Description = wideMlp is null
-                ? "Card-payment fraud probability (logistic regression, time-split training)."
-                : string.Create(CultureInfo.InvariantCulture, $"Card-payment fraud probability: {description}"),
-            FeatureSet = plan.Name,
-            FeatureSetVersion = plan.Version,
-            Input = "features",
-            Features = [.. expected],
-            ScoreOutput = "probability",
-            PrimaryScoreIndex = 0,
-            ScoreMeaning = "probability that the payment is fraudulent",
-            Metrics = new Dictionary<string, double>
+            if (wideMlp is null)
+            {
+                stage?.Report("exporting ONNX (Microsoft.ML.OnnxConverter)");
+                MlNetModels.ExportOnnx(ml, model, f, exported);
+            }
+            else
+            {
+                var (weights, bias) = MlNetModels.LinearModel(model);
+                var (mean, std) = Standardization(trainX);
+                File.WriteAllBytes(exported, WideMlp.Build(target.Name.Replace('-', '_'), weights, bias, mean, std, wideMlp).ToModel(docString: description));
+            }
+
+            if (target.Replace && System.IO.Directory.Exists(target.Directory)) System.IO.Directory.Delete(target.Directory, recursive: true);
+            stage?.Report($"importing into {target.Directory}");
+            var imported = ModelImporter.Import(new ModelImportRequest(exported, target.Repository, target.Name, target.Version, Description: description), plan);
+
+            // Measure what serve will run: the imported graph, scored by ONNX Runtime through the serving scorer.
+            stage?.Report("scoring the held-out period with ONNX Runtime");
+            using var scorer = new OnnxScorer(imported.Directory, plan);
+            // The wide MLP is costly on a CPU: it is measured on at most evalRows evenly spaced rows of each period.
+            var testRows = Spaced(testX.Length, wideMlp is null ? int.MaxValue : evalRows);
+            var trainRows = Spaced(trainX.Length, wideMlp is null ? int.MaxValue : evalRows);
+            var testScores = Score(scorer, plan, testX, testRows);
+            var testAuc = MlNetModels.Auc(testScores, [.. testRows.Select(i => testY[i])]);
+            var trainAuc = MlNetModels.Auc(Score(scorer, plan, trainX, trainRows), [.. trainRows.Select(i => trainY[i])]);
+            var diff = wideMlp is null ? testRows.Select((i, k) => Math.Abs(testScores[k] - mlTest[i])).Max() : double.NaN;
+
+            var manifest = imported.Manifest;
+            manifest.ScoreMeaning = "probability that the payment is fraudulent";
+            manifest.Metrics = new Dictionary<string, double>
             {
                 ["train_auc"] = Math.Round(trainAuc, 4),
                 ["test_auc"] = Math.Round(testAuc, 4),
@@ -98,26 +113,51 @@ public static class Trainer
                 ["test_rows"] = testX.Length,
                 ["fraud_rate"] = Math.Round(fraudRate, 4),
                 ["split_at_ms"] = splitAt,
-            },
-            GeneratedBy = string.Create(CultureInfo.InvariantCulture,
-                $"streaminference train{(wideMlp is null ? "" : $" --architecture wide-mlp --hidden {wideMlp.Hidden} --layers {wideMlp.Layers} --seed {wideMlp.Seed}")} (time split at {split:yyyy-MM-ddTHH:mm:ssZ}, test fraction {testFraction})"),
-        };
-        if (wideMlp is not null)
-        {
-            // The residual branch changes the scores: measure the exported graph itself, with ONNX Runtime.
-            File.WriteAllText(Path.Combine(modelDirectory, "manifest.json"), manifest.ToJson() + "\n");
-            (trainAuc, _, _) = GraphAuc(modelDirectory, plan, trainX, trainY, evalRows, model);
-            (testAuc, var logregAuc, var rows) = GraphAuc(modelDirectory, plan, testX, testY, evalRows, model);
-            manifest.Metrics!["train_auc"] = Math.Round(trainAuc, 4);
-            manifest.Metrics!["test_auc"] = Math.Round(testAuc, 4);
-            manifest.Metrics!["test_auc_rows"] = rows;
-            // The logistic regression alone on the same rows: the comparison that isolates the residual branch.
-            manifest.Metrics!["logreg_test_auc_same_rows"] = Math.Round(logregAuc, 4);
-            manifest.Metrics!["parameters"] = wideMlp.Parameters(f);
-            manifest.Metrics!["multiply_adds_per_row"] = wideMlp.MultiplyAddsPerRow(f);
+            };
+            if (wideMlp is null)
+            {
+                // ONNX Runtime on the exported graph against ML.NET on the fitted model, same rows.
+                manifest.Metrics["onnx_max_abs_diff"] = Math.Round(diff, 7);
+            }
+            else
+            {
+                manifest.Metrics["test_auc_rows"] = testRows.Length;
+                // The logistic regression alone on the same rows: the comparison that isolates the residual branch.
+                manifest.Metrics["logreg_test_auc_same_rows"] = Math.Round(MlNetModels.Auc([.. testRows.Select(i => mlTest[i])], [.. testRows.Select(i => testY[i])]), 4);
+                manifest.Metrics["parameters"] = wideMlp.Parameters(f);
+                manifest.Metrics["multiply_adds_per_row"] = wideMlp.MultiplyAddsPerRow(f);
+            }
+            manifest.GeneratedBy = string.Create(CultureInfo.InvariantCulture,
+                $"streaminference train {(wideMlp is null ? settings.Flags() : $"--trainer logreg --architecture wide-mlp --hidden {wideMlp.Hidden} --layers {wideMlp.Layers} --seed {wideMlp.Seed}")} " +
+                $"(ML.NET, time split at {split:yyyy-MM-ddTHH:mm:ssZ}, test fraction {testFraction})");
+            File.WriteAllText(Path.Combine(imported.Directory, "manifest.json"), manifest.ToJson() + "\n");
+            return new TrainingReport(imported.Directory, trainX.Length, testX.Length, trainAuc, testAuc, fraudRate, split, diff);
         }
-        File.WriteAllText(Path.Combine(modelDirectory, "manifest.json"), manifest.ToJson() + "\n");
-        return new TrainingReport(modelDirectory, trainX.Length, testX.Length, trainAuc, testAuc, fraudRate, split);
+        finally
+        {
+            File.Delete(exported);
+        }
+    }
+
+    private static int[] Spaced(int count, int limit)
+    {
+        var step = Math.Max(1, (int)Math.Ceiling(count / (double)Math.Max(1, limit)));
+        return [.. Enumerable.Range(0, count).Where(i => i % step == 0)];
+    }
+
+    /// <summary>The primary scores of the rows <paramref name="rows"/> of <paramref name="x"/>, in that order.</summary>
+    private static double[] Score(OnnxScorer scorer, FeaturePlan plan, float[][] x, int[] rows)
+    {
+        var features = new float[rows.Length * plan.FeatureCount];
+        for (var k = 0; k < rows.Length; k++) x[rows[k]].CopyTo(features, k * plan.FeatureCount);
+        return RowScoring.PrimaryScores(scorer, plan, features, rows.Length);
+    }
+
+    /// <summary>The fitted model's probabilities as ML.NET computes them.</summary>
+    private static double[] MlNetProbabilities(MLContext ml, ITransformer model, float[][] x, bool[] y)
+    {
+        var scored = model.Transform(MlNetModels.View(ml, x, y));
+        return [.. scored.GetColumn<float>("Probability").Select(p => (double)p)];
     }
 
     private static (double[] Mean, double[] Std) Standardization(float[][] rows)
@@ -132,21 +172,5 @@ public static class Trainer
             for (var j = 0; j < f; j++) std[j] += (row[j] - mean[j]) * (row[j] - mean[j]);
         for (var j = 0; j < f; j++) std[j] = Math.Sqrt(std[j] / rows.Length);
         return (mean, std);
-    }
-
-    /// <summary>
-    /// AUC of the model as ONNX Runtime scores it, and of the logistic regression alone, on the same
-    /// evenly spaced rows (at most <paramref name="limit"/>), and how many rows that was.
-    /// </summary>
-    private static (double Graph, double LogReg, int Rows) GraphAuc(string modelDirectory, FeaturePlan plan, float[][] x, bool[] y, int limit, LogisticRegression model)
-    {
-        var step = Math.Max(1, (int)Math.Ceiling(x.Length / (double)Math.Max(1, limit)));
-        var picked = Enumerable.Range(0, x.Length).Where(i => i % step == 0).ToArray();
-        var features = new float[picked.Length * plan.FeatureCount];
-        for (var k = 0; k < picked.Length; k++) x[picked[k]].CopyTo(features, k * plan.FeatureCount);
-        using var scorer = new OnnxScorer(modelDirectory, plan);
-        var scores = StreamInference.Batch.Scoring.RowScoring.PrimaryScores(scorer, plan, features, picked.Length);
-        var labels = picked.Select(i => y[i]).ToArray();
-        return (LogisticRegression.Auc(scores, labels), LogisticRegression.Auc(picked.Select(i => model.Predict(x[i])).ToArray(), labels), picked.Length);
     }
 }

@@ -33,16 +33,18 @@ public sealed record WideMlpShape(int Hidden = 4096, int Layers = 3, int Seed = 
 /// </summary>
 public static class WideMlp
 {
-    public static OnnxGraph Build(string graphName, LogisticRegression model, double[] mean, double[] std, WideMlpShape shape)
+    /// <param name="weights">The trained logistic regression's weights on the raw features.</param>
+    /// <param name="bias">Its bias.</param>
+    public static OnnxGraph Build(string graphName, float[] weights, float bias, double[] mean, double[] std, WideMlpShape shape)
     {
-        var f = model.Weights.Length;
+        var f = weights.Length;
         shape.Validate(f);
         var random = new Random(shape.Seed);
         var graph = new OnnxGraph(graphName)
             .InputMatrix("features", f)
             // Logistic-regression path, exactly as the trained model.
-            .Initializer("lr_weights", [.. model.Weights.Select(w => (float)w)], f, 1)
-            .Initializer("lr_bias", [(float)model.Bias], 1)
+            .Initializer("lr_weights", weights, f, 1)
+            .Initializer("lr_bias", [bias], 1)
             .Node("MatMul", ["features", "lr_weights"], ["lr_raw"])
             .Node("Add", ["lr_raw", "lr_bias"], ["lr_logit"])
             // Residual branch on standardized features.

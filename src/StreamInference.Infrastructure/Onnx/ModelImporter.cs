@@ -21,28 +21,53 @@ public static class ModelImporter
     {
         if (string.IsNullOrWhiteSpace(request.Name) || request.Name.IndexOfAny(['/', '\\', '@']) >= 0 || request.Name is "." or "..")
             throw new ArgumentException($"--name '{request.Name}' must be a plain directory name (no '/', '\\' or '@').");
-        var info = OnnxModelInspection.Inspect(request.ModelFile);
+        var featureNames = plan.Features.Select(f => f.Name).ToList();
+        var info = OnnxModelInspection.Inspect(request.ModelFile, featureNames);
+        var inputs = string.Join(", ", info.Inputs.Select(p => $"{p.Name} {p.Type}"));
 
-        var floatInputs = info.Inputs.Where(p => p.Type.StartsWith("float[", StringComparison.Ordinal) && p.Type.Count(c => c == ',') == 1).ToList();
-        var input = request.Input ?? (info.Inputs.Count == 1 ? info.Inputs[0].Name
-            : throw new InvalidDataException($"{request.ModelFile} has inputs {string.Join(", ", info.Inputs.Select(p => p.Name))}; the scorer feeds one float [N, F] input: " +
-                                             "re-export with only the feature matrix (pass --input to name it if that is what you did)."));
-        if (info.Inputs.All(p => p.Name != input))
-            throw new ArgumentException($"--input '{input}' is not an input of {request.ModelFile} (inputs: {string.Join(", ", info.Inputs.Select(p => p.Name))}).");
-        if (floatInputs.All(p => p.Name != input))
-            throw new InvalidDataException($"{request.ModelFile}: input '{input}' is {info.Inputs.First(p => p.Name == input).Type}; the scorer feeds float [N, {plan.FeatureCount}].");
+        // The features: one float [N, F] matrix, or one float [N, 1] input per feature named after it.
+        string input;
+        List<string>? featureInputs = null;
+        if (request.Input is { } named)
+        {
+            var port = info.Inputs.FirstOrDefault(p => p.Name == named)
+                       ?? throw new ArgumentException($"--input '{named}' is not an input of {request.ModelFile} (inputs: {inputs}).");
+            if (!port.Type.StartsWith("float[", StringComparison.Ordinal) || port.Type.Count(c => c == ',') != 1)
+                throw new InvalidDataException($"{request.ModelFile}: input '{named}' is {port.Type}; the scorer feeds the features as float [N, {plan.FeatureCount}].");
+            input = named;
+        }
+        else if (info.Layout.Matrix is { } matrix) input = matrix;
+        else if (info.Layout.PerFeature.Count > 0)
+        {
+            var missing = featureNames.Where(f => !info.Layout.PerFeature.Contains(f)).ToList();
+            if (missing.Count > 0)
+                throw new InvalidDataException($"{request.ModelFile} has one input per feature, but no input for {string.Join(", ", missing)} (inputs: {inputs}): " +
+                                               $"the inputs must be named after the features of '{plan.Name}' v{plan.Version}, or the model re-exported with one float [N, {plan.FeatureCount}] input.");
+            featureInputs = featureNames;
+            input = featureNames[0];
+        }
+        else
+            throw new InvalidDataException($"{request.ModelFile} has no float [N, {plan.FeatureCount}] input and no float [N, 1] input per feature (inputs: {inputs}): " +
+                                           "say which input holds the features with --input.");
+        if (info.Layout.Batch > 1 && request.Input is null)
+            throw new InvalidDataException($"{request.ModelFile}: the features input has a fixed batch dimension of {info.Layout.Batch}; the scorer runs micro-batches of any size: " +
+                                           "re-export with a dynamic first dimension (N, e.g. None in skl2onnx / onnxmltools initial types).");
+        var fed = featureInputs ?? [input];
+        var extras = info.Inputs.Select(p => p.Name).Where(n => !fed.Contains(n)).ToList();
 
-        var candidates = info.Outputs.Where(p => p.Type.StartsWith("float[", StringComparison.Ordinal) || p.Type.StartsWith("seq(", StringComparison.Ordinal)).ToList();
-        var scoreOutput = request.ScoreOutput ?? (candidates.Count == 1 ? candidates[0].Name
-            : candidates.Count == 0 ? throw new InvalidDataException($"{request.ModelFile} has no float tensor or ZipMap output to read scores from.")
-            : throw new InvalidDataException($"{request.ModelFile} has {candidates.Count} outputs that could be the score ({string.Join(", ", candidates.Select(p => p.Name))}): " +
-                                             "say which with --score-output (for a classifier, its probabilities)."));
+        var scoreOutput = request.ScoreOutput ?? info.ScoreCandidates.Count switch
+        {
+            0 => throw new InvalidDataException($"{request.ModelFile} has no float tensor or ZipMap output to read scores from."),
+            _ => OnnxModelInspection.PreferredScore(info.ScoreCandidates)
+                 ?? throw new InvalidDataException($"{request.ModelFile} has {info.ScoreCandidates.Count} outputs that could be the score ({string.Join(", ", info.ScoreCandidates)}): " +
+                                                   "say which with --score-output (for a classifier, its probabilities)."),
+        };
         if (info.Outputs.All(p => p.Name != scoreOutput))
             throw new ArgumentException($"--score-output '{scoreOutput}' is not an output of {request.ModelFile} (outputs: {string.Join(", ", info.Outputs.Select(p => p.Name))}).");
         var labelOutput = request.LabelOutput ?? info.LabelOutput;
         if (labelOutput is not null && info.Outputs.All(p => p.Name != labelOutput))
             throw new ArgumentException($"--label-output '{labelOutput}' is not an output of {request.ModelFile}.");
-        if (request.PositiveClass is null && info.Kind == "binary classifier" && info.ClassLabels is { } classes && info.ScoreColumn is null)
+        if (request.PositiveClass is null && info.ClassLabels is { Count: 2 } classes && info.LabelOutput is not null && info.ScoreColumn is null)
             throw new InvalidDataException($"{request.ModelFile} is a binary classifier with classes {string.Join(" and ", classes)}: " +
                                            "say which is positive (its probability becomes the score) with --positive-class.");
 
@@ -59,7 +84,9 @@ public static class ModelImporter
             FeatureSet = plan.Name,
             FeatureSetVersion = plan.Version,
             Input = input,
-            Features = plan.Features.Select(f => f.Name).ToList(),
+            FeatureInputs = featureInputs,
+            ConstantInputs = extras.Count > 0 ? extras.ToDictionary(e => e, _ => 0.0) : null,
+            Features = featureNames,
             ScoreOutput = scoreOutput,
             LabelOutput = labelOutput,
             PositiveClass = request.PositiveClass,
@@ -71,8 +98,9 @@ public static class ModelImporter
             File.Copy(request.ModelFile, Path.Combine(directory, "model.onnx"));
             File.WriteAllText(Path.Combine(directory, "manifest.json"), manifest.ToJson() + "\n");
             ModelRepository.CheckIdentity(directory, request.Name, version);
-            var (rows, min, mean, max) = ValidationScoring(directory, plan);
-            return new ModelImportResult(directory, manifest, info.Kind, rows, min, mean, max);
+            var scores = ValidationScoring(directory, plan);
+            if (extras.Count > 0) CheckConstantInputs(directory, manifest, extras, scores, plan, request.ModelFile);
+            return new ModelImportResult(directory, manifest, info.Kind, scores.Length, scores.Min(), scores.Average(), scores.Max());
         }
         catch
         {
@@ -81,8 +109,28 @@ public static class ModelImporter
         }
     }
 
+    /// <summary>
+    /// Inputs that are not features (ML.NET's export keeps Label) are fed 0 when served; that is only right when the
+    /// score does not depend on them. The validation rows are scored again with every such input at 1: any difference
+    /// refuses the model.
+    /// </summary>
+    private static void CheckConstantInputs(string directory, ModelManifest manifest, List<string> extras, double[] atZero, FeaturePlan plan, string modelFile)
+    {
+        var path = Path.Combine(directory, "manifest.json");
+        manifest.ConstantInputs = extras.ToDictionary(e => e, _ => 1.0);
+        File.WriteAllText(path, manifest.ToJson() + "\n");
+        var atOne = ValidationScoring(directory, plan);
+        manifest.ConstantInputs = extras.ToDictionary(e => e, _ => 0.0);
+        File.WriteAllText(path, manifest.ToJson() + "\n");
+        var diff = atZero.Zip(atOne, (a, b) => Math.Abs(a - b)).Max();
+        if (diff > 0)
+            throw new InvalidDataException(FormattableString.Invariant(
+                $"{modelFile}: input(s) {string.Join(", ", extras)} are not features, and the score depends on them (validation scores move by up to {diff:G3} between 0 and 1): ") +
+                "the processor has only the features to feed; re-export the model without them.");
+    }
+
     /// <summary>Loads the version as serve does and scores generated rows (zeros, ones, and values around them): every score must be finite.</summary>
-    private static (int Rows, double Min, double Mean, double Max) ValidationScoring(string directory, FeaturePlan plan)
+    private static double[] ValidationScoring(string directory, FeaturePlan plan)
     {
         using var scorer = new OnnxScorer(directory, plan);
         const int rows = 64;
@@ -96,14 +144,13 @@ public static class ModelImporter
         }
         batch.OkCount = rows;
         scorer.Score(batch);
-        double min = double.MaxValue, max = double.MinValue, sum = 0;
+        var scores = new double[rows];
         for (var k = 0; k < rows; k++)
         {
-            var s = batch.ScoreRow(k)[scorer.PrimaryScoreIndex];
+            var s = scores[k] = batch.ScoreRow(k)[scorer.PrimaryScoreIndex];
             if (!double.IsFinite(s)) throw new InvalidDataException($"{directory}: validation row {k} scored {s}; the model does not produce finite scores for feature vectors of this feature set.");
-            (min, max, sum) = (Math.Min(min, s), Math.Max(max, s), sum + s);
         }
-        return (rows, min, sum / rows, max);
+        return scores;
     }
 
     /// <summary>One above the highest numeric version of the model, or 1.</summary>

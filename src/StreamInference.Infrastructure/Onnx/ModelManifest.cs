@@ -12,13 +12,23 @@ public sealed class ModelManifest
     /// <summary>Feature set (name and version) the model was trained on; the processor refuses any other.</summary>
     [JsonPropertyName("featureSet")] public string FeatureSet { get; set; } = "";
     [JsonPropertyName("featureSetVersion")] public int FeatureSetVersion { get; set; }
-    /// <summary>Name of the single float input [N, F].</summary>
+    /// <summary>Name of the single float input [N, F] (unless <see cref="FeatureInputs"/> is set).</summary>
     [JsonPropertyName("input")] public string Input { get; set; } = "features";
+    /// <summary>
+    /// Models with one input per feature (as onnxmltools makes them with one initial type per column): the ONNX
+    /// input fed each feature, in <see cref="Features"/> order, each float [N, 1]. Replaces <see cref="Input"/>.
+    /// </summary>
+    [JsonPropertyName("featureInputs")] public List<string>? FeatureInputs { get; set; }
+    /// <summary>
+    /// Inputs that are not features and do not change the score (ML.NET's export keeps its Label column as an
+    /// input): fed this constant. <c>model import</c> checks that the score does not depend on them.
+    /// </summary>
+    [JsonPropertyName("constantInputs")] public Dictionary<string, double>? ConstantInputs { get; set; }
     /// <summary>Feature names in input column order.</summary>
     [JsonPropertyName("features")] public List<string> Features { get; set; } = [];
     /// <summary>Output holding the scores: float [N], [N,1], [N,K], or a ZipMap sequence of maps.</summary>
     [JsonPropertyName("scoreOutput")] public string? ScoreOutput { get; set; }
-    /// <summary>Output holding class labels (int64 or string [N]), for classifiers.</summary>
+    /// <summary>Output holding class labels (int64, string or bool [N] or [N,1]), for classifiers.</summary>
     [JsonPropertyName("labelOutput")] public string? LabelOutput { get; set; }
     /// <summary>
     /// Which score column is the primary <c>score</c>. Default: the positive class of a binary classifier (see

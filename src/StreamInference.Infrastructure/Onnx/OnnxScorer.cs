@@ -31,7 +31,12 @@ public sealed class OnnxScorer : IScorer, IDisposable
 {
     private readonly InferenceSession _session;
     private readonly RunOptions _runOptions = new();
-    private readonly string[] _inputNames;
+    private string[] _inputNames = [];
+    private OrtValue?[] _inputValues = [];
+    private NodeMetadata[] _featureInputs = [];       // one per feature (featureInputs), else empty
+    private ConstantFeed[] _constants = [];
+    private float[][] _columns = [];
+    private bool _perRow;
     private readonly string[] _outputNames;
     private readonly int _scoreOutput;
     private readonly int _labelOutput;
@@ -55,19 +60,7 @@ public sealed class OnnxScorer : IScorer, IDisposable
 
         try
         {
-            if (!_session.InputMetadata.TryGetValue(Manifest.Input, out var input))
-                throw new InvalidDataException($"{modelPath}: manifest input '{Manifest.Input}' is not an input of the model (inputs: {string.Join(", ", _session.InputNames)}).");
-            if (input.ElementDataType != TensorElementType.Float || input.Dimensions.Length != 2)
-                throw new InvalidDataException($"{modelPath}: input '{Manifest.Input}' must be float [N, {_featureCount}], found {input.ElementDataType} [{string.Join(", ", input.Dimensions)}].");
-            if (input.Dimensions[1] > 0 && input.Dimensions[1] != _featureCount)
-                throw new InvalidDataException($"{modelPath}: input '{Manifest.Input}' has {input.Dimensions[1]} columns, the feature set has {_featureCount}.");
-            if (input.Dimensions[0] > 0)
-                throw new InvalidDataException($"{modelPath}: input '{Manifest.Input}' has a fixed batch dimension of {input.Dimensions[0]}; the scorer runs micro-batches of any size: " +
-                                               "re-export the model with a dynamic first dimension (N, e.g. None in skl2onnx / onnxmltools initial types).");
-            if (_session.InputMetadata.Count > 1)
-                throw new InvalidDataException($"{modelPath}: the model has inputs {string.Join(", ", _session.InputNames)}, and the scorer feeds only '{Manifest.Input}' (the feature matrix): " +
-                                               "re-export without the others (ML.NET's ONNX export keeps the Label column unless it is dropped before export; one input per feature must be concatenated into one [N, F] input).");
-            _inputNames = [Manifest.Input];
+            BindInputs(modelPath, manifestPath);
             _outputNames = [.. _session.OutputNames];
             _scoreOutput = PickScoreOutput(modelPath);
             _labelOutput = PickLabelOutput();
@@ -261,55 +254,202 @@ public sealed class OnnxScorer : IScorer, IDisposable
             if (i < 0) throw new InvalidDataException($"{modelPath}: manifest scoreOutput '{named}' is not an output (outputs: {string.Join(", ", _outputNames)}).");
             return i;
         }
-        for (var i = 0; i < _outputNames.Length; i++)
-        {
-            var m = _session.OutputMetadata[_outputNames[i]];
-            if (m.OnnxValueType == OnnxValueType.ONNX_TYPE_SEQUENCE) return i;
-            if (m.OnnxValueType == OnnxValueType.ONNX_TYPE_TENSOR && m.ElementDataType == TensorElementType.Float) return i;
-        }
-        throw new InvalidDataException($"{modelPath}: no float tensor or ZipMap output to read scores from (outputs: {string.Join(", ", _outputNames)}).");
+        var candidates = OnnxModelInspection.ScoreCandidatesOf(_session);
+        if (candidates.Count == 0)
+            throw new InvalidDataException($"{modelPath}: no float tensor or ZipMap output to read scores from (outputs: {string.Join(", ", _outputNames)}).");
+        return Array.IndexOf(_outputNames, OnnxModelInspection.PreferredScore(candidates)
+            ?? throw new InvalidDataException($"{modelPath}: {candidates.Count} outputs could be the score ({string.Join(", ", candidates)}): name it with the manifest's scoreOutput."));
     }
 
     private int PickLabelOutput()
     {
-        if (Manifest.LabelOutput is { } named) return Array.IndexOf(_outputNames, named);
-        for (var i = 0; i < _outputNames.Length; i++)
-        {
-            if (i == _scoreOutput) continue;
-            var m = _session.OutputMetadata[_outputNames[i]];
-            if (m.OnnxValueType == OnnxValueType.ONNX_TYPE_TENSOR && m.ElementDataType is TensorElementType.Int64 or TensorElementType.String)
-                return i;
-        }
-        return -1;
+        var name = Manifest.LabelOutput ?? OnnxModelInspection.LabelOf(_session, _outputNames[_scoreOutput]);
+        return name is null ? -1 : Array.IndexOf(_outputNames, name);
     }
 
+    /// <summary>
+    /// Works out how each model input is fed and refuses what cannot be: the features as one float [N, F] matrix
+    /// (manifest input) or one float [N, 1] input per feature (featureInputs); constantInputs fed their constant;
+    /// anything else is an error that says how to settle it. A fixed batch dimension of 1 is scored row by row.
+    /// </summary>
+    private void BindInputs(string modelPath, string manifestPath)
+    {
+        var inputs = _session.InputMetadata;
+        var names = new List<string>();
+        long batch;
+        if (Manifest.FeatureInputs is { } perFeature)
+        {
+            if (perFeature.Count != _featureCount)
+                throw new InvalidDataException($"{manifestPath}: featureInputs names {perFeature.Count} inputs, the feature set has {_featureCount} features.");
+            foreach (var name in perFeature)
+            {
+                if (!inputs.TryGetValue(name, out var m))
+                    throw new InvalidDataException($"{manifestPath}: featureInputs '{name}' is not an input of the model (inputs: {string.Join(", ", inputs.Keys)}).");
+                if (m.ElementDataType != TensorElementType.Float || !(m.Dimensions.Length == 1 || (m.Dimensions.Length == 2 && m.Dimensions[1] == 1)))
+                    throw new InvalidDataException($"{modelPath}: input '{name}' must be float [N, 1] (one feature), found {m.ElementDataType} [{string.Join(", ", m.Dimensions)}].");
+            }
+            _featureInputs = [.. perFeature.Select(n => inputs[n])];
+            _columns = [.. perFeature.Select(_ => Array.Empty<float>())];
+            names.AddRange(perFeature);
+            batch = _featureInputs[0].Dimensions[0];
+        }
+        else
+        {
+            if (!inputs.TryGetValue(Manifest.Input, out var input))
+                throw new InvalidDataException($"{modelPath}: manifest input '{Manifest.Input}' is not an input of the model (inputs: {string.Join(", ", inputs.Keys)}).");
+            if (input.ElementDataType != TensorElementType.Float || input.Dimensions.Length != 2)
+                throw new InvalidDataException($"{modelPath}: input '{Manifest.Input}' must be float [N, {_featureCount}], found {input.ElementDataType} [{string.Join(", ", input.Dimensions)}].");
+            if (input.Dimensions[1] > 0 && input.Dimensions[1] != _featureCount)
+                throw new InvalidDataException($"{modelPath}: input '{Manifest.Input}' has {input.Dimensions[1]} columns, the feature set has {_featureCount}.");
+            names.Add(Manifest.Input);
+            batch = input.Dimensions[0];
+        }
+        if (batch > 1)
+            throw new InvalidDataException($"{modelPath}: the features input has a fixed batch dimension of {batch}; the scorer runs micro-batches of any size: " +
+                                           "re-export the model with a dynamic first dimension (N, e.g. None in skl2onnx / onnxmltools initial types).");
+        if (batch == 1)
+        {
+            _perRow = true;
+            Warnings.Add($"{Manifest.Name}@{Manifest.Version}: the features input has a fixed batch dimension of 1, so every row is a separate ONNX Runtime run " +
+                         "(correct, but far slower than micro-batches): re-export with a dynamic first dimension (N).");
+        }
+
+        var constants = new List<ConstantFeed>();
+        foreach (var (name, value) in Manifest.ConstantInputs ?? [])
+        {
+            if (!inputs.TryGetValue(name, out var m))
+                throw new InvalidDataException($"{manifestPath}: constantInputs '{name}' is not an input of the model (inputs: {string.Join(", ", inputs.Keys)}).");
+            if (names.Contains(name))
+                throw new InvalidDataException($"{manifestPath}: input '{name}' is fed the features; it cannot also be a constant input.");
+            if (!OnnxFeeds.CanFill(m))
+                throw new InvalidDataException($"{modelPath}: input '{name}' is {m.OnnxValueType} {m.ElementDataType}, which cannot be fed a constant.");
+            constants.Add(new ConstantFeed(m, value));
+            names.Add(name);
+        }
+        var unfed = inputs.Keys.Where(k => !names.Contains(k)).ToList();
+        if (unfed.Count > 0)
+            throw new InvalidDataException($"{modelPath}: input(s) {string.Join(", ", unfed)} would not be fed: the scorer feeds the features ('{string.Join("', '", names.Take(names.Count - constants.Count))}') " +
+                                           "and the manifest's constantInputs. 'model import' declares inputs the score does not depend on (ML.NET's Label); otherwise re-export the model without them.");
+        _constants = [.. constants];
+        _inputNames = [.. names];
+        _inputValues = new OrtValue?[names.Count];
+    }
+
+    /// <summary>Messages about how the model is run that an operator should see (e.g. a fixed batch dimension of 1).</summary>
+    public List<string> Warnings { get; } = [];
+
+    /// <summary>A non-feature input fed one value, from a buffer grown to the largest batch seen.</summary>
+    private sealed class ConstantFeed(NodeMetadata meta, double value)
+    {
+        private Array _buffer = Array.Empty<float>();
+
+        public OrtValue Create(int rows)
+        {
+            var shape = OnnxFeeds.Shape(meta, rows);
+            var count = (int)shape.Aggregate(1L, (a, b) => a * b);
+            if (meta.ElementDataType == TensorElementType.String) return OnnxFeeds.Filled(meta, rows, value);
+            if (_buffer.Length < count)
+            {
+                _buffer = meta.ElementDataType switch
+                {
+                    TensorElementType.Float => Enumerable.Repeat((float)value, count).ToArray(),
+                    TensorElementType.Double => Enumerable.Repeat(value, count).ToArray(),
+                    TensorElementType.Int64 => Enumerable.Repeat((long)value, count).ToArray(),
+                    TensorElementType.Int32 => Enumerable.Repeat((int)value, count).ToArray(),
+                    _ => Enumerable.Repeat(value != 0, count).ToArray(),
+                };
+            }
+            return _buffer switch
+            {
+                float[] f => OrtValue.CreateTensorValueFromMemory(OrtMemoryInfo.DefaultInstance, f.AsMemory(0, count), shape),
+                double[] d => OrtValue.CreateTensorValueFromMemory(OrtMemoryInfo.DefaultInstance, d.AsMemory(0, count), shape),
+                long[] l => OrtValue.CreateTensorValueFromMemory(OrtMemoryInfo.DefaultInstance, l.AsMemory(0, count), shape),
+                int[] i => OrtValue.CreateTensorValueFromMemory(OrtMemoryInfo.DefaultInstance, i.AsMemory(0, count), shape),
+                bool[] b => OrtValue.CreateTensorValueFromMemory(OrtMemoryInfo.DefaultInstance, b.AsMemory(0, count), shape),
+                _ => throw new InvalidOperationException("unreachable"),
+            };
+        }
+    }
+
+    /// <summary>Runs one row of zeros through every input: allocates ORT's arena and tells the real output width (and a ZipMap's classes).</summary>
     private int WarmUp()
     {
-        var zeros = new float[_featureCount];
-        using var input = OrtValue.CreateTensorValueFromMemory(zeros, [1, _featureCount]);
-        using var outputs = _session.Run(_runOptions, _inputNames, [input], _outputNames);
-        var scores = outputs[_scoreOutput];
-        if (scores.OnnxType == OnnxValueType.ONNX_TYPE_SEQUENCE)
+        var values = _inputNames.Select(n => OnnxFeeds.Filled(_session.InputMetadata[n], 1,
+            Manifest.ConstantInputs?.TryGetValue(n, out var c) == true ? c : 0)).ToArray();
+        try
         {
-            var (columns, classes) = OnnxModelInspection.ZipMapClasses(scores);
-            ClassLabels = classes;
-            return columns;
+            using var outputs = _session.Run(_runOptions, _inputNames, values, _outputNames);
+            var scores = outputs[_scoreOutput];
+            if (scores.OnnxType == OnnxValueType.ONNX_TYPE_SEQUENCE)
+            {
+                var (columns, classes) = OnnxModelInspection.ZipMapClasses(scores);
+                ClassLabels = classes;
+                return columns;
+            }
+            var shape = scores.GetTensorTypeAndShape().Shape;
+            return shape.Length >= 2 ? (int)shape[1] : 1;
         }
-        var shape = scores.GetTensorTypeAndShape().Shape;
-        return shape.Length >= 2 ? (int)shape[1] : 1;
+        finally
+        {
+            foreach (var v in values) v.Dispose();
+        }
     }
 
     public void Score(EventBatch batch)
     {
         batch.ScoredBy = Identity;
         var rows = batch.OkCount;
-        _shape[0] = rows;
-        _shape[1] = _featureCount;
-        using var input = OrtValue.CreateTensorValueFromMemory(OrtMemoryInfo.DefaultInstance,
-            batch.Features.AsMemory(0, rows * _featureCount), _shape);
-        using var outputs = _session.Run(_runOptions, _inputNames, [input], _outputNames);
+        if (rows == 0) return;
+        if (_perRow)
+            for (var k = 0; k < rows; k++) Run(batch, k, 1);
+        else
+            Run(batch, 0, rows);
+    }
 
-        var scores = outputs[_scoreOutput];
+    /// <summary>Scores rows [first, first + rows) of the batch in one ONNX Runtime run.</summary>
+    private void Run(EventBatch batch, int first, int rows)
+    {
+        var values = _inputValues;
+        try
+        {
+            var f = _featureCount;
+            if (_featureInputs.Length == 0)
+            {
+                _shape[0] = rows;
+                _shape[1] = f;
+                values[0] = OrtValue.CreateTensorValueFromMemory(OrtMemoryInfo.DefaultInstance, batch.Features.AsMemory(first * f, rows * f), _shape);
+            }
+            else
+            {
+                // One input per feature: each column is copied out of the row-major batch buffer.
+                var features = batch.Features;
+                for (var j = 0; j < f; j++)
+                {
+                    if (_columns[j].Length < rows) _columns[j] = new float[Math.Max(rows, batch.Capacity)];
+                    var column = _columns[j];
+                    for (var k = 0; k < rows; k++) column[k] = features[(first + k) * f + j];
+                    values[j] = OrtValue.CreateTensorValueFromMemory(OrtMemoryInfo.DefaultInstance, column.AsMemory(0, rows), OnnxFeeds.Shape(_featureInputs[j], rows));
+                }
+            }
+            var c0 = _inputNames.Length - _constants.Length;
+            for (var c = 0; c < _constants.Length; c++) values[c0 + c] = _constants[c].Create(rows);
+
+            using var outputs = _session.Run(_runOptions, _inputNames, values!, _outputNames);
+            ReadScores(outputs[_scoreOutput], batch, first, rows);
+            if (_labelOutput >= 0) ReadLabels(outputs[_labelOutput], batch, first, rows);
+        }
+        finally
+        {
+            for (var i = 0; i < values.Length; i++)
+            {
+                values[i]?.Dispose();
+                values[i] = null;
+            }
+        }
+    }
+
+    private void ReadScores(OrtValue scores, EventBatch batch, int first, int rows)
+    {
         var width = OutputWidth;
         if (scores.OnnxType == OnnxValueType.ONNX_TYPE_SEQUENCE)
         {
@@ -320,7 +460,7 @@ public sealed class OnnxScorer : IScorer, IDisposable
                 using var map = scores.GetValue(k, OrtAllocator.DefaultInstance);
                 using var values = map.GetValue(1, OrtAllocator.DefaultInstance);
                 var span = values.GetTensorDataAsSpan<float>();
-                var dest = batch.ScoreRow(k);
+                var dest = batch.ScoreRow(first + k);
                 for (var j = 0; j < width; j++) dest[j] = j < span.Length ? span[j] : double.NaN;
             }
         }
@@ -329,23 +469,32 @@ public sealed class OnnxScorer : IScorer, IDisposable
             var span = scores.GetTensorDataAsSpan<float>();
             if (span.Length != rows * width)
                 throw new InvalidDataException($"Score output '{_outputNames[_scoreOutput]}' has {span.Length} values for {rows} rows × {width}.");
-            var dest = batch.Scores.AsSpan(0, rows * width);
+            var dest = batch.Scores.AsSpan(first * width, rows * width);
             for (var j = 0; j < dest.Length; j++) dest[j] = span[j];
         }
+    }
 
-        if (_labelOutput >= 0)
+    private static void ReadLabels(OrtValue labels, EventBatch batch, int first, int rows)
+    {
+        switch (labels.GetTensorTypeAndShape().ElementDataType)
         {
-            var labels = outputs[_labelOutput];
-            var type = labels.GetTensorTypeAndShape().ElementDataType;
-            if (type == TensorElementType.Int64)
+            case TensorElementType.Int64:
             {
                 var span = labels.GetTensorDataAsSpan<long>();
-                for (var k = 0; k < rows; k++) batch.Labels[k] = LabelText(span[k]);
+                for (var k = 0; k < rows; k++) batch.Labels[first + k] = LabelText(span[k]);
+                break;
             }
-            else if (type == TensorElementType.String)
+            case TensorElementType.String:
             {
                 var all = labels.GetStringTensorAsArray();
-                for (var k = 0; k < rows; k++) batch.Labels[k] = all[k];
+                for (var k = 0; k < rows; k++) batch.Labels[first + k] = all[k];
+                break;
+            }
+            case TensorElementType.Bool:
+            {
+                var span = labels.GetTensorDataAsSpan<bool>();
+                for (var k = 0; k < rows; k++) batch.Labels[first + k] = span[k] ? "true" : "false";
+                break;
             }
         }
     }

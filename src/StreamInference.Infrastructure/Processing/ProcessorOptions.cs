@@ -108,7 +108,7 @@ public sealed class ModelOptions
 {
     /// <summary>Model repository directory: &lt;repository&gt;/&lt;name&gt;/&lt;version&gt;/{model.onnx, manifest.json}.</summary>
     public string Repository { get; set; } = "models";
-    public string Name { get; set; } = "fraud-logreg";
+    public string Name { get; set; } = "fraud-gbm";
     /// <summary>A version directory name, or "latest".</summary>
     public string Version { get; set; } = "latest";
     public int IntraOpThreads { get; set; }

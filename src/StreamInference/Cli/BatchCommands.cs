@@ -29,7 +29,7 @@ public static class BatchCommands
     private const string DefaultFeatures = "schemas/features/card_payments.yaml";
     private const string DefaultHistory = "data/history.parquet";
     private const string DefaultTrainingSet = "data/training.parquet";
-    private const string DefaultModel = "models/fraud-logreg/2";
+    private const string DefaultModel = "models/fraud-gbm/1";
 
     private static Option<string> FeaturesOption() =>
         new("--features") { Description = "Feature-set definition (YAML).", DefaultValueFactory = _ => DefaultFeatures };
@@ -221,44 +221,72 @@ public static class BatchCommands
     {
         var features = FeaturesOption();
         var set = new Option<string>("--training-set") { Description = "Training set written by backfill.", DefaultValueFactory = _ => DefaultTrainingSet };
-        var output = new Option<string>("--out") { Description = "Model version directory (models/<name>/<version>) for model.onnx and manifest.json.", DefaultValueFactory = _ => DefaultModel };
+        var output = new Option<string?>("--out")
+        {
+            Description = "Model version directory (<repository>/<name>/<version>) for model.onnx and manifest.json " +
+                          "[default: models/fraud-gbm/<next version> for lightgbm, models/fraud-logreg/<next version> for logreg].",
+        };
+        var replace = new Option<bool>("--replace") { Description = "Overwrite the --out version if it exists (versions are otherwise never overwritten)." };
+        var trainer = new Option<string>("--trainer")
+        {
+            Description = "lightgbm: gradient-boosted trees (ML.NET LightGBM), the example fraud model. logreg: logistic regression (ML.NET L-BFGS), the cheap alternative.",
+            DefaultValueFactory = _ => "lightgbm",
+        };
+        trainer.AcceptOnlyFromAmong("lightgbm", "logreg");
+        var defaults = new TrainerSettings();
+        var trees = new Option<int>("--trees") { Description = "lightgbm: boosting rounds.", DefaultValueFactory = _ => defaults.Trees };
+        var leaves = new Option<int>("--leaves") { Description = "lightgbm: leaves per tree at most.", DefaultValueFactory = _ => defaults.Leaves };
+        var learningRate = new Option<double>("--learning-rate") { Description = "lightgbm: shrinkage per round.", DefaultValueFactory = _ => defaults.LearningRate };
+        var minLeafRows = new Option<int>("--min-leaf-rows") { Description = "lightgbm: training rows per leaf at least.", DefaultValueFactory = _ => defaults.MinLeafRows };
+        var seed = new Option<int>("--seed") { Description = "Seed of the trainer (and of the wide-mlp hidden weights).", DefaultValueFactory = _ => defaults.Seed };
         var testFraction = new Option<double>("--test-fraction") { Description = "Share of the labelled rows, latest by event time, held out for evaluation.", DefaultValueFactory = _ => 0.2 };
         var architecture = new Option<string>("--architecture")
         {
-            Description = "logreg: the example model. wide-mlp: the same logistic regression plus a residual ReLU MLP of --layers x --hidden units " +
+            Description = "plain: the trainer's own model. wide-mlp (with --trainer logreg): the logistic regression plus a residual ReLU MLP of --layers x --hidden units " +
                           "(seeded random hidden weights; tens of millions of parameters at the defaults), the GPU-sized example; its AUC is measured on the ONNX graph.",
-            DefaultValueFactory = _ => "logreg",
+            DefaultValueFactory = _ => "plain",
         };
-        architecture.AcceptOnlyFromAmong("logreg", "wide-mlp");
+        architecture.AcceptOnlyFromAmong("plain", "wide-mlp");
         var hidden = new Option<int>("--hidden") { Description = "wide-mlp: units per hidden layer.", DefaultValueFactory = _ => 4096 };
         var layers = new Option<int>("--layers") { Description = "wide-mlp: hidden layers.", DefaultValueFactory = _ => 3 };
-        var seed = new Option<int>("--seed") { Description = "wide-mlp: seed of the hidden weights.", DefaultValueFactory = _ => 42 };
         var evalRows = new Option<int>("--eval-rows") { Description = "wide-mlp: rows (evenly spaced) scored with ONNX Runtime for each AUC.", DefaultValueFactory = _ => 5_000 };
-        var command = new Command("train", "Train the example fraud model (logistic regression) on a time-based split and export ONNX + manifest with its held-out AUC; " +
-                                           "--architecture wide-mlp builds the GPU-sized variant.")
+        var command = new Command("train", "Train a fraud model with ML.NET on a time-based split (train on the earlier period, evaluate on the later one), export it to ONNX " +
+                                           "and import it like any other model, with its held-out AUC (measured with ONNX Runtime on the imported graph) in the manifest.")
         {
-            features, set, output, testFraction, architecture, hidden, layers, seed, evalRows,
+            features, set, output, replace, trainer, trees, leaves, learningRate, minLeafRows, seed, testFraction, architecture, hidden, layers, evalRows,
         };
         command.SetAction((parse, ct) => Guard(async () =>
         {
             var plan = LoadPlan(parse, features);
+            var kind = parse.GetValue(trainer) == "logreg" ? TrainerKind.LogisticRegression : TrainerKind.LightGbm;
+            var settings = new TrainerSettings(kind, parse.GetValue(trees), parse.GetValue(leaves), parse.GetValue(learningRate), parse.GetValue(minLeafRows), parse.GetValue(seed));
+            settings.Validate();
+            var shape = parse.GetValue(architecture) == "wide-mlp" ? new WideMlpShape(parse.GetValue(hidden), parse.GetValue(layers), parse.GetValue(seed)) : null;
+            shape?.Validate();
+            var target = TrainTarget(parse.GetValue(output), kind, parse.GetValue(replace));
             var data = await TrainingSet.ReadAsync(parse.GetValue(set)!, ct).ConfigureAwait(false);
-            var dir = Path.TrimEndingDirectorySeparator(parse.GetValue(output)!);
-            var version = Path.GetFileName(dir);
-            var name = Path.GetFileName(Path.GetDirectoryName(Path.GetFullPath(dir))) ?? Trainer.DefaultName;
-            TrainingReport report;
-            using (var progress = new ConsoleProgress("train", 25, "iterations"))
-            {
-                var shape = parse.GetValue(architecture) == "wide-mlp" ? new WideMlpShape(parse.GetValue(hidden), parse.GetValue(layers), parse.GetValue(seed)) : null;
-                shape?.Validate();
-                report = Trainer.Train(data, plan, dir, name, version, parse.GetValue(testFraction), new Progress<int>(i => progress.Report(i)),
-                    wideMlp: shape, evalRows: parse.GetValue(evalRows));
-            }
-            Console.Out.WriteLine(JsonSerializer.Serialize(new TrainResult(dir, name, version, report.TrainRows, report.TestRows,
+            var report = Trainer.Train(data, plan, target, settings, parse.GetValue(testFraction), shape, parse.GetValue(evalRows),
+                new Progress<string>(line => Console.Error.WriteLine($"train: {line}")));
+            Console.Out.WriteLine(JsonSerializer.Serialize(new TrainResult(Path.GetRelativePath(Directory.GetCurrentDirectory(), report.ModelDirectory), target.Name, target.Version, report.TrainRows, report.TestRows,
                 Math.Round(report.TrainAuc, 4), Math.Round(report.TestAuc, 4), Math.Round(report.FraudRate, 4), report.SplitAt.UtcDateTime.ToString("yyyy-MM-ddTHH:mm:ssZ", CultureInfo.InvariantCulture)), BatchJson.Default.TrainResult));
             return 0;
         }));
         return command;
+    }
+
+    private static TrainingTarget TrainTarget(string? output, TrainerKind kind, bool replace)
+    {
+        if (output is null)
+        {
+            var name = kind == TrainerKind.LogisticRegression ? Trainer.LogisticRegressionName : Trainer.LightGbmName;
+            return new TrainingTarget("models", name, ModelImporter.NextVersion(Path.Combine("models", name)), replace);
+        }
+        var dir = Path.GetFullPath(Path.TrimEndingDirectorySeparator(output));
+        var version = Path.GetFileName(dir);
+        var nameDir = Path.GetDirectoryName(dir);
+        if (string.IsNullOrEmpty(version) || nameDir is null || Path.GetDirectoryName(nameDir) is not { } repository)
+            throw new ArgumentException($"--out '{output}' must be a version directory, <repository>/<name>/<version>.");
+        return new TrainingTarget(repository, Path.GetFileName(nameDir), version, replace);
     }
 
     public static Command Profile()
@@ -383,7 +411,7 @@ public static class BatchCommands
         var topic = new Option<string>("--topic") { Description = "Topic to replay.", DefaultValueFactory = _ => "payments" };
         var from = new Option<string>("--from") { Description = "Start: beginning, now, an ISO-8601 time (record timestamps) or partition:offset pairs.", DefaultValueFactory = _ => "beginning" };
         var to = new Option<string>("--to") { Description = "End (exclusive), same forms as --from.", DefaultValueFactory = _ => "now" };
-        var model = new Option<string>("--model") { Description = "Pinned model name@version (or name@latest).", DefaultValueFactory = _ => "fraud-logreg@latest" };
+        var model = new Option<string>("--model") { Description = "Pinned model name@version (or name@latest).", DefaultValueFactory = _ => "fraud-gbm@latest" };
         var repository = new Option<string>("--repository") { Description = "Model repository directory.", DefaultValueFactory = _ => "models" };
         var outTopic = new Option<string?>("--out-topic") { Description = "Write prediction records (keyed eventId@modelVersion) to this topic." };
         var outParquet = new Option<string?>("--out-parquet") { Description = "Write predictions to this Parquet file instead." };

@@ -173,7 +173,7 @@ public static class DemoRunner
             metrics.Latency.PercentileMicroseconds(0.95) / 1000.0,
             metrics.Latency.PercentileMicroseconds(0.99) / 1000.0,
             audit.DeadLetters.Values.GroupBy(v => v).OrderBy(g => g.Key, StringComparer.Ordinal).ToDictionary(g => g.Key, g => g.Count()),
-            "fraud-logreg",
+            options.Model.Name,
             processor.Drift?.WindowsClosed ?? 0,
             processor.Drift?.LastReport is { } last
                 ? last.Features.Append(last.Prediction).Where(f => f.Severity == DriftSeverity.Alert).Select(f => f.Name).ToArray()

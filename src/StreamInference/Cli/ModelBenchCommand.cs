@@ -20,7 +20,7 @@ public static class ModelBenchCommand
 {
     public static Command Create()
     {
-        var model = new Option<string>("--model") { Description = "Model version directory (model.onnx + manifest.json).", DefaultValueFactory = _ => "models/fraud-logreg/2" };
+        var model = new Option<string>("--model") { Description = "Model version directory (model.onnx + manifest.json).", DefaultValueFactory = _ => "models/fraud-logreg/3" };
         var features = new Option<string>("--features") { Description = "Feature-set definition the model was trained on.", DefaultValueFactory = _ => "schemas/features/card_payments.yaml" };
         var device = new Option<string>("--device") { Description = "cpu, cuda, cuda:<id> or auto (as Model:Device).", DefaultValueFactory = _ => "cpu" };
         var sizes = new Option<string>("--batch-sizes") { Description = "Comma-separated batch sizes.", DefaultValueFactory = _ => "1,2,4,8,16,32,64,128,256,512,1024,2048,4096" };

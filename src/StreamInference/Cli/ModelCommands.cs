@@ -54,6 +54,9 @@ public static class ModelCommands
             o.WriteLine(info.Path);
             foreach (var p in info.Inputs) o.WriteLine($"  input   {p.Name,-28} {p.Type}");
             foreach (var p in info.Outputs) o.WriteLine($"  output  {p.Name,-28} {p.Type}");
+            var layout = info.Layout;
+            o.WriteLine($"  feed    {(layout.Matrix is { } m ? $"features as '{m}'" : layout.PerFeature.Count > 0 ? $"one input per feature ({layout.PerFeature.Count})" : "? (see notes)")}" +
+                        (layout.Extra.Count > 0 ? $"; not features: {string.Join(", ", layout.Extra)}" : ""));
             o.WriteLine($"  kind    {info.Kind}");
             if (info.ClassLabels is { } classes) o.WriteLine($"  classes {string.Join(", ", classes)}");
             o.WriteLine($"  score   {(info.ScoreOutput is null ? "-" : $"{info.ScoreOutput} column {(info.ScoreColumn?.ToString(CultureInfo.InvariantCulture) ?? "? (see notes)")} of {info.ScoreColumns?.ToString(CultureInfo.InvariantCulture) ?? "?"}")}");
