@@ -41,13 +41,14 @@ public static class ProfileBuilder
     /// Scores <paramref name="set"/> with the model in <paramref name="modelDirectory"/> (as served), builds its reference
     /// profile and writes it there as <see cref="ReferenceProfile.FileName"/>.
     /// </summary>
-    public static ReferenceProfile BuildAndSave(string modelDirectory, TrainingSet set, FeaturePlan plan, IProgress<long>? progress = null)
+    /// <summary>Scores every row of the set with the model, builds its reference profile and saves it beside the model; returns both.</summary>
+    public static (ReferenceProfile Profile, double[] Scores) BuildAndSave(string modelDirectory, TrainingSet set, FeaturePlan plan, IProgress<long>? progress = null)
     {
         using var scorer = new StreamInference.Infrastructure.Onnx.OnnxScorer(modelDirectory, plan);
         var scores = StreamInference.Batch.Scoring.RowScoring.PrimaryScores(scorer, plan, set.Features, set.Count, progress);
         var profile = Build(set, plan, scores, scorer.ModelName, scorer.ModelVersion);
         File.WriteAllText(Path.Combine(modelDirectory, ReferenceProfile.FileName), profile.ToJson() + "\n");
-        return profile;
+        return (profile, scores);
     }
 
     /// <summary>UTC hour of the day of an event time (what the hour-of-day transform computes).</summary>

@@ -120,7 +120,15 @@ public static class MlNetModels
                 NumberOfThreads = 1,
             }),
         };
-        return trainer.Fit(train);
+        try
+        {
+            return trainer.Fit(train);
+        }
+        catch (DllNotFoundException e) when (settings.Kind == TrainerKind.LightGbm)
+        {
+            throw new InvalidOperationException("LightGBM's native library (lib_lightgbm, from the LightGBM package) did not load; on Linux it needs OpenMP " +
+                                                $"(apt-get install libgomp1). --trainer logreg needs no native library. ({e.Message})", e);
+        }
     }
 
     /// <summary>

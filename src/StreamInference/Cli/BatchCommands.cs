@@ -242,7 +242,7 @@ public static class BatchCommands
         var testFraction = new Option<double>("--test-fraction") { Description = "Share of the labelled rows, latest by event time, held out for evaluation.", DefaultValueFactory = _ => 0.2 };
         var architecture = new Option<string>("--architecture")
         {
-            Description = "plain: the trainer's own model. wide-mlp (with --trainer logreg): the logistic regression plus a residual ReLU MLP of --layers x --hidden units " +
+            Description = "plain: the trainer's own model. wide-mlp (trains the logistic regression): the logistic regression plus a residual ReLU MLP of --layers x --hidden units " +
                           "(seeded random hidden weights; tens of millions of parameters at the defaults), the GPU-sized example; its AUC is measured on the ONNX graph.",
             DefaultValueFactory = _ => "plain",
         };
@@ -258,10 +258,12 @@ public static class BatchCommands
         command.SetAction((parse, ct) => Guard(async () =>
         {
             var plan = LoadPlan(parse, features);
-            var kind = parse.GetValue(trainer) == "logreg" ? TrainerKind.LogisticRegression : TrainerKind.LightGbm;
+            var shape = parse.GetValue(architecture) == "wide-mlp" ? new WideMlpShape(parse.GetValue(hidden), parse.GetValue(layers), parse.GetValue(seed)) : null;
+            // wide-mlp builds on the logistic regression: it is the trainer unless another is asked for by name.
+            var kind = parse.GetValue(trainer) == "logreg" || (shape is not null && parse.GetResult(trainer) is null or { Implicit: true })
+                ? TrainerKind.LogisticRegression : TrainerKind.LightGbm;
             var settings = new TrainerSettings(kind, parse.GetValue(trees), parse.GetValue(leaves), parse.GetValue(learningRate), parse.GetValue(minLeafRows), parse.GetValue(seed));
             settings.Validate();
-            var shape = parse.GetValue(architecture) == "wide-mlp" ? new WideMlpShape(parse.GetValue(hidden), parse.GetValue(layers), parse.GetValue(seed)) : null;
             shape?.Validate();
             var target = TrainTarget(parse.GetValue(output), kind, parse.GetValue(replace));
             var data = await TrainingSet.ReadAsync(parse.GetValue(set)!, ct).ConfigureAwait(false);
@@ -307,7 +309,7 @@ public static class BatchCommands
             var dir = parse.GetValue(model)!;
             ReferenceProfile profile;
             using (var progress = new ConsoleProgress("score", data.Count))
-                profile = ProfileBuilder.BuildAndSave(dir, data, plan, progress);
+                (profile, _) = ProfileBuilder.BuildAndSave(dir, data, plan, progress);
             var path = Path.Combine(dir, ReferenceProfile.FileName);
             Console.Out.WriteLine(JsonSerializer.Serialize(new ProfileResult(path, profile.Rows, profile.Features.Count,
                 Math.Round(profile.Prediction.Mean, 5), profile.Prediction.Deciles.Select(d => Math.Round(d, 5)).ToArray()), BatchJson.Default.ProfileResult));

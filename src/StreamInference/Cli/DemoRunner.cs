@@ -64,6 +64,12 @@ public static class DemoRunner
             Pipeline = new PipelineSettings { MaxBatchSize = s.MaxBatch },
             Drift = new DriftOptions { Topic = DriftTopic, WindowEvents = s.DriftWindow },
         };
+        if (s.Model is { } pinned)
+        {
+            var at = pinned.IndexOf('@', StringComparison.Ordinal);
+            options.Model.Name = at < 0 ? pinned : pinned[..at];
+            if (at >= 0) options.Model.Version = pinned[(at + 1)..];
+        }
         using var loggers = LoggerFactory.Create(b => b
             .AddSimpleConsole(o => { o.SingleLine = true; o.TimestampFormat = "HH:mm:ss "; })
             .AddFilter(level => level >= (s.Quiet ? LogLevel.Error : LogLevel.Warning)));

@@ -130,10 +130,14 @@ public static class DevCommands
             Description = "Simulate another time of day: event times start here (HH:mm, UTC today, or an ISO-8601 time) and run on with the clock; " +
                           "the warm-start history ends there too. Default: now.",
         };
+        var model = new Option<string?>("--model")
+        {
+            Description = "The model served, name or name@version, from the models/ repository (Model:Name, Model:Version) [default: fraud-gbm@latest].",
+        };
         var command = new Command("demo", "Dev services + synthetic upstream producer + processor + prediction reader, with a live view. " +
                                           "Uses KAFKA_BOOTSTRAP_SERVERS / SCHEMA_REGISTRY_URL / REDIS_URL when set, embedded services otherwise.")
         {
-            events, rate, badRate, batch, partitions, quiet, driftAt, driftWindow, startTime,
+            events, rate, badRate, batch, partitions, quiet, driftAt, driftWindow, startTime, model,
         };
         command.SetAction(async (parse, ct) =>
         {
@@ -151,14 +155,15 @@ public static class DevCommands
                 }
             }
             return await DemoRunner.RunAsync(new DemoSettings(parse.GetValue(events), parse.GetValue(rate), parse.GetValue(badRate),
-                parse.GetValue(batch), parse.GetValue(partitions), parse.GetValue(quiet), parse.GetValue(driftAt), parse.GetValue(driftWindow), start), ct).ConfigureAwait(false);
+                parse.GetValue(batch), parse.GetValue(partitions), parse.GetValue(quiet), parse.GetValue(driftAt), parse.GetValue(driftWindow), start,
+                parse.GetValue(model)), ct).ConfigureAwait(false);
         });
         return command;
     }
 }
 
 public sealed record DemoSettings(int? Events, double Rate, double BadRate, int MaxBatch, int Partitions, bool Quiet, int? DriftAt = null, int DriftWindow = 2000,
-    DateTimeOffset? StartTime = null);
+    DateTimeOffset? StartTime = null, string? Model = null);
 
 public sealed record ProduceResult(int Produced, int Malformed, int Failed, double ElapsedSeconds);
 

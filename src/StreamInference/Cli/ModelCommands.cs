@@ -108,9 +108,23 @@ public static class ModelCommands
                 $"  validation: {result.ValidationRows} rows scored, score min {result.ScoreMin:0.####} mean {result.ScoreMean:0.####} max {result.ScoreMax:0.####}"));
             if (data is not null)
             {
-                var profile = ProfileBuilder.BuildAndSave(result.Directory, data, plan);
+                var (profile, scores) = ProfileBuilder.BuildAndSave(result.Directory, data, plan);
                 Console.Out.WriteLine(string.Create(CultureInfo.InvariantCulture,
                     $"  reference profile: {profile.Rows:N0} training rows, mean score {profile.Prediction.Mean:0.####} ({ReferenceProfile.FileName})"));
+                // How well the model ranks this set's labelled rows: the first figure of whether it is right here.
+                var labelled = Enumerable.Range(0, data.Count).Where(i => double.IsFinite(data.Labels[i])).ToArray();
+                if (labelled.Any(i => data.Labels[i] > 0.5) && labelled.Any(i => data.Labels[i] <= 0.5))
+                {
+                    var auc = MlNetModels.Auc([.. labelled.Select(i => scores[i])], [.. labelled.Select(i => data.Labels[i] > 0.5)]);
+                    var manifestPath = Path.Combine(result.Directory, "manifest.json");
+                    var manifest = ModelManifest.Load(manifestPath);
+                    manifest.Metrics ??= [];
+                    manifest.Metrics["training_set_auc"] = Math.Round(auc, 4);
+                    manifest.Metrics["training_set_rows"] = labelled.Length;
+                    File.WriteAllText(manifestPath, manifest.ToJson() + "\n");
+                    Console.Out.WriteLine(string.Create(CultureInfo.InvariantCulture,
+                        $"  AUC on the training set's {labelled.Length:N0} labelled rows: {auc:0.0000} (manifest metrics.training_set_auc)"));
+                }
             }
             return 0;
         }));
