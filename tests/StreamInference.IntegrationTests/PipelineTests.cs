@@ -96,9 +96,10 @@ public sealed class PipelineTests(ServicesFixture services, ITestOutputHelper ou
         foreach (var r in records)
         {
             Assert.Equal("fraud-gbm", r["model_name"]);
-            Assert.Equal("2", r["model_version"]);
+            Assert.Equal("1", r["model_version"]);
             var score = (double)r["score"];
             Assert.InRange(score, 0.0, 1.0);
+            Assert.Equal(score > 0.5 ? "true" : "false", r["label"]);   // ML.NET's PredictedLabel agrees with the probability
             Assert.Equal(new object[] { score }, (object[])r["scores"]);
             Assert.StartsWith("card-", (string)r["entity_key"]);
             Assert.True((DateTime)r["scored_at"] >= (DateTime)r["event_time"]);

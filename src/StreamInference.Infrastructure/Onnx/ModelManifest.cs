@@ -58,7 +58,14 @@ public sealed class ModelManifest
         }
     }
 
-    public string ToJson() => JsonSerializer.Serialize(this, ManifestJson.Default.ModelManifest);
+    public string ToJson() => JsonSerializer.Serialize(this, typeof(ModelManifest), WriteOptions);
+
+    // Text as written ("+", "<", non-ASCII): a manifest is read by people, and never embedded in HTML.
+    private static readonly JsonSerializerOptions WriteOptions = new(ManifestJson.Default.Options)
+    {
+        Encoder = System.Text.Encodings.Web.JavaScriptEncoder.UnsafeRelaxedJsonEscaping,
+        TypeInfoResolver = ManifestJson.Default,
+    };
 }
 
 [JsonSourceGenerationOptions(WriteIndented = true, DefaultIgnoreCondition = JsonIgnoreCondition.WhenWritingNull)]

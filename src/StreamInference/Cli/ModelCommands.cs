@@ -228,11 +228,15 @@ public static class ModelCommands
             Console.Out.WriteLine($"{"model",-24} {"version",-8} {"feature set",-22} {"profile",-8} metrics");
             foreach (var e in entries)
                 Console.Out.WriteLine($"{e.Name,-24} {e.Version,-8} {e.FeatureSet ?? (e.HasModel ? "(no manifest)" : "(empty)"),-22} {(e.HasProfile ? "yes" : "no"),-8} " +
-                                      string.Join(", ", e.Metrics.Select(kv => string.Create(CultureInfo.InvariantCulture, $"{kv.Key} {kv.Value:0.####}"))));
+                                      string.Join(", ", e.Metrics.Select(kv => $"{kv.Key} {Metric(kv.Value)}")));
             return 0;
         }));
         return command;
     }
+
+    /// <summary>Counts and times as integers, small differences in scientific notation, the rest to four decimals.</summary>
+    private static string Metric(double v) => v.ToString(
+        v == Math.Floor(v) && Math.Abs(v) < 1e15 ? "0" : Math.Abs(v) < 1e-3 ? "0.#E+0" : "0.####", CultureInfo.InvariantCulture);
 
     private static int Guard(Func<int> body)
     {
