@@ -204,6 +204,25 @@ public sealed class ModelImportShapesTests() : TempDirectoryTest("si-shapes-")
         Assert.False(Directory.Exists(Path.Combine(Repository, "used", "1")));
     }
 
+    /// <summary>
+    /// A score output that is not the positive class's probability (here: one minus it), beside a label output that says
+    /// otherwise, is refused at import: the published label would contradict the published score.
+    /// </summary>
+    [Fact]
+    public void AScoreThatContradictsTheLabel_IsRefused()
+    {
+        var file = Save(LinearClassifier(zipMap: false)
+            .Initializer("ones", [1f, 1f], 2)
+            .Node("Sub", ["ones", "probabilities"], ["complement"])
+            .OutputTensor("complement", OnnxGraph.Float, -1, 2), "contradicts");
+        var e = Assert.Throws<InvalidDataException>(() =>
+            ModelImporter.Import(new ModelImportRequest(file, Repository, "contradicts", ScoreOutput: "complement"), Plan));
+        Assert.Contains("label disagrees with its score", e.Message);
+        Assert.Contains("--positive-class", e.Message);
+        Assert.False(Directory.Exists(Path.Combine(Repository, "contradicts", "1")));
+        Assert.Equal("probabilities", ModelImporter.Import(new ModelImportRequest(file, Repository, "contradicts", ScoreOutput: "probabilities"), Plan).Manifest.ScoreOutput);
+    }
+
     /// <summary>A fixed batch dimension of 1 is scored one row per run, with a warning; a larger fixed one is refused with advice.</summary>
     [Fact]
     public void FixedBatchOfOne_IsScoredRowByRow_WithAWarning()

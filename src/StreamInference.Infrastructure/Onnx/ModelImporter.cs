@@ -150,7 +150,26 @@ public static class ModelImporter
             var s = scores[k] = batch.ScoreRow(k)[scorer.PrimaryScoreIndex];
             if (!double.IsFinite(s)) throw new InvalidDataException($"{directory}: validation row {k} scored {s}; the model does not produce finite scores for feature vectors of this feature set.");
         }
+        CheckLabelsAgree(directory, scorer, batch, scores);
         return scores;
+    }
+
+    /// <summary>
+    /// A binary classifier's published label must agree with its published score: the positive class exactly where
+    /// the score is above 0.5. A disagreement means the score is another class's probability (or not a probability).
+    /// </summary>
+    private static void CheckLabelsAgree(string directory, OnnxScorer scorer, Core.Pipeline.EventBatch batch, double[] scores)
+    {
+        if (!scorer.HasLabels || scorer.OutputWidth > 2) return;
+        var positive = scorer.ClassLabels is { } classes ? classes[scorer.PrimaryScoreIndex] : scorer.OutputWidth == 2 ? "1" : "true";
+        var disagree = Enumerable.Range(0, scores.Length)
+            .Where(k => Math.Abs(scores[k] - 0.5) > 1e-6 && batch.Labels[k] is { } label
+                        && string.Equals(label, positive, StringComparison.OrdinalIgnoreCase) != scores[k] > 0.5)
+            .ToList();
+        if (disagree.Count > 0)
+            throw new InvalidDataException(FormattableString.Invariant(
+                $"{directory}: the model's label disagrees with its score on {disagree.Count} of {scores.Length} validation rows (row {disagree[0]}: label {batch.Labels[disagree[0]]}, score {scores[disagree[0]]:0.####} for class {positive}): ") +
+                "the score is not the positive class's probability; check --score-output and --positive-class.");
     }
 
     /// <summary>One above the highest numeric version of the model, or 1.</summary>

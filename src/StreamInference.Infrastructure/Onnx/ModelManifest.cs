@@ -113,7 +113,14 @@ public static class ModelRepository
         if (!File.Exists(path)) return;   // the scorer reports the missing manifest
         var manifest = ModelManifest.Load(path);
         if (manifest.Name != name || manifest.Version != version)
-            throw new InvalidDataException($"{path} says {manifest.Name}@{manifest.Version}, but it lies at {name}@{version} in the repository: " +
+            throw new InvalidDataException($"{Shown(path)} says {manifest.Name}@{manifest.Version}, but it lies at {name}@{version} in the repository: " +
                                            "set its name and version to the directory's (or move it), so predictions are labelled with the model that made them.");
+    }
+
+    /// <summary>A path under the working directory as a relative one (how the operator typed it), others as they are.</summary>
+    private static string Shown(string path)
+    {
+        var relative = Path.GetRelativePath(Environment.CurrentDirectory, path);
+        return relative.StartsWith("..", StringComparison.Ordinal) || Path.IsPathRooted(relative) ? path : relative;
     }
 }
