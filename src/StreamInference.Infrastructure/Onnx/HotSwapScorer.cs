@@ -109,6 +109,7 @@ public sealed partial class HotSwapScorer : IScorer, IDisposable
                 return;
             }
             Log.Ready(_log, candidate.Identity.ToString(), dir);
+            foreach (var warning in candidate.Warnings) Log.ModelWarning(_log, warning);
             Interlocked.Exchange(ref _pending, candidate)?.Dispose();
         }
         finally
@@ -149,6 +150,9 @@ public sealed partial class HotSwapScorer : IScorer, IDisposable
     {
         [LoggerMessage(Level = LogLevel.Information, Message = "Model {Model} loaded and warmed from {Directory}; swapping it in before the next batch")]
         public static partial void Ready(ILogger logger, string model, string directory);
+
+        [LoggerMessage(Level = LogLevel.Warning, Message = "{Warning}")]
+        public static partial void ModelWarning(ILogger logger, string warning);
 
         [LoggerMessage(Level = LogLevel.Information, Message = "Model swapped: {Previous} → {Next}")]
         public static partial void SwappedIn(ILogger logger, string previous, string next);

@@ -131,6 +131,7 @@ public sealed class ProcessorRuntime : IDisposable
         try
         {
             RuntimeLog.ModelLoaded(_log, initial.ModelName, initial.ModelVersion, modelDir, plan.Name, plan.Version, plan.FeatureCount, initial.OutputWidth);
+            foreach (var warning in initial.Warnings) RuntimeLog.ModelWarning(_log, warning);
             if (initial.FallbackReason is { } why) RuntimeLog.DeviceFallback(_log, why);
             // Later versions (hot swap) run where the first one does.
             if (device.Kind == ExecutionDeviceKind.Auto)

@@ -15,6 +15,9 @@ internal static partial class RuntimeLog
         [LoggerMessage(Level = LogLevel.Warning, Message = "Batch size autotune: even a batch of 1 takes {P99Ms:0.###} ms (p99), over Model:BatchLatencyBudgetMs={BudgetMs}; serving batches of 1. Raise the budget if throughput matters more.")]
         public static partial void AutotuneOverBudget(ILogger logger, double budgetMs, double p99Ms);
 
+        [LoggerMessage(Level = LogLevel.Warning, Message = "{Warning}")]
+        public static partial void ModelWarning(ILogger logger, string warning);
+
         [LoggerMessage(Level = LogLevel.Warning, Message = "Model:Device=auto: running on the CPU; {Reason}")]
         public static partial void DeviceFallback(ILogger logger, string reason);
 

@@ -153,13 +153,14 @@ public static class ModelCommands
             var problems = 0;
             foreach (var version in versions)
             {
-                var problem = Check(version, plan);
+                var (problem, warnings) = Check(version, plan);
                 if (problem is null) Console.Out.WriteLine($"ok       {version}");
                 else
                 {
                     problems++;
                     Console.Out.WriteLine($"problem  {version}: {problem}");
                 }
+                foreach (var warning in warnings) Console.Out.WriteLine($"warning  {version}: {warning}");
             }
             Console.Out.WriteLine($"{versions.Count} versions, {problems} with problems");
             return problems == 0 ? 0 : 1;
@@ -167,8 +168,8 @@ public static class ModelCommands
         return command;
     }
 
-    /// <summary>Null when the version loads as serve would load it; else the first problem, in one line.</summary>
-    private static string? Check(string version, FeaturePlan plan)
+    /// <summary>Problem: null when the version loads as serve would load it; else the first problem, in one line. Warnings: what serve would log at load.</summary>
+    private static (string? Problem, IReadOnlyList<string> Warnings) Check(string version, FeaturePlan plan)
     {
         try
         {
@@ -180,13 +181,13 @@ public static class ModelCommands
             {
                 var p = ReferenceProfile.Load(profile);
                 if (p.Model != scorer.ModelName || p.ModelVersion != scorer.ModelVersion || p.FeatureSet != plan.Name || p.FeatureSetVersion != plan.Version)
-                    return $"{ReferenceProfile.FileName} is for {p.Model}@{p.ModelVersion} on '{p.FeatureSet}' v{p.FeatureSetVersion}, not this model on '{plan.Name}' v{plan.Version}";
+                    return ($"{ReferenceProfile.FileName} is for {p.Model}@{p.ModelVersion} on '{p.FeatureSet}' v{p.FeatureSetVersion}, not this model on '{plan.Name}' v{plan.Version}", scorer.Warnings);
             }
-            return null;
+            return (null, scorer.Warnings);
         }
         catch (Exception e) when (e is InvalidDataException or FileNotFoundException or InvalidOperationException or ArgumentException)
         {
-            return e.Message;
+            return (e.Message, []);
         }
     }
 
