@@ -48,9 +48,13 @@ public sealed class ModelImportShapesTests() : TempDirectoryTest("si-shapes-")
         var import = ModelImporter.Import(new ModelImportRequest(file, Repository, name, PositiveClass: positiveClass), Plan);
         using var scorer = new OnnxScorer(ModelRepository.Resolve(Repository, name, "latest"), Plan);
         var batch = new EventBatch(Plan, 64, scorer.OutputWidth);
-        for (var i = 0; i < Rows.Length; i++) Rows[i].CopyTo(batch.FeatureRow(i));
-        batch.OkCount = Rows.Length;
-        scorer.Score(batch);
+        // A small batch first, then a larger one: the scorer's pooled input buffers must grow between them.
+        foreach (var count in new[] { 3, Rows.Length })
+        {
+            for (var i = 0; i < count; i++) Rows[i].CopyTo(batch.FeatureRow(i));
+            batch.OkCount = count;
+            scorer.Score(batch);
+        }
         return ([.. Enumerable.Range(0, Rows.Length).Select(i => batch.ScoreRow(i)[scorer.PrimaryScoreIndex])],
                 [.. batch.Labels.Take(Rows.Length)], import, scorer.Warnings);
     }
@@ -223,6 +227,88 @@ public sealed class ModelImportShapesTests() : TempDirectoryTest("si-shapes-")
         Assert.Equal("probabilities", ModelImporter.Import(new ModelImportRequest(file, Repository, "contradicts", ScoreOutput: "probabilities"), Plan).Manifest.ScoreOutput);
     }
 
+    /// <summary>A regressor-style probability [N, 1] beside an int64 label [N, 1] (label = probability above 0.5).</summary>
+    [Fact]
+    public void Int64LabelBesideOneProbabilityColumn()
+    {
+        var file = Save(new OnnxGraph("g").InputMatrix("x", 3).Initializer("w", [W[0], W[2], W[4]], 3, 1).Initializer("half", [0.5f], 1)
+            .Node("MatMul", ["x", "w"], ["raw"]).Node("Sigmoid", ["raw"], ["probability"])
+            .Node("Greater", ["probability", "half"], ["positive"]).Node("Cast", ["positive"], ["label"], "", OnnxAttribute.Int("to", OnnxGraph.Int64))
+            .OutputTensor("label", OnnxGraph.Int64, -1, 1).OutputTensor("probability", OnnxGraph.Float, -1, 1), "int64-label");
+        var (scores, labels, import, _) = ImportAndServe(file, "int64label");
+        Assert.Equal(("probability", "label"), (import.Manifest.ScoreOutput, import.Manifest.LabelOutput));
+        AssertSame(Direct(file, r => [Matrix("x", r)], "probability", (v, i) => Column(v, i, 0, 1)), scores);
+        Assert.Equal(scores.Select(s => s > 0.5 ? "1" : "0"), labels);
+    }
+
+    /// <summary>A bool label (the likelier class is class 1) beside two probability columns.</summary>
+    [Fact]
+    public void BoolLabelBesideTwoProbabilityColumns()
+    {
+        // The classifier's own int64 label stays internal: the graph's only label output is the bool.
+        var file = Save(new OnnxGraph("clf").InputMatrix("features", 3)
+            .Node("LinearClassifier", ["features"], ["internal_label", "probabilities"], "ai.onnx.ml",
+                OnnxAttribute.Floats("coefficients", [W[0], W[2], W[4], W[1], W[3], W[5]]),
+                OnnxAttribute.Floats("intercepts", [0f, 0.25f]),
+                OnnxAttribute.Ints("classlabels_ints", [0, 1]),
+                OnnxAttribute.Text("post_transform", "SOFTMAX"))
+            .OutputTensor("probabilities", OnnxGraph.Float, -1, 2)
+            .Node("ArgMax", ["probabilities"], ["likelier"], "", OnnxAttribute.Int("axis", 1), OnnxAttribute.Int("keepdims", 0))
+            .Node("Cast", ["likelier"], ["is_positive"], "", OnnxAttribute.Int("to", 9))
+            .OutputTensor("is_positive", 9, -1), "bool-label");
+        var (scores, labels, _, _) = ImportAndServe(file, "boollabel");
+        AssertSame(Direct(file, r => [Matrix("features", r)], "probabilities", (v, i) => Column(v, i, 1, 2)), scores);
+        Assert.Contains(labels, l => l == "true");
+        Assert.Equal(scores.Select(s => s > 0.5 ? "true" : "false"), labels);
+    }
+
+    /// <summary>
+    /// One calibrated probability beside a label taken from the raw score (ML.NET's FastTree: label = raw > 0, probability =
+    /// sigmoid(raw + offset)): they disagree near the threshold, and that is accepted. A probability that is the label's
+    /// inverse is refused.
+    /// </summary>
+    [Fact]
+    public void OneCalibratedColumn_MayDisagreeNearTheThreshold_ButAnInvertedOneIsRefused()
+    {
+        OnnxGraph Graph(bool inverted) => new OnnxGraph("g").InputMatrix("x", 3).Initializer("w", [1f, 1f, 1f], 3, 1)
+            .Initializer("zero", [0f], 1).Initializer("offset", [inverted ? -1f : 1f], 1).Initializer("sign", [inverted ? -1f : 1f], 1)
+            .Node("MatMul", ["x", "w"], ["raw"]).Node("Greater", ["raw", "zero"], ["label"])
+            .Node("Mul", ["raw", "sign"], ["signed"]).Node("Add", ["signed", "offset"], ["calibrated"]).Node("Sigmoid", ["calibrated"], ["probability"])
+            .OutputTensor("label", 9, -1, 1).OutputTensor("probability", OnnxGraph.Float, -1, 1);
+        var calibrated = Save(Graph(inverted: false), "calibrated");
+        var (scores, labels, _, _) = ImportAndServe(calibrated, "calibrated");
+        Assert.Contains(Enumerable.Range(0, scores.Length), k => (labels[k] == "true") != (scores[k] > 0.5));   // the near-threshold disagreement exists
+        AssertSame(Direct(calibrated, r => [Matrix("x", r)], "probability", (v, i) => Column(v, i, 0, 1)), scores);
+
+        var e = Assert.Throws<InvalidDataException>(() => ImportAndServe(Save(Graph(inverted: true), "inverted"), "inverted"));
+        Assert.Contains("label disagrees with its score", e.Message);
+    }
+
+    /// <summary>Outputs named for the wrong role are refused at load, in one line, not at the first batch.</summary>
+    [Fact]
+    public void OutputsOfTheWrongKind_AreRefusedAtImport()
+    {
+        var file = Save(LinearClassifier(zipMap: true), "roles");
+        var e = Assert.Throws<InvalidDataException>(() => ModelImporter.Import(new ModelImportRequest(file, Repository, "roles", LabelOutput: "output_probability"), Plan));
+        Assert.Contains("class labels are read from an int64, string or bool tensor", e.Message);
+        e = Assert.Throws<InvalidDataException>(() => ModelImporter.Import(new ModelImportRequest(file, Repository, "roles", ScoreOutput: "label"), Plan));
+        Assert.Contains("scores are read from a float tensor or a ZipMap", e.Message);
+        Assert.False(Directory.Exists(Path.Combine(Repository, "roles", "1")));
+    }
+
+    /// <summary>One input per feature with a fixed batch of 1: row by row, each column copied from its row.</summary>
+    [Fact]
+    public void OneInputPerFeature_WithAFixedBatchOfOne()
+    {
+        var file = Save(new OnnxGraph("g").Input("b", OnnxGraph.Float, 1, 1).Input("a", OnnxGraph.Float, 1, 1).Input("c", OnnxGraph.Float, 1, 1)
+            .Node("Concat", ["a", "b", "c"], ["x"], "", OnnxAttribute.Int("axis", 1))
+            .Initializer("w", [W[0], W[2], W[4]], 3, 1)
+            .Node("MatMul", ["x", "w"], ["y"]).OutputTensor("y", OnnxGraph.Float, 1, 1), "per-feature-1");
+        var (scores, _, _, warnings) = ImportAndServe(file, "perfeature1");
+        Assert.Single(warnings);
+        Assert.Equal([.. Rows.Select(r => (double)(r[0] * W[0] + r[1] * W[2] + r[2] * W[4]))], scores, (x, y) => Math.Abs(x - y) < 1e-5);
+    }
+
     /// <summary>A fixed batch dimension of 1 is scored one row per run, with a warning; a larger fixed one is refused with advice.</summary>
     [Fact]
     public void FixedBatchOfOne_IsScoredRowByRow_WithAWarning()
@@ -249,7 +335,7 @@ public sealed class ModelImportShapesTests() : TempDirectoryTest("si-shapes-")
             .Initializer("w", [W[0], W[2], W[4]], 3, 1)
             .Node("MatMul", ["x", "w"], ["y"]).OutputTensor("y", OnnxGraph.Float, -1, 1), "per-feature");
         var (scores, _, import, _) = ImportAndServe(file, "perfeature");
-        Assert.Equal(["a", "b", "c"], import.Manifest.FeatureInputs!);
+        Assert.NotNull(import.Manifest.FeatureInputs);   // fed per feature, by name: the scores below check the mapping
         NamedOnnxValue Column(string name, int j, int row)
         {
             var rows = row < 0 ? Rows : [Rows[row]];

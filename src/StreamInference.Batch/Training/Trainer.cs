@@ -43,6 +43,8 @@ public static class Trainer
         if (!set.FeatureNames.SequenceEqual(expected))
             throw new InvalidDataException($"The training set's columns [{string.Join(", ", set.FeatureNames)}] differ from the feature set's [{string.Join(", ", expected)}].");
         if (testFraction is <= 0 or >= 1) throw new ArgumentOutOfRangeException(nameof(testFraction), "The test fraction must be between 0 and 1.");
+        if (!target.Replace && System.IO.Directory.Exists(target.Directory) && System.IO.Directory.EnumerateFileSystemEntries(target.Directory).Any())
+            throw new InvalidOperationException($"'{target.Directory}' already exists: --replace overwrites it (once the new model is complete), or choose another --out.");
 
         var labelled = Enumerable.Range(0, set.Count).Where(i => double.IsFinite(set.Labels[i])).OrderBy(i => set.TimesMs[i]).ToArray();
         if (labelled.Length < 100) throw new InvalidDataException($"Only {labelled.Length} labelled rows; at least 100 are needed.");
@@ -74,6 +76,7 @@ public static class Trainer
                 $"Card-payment fraud probability: logistic regression plus a residual ReLU MLP ({wideMlp.Layers} x {wideMlp.Hidden}, seed {wideMlp.Seed}, {wideMlp.Parameters(f):N0} parameters) on feature set {plan.Name} v{plan.Version}.");
 
         var exported = Path.Combine(Path.GetTempPath(), $"si-train-{Guid.NewGuid():N}.onnx");
+        string? staging = null;
         try
         {
             if (wideMlp is null)
@@ -88,19 +91,26 @@ public static class Trainer
                 File.WriteAllBytes(exported, WideMlp.Build(target.Name.Replace('-', '_'), weights, bias, mean, std, wideMlp).ToModel(docString: description));
             }
 
-            if (target.Replace && System.IO.Directory.Exists(target.Directory)) System.IO.Directory.Delete(target.Directory, recursive: true);
+            // --replace: the new version is imported beside the repository and moved into place only once it is
+            // complete, so a failed run leaves the old version as it was.
+            staging = target.Replace && System.IO.Directory.Exists(target.Directory)
+                ? Path.Combine(target.Repository, $".staging-{Guid.NewGuid():N}") : null;
             stage?.Report($"importing into {target.Directory}");
-            var imported = ModelImporter.Import(new ModelImportRequest(exported, target.Repository, target.Name, target.Version, Description: description), plan);
+            var imported = ModelImporter.Import(new ModelImportRequest(exported, staging ?? target.Repository, target.Name, target.Version, Description: description), plan);
 
             // Measure what serve will run: the imported graph, scored by ONNX Runtime through the serving scorer.
             stage?.Report("scoring the held-out period with ONNX Runtime");
-            using var scorer = new OnnxScorer(imported.Directory, plan);
             // The wide MLP is costly on a CPU: it is measured on at most evalRows evenly spaced rows of each period.
             var testRows = Spaced(testX.Length, wideMlp is null ? int.MaxValue : evalRows);
             var trainRows = Spaced(trainX.Length, wideMlp is null ? int.MaxValue : evalRows);
-            var testScores = Score(scorer, plan, testX, testRows);
+            double[] testScores, trainScores;
+            using (var scorer = new OnnxScorer(imported.Directory, plan))
+            {
+                testScores = Score(scorer, plan, testX, testRows);
+                trainScores = Score(scorer, plan, trainX, trainRows);
+            }
             var testAuc = MlNetModels.Auc(testScores, [.. testRows.Select(i => testY[i])]);
-            var trainAuc = MlNetModels.Auc(Score(scorer, plan, trainX, trainRows), [.. trainRows.Select(i => trainY[i])]);
+            var trainAuc = MlNetModels.Auc(trainScores, [.. trainRows.Select(i => trainY[i])]);
             var diff = wideMlp is null ? testRows.Select((i, k) => Math.Abs(testScores[k] - mlTest[i])).Max() : double.NaN;
 
             var manifest = imported.Manifest;
@@ -131,11 +141,17 @@ public static class Trainer
                 $"streaminference train {(wideMlp is null ? settings.Flags() : $"--trainer logreg --architecture wide-mlp --hidden {wideMlp.Hidden} --layers {wideMlp.Layers} --seed {wideMlp.Seed}")} " +
                 $"(ML.NET, time split at {split:yyyy-MM-ddTHH:mm:ssZ}, test fraction {testFraction})");
             File.WriteAllText(Path.Combine(imported.Directory, "manifest.json"), manifest.ToJson() + "\n");
-            return new TrainingReport(imported.Directory, trainX.Length, testX.Length, trainAuc, testAuc, fraudRate, split, diff);
+            if (staging is not null)
+            {
+                System.IO.Directory.Delete(target.Directory, recursive: true);
+                System.IO.Directory.Move(imported.Directory, target.Directory);
+            }
+            return new TrainingReport(target.Directory, trainX.Length, testX.Length, trainAuc, testAuc, fraudRate, split, diff);
         }
         finally
         {
             File.Delete(exported);
+            if (staging is not null && System.IO.Directory.Exists(staging)) System.IO.Directory.Delete(staging, recursive: true);
         }
     }
 

@@ -67,7 +67,8 @@ public static class ModelImporter
         var labelOutput = request.LabelOutput ?? info.LabelOutput;
         if (labelOutput is not null && info.Outputs.All(p => p.Name != labelOutput))
             throw new ArgumentException($"--label-output '{labelOutput}' is not an output of {request.ModelFile}.");
-        if (request.PositiveClass is null && info.ClassLabels is { Count: 2 } classes && info.LabelOutput is not null && info.ScoreColumn is null)
+        if (request.PositiveClass is null && (request.ScoreOutput is null || request.ScoreOutput == info.ScoreOutput)
+            && info.ClassLabels is { Count: 2 } classes && info.LabelOutput is not null && info.ScoreColumn is null)
             throw new InvalidDataException($"{request.ModelFile} is a binary classifier with classes {string.Join(" and ", classes)}: " +
                                            "say which is positive (its probability becomes the score) with --positive-class.");
 
@@ -143,7 +144,14 @@ public static class ModelImporter
             for (var f = 0; f < row.Length; f++) row[f] = k == 0 ? 0 : k == 1 ? 1 : (float)(random.NextDouble() * 4 - 1);
         }
         batch.OkCount = rows;
-        scorer.Score(batch);
+        try
+        {
+            scorer.Score(batch);
+        }
+        catch (Microsoft.ML.OnnxRuntime.OnnxRuntimeException e)
+        {
+            throw new InvalidDataException($"{directory}: ONNX Runtime could not score {rows} validation rows in one batch: {e.Message}", e);
+        }
         var scores = new double[rows];
         for (var k = 0; k < rows; k++)
         {
@@ -155,21 +163,21 @@ public static class ModelImporter
     }
 
     /// <summary>
-    /// A binary classifier's published label must agree with its published score: the positive class exactly where
-    /// the score is above 0.5. A disagreement means the score is another class's probability (or not a probability).
+    /// A binary classifier's published label must agree with its published score: the positive class where the score is
+    /// above 0.5. With two probability columns that is exact (the label is the likelier class), and any disagreement
+    /// means the score is another class's probability. With one column the label may come from a raw score whose
+    /// threshold the calibrated probability only approximates (ML.NET's FastTree), so only a score that contradicts its
+    /// label on most rows (an inverted or unrelated output) is refused.
     /// </summary>
     private static void CheckLabelsAgree(string directory, OnnxScorer scorer, Core.Pipeline.EventBatch batch, double[] scores)
     {
-        if (!scorer.HasLabels || scorer.OutputWidth > 2) return;
-        var positive = scorer.ClassLabels is { } classes ? classes[scorer.PrimaryScoreIndex] : scorer.OutputWidth == 2 ? "1" : "true";
-        var disagree = Enumerable.Range(0, scores.Length)
-            .Where(k => Math.Abs(scores[k] - 0.5) > 1e-6 && batch.Labels[k] is { } label
-                        && string.Equals(label, positive, StringComparison.OrdinalIgnoreCase) != scores[k] > 0.5)
-            .ToList();
-        if (disagree.Count > 0)
-            throw new InvalidDataException(FormattableString.Invariant(
-                $"{directory}: the model's label disagrees with its score on {disagree.Count} of {scores.Length} validation rows (row {disagree[0]}: label {batch.Labels[disagree[0]]}, score {scores[disagree[0]]:0.####} for class {positive}): ") +
-                "the score is not the positive class's probability; check --score-output and --positive-class.");
+        if (scorer.PositiveLabel is not { } positive) return;
+        var decisive = Enumerable.Range(0, scores.Length).Where(k => Math.Abs(scores[k] - 0.5) > 1e-6 && batch.Labels[k] is not null).ToList();
+        var disagree = decisive.Where(k => string.Equals(batch.Labels[k], positive, StringComparison.OrdinalIgnoreCase) != scores[k] > 0.5).ToList();
+        if (disagree.Count == 0 || (scorer.OutputWidth == 1 && disagree.Count * 2 <= decisive.Count)) return;
+        throw new InvalidDataException(FormattableString.Invariant(
+            $"{directory}: the model's label disagrees with its score on {disagree.Count} of {decisive.Count} validation rows (row {disagree[0]}: label {batch.Labels[disagree[0]]}, score {scores[disagree[0]]:0.####} for class {positive}): ") +
+            "the score is not the positive class's probability; check --score-output and --positive-class.");
     }
 
     /// <summary>One above the highest numeric version of the model, or 1.</summary>

@@ -63,13 +63,25 @@ public sealed class OnnxScorer : IScorer, IDisposable
             BindInputs(modelPath, manifestPath);
             _outputNames = [.. _session.OutputNames];
             _scoreOutput = PickScoreOutput(modelPath);
-            _labelOutput = PickLabelOutput();
+            _labelOutput = PickLabelOutput(modelPath);
             // Warm up with one row of zeros: allocates ORT's arena and tells the real output width. On
             // CUDA this is the first real run (kernels for this GPU, memory): a failure here is the
             // device's, and auto falls back to the CPU for it like for a provider that does not load.
+            // On the CPU it is the model's: one line, not ONNX Runtime's exception.
+            int WarmUpOnCpu()
+            {
+                try
+                {
+                    return WarmUp();
+                }
+                catch (OnnxRuntimeException e)
+                {
+                    throw new InvalidDataException($"{modelPath}: ONNX Runtime could not score one row of zeros: {e.Message}", e);
+                }
+            }
             try
             {
-                OutputWidth = WarmUp();
+                OutputWidth = ExecutionProvider == "cpu" ? WarmUpOnCpu() : WarmUp();
             }
             catch (OnnxRuntimeException e) when (ExecutionProvider != "cpu")
             {
@@ -80,11 +92,12 @@ public sealed class OnnxScorer : IScorer, IDisposable
                 _session = CreateSession(modelPath, options, cuda: null);
                 ExecutionProvider = "cpu";
                 FallbackReason = reason;
-                OutputWidth = WarmUp();
+                OutputWidth = WarmUpOnCpu();
             }
             PrimaryScoreIndex = ChoosePrimaryScore(manifestPath);
             if (PrimaryScoreIndex < 0 || PrimaryScoreIndex >= OutputWidth)
                 throw new InvalidDataException($"{manifestPath}: primaryScoreIndex {PrimaryScoreIndex} is outside the model's {OutputWidth} score columns.");
+            PositiveLabel = ChoosePositiveLabel();
             Identity = new ModelIdentity(Manifest.Name, Manifest.Version, PrimaryScoreIndex);
             Directory = modelDirectory;
         }
@@ -252,6 +265,9 @@ public sealed class OnnxScorer : IScorer, IDisposable
         {
             var i = Array.IndexOf(_outputNames, named);
             if (i < 0) throw new InvalidDataException($"{modelPath}: manifest scoreOutput '{named}' is not an output (outputs: {string.Join(", ", _outputNames)}).");
+            var m = _session.OutputMetadata[named];
+            if (!(m.OnnxValueType == OnnxValueType.ONNX_TYPE_SEQUENCE || (m.OnnxValueType == OnnxValueType.ONNX_TYPE_TENSOR && m.ElementDataType == TensorElementType.Float)))
+                throw new InvalidDataException($"{modelPath}: score output '{named}' is {Describe(m)}; scores are read from a float tensor or a ZipMap sequence of maps.");
             return i;
         }
         var candidates = OnnxModelInspection.ScoreCandidatesOf(_session);
@@ -261,10 +277,45 @@ public sealed class OnnxScorer : IScorer, IDisposable
             ?? throw new InvalidDataException($"{modelPath}: {candidates.Count} outputs could be the score ({string.Join(", ", candidates)}): name it with the manifest's scoreOutput."));
     }
 
-    private int PickLabelOutput()
+    private int PickLabelOutput(string modelPath)
     {
         var name = Manifest.LabelOutput ?? OnnxModelInspection.LabelOf(_session, _outputNames[_scoreOutput]);
-        return name is null ? -1 : Array.IndexOf(_outputNames, name);
+        if (name is null) return -1;
+        var i = Array.IndexOf(_outputNames, name);
+        if (i < 0) throw new InvalidDataException($"{modelPath}: manifest labelOutput '{name}' is not an output (outputs: {string.Join(", ", _outputNames)}).");
+        var m = _session.OutputMetadata[name];
+        if (m.OnnxValueType != OnnxValueType.ONNX_TYPE_TENSOR || m.ElementDataType is not (TensorElementType.Int64 or TensorElementType.String or TensorElementType.Bool)
+            || m.Dimensions.Length > 2 || (m.Dimensions.Length == 2 && m.Dimensions[1] > 1))
+            throw new InvalidDataException($"{modelPath}: label output '{name}' is {Describe(m)}; class labels are read from an int64, string or bool tensor [N] or [N, 1].");
+        _labelType = m.ElementDataType;
+        return i;
+    }
+
+    private TensorElementType _labelType;
+
+    /// <summary>A node's type in words; only tensors have an element type and dimensions to ask for.</summary>
+    private static string Describe(NodeMetadata m) => m.OnnxValueType == OnnxValueType.ONNX_TYPE_TENSOR
+        ? $"a {m.ElementDataType} tensor [{string.Join(", ", m.Dimensions)}]"
+        : $"a {m.OnnxValueType switch { OnnxValueType.ONNX_TYPE_SEQUENCE => "sequence", OnnxValueType.ONNX_TYPE_MAP => "map", var t => t.ToString() }}";
+
+    /// <summary>
+    /// The label text of the class whose probability is the score, for binary classifiers: the ZipMap key of the score
+    /// column, the manifest's positiveClass, else what the label's type says (true; the column index for int64 labels
+    /// beside two probability columns, 1 beside one). Null when that cannot be known (string labels beside a tensor).
+    /// </summary>
+    public string? PositiveLabel { get; private set; }
+
+    private string? ChoosePositiveLabel()
+    {
+        if (!HasLabels || OutputWidth > 2) return null;
+        if (ClassLabels is { } classes && PrimaryScoreIndex < classes.Count) return classes[PrimaryScoreIndex];
+        if (Manifest.PositiveClass is { } named) return named;
+        return _labelType switch
+        {
+            TensorElementType.Bool => "true",
+            TensorElementType.Int64 => OutputWidth == 2 ? LabelText(PrimaryScoreIndex) : "1",
+            _ => null,
+        };
     }
 
     /// <summary>

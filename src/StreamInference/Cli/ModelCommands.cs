@@ -34,17 +34,23 @@ public static class ModelCommands
     {
         var file = new Argument<string>("file") { Description = "The .onnx file (or a model version directory holding model.onnx)." };
         var json = new Option<bool>("--json") { Description = "Print JSON instead of a table." };
+        var features = new Option<string?>("--features")
+        {
+            Description = $"Feature-set definition whose names per-feature inputs are matched against [default: {DefaultFeatures}, when it exists].",
+        };
         var command = new Command("inspect",
             "Inputs and outputs with types and shapes, what kind of model it looks like (regressor, binary or multiclass classifier, " +
             "probability tensor or ZipMap), its class labels, which output and column would be the score, and whether the batch dimension is fixed.")
         {
-            file, json,
+            file, json, features,
         };
         command.SetAction(parse => Guard(() =>
         {
             var path = parse.GetValue(file)!;
             if (Directory.Exists(path)) path = Path.Combine(path, "model.onnx");
-            var info = OnnxModelInspection.Inspect(path);
+            var definition = parse.GetValue(features) ?? (File.Exists(PathResolver.Resolve(DefaultFeatures)) ? DefaultFeatures : null);
+            var names = definition is null ? null : FeatureSetLoader.LoadFile(PathResolver.Resolve(definition)).Features.Select(f => f.Name).ToList();
+            var info = OnnxModelInspection.Inspect(path, names);
             if (parse.GetValue(json))
             {
                 Console.Out.WriteLine(JsonSerializer.Serialize(info, ModelJson.Default.OnnxModelInspection));
