@@ -18,7 +18,8 @@ namespace StreamInference.Benchmarks;
 /// <item><c>PooledInputAndOutput</c>: input and output OrtValues both over pooled managed buffers, the
 /// output pre-bound in <c>Run</c> (nothing allocated by ONNX Runtime for the result).</item>
 /// </list>
-/// All three use one session each with the scorer's options. Results are per event.
+/// All three use one session each with the scorer's options and fetch the same outputs (the score, and the
+/// class label where the model has one). Results are per event.
 /// </summary>
 [MemoryDiagnoser]
 [BenchmarkCategory("onnx-score")]
@@ -38,6 +39,7 @@ public class OnnxScoringBenchmarks
     private int _featureCount;
     private int _width;
     private float[] _output = [];
+    private bool[] _labels = [];
     private readonly long[] _inputShape = new long[2];
     private readonly long[] _outputShape = new long[2];
 
@@ -53,9 +55,10 @@ public class OnnxScoringBenchmarks
         _featureCount = plan.FeatureCount;
         _width = _scorer.OutputWidth;
         _inputNames = [_scorer.Manifest.Input];
-        _outputNames = [_scorer.Manifest.ScoreOutput ?? _session.OutputNames[0]];
-        if (_session.OutputNames.Count != 1)
-            throw new InvalidOperationException($"The benchmark expects one output; the model has {_session.OutputNames.Count}.");
+        _outputNames = [.. _scorer.FetchedOutputs];
+        if (_scorer.Manifest.ConstantInputs is { Count: > 0 } || _scorer.Manifest.FeatureInputs is not null
+            || (_scorer.HasLabels && _session.OutputMetadata[_outputNames[1]].ElementDataType != TensorElementType.Bool))
+            throw new InvalidOperationException("The benchmark runs a model with one features input and a bool label output or none (the example model's shape).");
 
         _batch = new EventBatch(plan, BatchSize, _width);
         var random = new Random(4);
@@ -63,6 +66,7 @@ public class OnnxScoringBenchmarks
         for (var i = 0; i < BatchSize; i++) _batch.Rows[i] = i;
         _batch.Count = _batch.OkCount = BatchSize;
         _output = new float[BatchSize * _width];
+        _labels = new bool[BatchSize];
     }
 
     [GlobalCleanup]
@@ -81,12 +85,9 @@ public class OnnxScoringBenchmarks
         {
             var input = new DenseTensor<float>(_batch.Features.AsSpan(0, rows * _featureCount).ToArray(), [rows, _featureCount]);
             var inputs = new List<NamedOnnxValue> { NamedOnnxValue.CreateFromTensor(_inputNames[0], input) };
-            using var outputs = _session.Run(inputs);
-            foreach (var output in outputs)
-            {
-                var scores = ((DenseTensor<float>)output.AsTensor<float>()).Buffer.Span;
-                for (var j = 0; j < scores.Length; j++) _batch.Scores[j] = scores[j];
-            }
+            using var outputs = _session.Run(inputs, _outputNames);
+            var scores = ((DenseTensor<float>)outputs.First().AsTensor<float>()).Buffer.Span;
+            for (var j = 0; j < scores.Length; j++) _batch.Scores[j] = scores[j];
         }
         return _batch.Scores[0];
     }
@@ -110,7 +111,10 @@ public class OnnxScoringBenchmarks
         {
             using var input = OrtValue.CreateTensorValueFromMemory(OrtMemoryInfo.DefaultInstance, _batch.Features.AsMemory(0, rows * _featureCount), _inputShape);
             using var output = OrtValue.CreateTensorValueFromMemory(OrtMemoryInfo.DefaultInstance, _output.AsMemory(0, rows * _width), _outputShape);
-            _session.Run(_runOptions, _inputNames, [input], _outputNames, [output]);
+            using var label = _outputNames.Length > 1
+                ? OrtValue.CreateTensorValueFromMemory(OrtMemoryInfo.DefaultInstance, _labels.AsMemory(0, rows), [rows, 1])
+                : null;
+            _session.Run(_runOptions, _inputNames, [input], _outputNames, label is null ? [output] : [output, label]);
             var scores = _batch.Scores.AsSpan(0, rows * _width);
             for (var j = 0; j < scores.Length; j++) scores[j] = _output[j];
         }

@@ -40,6 +40,9 @@ public sealed class OnnxScorer : IScorer, IDisposable
     private readonly string[] _outputNames;
     private readonly int _scoreOutput;
     private readonly int _labelOutput;
+    // What each run fetches: the score output, then the label output when there is one (ML.NET's export also
+    // copies its inputs to outputs; those are never computed).
+    private string[] _fetch = [];
     private readonly int _featureCount;
     private readonly long[] _shape = new long[2];
 
@@ -64,6 +67,7 @@ public sealed class OnnxScorer : IScorer, IDisposable
             _outputNames = [.. _session.OutputNames];
             _scoreOutput = PickScoreOutput(modelPath);
             _labelOutput = PickLabelOutput(modelPath);
+            _fetch = _labelOutput >= 0 ? [_outputNames[_scoreOutput], _outputNames[_labelOutput]] : [_outputNames[_scoreOutput]];
             // Warm up with one row of zeros: allocates ORT's arena and tells the real output width. On
             // CUDA this is the first real run (kernels for this GPU, memory): a failure here is the
             // device's, and auto falls back to the CPU for it like for a provider that does not load.
@@ -199,6 +203,9 @@ public sealed class OnnxScorer : IScorer, IDisposable
     public int OutputWidth { get; }
     public int PrimaryScoreIndex { get; }
     public bool HasLabels => _labelOutput >= 0;
+
+    /// <summary>The outputs each run fetches: the score output, then the label output when there is one.</summary>
+    public IReadOnlyList<string> FetchedOutputs => _fetch;
 
     /// <summary>The training/serving skew guard: the model must have been trained on exactly this feature set.</summary>
     public static void CheckAgainstFeatureSet(ModelManifest manifest, FeaturePlan plan, string manifestPath)
@@ -429,8 +436,8 @@ public sealed class OnnxScorer : IScorer, IDisposable
             Manifest.ConstantInputs?.TryGetValue(n, out var c) == true ? c : 0)).ToArray();
         try
         {
-            using var outputs = _session.Run(_runOptions, _inputNames, values, _outputNames);
-            var scores = outputs[_scoreOutput];
+            using var outputs = _session.Run(_runOptions, _inputNames, values, _fetch);
+            var scores = outputs[0];
             if (scores.OnnxType == OnnxValueType.ONNX_TYPE_SEQUENCE)
             {
                 var (columns, classes) = OnnxModelInspection.ZipMapClasses(scores);
@@ -485,9 +492,9 @@ public sealed class OnnxScorer : IScorer, IDisposable
             var c0 = _inputNames.Length - _constants.Length;
             for (var c = 0; c < _constants.Length; c++) values[c0 + c] = _constants[c].Create(rows);
 
-            using var outputs = _session.Run(_runOptions, _inputNames, values!, _outputNames);
-            ReadScores(outputs[_scoreOutput], batch, first, rows);
-            if (_labelOutput >= 0) ReadLabels(outputs[_labelOutput], batch, first, rows);
+            using var outputs = _session.Run(_runOptions, _inputNames, values!, _fetch);
+            ReadScores(outputs[0], batch, first, rows);
+            if (_labelOutput >= 0) ReadLabels(outputs[1], batch, first, rows);
         }
         finally
         {
