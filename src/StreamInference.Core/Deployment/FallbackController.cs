@@ -1,0 +1,66 @@
+namespace StreamInference.Core.Deployment;
+
+/// <summary>Which tier serves: the champion (with its canary) or the fallback model.</summary>
+public enum ServingTier
+{
+    Champion,
+    Fallback,
+}
+
+/// <summary>One change of tier: when, to which, and the signal that caused it.</summary>
+public sealed record TierSwitch(DateTimeOffset At, ServingTier From, ServingTier To, string Reason);
+
+/// <summary>
+/// Decides, batch by batch, whether the fallback tier serves. It takes over when consumer lag or event age exceeds
+/// its enter budget, and hands back when every signal is below its exit budget (hysteresis: the exit budget is lower,
+/// so a signal hovering at one budget does not flap); no switch comes sooner than the minimum dwell after the last
+/// one. Pure: the caller measures lag and age and passes the time.
+/// </summary>
+public sealed class FallbackController(FallbackSpec spec, TimeProvider time)
+{
+    private DateTimeOffset _since = DateTimeOffset.MinValue;
+
+    public ServingTier Tier { get; private set; } = ServingTier.Champion;
+
+    /// <summary>Switches so far, in both directions.</summary>
+    public long Switches { get; private set; }
+
+    /// <summary>Called on every switch, on the caller's thread.</summary>
+    public event Action<TierSwitch>? Switched;
+
+    /// <summary>Updates the tier from the latest signals (null: not measured this time) and returns it.</summary>
+    public ServingTier Observe(long? lagEvents, long? eventAgeMs)
+    {
+        var now = time.GetUtcNow();
+        if (_since != DateTimeOffset.MinValue && now - _since < TimeSpan.FromMilliseconds(spec.MinDwellMs)) return Tier;
+        if (Tier == ServingTier.Champion)
+        {
+            var reason = Over(lagEvents, spec.EnterLagEvents, "consumer lag", "events")
+                         ?? Over(eventAgeMs, spec.EnterEventAgeMs, "event age", "ms");
+            if (reason is not null) Switch(now, ServingTier.Fallback, reason);
+        }
+        else if (Below(lagEvents, spec.ExitLagEvents) && Below(eventAgeMs, spec.ExitEventAgeMs))
+        {
+            Switch(now, ServingTier.Champion, FormattableString.Invariant(
+                $"consumer lag {Text(lagEvents)} events and event age {Text(eventAgeMs)} ms below the exit budgets"));
+        }
+        return Tier;
+    }
+
+    private static string? Over(long? value, long? budget, string signal, string unit) =>
+        value is { } v && budget is { } b && v > b ? FormattableString.Invariant($"{signal} {v} {unit} over the budget of {b}") : null;
+
+    /// <summary>A signal without a budget, or not measured, does not hold the fallback.</summary>
+    private static bool Below(long? value, long? budget) => budget is null || value is null || value < budget;
+
+    private static string Text(long? value) => value?.ToString(System.Globalization.CultureInfo.InvariantCulture) ?? "-";
+
+    private void Switch(DateTimeOffset now, ServingTier to, string reason)
+    {
+        var from = Tier;
+        Tier = to;
+        _since = now;
+        Switches++;
+        Switched?.Invoke(new TierSwitch(now, from, to, reason));
+    }
+}
