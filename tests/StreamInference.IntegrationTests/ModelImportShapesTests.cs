@@ -309,6 +309,45 @@ public sealed class ModelImportShapesTests() : TempDirectoryTest("si-shapes-")
         Assert.Equal([.. Rows.Select(r => (double)(r[0] * W[0] + r[1] * W[2] + r[2] * W[4]))], scores, (x, y) => Math.Abs(x - y) < 1e-5);
     }
 
+    /// <summary>
+    /// A model that reads a subset of the feature set, in its own order: the matrix's columns are named with --columns
+    /// (refused without it, since the width differs); the scorer projects them out of the feature vectors computed once.
+    /// </summary>
+    [Fact]
+    public void MatrixOfASubset_InItsOwnOrder_NeedsColumns()
+    {
+        var file = Save(new OnnxGraph("g").InputMatrix("x", 2).Initializer("w", [2f, -1f], 2, 1)
+            .Node("MatMul", ["x", "w"], ["y"]).OutputTensor("y", OnnxGraph.Float, -1, 1), "subset");
+        var e = Assert.Throws<InvalidDataException>(() => ImportAndServe(file, "subset"));
+        Assert.Contains("--columns", e.Message);
+        var import = ModelImporter.Import(new ModelImportRequest(file, Repository, "subset", Columns: ["c", "a"]), Plan);
+        Assert.Equal(["c", "a"], import.Manifest.Features);
+
+        using var scorer = new OnnxScorer(import.Directory, Plan);
+        var batch = new EventBatch(Plan, 64, scorer.OutputWidth);
+        for (var i = 0; i < Rows.Length; i++) Rows[i].CopyTo(batch.FeatureRow(i));
+        batch.OkCount = Rows.Length;
+        scorer.Score(batch);
+        var direct = Direct(file, r => [NamedOnnxValue.CreateFromTensor("x", new DenseTensor<float>(
+            (r < 0 ? Rows : [Rows[r]]).SelectMany(row => new[] { row[2], row[0] }).ToArray(), [r < 0 ? Rows.Length : 1, 2]))], "y", (v, i) => Column(v, i, 0, 1));
+        AssertSame(direct, [.. Enumerable.Range(0, Rows.Length).Select(i => batch.ScoreRow(i)[0])]);
+
+        var bad = Assert.Throws<ArgumentException>(() => ModelImporter.Import(new ModelImportRequest(file, Repository, "subset2", Columns: ["c", "zz"]), Plan));
+        Assert.Contains("zz", bad.Message);
+    }
+
+    /// <summary>One input per feature for a subset of the features: each named input is fed its feature; the others are not read.</summary>
+    [Fact]
+    public void OneInputPerFeature_ForASubset()
+    {
+        var file = Save(new OnnxGraph("g").Input("c", OnnxGraph.Float, -1, 1).Input("b", OnnxGraph.Float, -1, 1)
+            .Node("Sub", ["c", "b"], ["y"]).OutputTensor("y", OnnxGraph.Float, -1, 1), "per-feature-subset");
+        var (scores, _, import, _) = ImportAndServe(file, "perfeaturesubset");
+        Assert.Equal(import.Manifest.FeatureInputs, import.Manifest.Features);
+        Assert.Equal(2, import.Manifest.Features.Count);
+        Assert.Equal([.. Rows.Select(r => (double)(r[2] - r[1]))], scores, (x, y) => Math.Abs(x - y) < 1e-5);
+    }
+
     /// <summary>A fixed batch dimension of 1 is scored one row per run, with a warning; a larger fixed one is refused with advice.</summary>
     [Fact]
     public void FixedBatchOfOne_IsScoredRowByRow_WithAWarning()

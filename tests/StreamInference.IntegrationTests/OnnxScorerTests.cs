@@ -415,6 +415,29 @@ public sealed class OnnxScorerTests : IDisposable
         Assert.Contains("'shapes' v2", e.Message);
     }
 
+    /// <summary>A manifest's features must be the feature set's, by name, each once; any subset and order is served.</summary>
+    [Fact]
+    public void Scorer_RefusesUnknownOrRepeatedFeatures()
+    {
+        var dir = Write(new OnnxGraph("g").InputMatrix("features", 3)
+            .Initializer("w", [1f, 1f, 1f], 3, 1).Node("MatMul", ["features", "w"], ["y"]).OutputTensor("y", OnnxGraph.Float, -1, 1));
+        var path = Path.Combine(dir, "manifest.json");
+        var manifest = ModelManifest.Load(path);
+        manifest.Features = ["a", "b", "zz"];
+        File.WriteAllText(path, manifest.ToJson());
+        var e = Assert.Throws<InvalidDataException>(() => new OnnxScorer(dir, Plan));
+        Assert.Contains("zz are not in feature set 'shapes'", e.Message);
+        manifest.Features = ["a", "b", "a"];
+        File.WriteAllText(path, manifest.ToJson());
+        e = Assert.Throws<InvalidDataException>(() => new OnnxScorer(dir, Plan));
+        Assert.Contains("a are listed more than once", e.Message);
+        manifest.Features = ["c", "b", "a"];
+        File.WriteAllText(path, manifest.ToJson());
+        using var reordered = new OnnxScorer(dir, Plan);
+        var batch = Score(reordered);
+        for (var i = 0; i < Rows.Length; i++) Assert.Equal(Rows[i].Sum(), batch.ScoreRow(i)[0], 5);
+    }
+
     [Fact]
     public void Scorer_RejectsCorruptModelFile_WithItsPath()
     {

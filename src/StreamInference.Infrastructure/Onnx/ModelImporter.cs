@@ -4,7 +4,8 @@ namespace StreamInference.Infrastructure.Onnx;
 
 /// <summary>What <c>model import</c> is told; the optional fields settle what the graph leaves ambiguous.</summary>
 public sealed record ModelImportRequest(string ModelFile, string Repository, string Name, string? Version = null,
-    string? Input = null, string? ScoreOutput = null, string? LabelOutput = null, string? PositiveClass = null, string? Description = null);
+    string? Input = null, string? ScoreOutput = null, string? LabelOutput = null, string? PositiveClass = null, string? Description = null,
+    IReadOnlyList<string>? Columns = null);
 
 /// <summary>The imported version: where it went, its manifest, and the validation scoring's figures.</summary>
 public sealed record ModelImportResult(string Directory, ModelManifest Manifest, string Kind, int ValidationRows, double ScoreMin, double ScoreMean, double ScoreMax);
@@ -39,12 +40,9 @@ public static class ModelImporter
         else if (info.Layout.Matrix is { } matrix) input = matrix;
         else if (info.Layout.PerFeature.Count > 0)
         {
-            var missing = featureNames.Where(f => !info.Layout.PerFeature.Contains(f)).ToList();
-            if (missing.Count > 0)
-                throw new InvalidDataException($"{request.ModelFile} has one input per feature, but no input for {string.Join(", ", missing)} (inputs: {inputs}): " +
-                                               $"the inputs must be named after the features of '{plan.Name}' v{plan.Version}, or the model re-exported with one float [N, {plan.FeatureCount}] input.");
-            featureInputs = featureNames;
-            input = featureNames[0];
+            // Each input named after a feature is fed that feature; the model may read any subset of the feature set.
+            featureInputs = [.. info.Layout.PerFeature];
+            input = featureInputs[0];
         }
         else
             throw new InvalidDataException($"{request.ModelFile} has no float [N, {plan.FeatureCount}] input and no float [N, 1] input per feature (inputs: {inputs}): " +
@@ -52,6 +50,9 @@ public static class ModelImporter
         if (info.Layout.Batch > 1 && request.Input is null)
             throw new InvalidDataException($"{request.ModelFile}: the features input has a fixed batch dimension of {info.Layout.Batch}; the scorer runs micro-batches of any size: " +
                                            "re-export with a dynamic first dimension (N, e.g. None in skl2onnx / onnxmltools initial types).");
+        // The matrix's columns: the whole feature set in its order, or the features --columns names (a model trained on
+        // a subset, or in another order); the width must say which.
+        var columns = featureInputs ?? MatrixColumns(request, plan, info.Inputs.First(p => p.Name == input).Type, input);
         var fed = featureInputs ?? [input];
         var extras = info.Inputs.Select(p => p.Name).Where(n => !fed.Contains(n)).ToList();
 
@@ -87,7 +88,7 @@ public static class ModelImporter
             Input = input,
             FeatureInputs = featureInputs,
             ConstantInputs = extras.Count > 0 ? extras.ToDictionary(e => e, _ => 0.0) : null,
-            Features = featureNames,
+            Features = [.. columns],
             ScoreOutput = scoreOutput,
             LabelOutput = labelOutput,
             PositiveClass = request.PositiveClass,
@@ -178,6 +179,25 @@ public static class ModelImporter
         throw new InvalidDataException(FormattableString.Invariant(
             $"{directory}: the model's label disagrees with its score on {disagree.Count} of {decisive.Count} validation rows (row {disagree[0]}: label {batch.Labels[disagree[0]]}, score {scores[disagree[0]]:0.####} for class {positive}): ") +
             "the score is not the positive class's probability; check --score-output and --positive-class.");
+    }
+
+    private static List<string> MatrixColumns(ModelImportRequest request, FeaturePlan plan, string type, string input)
+    {
+        var dims = type[(type.IndexOf('[', StringComparison.Ordinal) + 1)..^1].Split(',');
+        int? width = dims.Length == 2 && int.TryParse(dims[1], System.Globalization.CultureInfo.InvariantCulture, out var w) ? w : null;
+        if (request.Columns is { } named)
+        {
+            var unknown = named.Where(c => plan.Features.All(f => f.Name != c)).ToList();
+            if (unknown.Count > 0)
+                throw new ArgumentException($"--columns: {string.Join(", ", unknown)} not in feature set '{plan.Name}' v{plan.Version} ({string.Join(", ", plan.Features.Select(f => f.Name))}).");
+            if (width is { } k && k != named.Count)
+                throw new ArgumentException($"--columns names {named.Count} features; input '{input}' of {request.ModelFile} has {k} columns.");
+            return [.. named];
+        }
+        if (width is { } cols && cols != plan.FeatureCount)
+            throw new InvalidDataException($"{request.ModelFile}: input '{input}' has {cols} columns and feature set '{plan.Name}' v{plan.Version} has {plan.FeatureCount}: " +
+                                           "say which features the model reads, in its column order, with --columns (comma-separated names).");
+        return [.. plan.Features.Select(f => f.Name)];
     }
 
     /// <summary>One above the highest numeric version of the model, or 1.</summary>

@@ -43,7 +43,10 @@ public sealed class OnnxScorer : IScorer, IDisposable
     // What each run fetches: the score output, then the label output when there is one (ML.NET's export also
     // copies its inputs to outputs; those are never computed).
     private string[] _fetch = [];
-    private readonly int _featureCount;
+    private readonly int _featureCount;        // the feature set's width: the batch buffer's row length
+    private readonly int _modelWidth;          // the features this model reads (its manifest's), in its input order
+    private readonly int[]? _projection;       // feature-set column of each model column; null when they are the same
+    private float[] _projected = [];
     private readonly long[] _shape = new long[2];
 
     public OnnxScorer(string modelDirectory, FeaturePlan plan, OnnxScorerOptions? options = null)
@@ -55,6 +58,8 @@ public sealed class OnnxScorer : IScorer, IDisposable
         Manifest = ModelManifest.Load(manifestPath);
         CheckAgainstFeatureSet(Manifest, plan, manifestPath);
         _featureCount = plan.FeatureCount;
+        _projection = Projection(Manifest, plan);
+        _modelWidth = Manifest.Features.Count;
 
         var device = options?.Device ?? ExecutionDevice.Cpu;
         _session = device.Kind == ExecutionDeviceKind.Cpu
@@ -214,10 +219,16 @@ public sealed class OnnxScorer : IScorer, IDisposable
             throw new InvalidDataException(
                 $"{manifestPath}: model {manifest.Name}@{manifest.Version} was trained on feature set '{manifest.FeatureSet}' v{manifest.FeatureSetVersion}, " +
                 $"but the loaded definitions are '{plan.Name}' v{plan.Version}. Retrain the model or load the matching definitions.");
-        var expected = plan.Features.Select(f => f.Name).ToList();
-        if (!manifest.Features.SequenceEqual(expected))
-            throw new InvalidDataException(
-                $"{manifestPath}: feature order [{string.Join(", ", manifest.Features)}] differs from feature set '{plan.Name}' v{plan.Version} [{string.Join(", ", expected)}].");
+        var names = plan.Features.Select(f => f.Name).ToHashSet();
+        if (manifest.Features.Count == 0)
+            throw new InvalidDataException($"{manifestPath}: the manifest lists no features; list the features the model reads, by name, in its input order.");
+        var unknown = manifest.Features.Where(f => !names.Contains(f)).ToList();
+        if (unknown.Count > 0)
+            throw new InvalidDataException($"{manifestPath}: feature(s) {string.Join(", ", unknown)} are not in feature set '{plan.Name}' v{plan.Version} " +
+                                           $"({string.Join(", ", plan.Features.Select(f => f.Name))}).");
+        var twice = manifest.Features.GroupBy(f => f).Where(g => g.Count() > 1).Select(g => g.Key).ToList();
+        if (twice.Count > 0)
+            throw new InvalidDataException($"{manifestPath}: feature(s) {string.Join(", ", twice)} are listed more than once.");
     }
 
     /// <summary>
@@ -337,8 +348,8 @@ public sealed class OnnxScorer : IScorer, IDisposable
         long batch;
         if (Manifest.FeatureInputs is { } perFeature)
         {
-            if (perFeature.Count != _featureCount)
-                throw new InvalidDataException($"{manifestPath}: featureInputs names {perFeature.Count} inputs, the feature set has {_featureCount} features.");
+            if (perFeature.Count != _modelWidth)
+                throw new InvalidDataException($"{manifestPath}: featureInputs names {perFeature.Count} inputs for the manifest's {_modelWidth} features.");
             foreach (var name in perFeature)
             {
                 if (!inputs.TryGetValue(name, out var m))
@@ -356,9 +367,9 @@ public sealed class OnnxScorer : IScorer, IDisposable
             if (!inputs.TryGetValue(Manifest.Input, out var input))
                 throw new InvalidDataException($"{modelPath}: manifest input '{Manifest.Input}' is not an input of the model (inputs: {string.Join(", ", inputs.Keys)}).");
             if (input.ElementDataType != TensorElementType.Float || input.Dimensions.Length != 2)
-                throw new InvalidDataException($"{modelPath}: input '{Manifest.Input}' must be float [N, {_featureCount}], found {input.ElementDataType} [{string.Join(", ", input.Dimensions)}].");
-            if (input.Dimensions[1] > 0 && input.Dimensions[1] != _featureCount)
-                throw new InvalidDataException($"{modelPath}: input '{Manifest.Input}' has {input.Dimensions[1]} columns, the feature set has {_featureCount}.");
+                throw new InvalidDataException($"{modelPath}: input '{Manifest.Input}' must be float [N, {_modelWidth}], found {input.ElementDataType} [{string.Join(", ", input.Dimensions)}].");
+            if (input.Dimensions[1] > 0 && input.Dimensions[1] != _modelWidth)
+                throw new InvalidDataException($"{modelPath}: input '{Manifest.Input}' has {input.Dimensions[1]} columns, the manifest lists {_modelWidth} features.");
             names.Add(Manifest.Input);
             batch = input.Dimensions[0];
         }
@@ -432,8 +443,9 @@ public sealed class OnnxScorer : IScorer, IDisposable
     /// <summary>Runs one row of zeros through every input: allocates ORT's arena and tells the real output width (and a ZipMap's classes).</summary>
     private int WarmUp()
     {
-        var values = _inputNames.Select(n => OnnxFeeds.Filled(_session.InputMetadata[n], 1,
-            Manifest.ConstantInputs?.TryGetValue(n, out var c) == true ? c : 0)).ToArray();
+        var values = _inputNames.Select((n, i) => i == 0 && _featureInputs.Length == 0
+            ? OrtValue.CreateTensorValueFromMemory(new float[_modelWidth], [1, _modelWidth])
+            : OnnxFeeds.Filled(_session.InputMetadata[n], 1, Manifest.ConstantInputs?.TryGetValue(n, out var c) == true ? c : 0)).ToArray();
         try
         {
             using var outputs = _session.Run(_runOptions, _inputNames, values, _fetch);
@@ -451,6 +463,35 @@ public sealed class OnnxScorer : IScorer, IDisposable
         {
             foreach (var v in values) v.Dispose();
         }
+    }
+
+    /// <summary>
+    /// The model's columns in the feature set: null when the manifest lists the feature set's features in its order
+    /// (the batch buffer is the model input, no copy); otherwise each model column's feature-set index. A model may
+    /// read any subset of the features, in any order, by name; features are computed once per batch for every model.
+    /// </summary>
+    private static int[]? Projection(ModelManifest manifest, FeaturePlan plan)
+    {
+        var names = plan.Features.Select(f => f.Name).ToList();
+        if (manifest.Features.SequenceEqual(names)) return null;
+        return [.. manifest.Features.Select(name => names.IndexOf(name))];
+    }
+
+    /// <summary>The model's columns of rows [first, first + rows), copied into a pooled row-major buffer.</summary>
+    private Memory<float> Project(EventBatch batch, int first, int rows)
+    {
+        var width = _modelWidth;
+        var f = _featureCount;
+        if (_projected.Length < rows * width) _projected = new float[Math.Max(rows, batch.Capacity) * width];
+        var features = batch.Features;
+        var map = _projection!;
+        for (var k = 0; k < rows; k++)
+        {
+            var src = (first + k) * f;
+            var dst = k * width;
+            for (var j = 0; j < width; j++) _projected[dst + j] = features[src + map[j]];
+        }
+        return _projected.AsMemory(0, rows * width);
     }
 
     public void Score(EventBatch batch)
@@ -471,21 +512,25 @@ public sealed class OnnxScorer : IScorer, IDisposable
         try
         {
             var f = _featureCount;
+            var width = _modelWidth;
             if (_featureInputs.Length == 0)
             {
                 _shape[0] = rows;
-                _shape[1] = f;
-                values[0] = OrtValue.CreateTensorValueFromMemory(OrtMemoryInfo.DefaultInstance, batch.Features.AsMemory(first * f, rows * f), _shape);
+                _shape[1] = width;
+                values[0] = _projection is null
+                    ? OrtValue.CreateTensorValueFromMemory(OrtMemoryInfo.DefaultInstance, batch.Features.AsMemory(first * f, rows * f), _shape)
+                    : OrtValue.CreateTensorValueFromMemory(OrtMemoryInfo.DefaultInstance, Project(batch, first, rows), _shape);
             }
             else
             {
                 // One input per feature: each column is copied out of the row-major batch buffer.
                 var features = batch.Features;
-                for (var j = 0; j < f; j++)
+                for (var j = 0; j < width; j++)
                 {
                     if (_columns[j].Length < rows) _columns[j] = new float[Math.Max(rows, batch.Capacity)];
                     var column = _columns[j];
-                    for (var k = 0; k < rows; k++) column[k] = features[(first + k) * f + j];
+                    var source = _projection?[j] ?? j;
+                    for (var k = 0; k < rows; k++) column[k] = features[(first + k) * f + source];
                     values[j] = OrtValue.CreateTensorValueFromMemory(OrtMemoryInfo.DefaultInstance, column.AsMemory(0, rows), OnnxFeeds.Shape(_featureInputs[j], rows));
                 }
             }

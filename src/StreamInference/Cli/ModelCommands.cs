@@ -82,6 +82,10 @@ public static class ModelCommands
         var repository = new Option<string>("--repository") { Description = "Model repository.", DefaultValueFactory = _ => DefaultRepository };
         var features = new Option<string>("--features") { Description = "Feature-set definition the model was trained on (its input columns, in this order).", DefaultValueFactory = _ => DefaultFeatures };
         var input = new Option<string?>("--input") { Description = "The float [N, F] input, when the model has several." };
+        var columns = new Option<string?>("--columns")
+        {
+            Description = "The features the model's input columns hold, comma-separated, in column order, when it reads a subset of the feature set or another order (default: the whole feature set, in its order).",
+        };
         var scoreOutput = new Option<string?>("--score-output") { Description = "The output holding the scores, when several could (a classifier's probabilities)." };
         var labelOutput = new Option<string?>("--label-output") { Description = "The class-label output (default: the first int64 or string tensor output)." };
         var positive = new Option<string?>("--positive-class") { Description = "Binary classifiers: the class whose probability is the score (default: the class labelled 1 or true)." };
@@ -91,7 +95,7 @@ public static class ModelCommands
             "Write <repository>/<name>/<version>/ with the model and a manifest inferred from the graph and the feature set; refuse what the graph leaves " +
             "ambiguous with the option that settles it; load and score it as serve would before it counts as imported. Then: streaminference profile --model <dir> for drift.")
         {
-            file, name, version, repository, features, input, scoreOutput, labelOutput, positive, description, trainingSet,
+            file, name, version, repository, features, input, columns, scoreOutput, labelOutput, positive, description, trainingSet,
         };
         command.SetAction(parse => Guard(() =>
         {
@@ -106,9 +110,11 @@ public static class ModelCommands
                     throw new InvalidDataException($"{setPath} was built with feature set '{data.FeatureSet}' v{data.FeatureSetVersion}, not '{plan.Name}' v{plan.Version}.");
             }
             var result = ModelImporter.Import(new ModelImportRequest(parse.GetValue(file)!, parse.GetValue(repository)!, parse.GetValue(name)!, parse.GetValue(version),
-                parse.GetValue(input), parse.GetValue(scoreOutput), parse.GetValue(labelOutput), parse.GetValue(positive), parse.GetValue(description)), plan);
+                parse.GetValue(input), parse.GetValue(scoreOutput), parse.GetValue(labelOutput), parse.GetValue(positive), parse.GetValue(description),
+                parse.GetValue(columns)?.Split(',', StringSplitOptions.TrimEntries | StringSplitOptions.RemoveEmptyEntries)), plan);
             Console.Out.WriteLine($"imported {result.Manifest.Name}@{result.Manifest.Version} ({result.Kind}) into {Path.GetRelativePath(Directory.GetCurrentDirectory(), result.Directory)}");
-            Console.Out.WriteLine($"  input {result.Manifest.Input}, score {result.Manifest.ScoreOutput}, label {result.Manifest.LabelOutput ?? "-"}" +
+            var reads = result.Manifest.Features.Count == plan.FeatureCount ? "" : $" ({result.Manifest.Features.Count} of {plan.FeatureCount} features: {string.Join(", ", result.Manifest.Features)})";
+            Console.Out.WriteLine($"  input {(result.Manifest.FeatureInputs is null ? result.Manifest.Input : "one per feature")}{reads}, score {result.Manifest.ScoreOutput}, label {result.Manifest.LabelOutput ?? "-"}" +
                                   (result.Manifest.PositiveClass is { } p ? $", positive class {p}" : ""));
             Console.Out.WriteLine(string.Create(CultureInfo.InvariantCulture,
                 $"  validation: {result.ValidationRows} rows scored, score min {result.ScoreMin:0.####} mean {result.ScoreMean:0.####} max {result.ScoreMax:0.####}"));
