@@ -141,3 +141,69 @@ public sealed class DeploymentSpecTests
         Assert.Equal(600, undamped.Switches);
     }
 }
+
+/// <summary>The live champion/challenger comparison's statistics, on pairs whose answers are known.</summary>
+public sealed class ModelComparisonTests
+{
+    [Fact]
+    public void IdenticalModels_AgreeEverywhere()
+    {
+        var c = new ModelComparison("fraud-gbm@1", "fraud-gbm@2", windowEvents: 100);
+        var random = new Random(1);
+        for (var i = 0; i < 100; i++)
+        {
+            var s = random.NextDouble();
+            c.Observe(s, s);
+        }
+        var r = c.LastReport!;
+        Assert.Equal((100, 1.0, 0.0, 0.0, 1.0), (r.Events, r.Agreement, r.AbsDifferenceP99, r.MeanDifference, r.RankCorrelation));
+        Assert.Equal(100, r.BothPositive + r.BothNegative);
+    }
+
+    /// <summary>A monotone recalibration ranks alike (Spearman 1) while its scores and decisions move; a reversed model ranks opposite (−1).</summary>
+    [Fact]
+    public void RankCorrelation_SeesOrder_DifferencesSeeScale()
+    {
+        var squared = new ModelComparison("a@1", "b@1", windowEvents: 1000);
+        var reversed = new ModelComparison("a@1", "c@1", windowEvents: 1000);
+        for (var i = 0; i < 1000; i++)
+        {
+            var s = (i + 0.5) / 1000;
+            squared.Observe(s, s * s);
+            reversed.Observe(s, 1 - s);
+        }
+        var sq = squared.LastReport!;
+        Assert.Equal(1.0, sq.RankCorrelation, 12);
+        // s > 0.5 but s² <= 0.5 for s in (0.5, 0.7071]: 207 of 1,000 events flip to negative.
+        Assert.Equal((293, 207, 0, 500), (sq.BothPositive, sq.ChampionOnly, sq.ChallengerOnly, sq.BothNegative));
+        Assert.Equal(0.793, sq.Agreement, 3);
+        Assert.Equal(-1.0 / 6, sq.MeanDifference, 3);                 // ∫(s² − s) ds over [0, 1]
+        Assert.Equal(0.25, sq.AbsDifferenceP99, 2);                   // s − s² peaks at 1/4
+        Assert.Equal(-1.0, reversed.LastReport!.RankCorrelation, 12);
+        Assert.Equal(0.0, reversed.LastReport!.Agreement);
+    }
+
+    [Fact]
+    public void Ties_TakeTheirAverageRank_AndAConstantModelHasNoRankCorrelation()
+    {
+        Assert.Equal(1.0, ModelComparison.Spearman([1, 1, 2, 3], [5, 5, 6, 7]), 12);
+        Assert.True(double.IsNaN(ModelComparison.Spearman([1, 2, 3], [4, 4, 4])));
+        Assert.Equal(2.5, ModelComparison.Quantile([1, 2, 3, 4], 0.5));
+    }
+
+    [Fact]
+    public void Windows_CloseEveryNPairs_SkipNonFinite_AndReportCostPerRow()
+    {
+        var c = new ModelComparison("a@1", "b@1", windowEvents: 10);
+        var reports = new List<ComparisonReport>();
+        c.WindowClosed += reports.Add;
+        c.ObserveCost(challenger: false, rows: 10, TimeSpan.FromMilliseconds(1));
+        c.ObserveCost(challenger: true, rows: 10, TimeSpan.FromMilliseconds(5));
+        for (var i = 0; i < 25; i++) c.Observe(0.1 * (i % 10), i == 3 ? double.NaN : 0.1 * (i % 10));
+        Assert.Equal([1L, 2L], reports.Select(r => r.Sequence));
+        Assert.Equal((100.0, 500.0), (reports[0].ChampionMicrosPerRow, reports[0].ChallengerMicrosPerRow));
+        Assert.True(double.IsNaN(reports[1].ChampionMicrosPerRow));   // no scoring observed in the second window
+        Assert.Equal(4, c.Close()!.Events);                             // 24 finite pairs: 10 + 10 + 4
+        Assert.Null(c.Close());
+    }
+}
