@@ -1,5 +1,6 @@
 using Parquet;
 using StreamInference.Batch.Replay;
+using StreamInference.Core.Deployment;
 
 namespace StreamInference.IntegrationTests;
 
@@ -146,6 +147,46 @@ public sealed class ReplayTests(ServicesFixture services, ITestOutputHelper outp
         Assert.Equal(produced.Produced, again.SkippedAsDone);
         var e = await Assert.ThrowsAsync<InvalidOperationException>(() => ReplayRunner.RunAsync(first with { From = "0:5" }, Plan, Reader, registry));
         Assert.Contains("belongs to another replay", e.Message);
+    }
+
+    /// <summary>
+    /// replay --compare: a challenger scored on the same point-in-time vectors as the pinned model; the comparison over
+    /// the run equals the one computed from the two models' scores of the batch path's vectors.
+    /// </summary>
+    [Fact]
+    public async Task Replay_ComparesAChallenger_OnTheSameVectors()
+    {
+        var input = await services.CreateTopicAsync("payments", 2);
+        var produced = await ProduceAsync(input, 1_500, seed: 303);
+        var challengerDir = ModelRepository.Resolve(Path.Combine(Base, "models"), "fraud-gbm", "latest");
+        using var registry = services.RegistryClient();
+        var summary = await ReplayRunner.RunAsync(new ReplayRequest
+        {
+            BootstrapServers = services.BootstrapServers, Topic = input, From = "beginning", To = "now", ModelDirectory = ModelDir,
+            OutputParquet = Path.Combine(TempDir, "compare.parquet"), CompareModelDirectory = challengerDir, CompareWindowEvents = 500,
+        }, Plan, Reader, registry);
+        var comparison = summary.Comparison!;
+        Assert.Equal(produced.Produced, comparison.Overall.Events);
+        Assert.Equal(3, comparison.Windows);
+        Assert.StartsWith("fraud-gbm@", comparison.Overall.Challenger);
+
+        var history = (await TopicHistory.ReadAsync(services.BootstrapServers, input, registry, Reader, Plan, labels: null)).History;
+        var rows = PointInTimeFeatures.Compute(history, LookupTimeline.Compute(history, history.MaxTimeMs + 1));
+        double[] ScoresOf(string dir)
+        {
+            using var scorer = new OnnxScorer(dir, Plan);
+            var batch = new EventBatch(Plan, history.Count, scorer.OutputWidth);
+            rows.Values.AsSpan(0, history.Count * Plan.FeatureCount).CopyTo(batch.Features);
+            batch.OkCount = history.Count;
+            scorer.Score(batch);
+            return [.. Enumerable.Range(0, history.Count).Select(k => batch.ScoreRow(k)[scorer.PrimaryScoreIndex])];
+        }
+        var a = ScoresOf(ModelDir);
+        var b = ScoresOf(challengerDir);
+        Assert.Equal(ModelComparison.Spearman(a, b), comparison.Overall.RankCorrelation, 9);
+        Assert.Equal(a.Zip(b).Count(p => p.First > 0.5 == p.Second > 0.5) / (double)a.Length, comparison.Overall.Agreement, 9);
+        Assert.InRange(comparison.Overall.RankCorrelation, 0.3, 0.999);   // two fraud models: related, not the same
+        output.WriteLine($"{comparison.Overall}");
     }
 
     private List<(string Key, byte[] Value)> ReadAll(string topic)

@@ -7,6 +7,7 @@ using Parquet;
 using Parquet.Schema;
 using StreamInference.Batch.Features;
 using StreamInference.Batch.History;
+using StreamInference.Core.Deployment;
 using StreamInference.Core.Features;
 using StreamInference.Core.Offsets;
 using StreamInference.Core.Pipeline;
@@ -35,6 +36,12 @@ public sealed record ReplayRequest
     public int Threads { get; init; }
     public IReadOnlyDictionary<string, double>? Labels { get; init; }
     public int CheckpointEvery { get; init; } = 2_000;
+    /// <summary>
+    /// A challenger to score on the same feature vectors (computed once) and compare with the pinned model, window by
+    /// window: a backtest of champion against challenger on the same events. Its scores are not published.
+    /// </summary>
+    public string? CompareModelDirectory { get; init; }
+    public int CompareWindowEvents { get; init; } = 2_000;
 }
 
 /// <summary>Progress of one partition: records written of those it has to write in this run.</summary>
@@ -44,7 +51,14 @@ public sealed record ReplayPartition(int Partition, long Start, long End, long R
 
 public sealed record ReplaySummary(
     string Topic, string Model, string ModelVersion, long Events, long Predictions, long DeadLettered, long SkippedAsDone,
-    long WarmupEvents, double ElapsedSeconds, double EventsPerSecond, bool Resumed, IReadOnlyList<ReplayPartition> Partitions);
+    long WarmupEvents, double ElapsedSeconds, double EventsPerSecond, bool Resumed, IReadOnlyList<ReplayPartition> Partitions,
+    ReplayComparison? Comparison = null);
+
+/// <summary>
+/// The pinned model against a challenger over the events this run scored: the whole run as one window, and the spread
+/// over the windows of <see cref="ReplayRequest.CompareWindowEvents"/> (the least agreement and rank correlation seen).
+/// </summary>
+public sealed record ReplayComparison(ComparisonReport Overall, int Windows, double MinWindowAgreement, double MinWindowRankCorrelation);
 
 /// <summary>What a replay saved: enough to resume with identical output records.</summary>
 public sealed class ReplayCheckpoint
@@ -80,6 +94,7 @@ public static class ReplayRunner
             throw new ArgumentException("Give exactly one destination: an output topic or a Parquet file.");
         var clock = Stopwatch.StartNew();
         using var scorer = new OnnxScorer(request.ModelDirectory, plan, new OnnxScorerOptions { IntraOpThreads = request.Threads });
+        using var challenger = request.CompareModelDirectory is { } compare ? new OnnxScorer(compare, plan, new OnnxScorerOptions { IntraOpThreads = request.Threads }) : null;
 
         if (request.OutputParquet is not null && request.CheckpointPath is not null)
             throw new ArgumentException("--checkpoint applies to topic output; a Parquet file is written whole, so rerun instead.");
@@ -139,30 +154,46 @@ public static class ReplayRunner
         selected.Sort((a, b) => history.Partition(a) != history.Partition(b)
             ? history.Partition(a).CompareTo(history.Partition(b)) : history.Offset(a).CompareTo(history.Offset(b)));
 
-        // 4. Score and write.
+        // 4. Score and write (and compare, with a challenger).
+        (OnnxScorer, ModelComparison, ModelComparison)? comparing = challenger is null ? null : (challenger,
+            new ModelComparison(model, $"{challenger.ModelName}@{challenger.ModelVersion}", request.CompareWindowEvents),
+            new ModelComparison(model, $"{challenger.ModelName}@{challenger.ModelVersion}", Math.Max(10, selected.Count)));
+        var windowReports = new List<ComparisonReport>();
+        if (comparing is var (_, perWindow, _)) perWindow.WindowClosed += windowReports.Add;
         var perPartition = ranges.Keys.ToDictionary(p => p, _ => 0L);
         long written;
         if (request.OutputTopic is { } outTopic)
         {
-            written = await WriteTopicAsync(request, outTopic, plan, scorer, registry, history, rows, selected, checkpoint, perPartition,
+            written = await WriteTopicAsync(comparing, request, outTopic, plan, scorer, registry, history, rows, selected, checkpoint, perPartition,
                 progress, onCheckpoint, ct).ConfigureAwait(false);
             if (request.CheckpointPath is not null) SaveCheckpoint(request.CheckpointPath, checkpoint);
         }
         else
         {
-            written = await WriteParquetAsync(request.OutputParquet!, request.Topic, plan, scorer, history, rows, selected, checkpoint.ScoredAtMs, perPartition, progress, ct).ConfigureAwait(false);
+            written = await WriteParquetAsync(comparing, request.OutputParquet!, request.Topic, plan, scorer, history, rows, selected, checkpoint.ScoredAtMs, perPartition, progress, ct).ConfigureAwait(false);
         }
 
+        ReplayComparison? comparison = null;
+        // The whole-run comparison closes itself when every selected row was scored; a resumed run scores fewer.
+        if (comparing is var (_, windowed, whole) && (whole.Close() ?? whole.LastReport) is { } overall)
+        {
+            // A last window under half the size is too small to stand beside the others (it still counts in the whole run).
+            if (windowed.Close() is { } last && last.Events < windowed.WindowEvents / 2 && windowReports.Count > 1)
+                windowReports.RemoveAt(windowReports.Count - 1);
+            comparison = new ReplayComparison(overall, windowReports.Count,
+                windowReports.Count == 0 ? double.NaN : windowReports.Min(w => w.Agreement),
+                windowReports.Count == 0 ? double.NaN : windowReports.Where(w => double.IsFinite(w.RankCorrelation)).Select(w => w.RankCorrelation).DefaultIfEmpty(double.NaN).Min());
+        }
         var elapsed = clock.Elapsed.TotalSeconds;
         return new ReplaySummary(request.Topic, scorer.ModelName, scorer.ModelVersion, selected.Count + skipped, written, read.DeadLettered, skipped, warmup,
             Math.Round(elapsed, 3), Math.Round(selected.Count / Math.Max(elapsed, 1e-9), 1), resumed,
             ranges.OrderBy(r => r.Key).Select(r => new ReplayPartition(r.Key, r.Value.Start, r.Value.End,
                 resumeFrom.GetValueOrDefault(r.Key, r.Value.Start),
                 inRange.GetValueOrDefault(r.Key),
-                perPartition[r.Key])).ToArray());
+                perPartition[r.Key])).ToArray(), comparison);
     }
 
-    private static async Task<long> WriteTopicAsync(ReplayRequest request, string outTopic, FeaturePlan plan, OnnxScorer scorer, IAvroSchemaRegistry registry,
+    private static async Task<long> WriteTopicAsync((OnnxScorer, ModelComparison, ModelComparison)? challenger, ReplayRequest request, string outTopic, FeaturePlan plan, OnnxScorer scorer, IAvroSchemaRegistry registry,
         EventHistory history, FeatureRows rows, List<int> selected, ReplayCheckpoint checkpoint, Dictionary<int, long> perPartition,
         IProgress<ReplayProgress>? progress, Action<ReplayCheckpoint>? onCheckpoint, CancellationToken ct)
     {
@@ -176,7 +207,7 @@ public static class ReplayRunner
         string? error = null;
         var pace = Stopwatch.StartNew();
         long written = 0, sinceCheckpoint = 0;
-        await ScoreAsync(new ScoredRows(request.Topic, plan, scorer, history, rows, selected, perPartition, progress), checkpoint.ScoredAtMs, async (batch, k, i) =>
+        await ScoreAsync(new ScoredRows(request.Topic, plan, scorer, history, rows, selected, perPartition, progress) { Challenger = challenger }, checkpoint.ScoredAtMs, async (batch, k, i) =>
         {
             var key = Encoding.UTF8.GetBytes($"{batch.EventIds[k]}@{scorer.ModelVersion}");
             ProducerQueue.Produce(producer, outTopic, new Message<byte[], byte[]> { Key = key, Value = writer.Write(batch, k, k) }, r =>
@@ -228,7 +259,11 @@ public static class ReplayRunner
 
     /// <summary>What one replay scores: the selected history rows, their point-in-time features, and the model.</summary>
     private sealed record ScoredRows(string Topic, FeaturePlan Plan, OnnxScorer Scorer, EventHistory History, FeatureRows Rows, List<int> Selected,
-        Dictionary<int, long> PerPartition, IProgress<ReplayProgress>? Progress);
+        Dictionary<int, long> PerPartition, IProgress<ReplayProgress>? Progress)
+    {
+        /// <summary>The challenger and the comparisons it feeds (per window, and the whole run), when comparing.</summary>
+        public (OnnxScorer Scorer, ModelComparison Windows, ModelComparison Overall)? Challenger { get; init; }
+    }
 
     /// <summary>
     /// Scores the selected rows in batches (in their order) and hands each scored row to <paramref name="write"/>
@@ -237,6 +272,7 @@ public static class ReplayRunner
     private static async Task ScoreAsync(ScoredRows r, long scoredAtMs, Func<EventBatch, int, int, ValueTask> write, CancellationToken ct)
     {
         var batch = new EventBatch(r.Plan, 1024, r.Scorer.OutputWidth);
+        EventBatch? compare = null;
         // Replayed records come from history: a source partition, no offset tracking (a replay commits nothing).
         var sources = new Dictionary<int, SourcePartition>();
         var totals = Totals(r.History, r.Selected);
@@ -246,7 +282,25 @@ public static class ReplayRunner
             var n = Math.Min(batch.Capacity, r.Selected.Count - start);
             Fill(batch, r, start, n, sources);
             batch.ScoredAtMs = scoredAtMs;
+            var started = Stopwatch.GetTimestamp();
             r.Scorer.Score(batch);
+            if (r.Challenger is var (challenger, windows, overall))
+            {
+                var championTime = Stopwatch.GetElapsedTime(started);
+                compare ??= new EventBatch(r.Plan, batch.Capacity, challenger.OutputWidth);
+                batch.Features.AsSpan(0, n * r.Plan.FeatureCount).CopyTo(compare.Features);
+                compare.Count = compare.OkCount = n;
+                started = Stopwatch.GetTimestamp();
+                challenger.Score(compare);
+                var challengerTime = Stopwatch.GetElapsedTime(started);
+                foreach (var c in new[] { windows, overall })
+                {
+                    c.ObserveCost(challenger: false, n, championTime);
+                    c.ObserveCost(challenger: true, n, challengerTime);
+                    for (var k = 0; k < n; k++)
+                        c.Observe(batch.ScoreRow(k)[r.Scorer.PrimaryScoreIndex], compare.ScoreRow(k)[challenger.PrimaryScoreIndex]);
+                }
+            }
             for (var k = 0; k < n; k++)
             {
                 var i = r.Selected[start + k];
@@ -278,7 +332,7 @@ public static class ReplayRunner
         }
     }
 
-    private static async Task<long> WriteParquetAsync(string path, string topic, FeaturePlan plan, OnnxScorer scorer, EventHistory history, FeatureRows rows,
+    private static async Task<long> WriteParquetAsync((OnnxScorer, ModelComparison, ModelComparison)? challenger, string path, string topic, FeaturePlan plan, OnnxScorer scorer, EventHistory history, FeatureRows rows,
         List<int> selected, long scoredAtMs, Dictionary<int, long> perPartition, IProgress<ReplayProgress>? progress, CancellationToken ct)
     {
         var ids = new string[selected.Count];
@@ -289,7 +343,7 @@ public static class ReplayRunner
         var scores = new double[selected.Count];
         var defaulted = new int[selected.Count];
         var at = 0;
-        await ScoreAsync(new ScoredRows(topic, plan, scorer, history, rows, selected, perPartition, progress), scoredAtMs, (batch, k, i) =>
+        await ScoreAsync(new ScoredRows(topic, plan, scorer, history, rows, selected, perPartition, progress) { Challenger = challenger }, scoredAtMs, (batch, k, i) =>
         {
             (ids[at], times[at], entities[at]) = (history.Id(i), history.TimeMs(i), history.EntityKey(i));
             (partitions[at], offsets[at]) = (history.Partition(i), history.Offset(i));

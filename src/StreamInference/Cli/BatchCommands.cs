@@ -424,11 +424,16 @@ public static class BatchCommands
         var registry = new Option<string?>("--schema-registry-url") { Description = "Schema registry (default: env SCHEMA_REGISTRY_URL)." };
         var schema = new Option<string>("--schema") { Description = "Reader schema of the topic.", DefaultValueFactory = _ => "schemas/payment-event.avsc" };
         var labels = new Option<string?>("--labels") { Description = "Parquet file with event ids and labels (for label-based lookups)." };
+        var compare = new Option<string?>("--compare")
+        {
+            Description = "A challenger name@version scored on the same feature vectors and compared with --model (agreement at 0.5, score differences, rank correlation, cost per row); its scores are not written.",
+        };
+        var compareWindow = new Option<int>("--compare-window") { Description = "Events per comparison window.", DefaultValueFactory = _ => 2_000 };
         var command = new Command("replay",
             "Score a range of a topic with a pinned model, features computed as of each event's time by the batch path (not today's Redis). " +
             "Reads with its own consumer (the live group is not touched); output records are keyed and valued deterministically, so reruns and resumed runs agree.")
         {
-            features, topic, from, to, model, repository, outTopic, outParquet, checkpoint, rate, threads, bootstrap, registry, schema, labels,
+            features, topic, from, to, model, repository, outTopic, outParquet, checkpoint, rate, threads, bootstrap, registry, schema, labels, compare, compareWindow,
         };
         command.SetAction((parse, ct) => Guard(async () =>
         {
@@ -438,6 +443,14 @@ public static class BatchCommands
             var at = pinned.IndexOf('@');
             if (at <= 0 || at == pinned.Length - 1) throw new ArgumentException($"--model '{pinned}' must be name@version.");
             var dir = ModelRepository.Resolve(PathResolver.Resolve(parse.GetValue(repository)!), pinned[..at], pinned[(at + 1)..]);
+            string? compareDir = null;
+            if (parse.GetValue(compare) is { } challenger)
+            {
+                var cat = challenger.IndexOf('@');
+                if (cat <= 0 || cat == challenger.Length - 1) throw new ArgumentException($"--compare '{challenger}' must be name@version.");
+                compareDir = ModelRepository.Resolve(PathResolver.Resolve(parse.GetValue(repository)!), challenger[..cat], challenger[(cat + 1)..]);
+            }
+            if (parse.GetValue(compareWindow) < 10) throw new ArgumentException("--compare-window must be at least 10 events.");
             if (parse.GetValue(rate) < 0 || parse.GetValue(threads) < 0) throw new ArgumentException("--rate and --threads must not be negative.");
             var labelMap = parse.GetValue(labels) is { } labelPath ? await ReadLabelsAsync(labelPath, plan, ct).ConfigureAwait(false) : null;
             using var client = new AvroSchemaRegistry(new SchemaRegistryOptions { Url = url });
@@ -463,6 +476,7 @@ public static class BatchCommands
                     BootstrapServers = servers, Topic = parse.GetValue(topic)!, From = parse.GetValue(from)!, To = parse.GetValue(to)!,
                     ModelDirectory = dir, OutputTopic = parse.GetValue(outTopic), OutputParquet = parse.GetValue(outParquet),
                     CheckpointPath = parse.GetValue(checkpoint), Rate = parse.GetValue(rate), Threads = parse.GetValue(threads), Labels = labelMap,
+                    CompareModelDirectory = compareDir, CompareWindowEvents = parse.GetValue(compareWindow),
                 }, plan, reader, client, progress, ct: ct).ConfigureAwait(false);
             }
             finally
