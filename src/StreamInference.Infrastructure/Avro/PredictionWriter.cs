@@ -49,7 +49,13 @@ public sealed class PredictionWriter
     private static readonly byte[] FeatureStoreUnavailable = System.Text.Encoding.UTF8.GetBytes(DegradedFeatureStore);
 
     /// <summary>Encodes the prediction for clean row <paramref name="k"/> (record row <paramref name="row"/>).</summary>
-    public byte[] Write(EventBatch batch, int row, int k)
+    public byte[] Write(EventBatch batch, int row, int k) => Write(batch, row, batch.ScoredBy, batch.ScoreRow(k), batch.Labels[k]);
+
+    /// <summary>
+    /// Encodes a prediction of record row <paramref name="row"/> by <paramref name="model"/> from its own scores and
+    /// label (a shadow model scored beside the one that filled the batch).
+    /// </summary>
+    public byte[] Write(EventBatch batch, int row, ModelIdentity? model, ReadOnlySpan<double> scores, string? label)
     {
         _buffer.ResetWrittenCount();
         var header = _buffer.GetSpan(ConfluentWireFormat.HeaderSize);
@@ -58,15 +64,12 @@ public sealed class PredictionWriter
 
         WriteString(batch.EventIds[row]!);
         WriteString(batch.EntityKeys[row]!);
-        var model = batch.ScoredBy;
         WriteBytes(model?.NameUtf8 ?? _modelName);
         WriteBytes(model?.VersionUtf8 ?? _modelVersion);
-        var scores = batch.ScoreRow(k);
         WriteDouble(scores[Math.Min(model?.PrimaryScoreIndex ?? _primaryIndex, scores.Length - 1)]);
         WriteLong(scores.Length);
         foreach (var s in scores) WriteDouble(s);
         WriteLong(0); // end of array blocks
-        var label = batch.Labels[k];
         if (label is null)
         {
             WriteLong(0); // union branch 0: null

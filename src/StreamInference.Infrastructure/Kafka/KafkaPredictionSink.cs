@@ -33,14 +33,16 @@ public sealed class KafkaPredictionSink : IPredictionSink
     private readonly Dictionary<string, byte[]> _topicBytes = [];
 
     private readonly ICommitStrategy _commit;
+    private readonly ShadowPublishing? _shadows;
     private bool[] _skip = [];
     // Called by the score stage only (one thread).
     private readonly Dictionary<EventBatch, Action<DeliveryReport<byte[], byte[]>>> _handlers = new(ReferenceEqualityComparer.Instance);
 
     /// <param name="commit">Each batch is produced inside its publish scope (the open transaction, in exactly-once mode).</param>
     public KafkaPredictionSink(IProducer<byte[], byte[]> producer, string outputTopic, string deadLetterTopic, PredictionWriter writer,
-        ICommitStrategy commit, PredictionKeyWriter? keys = null)
+        ICommitStrategy commit, PredictionKeyWriter? keys = null, ShadowPublishing? shadows = null)
     {
+        _shadows = shadows;
         _keys = keys ?? PredictionKeyWriter.Utf8;
         _producer = producer;
         _commit = commit;
@@ -69,7 +71,8 @@ public sealed class KafkaPredictionSink : IPredictionSink
             _skip[row] = batch.Records[row].Partition.IsRevoked;
             if (!_skip[row]) messages++;
         }
-        batch.Completion.Expect(messages);
+        var shadowMessages = _shadows is { } sp ? sp.Count(batch, _skip) : 0;
+        batch.Completion.Expect(messages + shadowMessages);
         var k = 0;
         for (var row = 0; row < batch.Count; row++)
         {
@@ -95,6 +98,9 @@ public sealed class KafkaPredictionSink : IPredictionSink
             }
             Produce(topic, message, handler);
         }
+        // Shadow predictions after the champion's, to their own topic; acknowledged like the batch's other messages,
+        // so the batch's offsets complete only when they are delivered too.
+        if (shadowMessages > 0) _shadows!.Publish(batch, _skip, _keys, (topic, message) => Produce(topic, message, handler));
     }
 
     private Message<byte[], byte[]> DeadLetter(EventBatch batch, int row, string reason)
@@ -145,6 +151,48 @@ public sealed class KafkaPredictionSink : IPredictionSink
             _commit.PublishFailed(why);
             var permanent = e.Error.IsFatal || e.Error.Code is ErrorCode.Local_Fatal or ErrorCode.MsgSizeTooLarge or ErrorCode.Local_InvalidArg;
             throw new PipelineFatalException(why, e, restartable: !permanent);
+        }
+    }
+}
+
+/// <summary>Where and how a deployment's shadow predictions are published: one writer per shadow, one topic for all.</summary>
+public sealed class ShadowPublishing(string topic, IReadOnlyList<(Deployment.ShadowModel Model, PredictionWriter Writer)> shadows)
+{
+    public string Topic { get; } = topic;
+
+    private static bool Publishes(Deployment.ShadowModel shadow, EventBatch batch, int row) =>
+        shadow.Sample is not { } sample || sample.Contains(batch.EntityKeys[row]!);
+
+    /// <summary>How many shadow predictions the batch will produce (clean rows of live partitions, sampled, per scored shadow).</summary>
+    public int Count(EventBatch batch, bool[] skip)
+    {
+        var n = 0;
+        foreach (var (shadow, _) in shadows)
+        {
+            if (!shadow.Valid) continue;
+            for (var row = 0; row < batch.Count; row++)
+                if (batch.DeadLetterReasons[row] is null && !skip[row] && Publishes(shadow, batch, row)) n++;
+        }
+        return n;
+    }
+
+    public void Publish(EventBatch batch, bool[] skip, PredictionKeyWriter keys, Action<string, Message<byte[], byte[]>> produce)
+    {
+        foreach (var (shadow, writer) in shadows)
+        {
+            if (!shadow.Valid) continue;
+            var k = 0;
+            for (var row = 0; row < batch.Count; row++)
+            {
+                if (batch.DeadLetterReasons[row] is not null) continue;
+                var scoreRow = k++;
+                if (skip[row] || !Publishes(shadow, batch, row)) continue;
+                produce(Topic, new Message<byte[], byte[]>
+                {
+                    Key = keys.Write(batch.EntityKeys[row]!),
+                    Value = writer.Write(batch, row, shadow.Identity, shadow.ScoreRow(scoreRow), shadow.Labels[scoreRow]),
+                });
+            }
         }
     }
 }

@@ -497,16 +497,27 @@ public sealed class OnnxScorer : IScorer, IDisposable
     public void Score(EventBatch batch)
     {
         batch.ScoredBy = Identity;
+        ScoreInto(batch, batch.Scores, batch.Labels);
+    }
+
+    /// <summary>
+    /// Scores the batch's clean rows into other buffers (a shadow model beside the champion, on the same feature
+    /// vectors): <paramref name="scores"/> holds <see cref="OutputWidth"/> values per row, <paramref name="labels"/> one label.
+    /// </summary>
+    public void ScoreInto(EventBatch batch, double[] scores, string?[] labels)
+    {
         var rows = batch.OkCount;
         if (rows == 0) return;
+        if (scores.Length < rows * OutputWidth || labels.Length < rows)
+            throw new ArgumentException($"Output buffers for {rows} rows of {OutputWidth} scores are too small.");
         if (_perRow)
-            for (var k = 0; k < rows; k++) Run(batch, k, 1);
+            for (var k = 0; k < rows; k++) Run(batch, k, 1, scores, labels);
         else
-            Run(batch, 0, rows);
+            Run(batch, 0, rows, scores, labels);
     }
 
     /// <summary>Scores rows [first, first + rows) of the batch in one ONNX Runtime run.</summary>
-    private void Run(EventBatch batch, int first, int rows)
+    private void Run(EventBatch batch, int first, int rows, double[] scoreTarget, string?[] labelTarget)
     {
         var values = _inputValues;
         try
@@ -538,8 +549,8 @@ public sealed class OnnxScorer : IScorer, IDisposable
             for (var c = 0; c < _constants.Length; c++) values[c0 + c] = _constants[c].Create(rows);
 
             using var outputs = _session.Run(_runOptions, _inputNames, values!, _fetch);
-            ReadScores(outputs[0], batch, first, rows);
-            if (_labelOutput >= 0) ReadLabels(outputs[1], batch, first, rows);
+            ReadScores(outputs[0], scoreTarget, first, rows);
+            if (_labelOutput >= 0) ReadLabels(outputs[1], labelTarget, first, rows);
         }
         finally
         {
@@ -551,7 +562,7 @@ public sealed class OnnxScorer : IScorer, IDisposable
         }
     }
 
-    private void ReadScores(OrtValue scores, EventBatch batch, int first, int rows)
+    private void ReadScores(OrtValue scores, double[] target, int first, int rows)
     {
         var width = OutputWidth;
         if (scores.OnnxType == OnnxValueType.ONNX_TYPE_SEQUENCE)
@@ -563,7 +574,7 @@ public sealed class OnnxScorer : IScorer, IDisposable
                 using var map = scores.GetValue(k, OrtAllocator.DefaultInstance);
                 using var values = map.GetValue(1, OrtAllocator.DefaultInstance);
                 var span = values.GetTensorDataAsSpan<float>();
-                var dest = batch.ScoreRow(first + k);
+                var dest = target.AsSpan((first + k) * width, width);
                 for (var j = 0; j < width; j++) dest[j] = j < span.Length ? span[j] : double.NaN;
             }
         }
@@ -572,31 +583,31 @@ public sealed class OnnxScorer : IScorer, IDisposable
             var span = scores.GetTensorDataAsSpan<float>();
             if (span.Length != rows * width)
                 throw new InvalidDataException($"Score output '{_outputNames[_scoreOutput]}' has {span.Length} values for {rows} rows × {width}.");
-            var dest = batch.Scores.AsSpan(first * width, rows * width);
+            var dest = target.AsSpan(first * width, rows * width);
             for (var j = 0; j < dest.Length; j++) dest[j] = span[j];
         }
     }
 
-    private static void ReadLabels(OrtValue labels, EventBatch batch, int first, int rows)
+    private static void ReadLabels(OrtValue labels, string?[] target, int first, int rows)
     {
         switch (labels.GetTensorTypeAndShape().ElementDataType)
         {
             case TensorElementType.Int64:
             {
                 var span = labels.GetTensorDataAsSpan<long>();
-                for (var k = 0; k < rows; k++) batch.Labels[first + k] = LabelText(span[k]);
+                for (var k = 0; k < rows; k++) target[first + k] = LabelText(span[k]);
                 break;
             }
             case TensorElementType.String:
             {
                 var all = labels.GetStringTensorAsArray();
-                for (var k = 0; k < rows; k++) batch.Labels[first + k] = all[k];
+                for (var k = 0; k < rows; k++) target[first + k] = all[k];
                 break;
             }
             case TensorElementType.Bool:
             {
                 var span = labels.GetTensorDataAsSpan<bool>();
-                for (var k = 0; k < rows; k++) batch.Labels[first + k] = span[k] ? "true" : "false";
+                for (var k = 0; k < rows; k++) target[first + k] = span[k] ? "true" : "false";
                 break;
             }
         }

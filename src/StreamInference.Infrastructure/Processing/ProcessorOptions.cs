@@ -43,6 +43,8 @@ public sealed class KafkaOptions
     public string InputTopic { get; set; } = "payments";
     public string OutputTopic { get; set; } = "predictions";
     public string DeadLetterTopic { get; set; } = "payments.dlq";
+    /// <summary>Where a deployment's shadow models publish (Model:Deployment); empty: <c>&lt;OutputTopic&gt;.shadow</c>.</summary>
+    public string ShadowTopic { get; set; } = "";
     /// <summary>Prediction keys: String (UTF-8 entity key, default) or Avro (a Confluent-framed Avro string; schema under the key subject).</summary>
     public OutputKeyFormat OutputKeyFormat { get; set; } = OutputKeyFormat.String;
     /// <summary>Any Confluent.Kafka <see cref="ConsumerConfig"/> property (e.g. SecurityProtocol, SaslMechanism).</summary>
@@ -111,6 +113,12 @@ public sealed class ModelOptions
     public string Name { get; set; } = "fraud-gbm";
     /// <summary>A version directory name, or "latest".</summary>
     public string Version { get; set; } = "latest";
+    /// <summary>
+    /// A deployment file (deployment.yaml: champion and shadow models, pinned versions), relative to the repository
+    /// or absolute. When set, its champion replaces Name/Version (no hot swap) and its shadows are scored beside it
+    /// and published to Kafka:ShadowTopic. Empty: one model, Name/Version.
+    /// </summary>
+    public string Deployment { get; set; } = "";
     public int IntraOpThreads { get; set; }
     /// <summary>cpu (default), cuda or cuda:&lt;id&gt; (fails at start when it cannot be met), or auto (CUDA when it loads, else the CPU with a warning).</summary>
     public string Device { get; set; } = "cpu";

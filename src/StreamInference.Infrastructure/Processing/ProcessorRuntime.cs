@@ -1,3 +1,5 @@
+using StreamInference.Core.Deployment;
+using StreamInference.Infrastructure.Deployment;
 using System.Globalization;
 using System.Runtime.ExceptionServices;
 using Microsoft.Extensions.Logging;
@@ -90,7 +92,8 @@ public sealed class ProcessorRuntime : IDisposable
         var plan = FeatureSetLoader.LoadFile(_context.ResolvePath(_options.Features.Definition));
         var readerSchema = AvroSchema.Parse(await File.ReadAllTextAsync(_context.ResolvePath(_options.Features.ReaderSchema), ct).ConfigureAwait(false));
         Metrics = new ProcessorMetrics(_context.MetricFactory, plan, k.InputTopic, k.OutputTopic, _context.Loggers.CreateLogger<ProcessorMetrics>());
-        var (scorer, modelDir, batchLimit) = LoadModel(plan);
+        var deployment = LoadDeployment();
+        var (scorer, modelDir, batchLimit, scorerOptions) = LoadModel(plan);
 
         var registry = Own(new AvroSchemaRegistry(_options.SchemaRegistry));
         var decoder = new AvroEventDecoder(registry, readerSchema, plan, _options.Features.MaxMessageBytes)
@@ -110,17 +113,19 @@ public sealed class ProcessorRuntime : IDisposable
         var store = new RedisFeatureStore(redis, plan) { OnUpdated = Metrics.OnWindowStateUpdate };
 
         _delivery = Own(DeliveryMode.Create(k, _context.Loggers, _context.OnWedged ?? EndProcess, _context.DecorateCommit));
+        var shadows = await ShadowsAsync(deployment, plan, scorerOptions, batchLimit, registry, ct).ConfigureAwait(false);
         var sink = new KafkaPredictionSink(_delivery.Output, k.OutputTopic, k.DeadLetterTopic,
             new PredictionWriter(predictionSchema.Id, scorer.ModelName, scorer.ModelVersion, scorer.PrimaryScoreIndex) { Transcoder = predictionSchema.CreateTranscoder() },
-            _delivery.Commit, keys);
+            _delivery.Commit, keys, shadows?.Publishing);
         var observer = await ObserversAsync(plan, scorer, modelDir, registry, ct).ConfigureAwait(false);
-        _topology = new PipelineTopology(_options.Pipeline.ToPipelineOptions(_options.Redis, _options.Model, batchLimit), plan, decoder, store, scorer, sink, observer);
+        IScorer served = shadows is not { } loaded ? scorer : Own(new DeploymentScorer(scorer, loaded.Models, deployment!, _context.Loggers.CreateLogger<DeploymentScorer>()));
+        _topology = new PipelineTopology(_options.Pipeline.ToPipelineOptions(_options.Redis, _options.Model, batchLimit), plan, decoder, store, served, sink, observer);
         _consumer = Own(new KafkaConsumerLoop(KafkaConfigs.Consumer(k), [k.InputTopic], _topology.Input, _delivery.Commit, Metrics,
             _context.Loggers.CreateLogger<KafkaConsumerLoop>(), TimeSpan.FromMilliseconds(k.RevokeDrainTimeoutMs), TimeSpan.FromMilliseconds(k.PauseAfterMs)));
     }
 
     /// <summary>The model (hot-swappable under Model:Version=latest), its directory, and the batch size the pipeline forms.</summary>
-    private (HotSwapScorer Scorer, string ModelDir, int BatchLimit) LoadModel(FeaturePlan plan)
+    private (HotSwapScorer Scorer, string ModelDir, int BatchLimit, OnnxScorerOptions ScorerOptions) LoadModel(FeaturePlan plan)
     {
         var m = _options.Model;
         var modelDir = ModelRepository.Resolve(_context.ResolvePath(m.Repository), m.Name, m.Version);
@@ -156,7 +161,58 @@ public sealed class ProcessorRuntime : IDisposable
             },
             Rejected = (_, _) => Metrics.OnModelRejected(),
         });
-        return (scorer, modelDir, batchLimit);
+        return (scorer, modelDir, batchLimit, scorerOptions);
+    }
+
+    private string? _deploymentPath;
+
+    /// <summary>Model:Deployment: the deployment file, whose champion replaces Model:Name and Model:Version.</summary>
+    private DeploymentSpec? LoadDeployment()
+    {
+        var m = _options.Model;
+        if (string.IsNullOrWhiteSpace(m.Deployment)) return null;
+        var path = Path.IsPathRooted(m.Deployment) ? m.Deployment : Path.Combine(_context.ResolvePath(m.Repository), m.Deployment);
+        var spec = DeploymentSpec.LoadFile(path);
+        if (spec.Canary is not null || spec.Fallback is not null)
+            throw new InvalidOperationException($"{path}: this processor serves a deployment's champion and shadows; canary and fallback are not served yet (remove them from the file).");
+        m.Name = spec.Champion.Name;
+        m.Version = spec.Champion.Version;
+        _deploymentPath = path;
+        return spec;
+    }
+
+    /// <summary>The deployment's shadow models, loaded like the champion, and how their predictions are published.</summary>
+    private async Task<(List<ShadowModel> Models, ShadowPublishing Publishing)?> ShadowsAsync(DeploymentSpec? deployment, FeaturePlan plan,
+        OnnxScorerOptions scorerOptions, int capacity, IAvroSchemaRegistry registry, CancellationToken ct)
+    {
+        if (deployment is not { Shadows.Count: > 0 }) return null;
+        var k = _options.Kafka;
+        var topic = string.IsNullOrWhiteSpace(k.ShadowTopic) ? $"{k.OutputTopic}.shadow" : k.ShadowTopic;
+        var schema = await OutputSchema.ResolveAsync(registry, _options.SchemaRegistry, topic, isKey: false, PredictionWriter.Schema, ct).ConfigureAwait(false);
+        var models = new List<ShadowModel>();
+        try
+        {
+            foreach (var spec in deployment.Shadows)
+            {
+                var dir = ModelRepository.Resolve(_context.ResolvePath(_options.Model.Repository), spec.Model.Name, spec.Model.Version);
+                var scorer = new OnnxScorer(dir, plan, scorerOptions);
+                models.Add(new ShadowModel(scorer, spec, capacity));
+                RuntimeLog.ModelLoaded(_log, scorer.ModelName, scorer.ModelVersion, dir, plan.Name, plan.Version, plan.FeatureCount, scorer.OutputWidth);
+                foreach (var warning in scorer.Warnings) RuntimeLog.ModelWarning(_log, warning);
+            }
+        }
+        catch
+        {
+            foreach (var model in models) model.Dispose();
+            throw;
+        }
+        DeploymentLog.Loaded(_log, deployment.Version, _deploymentPath!, deployment.Champion.ToString(),
+            string.Join(", ", deployment.Shadows.Select(x => x.Sample < 1 ? FormattableString.Invariant($"{x.Model} ({x.Sample:P0} of entities)") : x.Model.ToString())), topic);
+        var publishing = new ShadowPublishing(topic, [.. models.Select(x => (x, new PredictionWriter(schema.Id, x.Scorer.ModelName, x.Scorer.ModelVersion, x.Scorer.PrimaryScoreIndex)
+        {
+            Transcoder = schema.CreateTranscoder(),
+        }))]);
+        return (models, publishing);
     }
 
     /// <summary>

@@ -1,0 +1,74 @@
+namespace StreamInference.IntegrationTests;
+
+/// <summary>
+/// A deployment with a shadow model (issue 18, acceptance 1): the same input processed by the champion alone and by
+/// the champion with a shadow gives the same champion predictions; the shadow's go to their own topic, one per event.
+/// </summary>
+[Collection(ServicesCollection.Name)]
+public sealed class DeploymentShadowTests(ServicesFixture services, ITestOutputHelper output) : TempDirectoryTest("si-deploy-")
+{
+    [Fact]
+    public async Task ShadowOnOrOff_TheChampionsPredictionsAreTheSame_AndTheShadowPublishesApart()
+    {
+        const int events = 800;
+        var topics = await services.CreateTopicsAsync(2);
+        var produced = await services.ProduceAsync(new ProduceOptions { Topic = topics.Input, Events = events, Seed = 1818 });
+        Assert.Equal(events, produced.Produced);
+        using var registry = services.RegistryClient();
+
+        // Each run keeps its window state in its own Redis database, so both compute the same features.
+        async Task<(List<Avro.Generic.GenericRecord> Champion, List<Avro.Generic.GenericRecord> Shadow)> RunAsync(int database, string? deployment)
+        {
+            using (var admin = await ConnectionMultiplexer.ConnectAsync($"{services.Redis},allowAdmin=true"))
+                foreach (var endpoint in admin.GetEndPoints()) await admin.GetServer(endpoint).FlushDatabaseAsync(database);
+            var predictions = await services.CreateTopicAsync("predictions", 2);
+            var shadow = await services.CreateTopicAsync("shadow", 2);
+            var options = services.ProcessorOptions(topics with { Predictions = predictions });
+            options.Redis.Configuration = $"{services.Redis},defaultDatabase={database}";
+            options.Model.Name = "fraud-gbm";
+            options.Model.Version = "1";
+            if (deployment is not null)
+            {
+                options.Model.Deployment = deployment;
+                options.Kafka.ShadowTopic = shadow;
+            }
+            await using var processor = await ProcessorHarness.StartAsync(options, output);
+            var champion = await PredictionReader.ReadAsync(services.BootstrapServers, registry, predictions, events);
+            var shadows = deployment is null ? [] : await PredictionReader.ReadAsync(services.BootstrapServers, registry, shadow, events);
+            await processor.StopAsync();
+            return (champion, shadows);
+        }
+
+        var alone = await RunAsync(database: 5, deployment: null);
+        var file = Path.Combine(TempDir, "deployment.yaml");
+        File.WriteAllText(file, """
+            version: 1
+            champion: fraud-gbm@1
+            shadows:
+              - model: fraud-logreg@3
+            """);
+        var withShadow = await RunAsync(database: 6, deployment: file);
+
+        Assert.Equal(events, alone.Champion.Count);
+        Assert.Equal(events, withShadow.Champion.Count);
+        var before = alone.Champion.ToDictionary(r => (string)r["event_id"]);
+        var fields = alone.Champion[0].Schema.Fields.Select(f => f.Name).Where(n => n != "scored_at").ToArray();
+        foreach (var record in withShadow.Champion)
+        {
+            var same = before[(string)record["event_id"]];
+            foreach (var field in fields)
+            {
+                if (record[field] is object[] array) Assert.Equal((object[])same[field], array);
+                else Assert.Equal(same[field], record[field]);
+            }
+        }
+
+        // The shadow: one prediction per event, by its own model, on its own topic, never on the champion's.
+        Assert.Equal(events, withShadow.Shadow.Count);
+        Assert.All(withShadow.Shadow, r => Assert.Equal(("fraud-logreg", "3"), ((string)r["model_name"], (string)r["model_version"])));
+        Assert.All(withShadow.Champion, r => Assert.Equal("fraud-gbm", (string)r["model_name"]));
+        Assert.Equal(before.Keys.Order(), withShadow.Shadow.Select(r => (string)r["event_id"]).Order());
+        var champion = withShadow.Champion.ToDictionary(r => (string)r["event_id"], r => (double)r["score"]);
+        Assert.Contains(withShadow.Shadow, r => Math.Abs((double)r["score"] - champion[(string)r["event_id"]]) > 1e-6);   // another model's scores
+    }
+}
