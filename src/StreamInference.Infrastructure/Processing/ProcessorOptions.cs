@@ -238,6 +238,22 @@ public static class ProcessorOptionsValidator
             errors.Add($"Model:BatchLatencyBudgetMs must be above 0 and at most 60000 (was {o.Model.BatchLatencyBudgetMs}).");
         if (!string.IsNullOrWhiteSpace(o.Model.Repository) && !Directory.Exists(resolvePath(o.Model.Repository)))
             errors.Add($"Model:Repository: directory '{o.Model.Repository}' does not exist.");
+        if (!string.IsNullOrWhiteSpace(o.Model.Deployment) && !string.IsNullOrWhiteSpace(o.Model.Repository))
+        {
+            var path = Path.IsPathRooted(o.Model.Deployment) ? o.Model.Deployment : Path.Combine(resolvePath(o.Model.Repository), o.Model.Deployment);
+            try
+            {
+                var spec = StreamInference.Core.Deployment.DeploymentSpec.LoadFile(path);
+                if (spec.Canary is not null || spec.Fallback is not null)
+                    errors.Add($"Model:Deployment: {path} has a canary or a fallback tier, which this processor does not serve yet.");
+            }
+            catch (StreamInference.Core.Deployment.DeploymentException e)
+            {
+                errors.Add($"Model:Deployment: {e.Message}");
+            }
+        }
+        if (!string.IsNullOrWhiteSpace(o.Kafka.ShadowTopic) && (o.Kafka.ShadowTopic == o.Kafka.OutputTopic || o.Kafka.ShadowTopic == o.Kafka.InputTopic))
+            errors.Add("Kafka:ShadowTopic must differ from Kafka:OutputTopic and Kafka:InputTopic: the champion's consumers must never read shadow predictions.");
         FileExists(o.Features.Definition, "Features:Definition");
         FileExists(o.Features.ReaderSchema, "Features:ReaderSchema");
         Range(o.Features.MaxMessageBytes, 16, 64 << 20, "Features:MaxMessageBytes");
