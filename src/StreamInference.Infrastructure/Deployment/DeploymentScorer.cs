@@ -35,6 +35,9 @@ public sealed class ShadowModel : IDisposable
 
     public ReadOnlySpan<double> ScoreRow(int k) => Scores.AsSpan(k * Scorer.OutputWidth, Scorer.OutputWidth);
 
+    /// <summary>Marks the outputs stale before a batch is scored: nothing of a previous batch is ever published.</summary>
+    public void Invalidate() => Valid = false;
+
     public void Score(EventBatch batch, ILogger log)
     {
         Valid = false;
@@ -56,8 +59,9 @@ public sealed class ShadowModel : IDisposable
 /// <summary>
 /// The score stage's scorer under a deployment: the champion scores the batch (its outputs are the predictions
 /// consumers read), then each shadow scores the same vectors into its own buffers for the sink to publish apart.
+/// The shadows are owned by the processor runtime, not by this scorer.
 /// </summary>
-public sealed class DeploymentScorer(IScorer champion, IReadOnlyList<ShadowModel> shadows, DeploymentSpec spec, ILogger log) : IScorer, IDisposable
+public sealed class DeploymentScorer(IScorer champion, IReadOnlyList<ShadowModel> shadows, DeploymentSpec spec, ILogger log) : IScorer
 {
     public IScorer Champion { get; } = champion;
     public IReadOnlyList<ShadowModel> Shadows { get; } = shadows;
@@ -69,13 +73,9 @@ public sealed class DeploymentScorer(IScorer champion, IReadOnlyList<ShadowModel
     public void Score(EventBatch batch)
     {
         // A champion failure goes to the pipeline's retry and dead-letter policy, before any shadow runs.
+        foreach (var shadow in Shadows) shadow.Invalidate();
         Champion.Score(batch);
         foreach (var shadow in Shadows) shadow.Score(batch, log);
-    }
-
-    public void Dispose()
-    {
-        foreach (var shadow in Shadows) shadow.Dispose();
     }
 }
 

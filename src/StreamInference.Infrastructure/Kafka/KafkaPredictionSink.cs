@@ -71,8 +71,7 @@ public sealed class KafkaPredictionSink : IPredictionSink
             _skip[row] = batch.Records[row].Partition.IsRevoked;
             if (!_skip[row]) messages++;
         }
-        var shadowMessages = _shadows is { } sp ? sp.Count(batch, _skip) : 0;
-        batch.Completion.Expect(messages + shadowMessages);
+        batch.Completion.Expect(messages);
         var k = 0;
         for (var row = 0; row < batch.Count; row++)
         {
@@ -98,9 +97,9 @@ public sealed class KafkaPredictionSink : IPredictionSink
             }
             Produce(topic, message, handler);
         }
-        // Shadow predictions after the champion's, to their own topic; acknowledged like the batch's other messages,
-        // so the batch's offsets complete only when they are delivered too.
-        if (shadowMessages > 0) _shadows!.Publish(batch, _skip, _keys, (topic, message) => Produce(topic, message, handler));
+        // Shadow predictions after the champion's, to their own topic, on the telemetry producer: outside the batch's
+        // acknowledgement and transaction, so nothing about a shadow can hold back or fail the champion's output.
+        _shadows?.Publish(batch, _skip);
     }
 
     private Message<byte[], byte[]> DeadLetter(EventBatch batch, int row, string reason)
@@ -155,30 +154,40 @@ public sealed class KafkaPredictionSink : IPredictionSink
     }
 }
 
-/// <summary>Where and how a deployment's shadow predictions are published: one writer per shadow, one topic for all.</summary>
-public sealed class ShadowPublishing(string topic, IReadOnlyList<(Deployment.ShadowModel Model, PredictionWriter Writer)> shadows)
+/// <summary>
+/// Publishes a deployment's shadow predictions: one writer per shadow, one topic for all, on the telemetry producer
+/// (never in the output transaction, never counted in a batch's acknowledgement). Shadow output is best effort: a
+/// failed or refused message is counted (<see cref="Failed"/>), and the champion's predictions are unaffected.
+/// </summary>
+public sealed class ShadowPublishing
 {
-    public string Topic { get; } = topic;
+    private readonly IProducer<byte[], byte[]> _producer;
+    private readonly IReadOnlyList<(Deployment.ShadowModel Model, PredictionWriter Writer)> _shadows;
+    private readonly PredictionKeyWriter _keys;
+    private readonly Action<DeliveryReport<byte[], byte[]>> _handler;
+    private long _delivered, _failed;
 
-    private static bool Publishes(Deployment.ShadowModel shadow, EventBatch batch, int row) =>
-        shadow.Sample is not { } sample || sample.Contains(batch.EntityKeys[row]!);
-
-    /// <summary>How many shadow predictions the batch will produce (clean rows of live partitions, sampled, per scored shadow).</summary>
-    public int Count(EventBatch batch, bool[] skip)
+    public ShadowPublishing(string topic, IProducer<byte[], byte[]> producer, IReadOnlyList<(Deployment.ShadowModel Model, PredictionWriter Writer)> shadows,
+        PredictionKeyWriter keys)
     {
-        var n = 0;
-        foreach (var (shadow, _) in shadows)
+        Topic = topic;
+        _producer = producer;
+        _shadows = shadows;
+        _keys = keys;
+        _handler = report =>
         {
-            if (!shadow.Valid) continue;
-            for (var row = 0; row < batch.Count; row++)
-                if (batch.DeadLetterReasons[row] is null && !skip[row] && Publishes(shadow, batch, row)) n++;
-        }
-        return n;
+            if (report.Error.IsError) Interlocked.Increment(ref _failed);
+            else Interlocked.Increment(ref _delivered);
+        };
     }
 
-    public void Publish(EventBatch batch, bool[] skip, PredictionKeyWriter keys, Action<string, Message<byte[], byte[]>> produce)
+    public string Topic { get; }
+    public long Delivered => Interlocked.Read(ref _delivered);
+    public long Failed => Interlocked.Read(ref _failed);
+
+    public void Publish(EventBatch batch, bool[] skip)
     {
-        foreach (var (shadow, writer) in shadows)
+        foreach (var (shadow, writer) in _shadows)
         {
             if (!shadow.Valid) continue;
             var k = 0;
@@ -186,12 +195,19 @@ public sealed class ShadowPublishing(string topic, IReadOnlyList<(Deployment.Sha
             {
                 if (batch.DeadLetterReasons[row] is not null) continue;
                 var scoreRow = k++;
-                if (skip[row] || !Publishes(shadow, batch, row)) continue;
-                produce(Topic, new Message<byte[], byte[]>
+                if (skip[row] || (shadow.Sample is { } sample && !sample.Contains(batch.EntityKeys[row]!))) continue;
+                try
                 {
-                    Key = keys.Write(batch.EntityKeys[row]!),
-                    Value = writer.Write(batch, row, shadow.Identity, shadow.ScoreRow(scoreRow), shadow.Labels[scoreRow]),
-                });
+                    ProducerQueue.Produce(_producer, Topic, new Message<byte[], byte[]>
+                    {
+                        Key = _keys.Write(batch.EntityKeys[row]!),
+                        Value = writer.Write(batch, row, shadow.Identity, shadow.ScoreRow(scoreRow), shadow.Labels[scoreRow]),
+                    }, _handler);
+                }
+                catch (Exception e) when (e is KafkaException or InvalidOperationException or ArgumentException or InvalidDataException)
+                {
+                    Interlocked.Increment(ref _failed);
+                }
             }
         }
     }

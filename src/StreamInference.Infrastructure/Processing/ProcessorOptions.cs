@@ -252,8 +252,9 @@ public static class ProcessorOptionsValidator
                 errors.Add($"Model:Deployment: {e.Message}");
             }
         }
-        if (!string.IsNullOrWhiteSpace(o.Kafka.ShadowTopic) && (o.Kafka.ShadowTopic == o.Kafka.OutputTopic || o.Kafka.ShadowTopic == o.Kafka.InputTopic))
-            errors.Add("Kafka:ShadowTopic must differ from Kafka:OutputTopic and Kafka:InputTopic: the champion's consumers must never read shadow predictions.");
+        var shadowTopic = string.IsNullOrWhiteSpace(o.Kafka.ShadowTopic) ? $"{o.Kafka.OutputTopic}.shadow" : o.Kafka.ShadowTopic;
+        if (shadowTopic == o.Kafka.OutputTopic || shadowTopic == o.Kafka.InputTopic || shadowTopic == o.Kafka.DeadLetterTopic || shadowTopic == o.Drift.Topic)
+            errors.Add("Kafka:ShadowTopic must differ from Kafka:OutputTopic, Kafka:InputTopic, Kafka:DeadLetterTopic and Drift:Topic: the champion's consumers must never read shadow predictions.");
         FileExists(o.Features.Definition, "Features:Definition");
         FileExists(o.Features.ReaderSchema, "Features:ReaderSchema");
         Range(o.Features.MaxMessageBytes, 16, 64 << 20, "Features:MaxMessageBytes");

@@ -118,7 +118,7 @@ public sealed class ProcessorRuntime : IDisposable
             new PredictionWriter(predictionSchema.Id, scorer.ModelName, scorer.ModelVersion, scorer.PrimaryScoreIndex) { Transcoder = predictionSchema.CreateTranscoder() },
             _delivery.Commit, keys, shadows?.Publishing);
         var observer = await ObserversAsync(plan, scorer, modelDir, registry, ct).ConfigureAwait(false);
-        IScorer served = shadows is not { } loaded ? scorer : Own(new DeploymentScorer(scorer, loaded.Models, deployment!, _context.Loggers.CreateLogger<DeploymentScorer>()));
+        IScorer served = shadows is not { } loaded ? scorer : new DeploymentScorer(scorer, loaded.Models, deployment!, _context.Loggers.CreateLogger<DeploymentScorer>());
         _topology = new PipelineTopology(_options.Pipeline.ToPipelineOptions(_options.Redis, _options.Model, batchLimit), plan, decoder, store, served, sink, observer);
         _consumer = Own(new KafkaConsumerLoop(KafkaConfigs.Consumer(k), [k.InputTopic], _topology.Input, _delivery.Commit, Metrics,
             _context.Loggers.CreateLogger<KafkaConsumerLoop>(), TimeSpan.FromMilliseconds(k.RevokeDrainTimeoutMs), TimeSpan.FromMilliseconds(k.PauseAfterMs)));
@@ -189,29 +189,25 @@ public sealed class ProcessorRuntime : IDisposable
         var k = _options.Kafka;
         var topic = string.IsNullOrWhiteSpace(k.ShadowTopic) ? $"{k.OutputTopic}.shadow" : k.ShadowTopic;
         var schema = await OutputSchema.ResolveAsync(registry, _options.SchemaRegistry, topic, isKey: false, PredictionWriter.Schema, ct).ConfigureAwait(false);
+        // Each shadow is owned as soon as it loads: a later start-up failure releases it with the runtime.
         var models = new List<ShadowModel>();
-        try
+        foreach (var spec in deployment.Shadows)
         {
-            foreach (var spec in deployment.Shadows)
-            {
-                var dir = ModelRepository.Resolve(_context.ResolvePath(_options.Model.Repository), spec.Model.Name, spec.Model.Version);
-                var scorer = new OnnxScorer(dir, plan, scorerOptions);
-                models.Add(new ShadowModel(scorer, spec, capacity));
-                RuntimeLog.ModelLoaded(_log, scorer.ModelName, scorer.ModelVersion, dir, plan.Name, plan.Version, plan.FeatureCount, scorer.OutputWidth);
-                foreach (var warning in scorer.Warnings) RuntimeLog.ModelWarning(_log, warning);
-            }
-        }
-        catch
-        {
-            foreach (var model in models) model.Dispose();
-            throw;
+            var dir = ModelRepository.Resolve(_context.ResolvePath(_options.Model.Repository), spec.Model.Name, spec.Model.Version);
+            var scorer = new OnnxScorer(dir, plan, scorerOptions);
+            models.Add(Own(new ShadowModel(scorer, spec, capacity)));
+            RuntimeLog.ModelLoaded(_log, scorer.ModelName, scorer.ModelVersion, dir, plan.Name, plan.Version, plan.FeatureCount, scorer.OutputWidth);
+            foreach (var warning in scorer.Warnings) RuntimeLog.ModelWarning(_log, warning);
         }
         DeploymentLog.Loaded(_log, deployment.Version, _deploymentPath!, deployment.Champion.ToString(),
             string.Join(", ", deployment.Shadows.Select(x => x.Sample < 1 ? FormattableString.Invariant($"{x.Model} ({x.Sample:P0} of entities)") : x.Model.ToString())), topic);
-        var publishing = new ShadowPublishing(topic, [.. models.Select(x => (x, new PredictionWriter(schema.Id, x.Scorer.ModelName, x.Scorer.ModelVersion, x.Scorer.PrimaryScoreIndex)
+        var keys = k.OutputKeyFormat == OutputKeyFormat.Avro
+            ? PredictionKeyWriter.Avro((await OutputSchema.ResolveAsync(registry, _options.SchemaRegistry, topic, isKey: true, PredictionKeyWriter.AvroSchema, ct).ConfigureAwait(false)).Id)
+            : PredictionKeyWriter.Utf8;
+        var publishing = new ShadowPublishing(topic, _delivery.Telemetry, [.. models.Select(x => (x, new PredictionWriter(schema.Id, x.Scorer.ModelName, x.Scorer.ModelVersion, x.Scorer.PrimaryScoreIndex)
         {
             Transcoder = schema.CreateTranscoder(),
-        }))]);
+        }))], keys);
         return (models, publishing);
     }
 
