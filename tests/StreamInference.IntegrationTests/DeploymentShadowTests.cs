@@ -35,6 +35,14 @@ public sealed class DeploymentShadowTests(ServicesFixture services, ITestOutputH
             await using var processor = await ProcessorHarness.StartAsync(options, output);
             var champion = await PredictionReader.ReadAsync(services.BootstrapServers, registry, predictions, events);
             var shadows = deployment is null ? [] : await PredictionReader.ReadAsync(services.BootstrapServers, registry, shadow, events);
+            if (deployment is not null)
+            {
+                // Shadow output is counted by model and result.
+                var delivered = processor.Metrics.ShadowPredictions.WithLabels("fraud-logreg@3", "delivered");
+                await processor.WaitUntilAsync(() => delivered.Value >= events, TimeSpan.FromSeconds(10));
+                Assert.Equal(events, delivered.Value);
+                Assert.Equal(0, processor.Metrics.ShadowPredictions.WithLabels("fraud-logreg@3", "failed").Value);
+            }
             await processor.StopAsync();
             return (champion, shadows);
         }

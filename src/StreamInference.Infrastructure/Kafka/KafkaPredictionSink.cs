@@ -164,21 +164,25 @@ public sealed class ShadowPublishing
     private readonly IProducer<byte[], byte[]> _producer;
     private readonly IReadOnlyList<(Deployment.ShadowModel Model, PredictionWriter Writer)> _shadows;
     private readonly PredictionKeyWriter _keys;
-    private readonly Action<DeliveryReport<byte[], byte[]>> _handler;
+    private readonly Action<DeliveryReport<byte[], byte[]>>[] _handlers;
+    private readonly Action<bool>[] _outcomes;
     private long _delivered, _failed;
 
+    /// <param name="outcome">Called per shadow message with the shadow's index and whether it was delivered (metrics).</param>
     public ShadowPublishing(string topic, IProducer<byte[], byte[]> producer, IReadOnlyList<(Deployment.ShadowModel Model, PredictionWriter Writer)> shadows,
-        PredictionKeyWriter keys)
+        PredictionKeyWriter keys, Action<int, bool>? outcome = null)
     {
         Topic = topic;
         _producer = producer;
         _shadows = shadows;
         _keys = keys;
-        _handler = report =>
+        _outcomes = [.. Enumerable.Range(0, shadows.Count).Select(i => (Action<bool>)(delivered =>
         {
-            if (report.Error.IsError) Interlocked.Increment(ref _failed);
-            else Interlocked.Increment(ref _delivered);
-        };
+            if (delivered) Interlocked.Increment(ref _delivered);
+            else Interlocked.Increment(ref _failed);
+            outcome?.Invoke(i, delivered);
+        }))];
+        _handlers = [.. _outcomes.Select(o => (Action<DeliveryReport<byte[], byte[]>>)(report => o(!report.Error.IsError)))];
     }
 
     public string Topic { get; }
@@ -187,8 +191,9 @@ public sealed class ShadowPublishing
 
     public void Publish(EventBatch batch, bool[] skip)
     {
-        foreach (var (shadow, writer) in _shadows)
+        for (var i = 0; i < _shadows.Count; i++)
         {
+            var (shadow, writer) = _shadows[i];
             if (!shadow.Valid) continue;
             var k = 0;
             for (var row = 0; row < batch.Count; row++)
@@ -202,11 +207,11 @@ public sealed class ShadowPublishing
                     {
                         Key = _keys.Write(batch.EntityKeys[row]!),
                         Value = writer.Write(batch, row, shadow.Identity, shadow.ScoreRow(scoreRow), shadow.Labels[scoreRow]),
-                    }, _handler);
+                    }, _handlers[i]);
                 }
                 catch (Exception e) when (e is KafkaException or InvalidOperationException or ArgumentException or InvalidDataException)
                 {
-                    Interlocked.Increment(ref _failed);
+                    _outcomes[i](false);
                 }
             }
         }

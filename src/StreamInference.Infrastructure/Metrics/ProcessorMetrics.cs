@@ -36,6 +36,9 @@ public sealed partial class ProcessorMetrics : IPipelineObserver
 
     private readonly IMetricFactory _factory;
 
+    /// <summary>streaminference_shadow_predictions_total{model, result}.</summary>
+    public Counter ShadowPredictions { get; }
+
     public ProcessorMetrics(IMetricFactory factory, FeaturePlan plan, string inputTopic, string outputTopic, ILogger log)
     {
         _log = log;
@@ -71,6 +74,8 @@ public sealed partial class ProcessorMetrics : IPipelineObserver
         Lag = factory.CreateGauge("streaminference_consumer_lag", "High watermark minus consumer position, per assigned partition.", ["topic", "partition"]);
         RefetchedSkipped = factory.CreateCounter("streaminference_consumer_refetched_skipped_total",
             "Records the Kafka client handed over again at offsets this process had already taken (skipped).");
+        ShadowPredictions = factory.CreateCounter("streaminference_shadow_predictions_total",
+            "Shadow model predictions by model and result: delivered, or failed (best effort: a failure never touches the champion's output).", ["model", "result"]);
         Pauses = factory.CreateCounter("streaminference_consumer_pauses_total", "Times the consumer paused its partitions because the pipeline stayed full (Kafka:PauseAfterMs).");
         var windowUpdates = factory.CreateCounter("streaminference_window_state_updates_total",
             "Entity window-state updates per path: cached = computed from the state kept since the entity's last batch and written conditionally; " +

@@ -204,10 +204,12 @@ public sealed class ProcessorRuntime : IDisposable
         var keys = k.OutputKeyFormat == OutputKeyFormat.Avro
             ? PredictionKeyWriter.Avro((await OutputSchema.ResolveAsync(registry, _options.SchemaRegistry, topic, isKey: true, PredictionKeyWriter.AvroSchema, ct).ConfigureAwait(false)).Id)
             : PredictionKeyWriter.Utf8;
+        var outcomes = models.Select(x => (Delivered: Metrics.ShadowPredictions.WithLabels(x.Identity.ToString(), "delivered"),
+            Failed: Metrics.ShadowPredictions.WithLabels(x.Identity.ToString(), "failed"))).ToArray();
         var publishing = new ShadowPublishing(topic, _delivery.Telemetry, [.. models.Select(x => (x, new PredictionWriter(schema.Id, x.Scorer.ModelName, x.Scorer.ModelVersion, x.Scorer.PrimaryScoreIndex)
         {
             Transcoder = schema.CreateTranscoder(),
-        }))], keys);
+        }))], keys, (i, delivered) => (delivered ? outcomes[i].Delivered : outcomes[i].Failed).Inc());
         return (models, publishing);
     }
 
