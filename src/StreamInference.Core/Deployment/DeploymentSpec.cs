@@ -1,7 +1,4 @@
 using System.Globalization;
-using YamlDotNet.Core;
-using YamlDotNet.Serialization;
-using YamlDotNet.Serialization.NamingConventions;
 
 namespace StreamInference.Core.Deployment;
 
@@ -59,10 +56,6 @@ public sealed record DeploymentSpec(long Version, ModelRef Champion, IReadOnlyLi
         [.. new[] { Champion }.Concat(Shadows.Select(s => s.Model)).Concat(Canary is null ? [] : [Canary.Model])
             .Concat(Fallback is null ? [] : [Fallback.Model]).Distinct()];
 
-    private static readonly IDeserializer Yaml = new DeserializerBuilder()
-        .WithNamingConvention(CamelCaseNamingConvention.Instance)
-        .Build();
-
     public static DeploymentSpec LoadFile(string path)
     {
         if (!File.Exists(path)) throw new DeploymentException($"Deployment file '{path}' does not exist.");
@@ -71,15 +64,7 @@ public sealed record DeploymentSpec(long Version, ModelRef Champion, IReadOnlyLi
 
     public static DeploymentSpec Parse(string yaml, string sourceName = "<inline>")
     {
-        DeploymentDocument? doc;
-        try
-        {
-            doc = Yaml.Deserialize<DeploymentDocument>(yaml);
-        }
-        catch (YamlException e)
-        {
-            throw new DeploymentException($"{sourceName}:{e.Start.Line}:{e.Start.Column}: {e.InnerException?.Message ?? e.Message}", e);
-        }
+        var doc = YamlFiles.Deserialize<DeploymentDocument>(yaml, sourceName, (message, e) => new DeploymentException(message, e));
         if (doc is null) throw new DeploymentException($"{sourceName}: the document is empty.");
         try
         {

@@ -16,10 +16,6 @@ public static class FeatureSetLoader
     public const int MaxBucketsPerWindow = 10_000;
     public const long DefaultAllowedLatenessMs = 60_000;
 
-    private static readonly IDeserializer Yaml = new DeserializerBuilder()
-        .WithNamingConvention(CamelCaseNamingConvention.Instance)
-        .Build();
-
     public static FeaturePlan LoadFile(string path)
     {
         if (!File.Exists(path))
@@ -29,16 +25,7 @@ public static class FeatureSetLoader
 
     public static FeaturePlan Parse(string yaml, string sourceName = "<inline>")
     {
-        FeatureSetDocument? doc;
-        try
-        {
-            doc = Yaml.Deserialize<FeatureSetDocument>(yaml);
-        }
-        catch (YamlException e)
-        {
-            throw new FeatureDefinitionException(
-                $"{sourceName}:{e.Start.Line}:{e.Start.Column}: {e.InnerException?.Message ?? e.Message}", e);
-        }
+        var doc = YamlFiles.Deserialize<FeatureSetDocument>(yaml, sourceName, (message, e) => new FeatureDefinitionException(message, e));
         if (doc is null) throw new FeatureDefinitionException($"{sourceName}: the document is empty.");
         return Compile(doc, sourceName, ItemLines(yaml));
     }

@@ -21,16 +21,31 @@ public static class OnnxFeeds
     {
         var shape = Shape(meta, rows);
         var count = (int)shape.Aggregate(1L, (a, b) => a * b);
-        return meta.ElementDataType switch
-        {
-            TensorElementType.Float => OrtValue.CreateTensorValueFromMemory(Enumerable.Repeat((float)value, count).ToArray(), shape),
-            TensorElementType.Double => OrtValue.CreateTensorValueFromMemory(Enumerable.Repeat(value, count).ToArray(), shape),
-            TensorElementType.Int64 => OrtValue.CreateTensorValueFromMemory(Enumerable.Repeat((long)value, count).ToArray(), shape),
-            TensorElementType.Int32 => OrtValue.CreateTensorValueFromMemory(Enumerable.Repeat((int)value, count).ToArray(), shape),
-            TensorElementType.Bool => OrtValue.CreateTensorValueFromMemory(Enumerable.Repeat(value != 0, count).ToArray(), shape),
-            TensorElementType.String => OrtValue.CreateFromStringTensor(new DenseTensor<string>(
-                Enumerable.Repeat(value.ToString(CultureInfo.InvariantCulture), count).ToArray(), [.. shape.Select(d => (int)d)])),
-            var other => throw new NotSupportedException($"an input of element type {other} cannot be fed a constant"),
-        };
+        if (meta.ElementDataType == TensorElementType.String)
+            return OrtValue.CreateFromStringTensor(new DenseTensor<string>(
+                Enumerable.Repeat(value.ToString(CultureInfo.InvariantCulture), count).ToArray(), [.. shape.Select(d => (int)d)]));
+        return Over(Buffer(meta, count, value), count, shape);
     }
+
+    /// <summary>An array of <paramref name="meta"/>'s numeric or bool element type holding <paramref name="count"/> times <paramref name="value"/>.</summary>
+    public static Array Buffer(NodeMetadata meta, int count, double value) => meta.ElementDataType switch
+    {
+        TensorElementType.Float => Enumerable.Repeat((float)value, count).ToArray(),
+        TensorElementType.Double => Enumerable.Repeat(value, count).ToArray(),
+        TensorElementType.Int64 => Enumerable.Repeat((long)value, count).ToArray(),
+        TensorElementType.Int32 => Enumerable.Repeat((int)value, count).ToArray(),
+        TensorElementType.Bool => Enumerable.Repeat(value != 0, count).ToArray(),
+        var other => throw new NotSupportedException($"an input of element type {other} cannot be fed a constant"),
+    };
+
+    /// <summary>A tensor over the first <paramref name="count"/> elements of a <see cref="Buffer"/> (no copy).</summary>
+    public static OrtValue Over(Array buffer, int count, long[] shape) => buffer switch
+    {
+        float[] f => OrtValue.CreateTensorValueFromMemory(OrtMemoryInfo.DefaultInstance, f.AsMemory(0, count), shape),
+        double[] d => OrtValue.CreateTensorValueFromMemory(OrtMemoryInfo.DefaultInstance, d.AsMemory(0, count), shape),
+        long[] l => OrtValue.CreateTensorValueFromMemory(OrtMemoryInfo.DefaultInstance, l.AsMemory(0, count), shape),
+        int[] i => OrtValue.CreateTensorValueFromMemory(OrtMemoryInfo.DefaultInstance, i.AsMemory(0, count), shape),
+        bool[] b => OrtValue.CreateTensorValueFromMemory(OrtMemoryInfo.DefaultInstance, b.AsMemory(0, count), shape),
+        _ => throw new ArgumentException($"no tensor over a {buffer.GetType().Name}", nameof(buffer)),
+    };
 }

@@ -195,7 +195,8 @@ public sealed record OnnxModelInspection(
     public static int DefaultPositiveClass(IReadOnlyList<string> classes) =>
         classes.ToList().FindIndex(c => c is "1" || string.Equals(c, "true", StringComparison.OrdinalIgnoreCase));
 
-    private static string Describe(NodeMetadata m) => m.OnnxValueType switch
+    /// <summary>A node's type as the inspection prints it: <c>float[N,12]</c>, <c>int64[N]</c>, <c>seq(map(…,float))</c>.</summary>
+    public static string Describe(NodeMetadata m) => m.OnnxValueType switch
     {
         OnnxValueType.ONNX_TYPE_TENSOR => $"{Element(m.ElementDataType)}[{string.Join(",", m.Dimensions.Select((d, i) => d > 0 ? d.ToString(System.Globalization.CultureInfo.InvariantCulture) : i == 0 ? "N" : "?"))}]",
         OnnxValueType.ONNX_TYPE_SEQUENCE => "seq(map(…,float))",

@@ -285,7 +285,7 @@ public sealed class OnnxScorer : IScorer, IDisposable
             if (i < 0) throw new InvalidDataException($"{modelPath}: manifest scoreOutput '{named}' is not an output (outputs: {string.Join(", ", _outputNames)}).");
             var m = _session.OutputMetadata[named];
             if (!(m.OnnxValueType == OnnxValueType.ONNX_TYPE_SEQUENCE || (m.OnnxValueType == OnnxValueType.ONNX_TYPE_TENSOR && m.ElementDataType == TensorElementType.Float)))
-                throw new InvalidDataException($"{modelPath}: score output '{named}' is {Describe(m)}; scores are read from a float tensor or a ZipMap sequence of maps.");
+                throw new InvalidDataException($"{modelPath}: score output '{named}' is {OnnxModelInspection.Describe(m)}; scores are read from a float tensor or a ZipMap sequence of maps.");
             return i;
         }
         var candidates = OnnxModelInspection.ScoreCandidatesOf(_session);
@@ -304,17 +304,13 @@ public sealed class OnnxScorer : IScorer, IDisposable
         var m = _session.OutputMetadata[name];
         if (m.OnnxValueType != OnnxValueType.ONNX_TYPE_TENSOR || m.ElementDataType is not (TensorElementType.Int64 or TensorElementType.String or TensorElementType.Bool)
             || m.Dimensions.Length > 2 || (m.Dimensions.Length == 2 && m.Dimensions[1] > 1))
-            throw new InvalidDataException($"{modelPath}: label output '{name}' is {Describe(m)}; class labels are read from an int64, string or bool tensor [N] or [N, 1].");
+            throw new InvalidDataException($"{modelPath}: label output '{name}' is {OnnxModelInspection.Describe(m)}; class labels are read from an int64, string or bool tensor [N] or [N, 1].");
         _labelType = m.ElementDataType;
         return i;
     }
 
     private TensorElementType _labelType;
 
-    /// <summary>A node's type in words; only tensors have an element type and dimensions to ask for.</summary>
-    private static string Describe(NodeMetadata m) => m.OnnxValueType == OnnxValueType.ONNX_TYPE_TENSOR
-        ? $"a {m.ElementDataType} tensor [{string.Join(", ", m.Dimensions)}]"
-        : $"a {m.OnnxValueType switch { OnnxValueType.ONNX_TYPE_SEQUENCE => "sequence", OnnxValueType.ONNX_TYPE_MAP => "map", var t => t.ToString() }}";
 
     /// <summary>
     /// The label text of the class whose probability is the score, for binary classifiers: the ZipMap key of the score
@@ -414,29 +410,11 @@ public sealed class OnnxScorer : IScorer, IDisposable
 
         public OrtValue Create(int rows)
         {
+            if (meta.ElementDataType == TensorElementType.String) return OnnxFeeds.Filled(meta, rows, value);
             var shape = OnnxFeeds.Shape(meta, rows);
             var count = (int)shape.Aggregate(1L, (a, b) => a * b);
-            if (meta.ElementDataType == TensorElementType.String) return OnnxFeeds.Filled(meta, rows, value);
-            if (_buffer.Length < count)
-            {
-                _buffer = meta.ElementDataType switch
-                {
-                    TensorElementType.Float => Enumerable.Repeat((float)value, count).ToArray(),
-                    TensorElementType.Double => Enumerable.Repeat(value, count).ToArray(),
-                    TensorElementType.Int64 => Enumerable.Repeat((long)value, count).ToArray(),
-                    TensorElementType.Int32 => Enumerable.Repeat((int)value, count).ToArray(),
-                    _ => Enumerable.Repeat(value != 0, count).ToArray(),
-                };
-            }
-            return _buffer switch
-            {
-                float[] f => OrtValue.CreateTensorValueFromMemory(OrtMemoryInfo.DefaultInstance, f.AsMemory(0, count), shape),
-                double[] d => OrtValue.CreateTensorValueFromMemory(OrtMemoryInfo.DefaultInstance, d.AsMemory(0, count), shape),
-                long[] l => OrtValue.CreateTensorValueFromMemory(OrtMemoryInfo.DefaultInstance, l.AsMemory(0, count), shape),
-                int[] i => OrtValue.CreateTensorValueFromMemory(OrtMemoryInfo.DefaultInstance, i.AsMemory(0, count), shape),
-                bool[] b => OrtValue.CreateTensorValueFromMemory(OrtMemoryInfo.DefaultInstance, b.AsMemory(0, count), shape),
-                _ => throw new InvalidOperationException("unreachable"),
-            };
+            if (_buffer.Length < count) _buffer = OnnxFeeds.Buffer(meta, count, value);
+            return OnnxFeeds.Over(_buffer, count, shape);
         }
     }
 

@@ -45,6 +45,8 @@ public sealed class KafkaOptions
     public string DeadLetterTopic { get; set; } = "payments.dlq";
     /// <summary>Where a deployment's shadow models publish (Model:Deployment); empty: <c>&lt;OutputTopic&gt;.shadow</c>.</summary>
     public string ShadowTopic { get; set; } = "";
+    /// <summary>The shadow topic in use: ShadowTopic, else <c>&lt;OutputTopic&gt;.shadow</c>.</summary>
+    public string EffectiveShadowTopic() => string.IsNullOrWhiteSpace(ShadowTopic) ? $"{OutputTopic}.shadow" : ShadowTopic;
     /// <summary>Prediction keys: String (UTF-8 entity key, default) or Avro (a Confluent-framed Avro string; schema under the key subject).</summary>
     public OutputKeyFormat OutputKeyFormat { get; set; } = OutputKeyFormat.String;
     /// <summary>Any Confluent.Kafka <see cref="ConsumerConfig"/> property (e.g. SecurityProtocol, SaslMechanism).</summary>
@@ -119,6 +121,21 @@ public sealed class ModelOptions
     /// and published to Kafka:ShadowTopic. Empty: one model, Name/Version.
     /// </summary>
     public string Deployment { get; set; } = "";
+
+    /// <summary>
+    /// The deployment file Model:Deployment names (relative to the repository, or absolute), read and checked against
+    /// what the processor serves; null when none is set. Throws <see cref="StreamInference.Core.Deployment.DeploymentException"/>.
+    /// </summary>
+    public (StreamInference.Core.Deployment.DeploymentSpec Spec, string Path)? LoadDeployment(Func<string, string> resolvePath)
+    {
+        if (string.IsNullOrWhiteSpace(Deployment)) return null;
+        var path = System.IO.Path.IsPathRooted(Deployment) ? Deployment : System.IO.Path.Combine(resolvePath(Repository), Deployment);
+        var spec = StreamInference.Core.Deployment.DeploymentSpec.LoadFile(path);
+        if (spec.Canary is not null || spec.Fallback is not null)
+            throw new StreamInference.Core.Deployment.DeploymentException(
+                $"{path}: this processor serves a deployment's champion and shadows; canary and fallback are not served yet (remove them from the file).");
+        return (spec, path);
+    }
     public int IntraOpThreads { get; set; }
     /// <summary>cpu (default), cuda or cuda:&lt;id&gt; (fails at start when it cannot be met), or auto (CUDA when it loads, else the CPU with a warning).</summary>
     public string Device { get; set; } = "cpu";
@@ -238,21 +255,18 @@ public static class ProcessorOptionsValidator
             errors.Add($"Model:BatchLatencyBudgetMs must be above 0 and at most 60000 (was {o.Model.BatchLatencyBudgetMs}).");
         if (!string.IsNullOrWhiteSpace(o.Model.Repository) && !Directory.Exists(resolvePath(o.Model.Repository)))
             errors.Add($"Model:Repository: directory '{o.Model.Repository}' does not exist.");
-        if (!string.IsNullOrWhiteSpace(o.Model.Deployment) && !string.IsNullOrWhiteSpace(o.Model.Repository))
+        if (!string.IsNullOrWhiteSpace(o.Model.Repository))
         {
-            var path = Path.IsPathRooted(o.Model.Deployment) ? o.Model.Deployment : Path.Combine(resolvePath(o.Model.Repository), o.Model.Deployment);
             try
             {
-                var spec = StreamInference.Core.Deployment.DeploymentSpec.LoadFile(path);
-                if (spec.Canary is not null || spec.Fallback is not null)
-                    errors.Add($"Model:Deployment: {path} has a canary or a fallback tier, which this processor does not serve yet.");
+                o.Model.LoadDeployment(resolvePath);
             }
             catch (StreamInference.Core.Deployment.DeploymentException e)
             {
                 errors.Add($"Model:Deployment: {e.Message}");
             }
         }
-        var shadowTopic = string.IsNullOrWhiteSpace(o.Kafka.ShadowTopic) ? $"{o.Kafka.OutputTopic}.shadow" : o.Kafka.ShadowTopic;
+        var shadowTopic = o.Kafka.EffectiveShadowTopic();
         if (shadowTopic == o.Kafka.OutputTopic || shadowTopic == o.Kafka.InputTopic || shadowTopic == o.Kafka.DeadLetterTopic || shadowTopic == o.Drift.Topic)
             errors.Add("Kafka:ShadowTopic must differ from Kafka:OutputTopic, Kafka:InputTopic, Kafka:DeadLetterTopic and Drift:Topic: the champion's consumers must never read shadow predictions.");
         FileExists(o.Features.Definition, "Features:Definition");

@@ -170,11 +170,7 @@ public sealed class ProcessorRuntime : IDisposable
     private DeploymentSpec? LoadDeployment()
     {
         var m = _options.Model;
-        if (string.IsNullOrWhiteSpace(m.Deployment)) return null;
-        var path = Path.IsPathRooted(m.Deployment) ? m.Deployment : Path.Combine(_context.ResolvePath(m.Repository), m.Deployment);
-        var spec = DeploymentSpec.LoadFile(path);
-        if (spec.Canary is not null || spec.Fallback is not null)
-            throw new InvalidOperationException($"{path}: this processor serves a deployment's champion and shadows; canary and fallback are not served yet (remove them from the file).");
+        if (m.LoadDeployment(_context.ResolvePath) is not var (spec, path)) return null;
         m.Name = spec.Champion.Name;
         m.Version = spec.Champion.Version;
         _deploymentPath = path;
@@ -187,7 +183,7 @@ public sealed class ProcessorRuntime : IDisposable
     {
         if (deployment is not { Shadows.Count: > 0 }) return null;
         var k = _options.Kafka;
-        var topic = string.IsNullOrWhiteSpace(k.ShadowTopic) ? $"{k.OutputTopic}.shadow" : k.ShadowTopic;
+        var topic = k.EffectiveShadowTopic();
         var schema = await OutputSchema.ResolveAsync(registry, _options.SchemaRegistry, topic, isKey: false, PredictionWriter.Schema, ct).ConfigureAwait(false);
         // Each shadow is owned as soon as it loads: a later start-up failure releases it with the runtime.
         var models = new List<ShadowModel>();
