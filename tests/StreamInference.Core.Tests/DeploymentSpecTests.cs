@@ -140,6 +140,50 @@ public sealed class DeploymentSpecTests
         for (var s = 0; s < 600; s++) undamped.Observe(s % 2 == 0 ? 80_000 : 1_000, null);
         Assert.Equal(600, undamped.Switches);
     }
+
+    [Fact]
+    public void ToYaml_ReadsBackAsTheSameDeployment()
+    {
+        var d = DeploymentSpec.Parse(Full);
+        var again = DeploymentSpec.Parse(d.ToYaml());
+        Assert.Equal(d.Version, again.Version);
+        Assert.Equal(d.Champion, again.Champion);
+        Assert.Equal(d.Shadows, again.Shadows);
+        Assert.Equal(d.Canary, again.Canary);
+        Assert.Equal(d.Fallback, again.Fallback);
+    }
+
+    [Fact]
+    public void Promote_MakesTheChallengerChampion_RaisesTheVersion_AndRollbackUndoesIt()
+    {
+        var d = DeploymentSpec.Parse(Full);
+        var promoted = d.Promote(new ModelRef("fraud-mlp", "1"));
+        Assert.Equal(4, promoted.Version);
+        Assert.Equal(new ModelRef("fraud-mlp", "1"), promoted.Champion);
+        Assert.Equal(new ModelRef("fraud-gbm", "1"), promoted.Previous);
+        Assert.Null(promoted.Canary);                          // the canary left its role
+        Assert.Equal(d.Shadows, promoted.Shadows);
+        Assert.Equal(d.Fallback, promoted.Fallback);
+
+        var back = DeploymentSpec.Parse(promoted.ToYaml()).Rollback();
+        Assert.Equal(5, back.Version);                          // versions only go up: every member applies it
+        Assert.Equal(new ModelRef("fraud-gbm", "1"), back.Champion);
+        Assert.Equal(new ModelRef("fraud-mlp", "1"), back.Previous);   // a second rollback undoes the first
+
+        var e = Assert.Throws<DeploymentException>(() => d.Promote(new ModelRef("fraud-gbm", "1")));
+        Assert.Contains("already the champion", e.Message);
+        e = Assert.Throws<DeploymentException>(() => d.Rollback());
+        Assert.Contains("no previous champion", e.Message);
+        e = Assert.Throws<DeploymentException>(() => d.Promote(new ModelRef("fraud-logreg", "3")));
+        Assert.Contains("fallback tier", e.Message);
+    }
+
+    [Fact]
+    public void ACanaryThatIsAlsoAShadow_IsRefused()
+    {
+        var e = Assert.Throws<DeploymentException>(() => DeploymentSpec.Parse("version: 1\nchampion: a@1\ncanary: { model: b@1, share: 0.1, salt: s }\nshadows: [ { model: b@1 } ]"));
+        Assert.Contains("both the canary and a shadow", e.Message);
+    }
 }
 
 /// <summary>The live champion/challenger comparison's statistics, on pairs whose answers are known.</summary>

@@ -17,7 +17,7 @@ public sealed class DeploymentShadowTests(ServicesFixture services, ITestOutputH
         using var registry = services.RegistryClient();
 
         // Each run keeps its window state in its own Redis database, so both compute the same features.
-        async Task<(List<Avro.Generic.GenericRecord> Champion, List<Avro.Generic.GenericRecord> Shadow)> RunAsync(int database, string? deployment)
+        async Task<(List<Avro.Generic.GenericRecord> Champion, List<Avro.Generic.GenericRecord> Shadow)> RunAsync(int database, string deployment, bool shadowExpected)
         {
             using (var admin = await ConnectionMultiplexer.ConnectAsync($"{services.Redis},allowAdmin=true"))
                 foreach (var endpoint in admin.GetEndPoints()) await admin.GetServer(endpoint).FlushDatabaseAsync(database);
@@ -27,15 +27,12 @@ public sealed class DeploymentShadowTests(ServicesFixture services, ITestOutputH
             options.Redis.Configuration = $"{services.Redis},defaultDatabase={database}";
             options.Model.Name = "fraud-gbm";
             options.Model.Version = "1";
-            if (deployment is not null)
-            {
-                options.Model.Deployment = deployment;
-                options.Kafka.ShadowTopic = shadow;
-            }
+            options.Model.Deployment = deployment;
+            options.Kafka.ShadowTopic = shadow;
             await using var processor = await ProcessorHarness.StartAsync(options, output);
             var champion = await PredictionReader.ReadAsync(services.BootstrapServers, registry, predictions, events);
-            var shadows = deployment is null ? [] : await PredictionReader.ReadAsync(services.BootstrapServers, registry, shadow, events);
-            if (deployment is not null)
+            var shadows = !shadowExpected ? [] : await PredictionReader.ReadAsync(services.BootstrapServers, registry, shadow, events);
+            if (shadowExpected)
             {
                 // Shadow output is counted by model and result.
                 var delivered = processor.Metrics.ShadowPredictions.WithLabels("fraud-logreg@3", "delivered");
@@ -47,7 +44,13 @@ public sealed class DeploymentShadowTests(ServicesFixture services, ITestOutputH
             return (champion, shadows);
         }
 
-        var alone = await RunAsync(database: 5, deployment: null);
+        // The same deployment version with and without the shadow: the champion's predictions carry it either way.
+        var without = Path.Combine(TempDir, "champion-only.yaml");
+        File.WriteAllText(without, """
+            version: 1
+            champion: fraud-gbm@1
+            """);
+        var alone = await RunAsync(database: 5, deployment: without, shadowExpected: false);
         var file = Path.Combine(TempDir, "deployment.yaml");
         File.WriteAllText(file, """
             version: 1
@@ -55,7 +58,7 @@ public sealed class DeploymentShadowTests(ServicesFixture services, ITestOutputH
             shadows:
               - model: fraud-logreg@3
             """);
-        var withShadow = await RunAsync(database: 6, deployment: file);
+        var withShadow = await RunAsync(database: 6, deployment: file, shadowExpected: true);
 
         Assert.Equal(events, alone.Champion.Count);
         Assert.Equal(events, withShadow.Champion.Count);
@@ -75,6 +78,8 @@ public sealed class DeploymentShadowTests(ServicesFixture services, ITestOutputH
         Assert.Equal(events, withShadow.Shadow.Count);
         Assert.All(withShadow.Shadow, r => Assert.Equal(("fraud-logreg", "3"), ((string)r["model_name"], (string)r["model_version"])));
         Assert.All(withShadow.Champion, r => Assert.Equal("fraud-gbm", (string)r["model_name"]));
+        Assert.All(withShadow.Champion, r => Assert.Equal(("champion", 1L), ((string)r["arm"], (long)r["deployment_version"]!)));
+        Assert.All(withShadow.Shadow, r => Assert.Equal("shadow", (string)r["arm"]));
         Assert.Equal(before.Keys.Order(), withShadow.Shadow.Select(r => (string)r["event_id"]).Order());
         var champion = withShadow.Champion.ToDictionary(r => (string)r["event_id"], r => (double)r["score"]);
         Assert.Contains(withShadow.Shadow, r => Math.Abs((double)r["score"] - champion[(string)r["event_id"]]) > 1e-6);   // another model's scores

@@ -47,7 +47,8 @@ public sealed record FallbackSpec(
 /// load. <see cref="Version"/> is stamped on every prediction, so each one says which deployment scored it.
 /// Read from <c>deployment.yaml</c> in the model repository (<see cref="FileName"/>).
 /// </summary>
-public sealed record DeploymentSpec(long Version, ModelRef Champion, IReadOnlyList<ShadowSpec> Shadows, CanarySpec? Canary, FallbackSpec? Fallback)
+public sealed record DeploymentSpec(long Version, ModelRef Champion, IReadOnlyList<ShadowSpec> Shadows, CanarySpec? Canary, FallbackSpec? Fallback,
+    ModelRef? Previous = null)
 {
     public const string FileName = "deployment.yaml";
 
@@ -122,8 +123,94 @@ public sealed record DeploymentSpec(long Version, ModelRef Champion, IReadOnlyLi
             fallback = new FallbackSpec(model, f.EnterLagEvents, exitLag, f.EnterEventAgeMs, exitAge, dwell, f.OnError ?? false);
         }
 
-        return new DeploymentSpec(version, champion, shadows, canary, fallback);
+        // The fallback may also be a shadow (it is scored as one only while the champion serves); a canary is only a canary.
+        if (canary is not null && shadows.Any(s => s.Model == canary.Model))
+            throw new DeploymentException($"{canary.Model} is both the canary and a shadow; a challenger has one of those roles.");
+        return new DeploymentSpec(version, champion, shadows, canary, fallback, NullIfEmpty(doc.Previous) is { } p ? ModelRef.Parse(p, "previous") : null);
     }
+
+    /// <summary>
+    /// The next version with <paramref name="model"/> as champion: it leaves the role it had (canary, shadow), and the
+    /// champion it replaces is kept as <see cref="Previous"/> for <see cref="Rollback"/>.
+    /// </summary>
+    public DeploymentSpec Promote(ModelRef model)
+    {
+        if (model == Champion) throw new DeploymentException($"{model} is already the champion of deployment v{Version}.");
+        if (Fallback?.Model == model)
+            throw new DeploymentException($"{model} is the fallback tier; promoting it would leave the deployment without one: change the fallback first.");
+        return this with
+        {
+            Version = Version + 1,
+            Champion = model,
+            Previous = Champion,
+            Canary = Canary?.Model == model ? null : Canary,
+            Shadows = [.. Shadows.Where(s => s.Model != model)],
+        };
+    }
+
+    /// <summary>The next version with the previous champion back (and the current one as <see cref="Previous"/>, so a second rollback undoes the first).</summary>
+    public DeploymentSpec Rollback()
+    {
+        if (Previous is not { } previous) throw new DeploymentException($"deployment v{Version} records no previous champion to roll back to (model promote records it).");
+        if (Fallback?.Model == previous)
+            throw new DeploymentException($"{previous} is now the fallback tier; change the fallback before rolling back to it.");
+        return this with
+        {
+            Version = Version + 1,
+            Champion = previous,
+            Previous = Champion,
+            Canary = Canary?.Model == previous ? null : Canary,
+            Shadows = [.. Shadows.Where(s => s.Model != previous)],
+        };
+    }
+
+    /// <summary>The deployment as a deployment.yaml (what <see cref="Parse"/> reads back as this spec).</summary>
+    public string ToYaml()
+    {
+        var w = new System.Text.StringBuilder();
+        void Line(FormattableString text) => w.Append(text.ToString(CultureInfo.InvariantCulture)).Append('\n');
+        Line($"version: {Version}");
+        Line($"champion: {Champion}");
+        if (Previous is { } p) Line($"previous: {p}");
+        if (Canary is { } c)
+        {
+            Line($"canary:");
+            Line($"  model: {c.Model}");
+            Line($"  share: {c.Share:R}");
+            Line($"  salt: '{c.Salt.Replace("'", "''", StringComparison.Ordinal)}'");
+        }
+        if (Shadows.Count > 0)
+        {
+            Line($"shadows:");
+            foreach (var s in Shadows)
+            {
+                Line($"  - model: {s.Model}");
+                if (s.Sample < 1) Line($"    sample: {s.Sample:R}");
+            }
+        }
+        if (Fallback is { } f)
+        {
+            Line($"fallback:");
+            Line($"  model: {f.Model}");
+            if (f.EnterLagEvents is { } el) Line($"  enterLagEvents: {el}");
+            if (f.ExitLagEvents is { } xl) Line($"  exitLagEvents: {xl}");
+            if (f.EnterEventAgeMs is { } ea) Line($"  enterEventAgeMs: {ea}");
+            if (f.ExitEventAgeMs is { } xa) Line($"  exitEventAgeMs: {xa}");
+            Line($"  minDwellMs: {f.MinDwellMs}");
+            if (f.OnError) Line($"  onError: true");
+        }
+        return w.ToString();
+    }
+
+    /// <summary>Writes the file whole or not at all (a temporary file beside it, then a rename), so a reader never sees half of it.</summary>
+    public void Save(string path)
+    {
+        var temp = path + ".tmp";
+        File.WriteAllText(temp, ToYaml());
+        File.Move(temp, path, overwrite: true);
+    }
+
+    private static string? NullIfEmpty(string? s) => string.IsNullOrWhiteSpace(s) ? null : s;
 
     /// <summary>The exit budget of one signal: below the enter budget (hysteresis); by default half of it.</summary>
     private static long? Exit(long? enter, long? exit, string signal)
@@ -151,6 +238,8 @@ public sealed class DeploymentDocument
     public List<ShadowDocument>? Shadows { get; set; }
     public CanaryDocument? Canary { get; set; }
     public FallbackDocument? Fallback { get; set; }
+    /// <summary>The champion before the last promote (what rollback restores); written by <c>model promote</c>.</summary>
+    public string? Previous { get; set; }
 }
 
 public sealed class ShadowDocument

@@ -39,6 +39,8 @@ public sealed class EventBatch
         DefaultedPerFeature = new long[FeatureCount];
         Scores = new double[capacity * scoreWidth];
         Labels = new string?[capacity];
+        Arms = new ServingArm[capacity];
+        RowModels = new ModelIdentity?[capacity];
     }
 
     public int Capacity { get; }
@@ -84,6 +86,12 @@ public sealed class EventBatch
     public double[] Scores { get; }
     /// <summary>Classifier label of the k-th clean row, when the model emits one.</summary>
     public string?[] Labels { get; }
+    /// <summary>Which arm of the deployment served the k-th clean row (champion unless a deployment says otherwise).</summary>
+    public ServingArm[] Arms { get; }
+    /// <summary>The model that served the k-th clean row, when a deployment serves rows by several; null: <see cref="ScoredBy"/>.</summary>
+    public ModelIdentity?[] RowModels { get; }
+    /// <summary>Version of the deployment whose models scored this batch; null without a deployment.</summary>
+    public long? DeploymentVersion { get; set; }
     public long ScoredAtMs { get; set; }
     /// <summary>The model that scored this batch (set by the scorer).</summary>
     public ModelIdentity? ScoredBy { get; set; }
@@ -96,6 +104,8 @@ public sealed class EventBatch
     public Span<double> WindowRow(int row) => WindowValues.AsSpan(row * WindowWidth, WindowWidth);
     public Span<float> FeatureRow(int k) => Features.AsSpan(k * FeatureCount, FeatureCount);
     public Span<double> ScoreRow(int k) => Scores.AsSpan(k * ScoreWidth, ScoreWidth);
+    /// <summary>The model that served the k-th clean row.</summary>
+    public ModelIdentity? ServedBy(int k) => RowModels[k] ?? ScoredBy;
 
     public void DeadLetter(int row, string reason, string detail)
     {
@@ -127,6 +137,9 @@ public sealed class EventBatch
         Array.Clear(EntityKeys, 0, Count);
         Array.Clear(Texts, 0, Count * TextWidth);
         Array.Clear(Labels, 0, OkCount);
+        Array.Clear(Arms);
+        Array.Clear(RowModels);
+        DeploymentVersion = null;
         Array.Clear(DefaultedPerFeature);
         Count = 0;
         OkCount = 0;
@@ -142,4 +155,25 @@ public sealed class EventBatch
     /// update sent before the timeout can still be applied when Redis answers late).
     /// </summary>
     public bool FeatureStoreUnavailable { get; set; }
+}
+
+/// <summary>The role in which a model served a prediction (the prediction's <c>arm</c> field).</summary>
+public enum ServingArm : byte
+{
+    Champion,
+    Canary,
+    Fallback,
+    Shadow,
+}
+
+public static class ServingArms
+{
+    /// <summary>The arm as written on predictions and in metric labels: champion, canary, fallback, shadow.</summary>
+    public static string Text(this ServingArm arm) => arm switch
+    {
+        ServingArm.Champion => "champion",
+        ServingArm.Canary => "canary",
+        ServingArm.Fallback => "fallback",
+        _ => "shadow",
+    };
 }

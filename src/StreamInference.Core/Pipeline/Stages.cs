@@ -23,6 +23,8 @@ public sealed class ModelIdentity(string name, string version, int primaryScoreI
     public int PrimaryScoreIndex => primaryScoreIndex;
     public byte[] NameUtf8 { get; } = System.Text.Encoding.UTF8.GetBytes(name);
     public byte[] VersionUtf8 { get; } = System.Text.Encoding.UTF8.GetBytes(version);
+    /// <summary>Where the model was loaded from (its version directory), when it came from a repository.</summary>
+    public string? Directory { get; init; }
     public override string ToString() => $"{name}@{version}";
 }
 

@@ -49,13 +49,15 @@ public sealed class PredictionWriter
     private static readonly byte[] FeatureStoreUnavailable = System.Text.Encoding.UTF8.GetBytes(DegradedFeatureStore);
 
     /// <summary>Encodes the prediction for clean row <paramref name="k"/> (record row <paramref name="row"/>).</summary>
-    public byte[] Write(EventBatch batch, int row, int k) => Write(batch, row, batch.ScoredBy, batch.ScoreRow(k), batch.Labels[k]);
+    public byte[] Write(EventBatch batch, int row, int k) => Write(batch, row, batch.ServedBy(k), batch.ScoreRow(k), batch.Labels[k], batch.Arms[k]);
+
+    private static readonly byte[][] ArmBytes = [.. Enum.GetValues<ServingArm>().Select(a => Encoding.UTF8.GetBytes(a.Text()))];
 
     /// <summary>
     /// Encodes a prediction of record row <paramref name="row"/> by <paramref name="model"/> from its own scores and
     /// label (a shadow model scored beside the one that filled the batch).
     /// </summary>
-    public byte[] Write(EventBatch batch, int row, ModelIdentity? model, ReadOnlySpan<double> scores, string? label)
+    public byte[] Write(EventBatch batch, int row, ModelIdentity? model, ReadOnlySpan<double> scores, string? label, ServingArm arm)
     {
         _buffer.ResetWrittenCount();
         var header = _buffer.GetSpan(ConfluentWireFormat.HeaderSize);
@@ -89,6 +91,13 @@ public sealed class PredictionWriter
         {
             WriteLong(1);
             WriteBytes(FeatureStoreUnavailable);
+        }
+        else WriteLong(0);
+        WriteBytes(ArmBytes[(int)arm]);
+        if (batch.DeploymentVersion is { } version)
+        {
+            WriteLong(1);
+            WriteLong(version);
         }
         else WriteLong(0);
         return Transcoder is null ? _buffer.WrittenSpan.ToArray() : Transcoder.Transcode(_buffer.WrittenSpan, SchemaId);

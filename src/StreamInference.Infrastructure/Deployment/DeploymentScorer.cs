@@ -1,3 +1,4 @@
+using System.Diagnostics;
 using Microsoft.Extensions.Logging;
 using StreamInference.Core.Deployment;
 using StreamInference.Core.Pipeline;
@@ -6,84 +7,434 @@ using StreamInference.Infrastructure.Onnx;
 namespace StreamInference.Infrastructure.Deployment;
 
 /// <summary>
-/// A shadow model of a deployment: scored on the same feature vectors as the champion, into its own buffers (the
-/// champion's outputs are never touched), and published where the champion's consumers do not read. A shadow that
-/// fails to score a batch publishes nothing for it; the champion's batch goes on as if there were no shadow.
+/// A model of a deployment with its own output buffers: the champion scores into the batch, every other model into
+/// these (a shadow's outputs never touch the champion's), either all clean rows or the rows an entity sampler
+/// selects (a canary's share, a shadow's sample), gathered into one contiguous run.
 /// </summary>
-public sealed class ShadowModel : IDisposable
+public sealed class DeployedModel : IDisposable
 {
-    public ShadowModel(OnnxScorer scorer, ShadowSpec spec, int capacity)
+    private readonly float[] _gathered;
+    private readonly int _featureCount;
+
+    public DeployedModel(ModelRef reference, OnnxScorer scorer, int capacity, int featureCount)
     {
+        Reference = reference;
         Scorer = scorer;
-        Spec = spec;
+        _featureCount = featureCount;
         Scores = new double[capacity * scorer.OutputWidth];
         Labels = new string?[capacity];
-        Sample = spec.Sample < 1 ? new EntitySampler($"shadow:{spec.Model}", spec.Sample) : null;
+        Slots = new int[capacity];
+        _gathered = new float[capacity * featureCount];
     }
 
+    public ModelRef Reference { get; }
     public OnnxScorer Scorer { get; }
-    public ShadowSpec Spec { get; }
     public ModelIdentity Identity => Scorer.Identity;
-    /// <summary>The last batch's outputs: <see cref="OnnxScorer.OutputWidth"/> scores and one label per clean row.</summary>
+    /// <summary>The last batch's outputs, <see cref="OnnxScorer.OutputWidth"/> scores and one label per slot.</summary>
     public double[] Scores { get; }
     public string?[] Labels { get; }
-    /// <summary>Which entities' predictions are published (sticky by entity key); null: every one.</summary>
-    public EntitySampler? Sample { get; }
-    /// <summary>Whether the last batch was scored (false after a failure).</summary>
+    /// <summary>Per clean row k of the last batch: its slot in <see cref="Scores"/>, or -1 when this model did not score it.</summary>
+    public int[] Slots { get; }
+    /// <summary>Rows scored in the last batch.</summary>
+    public int Rows { get; private set; }
+    /// <summary>Whether the last batch was scored (false before a batch and after a failure): nothing stale is ever read.</summary>
     public bool Valid { get; private set; }
+    /// <summary>Time the last batch took.</summary>
+    public TimeSpan Elapsed { get; private set; }
     public long Failures { get; private set; }
 
-    public ReadOnlySpan<double> ScoreRow(int k) => Scores.AsSpan(k * Scorer.OutputWidth, Scorer.OutputWidth);
+    public ReadOnlySpan<double> ScoreRow(int slot) => Scores.AsSpan(slot * Scorer.OutputWidth, Scorer.OutputWidth);
+    public double Primary(int slot) => Scores[slot * Scorer.OutputWidth + Scorer.PrimaryScoreIndex];
 
-    /// <summary>Marks the outputs stale before a batch is scored: nothing of a previous batch is ever published.</summary>
-    public void Invalidate() => Valid = false;
-
-    public void Score(EventBatch batch, ILogger log)
+    public void Invalidate()
     {
         Valid = false;
+        Rows = 0;
+    }
+
+    /// <summary>
+    /// Scores the batch's clean rows that <paramref name="select"/> contains (all when null) into this model's buffers.
+    /// Throws what the model throws; the outputs stay invalid then.
+    /// </summary>
+    public void Score(EventBatch batch, EntitySampler? select)
+    {
+        Invalidate();
+        var start = Stopwatch.GetTimestamp();
         try
         {
-            Scorer.ScoreInto(batch, Scores, Labels);
+            if (select is null)
+            {
+                for (var k = 0; k < batch.OkCount; k++) Slots[k] = k;
+                Scorer.ScoreInto(batch, Scores, Labels);
+                Rows = batch.OkCount;
+            }
+            else
+            {
+                var n = 0;
+                for (var k = 0; k < batch.OkCount; k++)
+                {
+                    if (select.Contains(batch.EntityKeys[batch.Rows[k]]!))
+                    {
+                        batch.FeatureRow(k).CopyTo(_gathered.AsSpan(n * _featureCount, _featureCount));
+                        Slots[k] = n++;
+                    }
+                    else Slots[k] = -1;
+                }
+                Scorer.ScoreFeatures(_gathered, n, batch.Capacity, Scores, Labels);
+                Rows = n;
+            }
             Valid = true;
         }
         catch (Exception e) when (e is not OperationCanceledException)
         {
             Failures++;
-            DeploymentLog.ShadowFailed(log, Identity.ToString(), batch.OkCount, e.Message);
+            throw;
+        }
+        finally
+        {
+            Elapsed = Stopwatch.GetElapsedTime(start);
         }
     }
 
     public void Dispose() => Scorer.Dispose();
 }
 
+/// <summary>A challenger scored beside the champion: its model, the entities it serves or samples, and the live comparison.</summary>
+public sealed record Challenger(DeployedModel Model, ServingArm Arm, EntitySampler? Select, ModelComparison Comparison);
+
+/// <summary>The fallback tier of a deployment: its model and the controller that decides when it serves.</summary>
+public sealed record FallbackTier(DeployedModel Model, FallbackController Controller, bool OnError);
+
 /// <summary>
-/// The score stage's scorer under a deployment: the champion scores the batch (its outputs are the predictions
-/// consumers read), then each shadow scores the same vectors into its own buffers for the sink to publish apart.
-/// The shadows are owned by the processor runtime, not by this scorer.
+/// One version of a deployment, loaded: the champion and every other model with its role. Immutable once built; a
+/// change of the deployment file builds the next one beside it (models both share are reused, not reloaded).
 /// </summary>
-public sealed class DeploymentScorer(IScorer champion, IReadOnlyList<ShadowModel> shadows, DeploymentSpec spec, ILogger log) : IScorer
+public sealed class ServingDeployment
 {
-    public IScorer Champion { get; } = champion;
-    public IReadOnlyList<ShadowModel> Shadows { get; } = shadows;
-    public DeploymentSpec Spec { get; } = spec;
-    public string ModelName => Champion.ModelName;
-    public string ModelVersion => Champion.ModelVersion;
-    public int OutputWidth => Champion.OutputWidth;
+    public ServingDeployment(DeploymentSpec spec, DeployedModel champion, Challenger? canary, IReadOnlyList<Challenger> shadows, FallbackTier? fallback)
+    {
+        Spec = spec;
+        Champion = champion;
+        Canary = canary;
+        Shadows = shadows;
+        Fallback = fallback;
+        Models = [.. new[] { champion }.Concat(canary is null ? [] : [canary.Model]).Concat(shadows.Select(s => s.Model))
+            .Concat(fallback is null ? [] : [fallback.Model])];
+    }
+
+    public DeploymentSpec Spec { get; }
+    public long Version => Spec.Version;
+    public DeployedModel Champion { get; }
+    public Challenger? Canary { get; }
+    public IReadOnlyList<Challenger> Shadows { get; }
+    public FallbackTier? Fallback { get; }
+    /// <summary>Every model, each once, the champion first.</summary>
+    public IReadOnlyList<DeployedModel> Models { get; }
+    /// <summary>The comparisons of this deployment: the canary's, then the shadows'.</summary>
+    public IEnumerable<Challenger> Challengers => (Canary is null ? [] : new[] { Canary }).Concat(Shadows);
+
+    /// <summary>The role a model plays in this deployment (a model has one role), or null when it has none.</summary>
+    public ServingArm? RoleOf(ModelIdentity model) =>
+        Champion.Identity == model ? ServingArm.Champion
+        : Canary?.Model.Identity == model ? ServingArm.Canary
+        : Fallback?.Model.Identity == model ? ServingArm.Fallback
+        : Shadows.Any(s => s.Model.Identity == model) ? ServingArm.Shadow
+        : null;
+}
+
+/// <summary>What a deployment reports as it serves: scoring per model, tier switches, champion failures, comparison windows, changes.</summary>
+public interface IDeploymentObserver
+{
+    void OnScored(DeployedModel model, ServingArm arm, int rows, TimeSpan elapsed);
+    void OnTierSwitched(ServingDeployment deployment, TierSwitch change);
+    void OnChampionFailed(ServingDeployment deployment, Exception error);
+    void OnComparison(ServingDeployment deployment, Challenger challenger, ComparisonReport report);
+    void OnDeploymentChanged(ServingDeployment? previous, ServingDeployment next);
+}
+
+/// <summary>
+/// The score stage's scorer under a deployment (Model:Deployment). Per batch: the fallback tier serves every row
+/// while the processor is behind (and the rows the champion failed on, with onError); otherwise the champion scores
+/// every row, the canary re-scores the rows of its entities (its scores are served, the champion's are kept for the
+/// comparison), and each shadow scores its rows into its own buffers for the sink to publish apart. Every row
+/// records the model and arm that served it, and the batch the deployment version.
+/// <para>
+/// The deployment file is polled; a higher version is loaded and warmed on the watcher thread and swapped in between
+/// two batches, so each batch is scored by exactly one version. A file that cannot be used is logged and ignored.
+/// </para>
+/// </summary>
+public sealed class DeploymentScorer : IScorer, IDisposable
+{
+    private readonly DeploymentLoader _loader;
+    private readonly Func<long?> _lag;
+    private readonly IDeploymentObserver _observer;
+    private readonly TimeProvider _time;
+    private readonly ILogger _log;
+    private readonly Timer? _timer;
+    private readonly Lock _gate = new();
+    private ServingDeployment _current;
+    private ServingDeployment? _pending;
+    private string? _lastRejected;
+    private int _checking;
+    private volatile bool _disposed;
+    private TimeSpan _served;   // the time the serving model took on the current batch
+
+    public DeploymentScorer(ServingDeployment initial, DeploymentLoader loader, Func<long?> lag, IDeploymentObserver observer, ILogger log,
+        TimeSpan watchInterval, TimeProvider? time = null)
+    {
+        _current = initial;
+        _loader = loader;
+        _lag = lag;
+        _observer = observer;
+        _log = log;
+        _time = time ?? TimeProvider.System;
+        Subscribe(initial);
+        _observer.OnDeploymentChanged(null, initial);
+        if (watchInterval > TimeSpan.Zero) _timer = new Timer(_ => CheckForChange(), null, watchInterval, watchInterval);
+    }
+
+    /// <summary>The deployment that scored the last batch (the score stage's; read by the sink and observers on that thread).</summary>
+    public ServingDeployment Current => Volatile.Read(ref _current);
+    public string ModelName => Current.Champion.Scorer.ModelName;
+    public string ModelVersion => Current.Champion.Scorer.ModelVersion;
+    public int OutputWidth => Current.Champion.Scorer.OutputWidth;
 
     public void Score(EventBatch batch)
     {
-        // A champion failure goes to the pipeline's retry and dead-letter policy, before any shadow runs.
-        foreach (var shadow in Shadows) shadow.Invalidate();
-        Champion.Score(batch);
-        foreach (var shadow in Shadows) shadow.Score(batch, log);
+        TakePending();
+        var d = _current;
+        batch.DeploymentVersion = d.Version;
+        foreach (var c in d.Challengers) c.Model.Invalidate();
+        d.Fallback?.Model.Invalidate();
+
+        if (d.Fallback is { } fallback && fallback.Controller.Observe(_lag(), EventAgeMs(batch)) == ServingTier.Fallback)
+        {
+            // Behind: the cheaper tier serves every row; the challengers wait (they would only add load).
+            ServeAll(batch, fallback.Model, ServingArm.Fallback);
+            return;
+        }
+        try
+        {
+            ServeAll(batch, d.Champion, ServingArm.Champion);
+        }
+        catch (Exception e) when (e is not OperationCanceledException && d.Fallback is { OnError: true } tier)
+        {
+            _observer.OnChampionFailed(d, e);
+            DeploymentLog.ChampionFailed(_log, d.Champion.Identity.ToString(), batch.OkCount, e.Message, tier.Model.Identity.ToString());
+            ServeAll(batch, tier.Model, ServingArm.Fallback);
+            return;
+        }
+        if (d.Canary is { } canary && Challenge(batch, canary))
+        {
+            // The canary's rows: its scores and label are served; the champion's were compared first.
+            for (var k = 0; k < batch.OkCount; k++)
+            {
+                var slot = canary.Model.Slots[k];
+                if (slot < 0) continue;
+                canary.Model.ScoreRow(slot).CopyTo(batch.ScoreRow(k));
+                batch.Labels[k] = canary.Model.Labels[slot];
+                batch.Arms[k] = ServingArm.Canary;
+                batch.RowModels[k] = canary.Model.Identity;
+            }
+        }
+        foreach (var shadow in d.Shadows) Challenge(batch, shadow);
+    }
+
+    /// <summary>One model serves every clean row of the batch (the champion, or the fallback tier).</summary>
+    private void ServeAll(EventBatch batch, DeployedModel model, ServingArm arm)
+    {
+        var start = Stopwatch.GetTimestamp();
+        model.Scorer.Score(batch);
+        var elapsed = _served = Stopwatch.GetElapsedTime(start);
+        var identity = model.Identity;
+        for (var k = 0; k < batch.OkCount; k++)
+        {
+            batch.Arms[k] = arm;
+            batch.RowModels[k] = identity;
+        }
+        _observer.OnScored(model, arm, batch.OkCount, elapsed);
+    }
+
+    /// <summary>
+    /// A challenger scores its rows beside the champion (whose scores are in the batch) and the pair is compared. A
+    /// challenger that fails leaves the champion's predictions as they are: its rows are served by the champion.
+    /// </summary>
+    private bool Challenge(EventBatch batch, Challenger challenger)
+    {
+        var model = challenger.Model;
+        try
+        {
+            model.Score(batch, challenger.Select);
+        }
+        catch (Exception e) when (e is not OperationCanceledException)
+        {
+            DeploymentLog.ChallengerFailed(_log, challenger.Arm.Text(), model.Identity.ToString(), batch.OkCount, e.Message);
+            return false;
+        }
+        _observer.OnScored(model, challenger.Arm, model.Rows, model.Elapsed);
+        var comparison = challenger.Comparison;
+        var index = batch.ScoredBy!.PrimaryScoreIndex;
+        var width = batch.ScoreWidth;
+        for (var k = 0; k < batch.OkCount; k++)
+        {
+            var slot = model.Slots[k];
+            if (slot >= 0) comparison.Observe(batch.Scores[k * width + index], model.Primary(slot));
+        }
+        comparison.ObserveCost(challenger: false, batch.OkCount, _served);
+        comparison.ObserveCost(challenger: true, model.Rows, model.Elapsed);
+        return true;
+    }
+
+    /// <summary>How long the oldest record of the batch has waited since it was produced (its Kafka timestamp).</summary>
+    private long? EventAgeMs(EventBatch batch)
+    {
+        if (batch.Count == 0) return null;
+        var oldest = long.MaxValue;
+        for (var i = 0; i < batch.Count; i++)
+        {
+            var t = batch.Records[i].TimestampMs;
+            if (t > 0 && t < oldest) oldest = t;
+        }
+        return oldest == long.MaxValue ? null : Math.Max(0, _time.GetUtcNow().ToUnixTimeMilliseconds() - oldest);
+    }
+
+    private void Subscribe(ServingDeployment d)
+    {
+        if (d.Fallback is { } f) f.Controller.Switched += change =>
+        {
+            DeploymentLog.TierSwitched(_log, change.From == ServingTier.Champion ? d.Champion.Identity.ToString() : f.Model.Identity.ToString(),
+                change.To == ServingTier.Champion ? d.Champion.Identity.ToString() : f.Model.Identity.ToString(), change.Reason, d.Version);
+            _observer.OnTierSwitched(d, change);
+        };
+        foreach (var c in d.Challengers) c.Comparison.WindowClosed += report => _observer.OnComparison(d, c, report);
+    }
+
+    /// <summary>Swaps in a loaded newer version before the batch (score stage); releases the models it no longer uses.</summary>
+    private void TakePending()
+    {
+        ServingDeployment? next;
+        lock (_gate)
+        {
+            next = _pending;
+            _pending = null;
+        }
+        if (next is null) return;
+        var previous = _current;
+        foreach (var c in previous.Challengers) c.Comparison.Close();
+        Volatile.Write(ref _current, next);
+        foreach (var m in previous.Models.Except(next.Models)) m.Dispose();   // only the score stage runs sessions, and it is here
+        DeploymentLog.Changed(_log, previous.Version, next.Version, Describe(next));
+        _observer.OnDeploymentChanged(previous, next);
+    }
+
+    /// <summary>Reads the deployment file once; a higher version is loaded and queued for the score stage (the timer calls this; tests may too).</summary>
+    public void CheckForChange()
+    {
+        if (Interlocked.Exchange(ref _checking, 1) == 1) return;
+        try
+        {
+            if (_disposed) return;
+            DeploymentSpec spec;
+            try
+            {
+                spec = _loader.ReadSpec();
+            }
+            catch (Exception e) when (e is DeploymentException or IOException or UnauthorizedAccessException)
+            {
+                RejectOnce(e.Message);
+                return;
+            }
+            ServingDeployment basis;
+            lock (_gate) basis = _pending ?? _current;
+            if (spec.Version <= basis.Version)
+            {
+                if (spec.Version < basis.Version || spec != basis.Spec && !SameContent(spec, basis.Spec))
+                    RejectOnce($"{_loader.Path}: version {spec.Version} is not above the serving version {basis.Version}; raise it to apply a change (model promote and model rollback do).");
+                return;
+            }
+            ServingDeployment next;
+            try
+            {
+                next = _loader.Load(spec, basis.Models.Concat(_current.Models).Distinct().ToList());
+            }
+            catch (Exception e) when (e is not OutOfMemoryException)
+            {
+                RejectOnce($"{_loader.Path} version {spec.Version} cannot be served: {e.Message}");
+                return;
+            }
+            if (_disposed)
+            {
+                _loader.Release(next, _current.Models);
+                return;
+            }
+            Subscribe(next);
+            lock (_gate)
+            {
+                // A version loaded but not yet taken is superseded: release what only it loaded.
+                if (_pending is { } superseded) _loader.Release(superseded, next.Models.Concat(_current.Models));
+                _pending = next;
+            }
+            _lastRejected = null;
+            DeploymentLog.Ready(_log, next.Version, Describe(next));
+        }
+        finally
+        {
+            Volatile.Write(ref _checking, 0);
+        }
+    }
+
+    private static bool SameContent(DeploymentSpec a, DeploymentSpec b) =>
+        a.Champion == b.Champion && a.Shadows.SequenceEqual(b.Shadows) && a.Canary == b.Canary && a.Fallback == b.Fallback;
+
+    private void RejectOnce(string why)
+    {
+        if (why == _lastRejected) return;
+        _lastRejected = why;
+        DeploymentLog.Rejected(_log, why, Current.Version);
+    }
+
+    public static string Describe(ServingDeployment d) => string.Join("; ", new[]
+    {
+        $"champion {d.Champion.Identity}",
+        d.Canary is { } c ? FormattableString.Invariant($"canary {c.Model.Identity} ({c.Select!.Share:P0} of entities, salt '{c.Select.Salt}')") : null,
+        d.Shadows.Count > 0 ? "shadows " + string.Join(", ", d.Shadows.Select(s => s.Select is { } x ? FormattableString.Invariant($"{s.Model.Identity} ({x.Share:P0})") : s.Model.Identity.ToString())) : null,
+        d.Fallback is { } f ? $"fallback {f.Model.Identity}" : null,
+    }.Where(x => x is not null));
+
+    public void Dispose()
+    {
+        _disposed = true;
+        _timer?.Dispose();
+        while (Volatile.Read(ref _checking) == 1) Thread.Sleep(5);
+        lock (_gate)
+        {
+            if (_pending is { } pending) _loader.Release(pending, _current.Models);
+            _pending = null;
+        }
+        foreach (var m in _current.Models) m.Dispose();
     }
 }
 
 public static partial class DeploymentLog
 {
-    [LoggerMessage(Level = LogLevel.Warning, Message = "Shadow model {Model} failed to score a batch of {Rows}: {Reason}; the champion's predictions are published as usual")]
-    public static partial void ShadowFailed(ILogger logger, string model, int rows, string reason);
+    [LoggerMessage(Level = LogLevel.Warning, Message = "The {Arm} {Model} failed to score a batch of {Rows}: {Reason}; the champion's predictions are served for its rows")]
+    public static partial void ChallengerFailed(ILogger logger, string arm, string model, int rows, string reason);
 
-    [LoggerMessage(Level = LogLevel.Information, Message = "Deployment v{Version} from {Path}: champion {Champion}; shadows {Shadows} → {ShadowTopic}")]
-    public static partial void Loaded(ILogger logger, long version, string path, string champion, string shadows, string shadowTopic);
+    [LoggerMessage(Level = LogLevel.Warning, Message = "Champion {Model} failed to score a batch of {Rows}: {Reason}; the fallback tier {Fallback} serves it")]
+    public static partial void ChampionFailed(ILogger logger, string model, int rows, string reason, string fallback);
+
+    [LoggerMessage(Level = LogLevel.Warning, Message = "Serving tier: {From} → {To} ({Reason}), deployment v{Version}")]
+    public static partial void TierSwitched(ILogger logger, string from, string to, string reason, long version);
+
+    [LoggerMessage(Level = LogLevel.Information, Message = "Deployment v{Version} from {Path}: {Models}; shadow predictions → {ShadowTopic}")]
+    public static partial void Loaded(ILogger logger, long version, string path, string models, string shadowTopic);
+
+    [LoggerMessage(Level = LogLevel.Information, Message = "Deployment v{Version} loaded and warmed ({Models}); it serves from the next batch")]
+    public static partial void Ready(ILogger logger, long version, string models);
+
+    [LoggerMessage(Level = LogLevel.Warning, Message = "Deployment v{Previous} → v{Next}: {Models}")]
+    public static partial void Changed(ILogger logger, long previous, long next, string models);
+
+    [LoggerMessage(Level = LogLevel.Error, Message = "Deployment change ignored: {Reason}; v{Serving} keeps serving")]
+    public static partial void Rejected(ILogger logger, string reason, long serving);
 }

@@ -12,7 +12,7 @@ namespace StreamInference.Infrastructure.Drift;
 /// <summary>
 /// Feeds scored batches to the <see cref="DriftMonitor"/> (score stage, allocation-free) and, per closed
 /// window, publishes the report to the drift topic (keyed by model), sets the Prometheus gauges
-/// <c>streaminference_drift{feature,statistic}</c> and <c>streaminference_drift_severity{feature}</c>,
+/// <c>streaminference_drift{model,role,feature,statistic}</c> and <c>streaminference_drift_severity{model,role,feature}</c>,
 /// and logs every feature whose statistics crossed a threshold.
 /// </summary>
 public sealed partial class DriftPublisher : IPipelineObserver, IDisposable
@@ -25,6 +25,8 @@ public sealed partial class DriftPublisher : IPipelineObserver, IDisposable
     private readonly string _topic;
     private readonly DriftReportWriter _writer;
     private readonly byte[] _key;
+    private readonly string _model;
+    private string _role = "champion";
     private readonly ILogger _log;
     private readonly Gauge _statistic;
     private readonly Gauge _severity;
@@ -40,6 +42,7 @@ public sealed partial class DriftPublisher : IPipelineObserver, IDisposable
         _topic = topic;
         _writer = new DriftReportWriter(schema.Id) { Transcoder = schema.CreateTranscoder() };
         _key = System.Text.Encoding.UTF8.GetBytes(modelKey);
+        _model = modelKey;
         _log = log;
         (_statistic, _severity, _windows, _publishFailures) = metrics;
         monitor.WindowClosed += OnWindowClosed;
@@ -55,6 +58,32 @@ public sealed partial class DriftPublisher : IPipelineObserver, IDisposable
     public void OnBatchScored(EventBatch batch, TimeSpan score)
     {
         lock (_gate) _monitor.Observe(batch, _scoreIndex);
+    }
+
+    /// <summary>Feeds the monitor rows of a batch that several models served (under the lock the window timer takes too).</summary>
+    public void Observe<TState>(TState state, Action<DriftMonitor, TState> observe)
+    {
+        lock (_gate)
+        {
+            observe(_monitor, state);
+            _monitor.CloseIfDue();
+        }
+    }
+
+    /// <summary>
+    /// The model's role in the deployment, a label of its series (set on a promote or rollback): the series of its
+    /// previous role go, so a dashboard never shows one model's drift twice.
+    /// </summary>
+    public string Role
+    {
+        get => _role;
+        set
+        {
+            if (value == _role) return;
+            foreach (var labels in _statistic.GetAllLabelValues().Where(l => l[0] == _model && l[1] == _role).ToList()) _statistic.RemoveLabelled(labels);
+            foreach (var labels in _severity.GetAllLabelValues().Where(l => l[0] == _model && l[1] == _role).ToList()) _severity.RemoveLabelled(labels);
+            _role = value;
+        }
     }
     public void OnBatchAssembled(EventBatch batch, TimeSpan decode, TimeSpan enrich) { }
     public void OnBatchPublished(EventBatch batch, TimeSpan publish) { }
@@ -87,9 +116,9 @@ public sealed partial class DriftPublisher : IPipelineObserver, IDisposable
             Set(f.Name, "chi_squared", f.ChiSquared);
             Set(f.Name, "chi_squared_p_value", f.ChiSquaredPValue);
             Set(f.Name, "missing_rate", f.MissingRate);
-            _severity.WithLabels(f.Name).Set((int)f.Severity);
+            _severity.WithLabels(_model, _role, f.Name).Set((int)f.Severity);
             if (f.Severity != DriftSeverity.Ok)
-                Log.Drift(_log, f.Severity.ToString().ToUpperInvariant(), f.Name, report.Events, string.Join(", ", f.Breaches.Select(b => Describe(f, b))));
+                Log.Drift(_log, f.Severity.ToString().ToUpperInvariant(), _model, f.Name, report.Events, string.Join(", ", f.Breaches.Select(b => Describe(f, b))));
         }
         if (_producer is null) return;
         try
@@ -107,7 +136,7 @@ public sealed partial class DriftPublisher : IPipelineObserver, IDisposable
     }
 
     // NaN (no value this window) is exported as NaN, so an old value cannot linger.
-    private void Set(string feature, string statistic, double value) => _statistic.WithLabels(feature, statistic).Set(value);
+    private void Set(string feature, string statistic, double value) => _statistic.WithLabels(_model, _role, feature, statistic).Set(value);
 
     private static string Describe(FeatureDrift f, string statistic) => statistic switch
     {
@@ -121,8 +150,8 @@ public sealed partial class DriftPublisher : IPipelineObserver, IDisposable
 
     private static partial class Log
     {
-        [LoggerMessage(EventId = 40, Level = LogLevel.Warning, Message = "Drift {Severity}: {Feature} over {Events} events: {Breaches}")]
-        public static partial void Drift(ILogger logger, string severity, string feature, long events, string breaches);
+        [LoggerMessage(EventId = 40, Level = LogLevel.Warning, Message = "Drift {Severity} ({Model}): {Feature} over {Events} events: {Breaches}")]
+        public static partial void Drift(ILogger logger, string severity, string model, string feature, long events, string breaches);
 
         [LoggerMessage(EventId = 42, Level = LogLevel.Error, Message = "Drift report could not be produced")]
         public static partial void ReportFailed(ILogger logger, Exception error);

@@ -107,7 +107,7 @@ public sealed class KafkaConsumerLoop : IDisposable
         while (!stop.IsCancellationRequested && !pipelineRun.IsCompleted)
         {
             _commit.CommitCompleted();
-            UpdateLagEvery(TimeSpan.FromSeconds(2));
+            UpdateLagEvery(TimeSpan.FromMilliseconds(500));
             // A rebalance can take the held records away (revoked or lost partitions) while paused:
             // nothing would resume the partitions then.
             if (_paused && _held.Count == 0) Resume();
@@ -211,15 +211,29 @@ public sealed class KafkaConsumerLoop : IDisposable
         var now = Environment.TickCount64;
         if (now - _lastLagUpdate < interval.TotalMilliseconds) return;
         _lastLagUpdate = now;
+        long total = 0;
+        var known = false;
         foreach (var tp in _partitions.Keys)
         {
             var watermarks = _consumer.GetWatermarkOffsets(tp);
             var position = _consumer.Position(tp);
             if (watermarks.High.Value < 0 || position.Value < 0) continue;
-            _metrics.Lag.WithLabels(tp.Topic, tp.Partition.Value.ToString(System.Globalization.CultureInfo.InvariantCulture))
-                .Set(Math.Max(0, watermarks.High.Value - position.Value));
+            var lag = Math.Max(0, watermarks.High.Value - position.Value);
+            total += lag;
+            known = true;
+            _metrics.Lag.WithLabels(tp.Topic, tp.Partition.Value.ToString(System.Globalization.CultureInfo.InvariantCulture)).Set(lag);
         }
+        // What the fallback tier reads: records not yet consumed plus those consumed and still queued for the pipeline.
+        Volatile.Write(ref _totalLag, known ? total + _held.Count : -1);
     }
+
+    private long _totalLag = -1;
+
+    /// <summary>
+    /// Consumer lag over the assigned partitions (high watermarks minus positions, from the client's cached fetch
+    /// state, plus records held back while the pipeline is full), updated every half second; null before it is known.
+    /// </summary>
+    public long? TotalLag => Volatile.Read(ref _totalLag) is var v and >= 0 ? v : null;
 
     private void OnAssigned(List<TopicPartition> list)
     {

@@ -155,63 +155,76 @@ public sealed class KafkaPredictionSink : IPredictionSink
 }
 
 /// <summary>
-/// Publishes a deployment's shadow predictions: one writer per shadow, one topic for all, on the telemetry producer
-/// (never in the output transaction, never counted in a batch's acknowledgement). Shadow output is best effort: a
-/// failed or refused message is counted (<see cref="Failed"/>), and the champion's predictions are unaffected.
+/// Publishes a deployment's shadow predictions: one topic for all shadows, on the telemetry producer (never in the
+/// output transaction, never counted in a batch's acknowledgement). Shadow output is best effort: a failed or refused
+/// message is counted (<see cref="Failed"/>), and the champion's predictions are unaffected. The shadows are those of
+/// the deployment that scored the batch (a promote changes them between batches).
 /// </summary>
 public sealed class ShadowPublishing
 {
     private readonly IProducer<byte[], byte[]> _producer;
-    private readonly IReadOnlyList<(Deployment.ShadowModel Model, PredictionWriter Writer)> _shadows;
+    private readonly Func<IReadOnlyList<Deployment.Challenger>> _shadows;
+    private readonly Func<ModelIdentity, PredictionWriter> _writerFor;
     private readonly PredictionKeyWriter _keys;
-    private readonly Action<DeliveryReport<byte[], byte[]>>[] _handlers;
-    private readonly Action<bool>[] _outcomes;
+    private readonly Action<string, bool>? _outcome;
+    private readonly Dictionary<ModelIdentity, (PredictionWriter Writer, Action<DeliveryReport<byte[], byte[]>> Handler, Action<bool> Outcome)> _byModel = [];
     private long _delivered, _failed;
 
-    /// <param name="outcome">Called per shadow message with the shadow's index and whether it was delivered (metrics).</param>
-    public ShadowPublishing(string topic, IProducer<byte[], byte[]> producer, IReadOnlyList<(Deployment.ShadowModel Model, PredictionWriter Writer)> shadows,
-        PredictionKeyWriter keys, Action<int, bool>? outcome = null)
+    /// <param name="shadows">The shadows of the deployment that scored the batch being published.</param>
+    /// <param name="writerFor">A prediction writer for a shadow model (made once per model).</param>
+    /// <param name="outcome">Called per shadow message with the model and whether it was delivered (metrics).</param>
+    public ShadowPublishing(string topic, IProducer<byte[], byte[]> producer, Func<IReadOnlyList<Deployment.Challenger>> shadows,
+        Func<ModelIdentity, PredictionWriter> writerFor, PredictionKeyWriter keys, Action<string, bool>? outcome = null)
     {
         Topic = topic;
         _producer = producer;
         _shadows = shadows;
+        _writerFor = writerFor;
         _keys = keys;
-        _outcomes = [.. Enumerable.Range(0, shadows.Count).Select(i => (Action<bool>)(delivered =>
-        {
-            if (delivered) Interlocked.Increment(ref _delivered);
-            else Interlocked.Increment(ref _failed);
-            outcome?.Invoke(i, delivered);
-        }))];
-        _handlers = [.. _outcomes.Select(o => (Action<DeliveryReport<byte[], byte[]>>)(report => o(!report.Error.IsError)))];
+        _outcome = outcome;
     }
 
     public string Topic { get; }
     public long Delivered => Interlocked.Read(ref _delivered);
     public long Failed => Interlocked.Read(ref _failed);
 
+    private (PredictionWriter Writer, Action<DeliveryReport<byte[], byte[]>> Handler, Action<bool> Outcome) For(ModelIdentity model)
+    {
+        if (_byModel.TryGetValue(model, out var made)) return made;
+        var name = model.ToString();
+        Action<bool> outcome = delivered =>
+        {
+            if (delivered) Interlocked.Increment(ref _delivered);
+            else Interlocked.Increment(ref _failed);
+            _outcome?.Invoke(name, delivered);
+        };
+        return _byModel[model] = (_writerFor(model), report => outcome(!report.Error.IsError), outcome);
+    }
+
     public void Publish(EventBatch batch, bool[] skip)
     {
-        for (var i = 0; i < _shadows.Count; i++)
+        foreach (var shadow in _shadows())
         {
-            var (shadow, writer) = _shadows[i];
-            if (!shadow.Valid) continue;
+            var model = shadow.Model;
+            if (!model.Valid) continue;
+            var (writer, handler, outcome) = For(model.Identity);
             var k = 0;
             for (var row = 0; row < batch.Count; row++)
             {
                 if (batch.DeadLetterReasons[row] is not null) continue;
-                var scoreRow = k++;
-                if (skip[row] || (shadow.Sample is { } sample && !sample.Contains(batch.EntityKeys[row]!))) continue;
+                var slot = model.Slots[k++];
+                if (skip[row] || slot < 0) continue;
                 try
                 {
                     ProducerQueue.Produce(_producer, Topic, new Message<byte[], byte[]>
                     {
                         Key = _keys.Write(batch.EntityKeys[row]!),
-                        Value = writer.Write(batch, row, shadow.Identity, shadow.ScoreRow(scoreRow), shadow.Labels[scoreRow]),
-                    }, _handlers[i]);
+                        Value = writer.Write(batch, row, model.Identity, model.ScoreRow(slot), model.Labels[slot], ServingArm.Shadow),
+                    }, handler);
                 }
                 catch (Exception e) when (e is KafkaException or InvalidOperationException or ArgumentException or InvalidDataException)
                 {
-                    _outcomes[i](false);
+                    outcome(false);
                 }
             }
         }

@@ -112,8 +112,8 @@ public sealed partial class ProcessorMetrics : IPipelineObserver
 
     /// <summary>Drift monitoring's series (when it is on).</summary>
     public DriftMetrics Drift() => new(
-        _factory.CreateGauge("streaminference_drift", "Drift statistic of the last closed window, per feature ('prediction' = the score).", ["feature", "statistic"]),
-        _factory.CreateGauge("streaminference_drift_severity", "Drift severity of the last closed window: 0 ok, 1 warn, 2 alert.", ["feature"]),
+        _factory.CreateGauge("streaminference_drift", "Drift statistic of the last closed window, per model (name@version), its role and feature ('prediction' = the score).", ["model", "role", "feature", "statistic"]),
+        _factory.CreateGauge("streaminference_drift_severity", "Drift severity of the last closed window per model, role and feature: 0 ok, 1 warn, 2 alert.", ["model", "role", "feature"]),
         _factory.CreateCounter("streaminference_drift_windows_total", "Drift windows closed and reported."),
         _factory.CreateCounter("streaminference_drift_publish_failures_total", "Drift reports the producer failed to deliver."));
 

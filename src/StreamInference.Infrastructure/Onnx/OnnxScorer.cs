@@ -107,7 +107,7 @@ public sealed class OnnxScorer : IScorer, IDisposable
             if (PrimaryScoreIndex < 0 || PrimaryScoreIndex >= OutputWidth)
                 throw new InvalidDataException($"{manifestPath}: primaryScoreIndex {PrimaryScoreIndex} is outside the model's {OutputWidth} score columns.");
             PositiveLabel = ChoosePositiveLabel();
-            Identity = new ModelIdentity(Manifest.Name, Manifest.Version, PrimaryScoreIndex);
+            Identity = new ModelIdentity(Manifest.Name, Manifest.Version, PrimaryScoreIndex) { Directory = modelDirectory };
             Directory = modelDirectory;
         }
         catch
@@ -456,12 +456,11 @@ public sealed class OnnxScorer : IScorer, IDisposable
     }
 
     /// <summary>The model's columns of rows [first, first + rows), copied into a pooled row-major buffer.</summary>
-    private Memory<float> Project(EventBatch batch, int first, int rows)
+    private Memory<float> Project(float[] features, int capacity, int first, int rows)
     {
         var width = _modelWidth;
         var f = _featureCount;
-        if (_projected.Length < rows * width) _projected = new float[Math.Max(rows, batch.Capacity) * width];
-        var features = batch.Features;
+        if (_projected.Length < rows * width) _projected = new float[Math.Max(rows, capacity) * width];
         var map = _projection!;
         for (var k = 0; k < rows; k++)
         {
@@ -482,20 +481,26 @@ public sealed class OnnxScorer : IScorer, IDisposable
     /// Scores the batch's clean rows into other buffers (a shadow model beside the champion, on the same feature
     /// vectors): <paramref name="scores"/> holds <see cref="OutputWidth"/> values per row, <paramref name="labels"/> one label.
     /// </summary>
-    public void ScoreInto(EventBatch batch, double[] scores, string?[] labels)
+    public void ScoreInto(EventBatch batch, double[] scores, string?[] labels) => ScoreFeatures(batch.Features, batch.OkCount, batch.Capacity, scores, labels);
+
+    /// <summary>
+    /// Scores the first <paramref name="rows"/> feature vectors of <paramref name="features"/> (row-major, the feature
+    /// set's width; e.g. the rows of a batch a canary serves, gathered): <see cref="OutputWidth"/> scores and one label per row.
+    /// </summary>
+    public void ScoreFeatures(float[] features, int rows, int capacity, double[] scores, string?[] labels)
     {
-        var rows = batch.OkCount;
         if (rows == 0) return;
+        if (features.Length < rows * _featureCount) throw new ArgumentException($"{features.Length} feature values are fewer than {rows} rows × {_featureCount}.");
         if (scores.Length < rows * OutputWidth || labels.Length < rows)
             throw new ArgumentException($"Output buffers for {rows} rows of {OutputWidth} scores are too small.");
         if (_perRow)
-            for (var k = 0; k < rows; k++) Run(batch, k, 1, scores, labels);
+            for (var k = 0; k < rows; k++) Run(features, capacity, k, 1, scores, labels);
         else
-            Run(batch, 0, rows, scores, labels);
+            Run(features, capacity, 0, rows, scores, labels);
     }
 
-    /// <summary>Scores rows [first, first + rows) of the batch in one ONNX Runtime run.</summary>
-    private void Run(EventBatch batch, int first, int rows, double[] scoreTarget, string?[] labelTarget)
+    /// <summary>Scores rows [first, first + rows) of the feature buffer in one ONNX Runtime run.</summary>
+    private void Run(float[] features, int capacity, int first, int rows, double[] scoreTarget, string?[] labelTarget)
     {
         var values = _inputValues;
         try
@@ -507,16 +512,15 @@ public sealed class OnnxScorer : IScorer, IDisposable
                 _shape[0] = rows;
                 _shape[1] = width;
                 values[0] = _projection is null
-                    ? OrtValue.CreateTensorValueFromMemory(OrtMemoryInfo.DefaultInstance, batch.Features.AsMemory(first * f, rows * f), _shape)
-                    : OrtValue.CreateTensorValueFromMemory(OrtMemoryInfo.DefaultInstance, Project(batch, first, rows), _shape);
+                    ? OrtValue.CreateTensorValueFromMemory(OrtMemoryInfo.DefaultInstance, features.AsMemory(first * f, rows * f), _shape)
+                    : OrtValue.CreateTensorValueFromMemory(OrtMemoryInfo.DefaultInstance, Project(features, capacity, first, rows), _shape);
             }
             else
             {
                 // One input per feature: each column is copied out of the row-major batch buffer.
-                var features = batch.Features;
                 for (var j = 0; j < width; j++)
                 {
-                    if (_columns[j].Length < rows) _columns[j] = new float[Math.Max(rows, batch.Capacity)];
+                    if (_columns[j].Length < rows) _columns[j] = new float[Math.Max(rows, capacity)];
                     var column = _columns[j];
                     var source = _projection?[j] ?? j;
                     for (var k = 0; k < rows; k++) column[k] = features[(first + k) * f + source];

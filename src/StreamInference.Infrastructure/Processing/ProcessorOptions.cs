@@ -47,6 +47,9 @@ public sealed class KafkaOptions
     public string ShadowTopic { get; set; } = "";
     /// <summary>The shadow topic in use: ShadowTopic, else <c>&lt;OutputTopic&gt;.shadow</c>.</summary>
     public string EffectiveShadowTopic() => string.IsNullOrWhiteSpace(ShadowTopic) ? $"{OutputTopic}.shadow" : ShadowTopic;
+    /// <summary>Where a deployment's live comparison reports go (one Avro ComparisonReport per window and pair); empty: <c>&lt;OutputTopic&gt;.comparison</c>.</summary>
+    public string ComparisonTopic { get; set; } = "";
+    public string EffectiveComparisonTopic() => string.IsNullOrWhiteSpace(ComparisonTopic) ? $"{OutputTopic}.comparison" : ComparisonTopic;
     /// <summary>Prediction keys: String (UTF-8 entity key, default) or Avro (a Confluent-framed Avro string; schema under the key subject).</summary>
     public OutputKeyFormat OutputKeyFormat { get; set; } = OutputKeyFormat.String;
     /// <summary>Any Confluent.Kafka <see cref="ConsumerConfig"/> property (e.g. SecurityProtocol, SaslMechanism).</summary>
@@ -117,8 +120,9 @@ public sealed class ModelOptions
     public string Version { get; set; } = "latest";
     /// <summary>
     /// A deployment file (deployment.yaml: champion and shadow models, pinned versions), relative to the repository
-    /// or absolute. When set, its champion replaces Name/Version (no hot swap) and its shadows are scored beside it
-    /// and published to Kafka:ShadowTopic. Empty: one model, Name/Version.
+    /// or absolute. When set, its champion replaces Name/Version, its canary serves a sticky share of entities, its
+    /// shadows are scored beside it and published to Kafka:ShadowTopic, its fallback tier takes over under load; the
+    /// file is polled every WatchIntervalMs and a higher version is swapped in without a restart. Empty: one model, Name/Version.
     /// </summary>
     public string Deployment { get; set; } = "";
 
@@ -130,11 +134,7 @@ public sealed class ModelOptions
     {
         if (string.IsNullOrWhiteSpace(Deployment)) return null;
         var path = System.IO.Path.IsPathRooted(Deployment) ? Deployment : System.IO.Path.Combine(resolvePath(Repository), Deployment);
-        var spec = StreamInference.Core.Deployment.DeploymentSpec.LoadFile(path);
-        if (spec.Canary is not null || spec.Fallback is not null)
-            throw new StreamInference.Core.Deployment.DeploymentException(
-                $"{path}: this processor serves a deployment's champion and shadows; canary and fallback are not served yet (remove them from the file).");
-        return (spec, path);
+        return (StreamInference.Core.Deployment.DeploymentSpec.LoadFile(path), path);
     }
     public int IntraOpThreads { get; set; }
     /// <summary>cpu (default), cuda or cuda:&lt;id&gt; (fails at start when it cannot be met), or auto (CUDA when it loads, else the CPU with a warning).</summary>
@@ -162,6 +162,10 @@ public sealed class ModelOptions
     public double BatchLatencyBudgetMs { get; set; } = 20;
     /// <summary>A batch the model fails to score (twice): DeadLetter its records (reason model-error) and go on, or Stop.</summary>
     public ModelErrorPolicy OnError { get; set; } = ModelErrorPolicy.DeadLetter;
+    /// <summary>Live champion/challenger comparison (canary, shadows): events per window, one report per window.</summary>
+    public int ComparisonWindowEvents { get; set; } = 2000;
+    /// <summary>The decision threshold on the primary score that the comparison's agreement is measured at.</summary>
+    public double DecisionThreshold { get; set; } = 0.5;
 }
 
 public enum ModelErrorPolicy
@@ -269,6 +273,11 @@ public static class ProcessorOptionsValidator
         var shadowTopic = o.Kafka.EffectiveShadowTopic();
         if (shadowTopic == o.Kafka.OutputTopic || shadowTopic == o.Kafka.InputTopic || shadowTopic == o.Kafka.DeadLetterTopic || shadowTopic == o.Drift.Topic)
             errors.Add("Kafka:ShadowTopic must differ from Kafka:OutputTopic, Kafka:InputTopic, Kafka:DeadLetterTopic and Drift:Topic: the champion's consumers must never read shadow predictions.");
+        var comparisonTopic = o.Kafka.EffectiveComparisonTopic();
+        if (comparisonTopic == o.Kafka.OutputTopic || comparisonTopic == o.Kafka.InputTopic || comparisonTopic == o.Kafka.DeadLetterTopic || comparisonTopic == o.Drift.Topic || comparisonTopic == shadowTopic)
+            errors.Add("Kafka:ComparisonTopic must differ from the input, output, dead-letter, drift and shadow topics.");
+        Range(o.Model.ComparisonWindowEvents, 10, 10_000_000, "Model:ComparisonWindowEvents");
+        if (!double.IsFinite(o.Model.DecisionThreshold)) errors.Add("Model:DecisionThreshold must be a finite number.");
         FileExists(o.Features.Definition, "Features:Definition");
         FileExists(o.Features.ReaderSchema, "Features:ReaderSchema");
         Range(o.Features.MaxMessageBytes, 16, 64 << 20, "Features:MaxMessageBytes");

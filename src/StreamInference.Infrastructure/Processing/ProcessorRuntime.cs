@@ -64,8 +64,8 @@ public sealed class ProcessorRuntime : IDisposable
     }
 
     public ProcessorMetrics Metrics { get; private set; } = null!;
-    /// <summary>The drift monitor, when drift monitoring is on.</summary>
-    public DriftMonitor? Drift { get; private set; }
+    /// <summary>The drift monitor of the model serving now (the champion), when drift monitoring is on and it has a profile.</summary>
+    public DriftMonitor? Drift => ModelDrift?.Serving;
     /// <summary>Set while the consumer runs.</summary>
     public bool IsReady { get; private set; }
     public int AssignedPartitions => _consumer.AssignedPartitions;
@@ -93,7 +93,7 @@ public sealed class ProcessorRuntime : IDisposable
         var readerSchema = AvroSchema.Parse(await File.ReadAllTextAsync(_context.ResolvePath(_options.Features.ReaderSchema), ct).ConfigureAwait(false));
         Metrics = new ProcessorMetrics(_context.MetricFactory, plan, k.InputTopic, k.OutputTopic, _context.Loggers.CreateLogger<ProcessorMetrics>());
         var deployment = LoadDeployment();
-        var (scorer, modelDir, batchLimit, scorerOptions) = LoadModel(plan);
+        var (initial, modelDir, batchLimit, scorerOptions) = LoadModel(plan);
 
         var registry = Own(new AvroSchemaRegistry(_options.SchemaRegistry));
         var decoder = new AvroEventDecoder(registry, readerSchema, plan, _options.Features.MaxMessageBytes)
@@ -103,9 +103,7 @@ public sealed class ProcessorRuntime : IDisposable
             OnRegistryRetry = e => Metrics.OnRetry("decode", e),
         };
         var predictionSchema = await OutputSchema.ResolveAsync(registry, _options.SchemaRegistry, k.OutputTopic, isKey: false, PredictionWriter.Schema, ct).ConfigureAwait(false);
-        var keys = k.OutputKeyFormat == OutputKeyFormat.Avro
-            ? PredictionKeyWriter.Avro((await OutputSchema.ResolveAsync(registry, _options.SchemaRegistry, k.OutputTopic, isKey: true, PredictionKeyWriter.AvroSchema, ct).ConfigureAwait(false)).Id)
-            : PredictionKeyWriter.Utf8;
+        var keys = await KeyWriterAsync(registry, k.OutputTopic, ct).ConfigureAwait(false);
 
         var redisConfig = ConfigurationOptions.Parse(_options.Redis.Configuration);
         redisConfig.AbortOnConnectFail = false;
@@ -113,19 +111,40 @@ public sealed class ProcessorRuntime : IDisposable
         var store = new RedisFeatureStore(redis, plan) { OnUpdated = Metrics.OnWindowStateUpdate };
 
         _delivery = Own(DeliveryMode.Create(k, _context.Loggers, _context.OnWedged ?? EndProcess, _context.DecorateCommit));
-        var shadows = await ShadowsAsync(deployment, plan, scorerOptions, batchLimit, registry, ct).ConfigureAwait(false);
+        IScorer served;
+        ShadowPublishing? shadows = null;
+        if (deployment is null)
+        {
+            served = Own(HotSwap(initial, plan, scorerOptions));
+        }
+        else
+        {
+            Deployment = Own(await DeploymentAsync(deployment, initial, plan, scorerOptions, batchLimit, registry, ct).ConfigureAwait(false));
+            served = Deployment;
+            shadows = await ShadowsAsync(registry, ct).ConfigureAwait(false);
+        }
         var sink = new KafkaPredictionSink(_delivery.Output, k.OutputTopic, k.DeadLetterTopic,
-            new PredictionWriter(predictionSchema.Id, scorer.ModelName, scorer.ModelVersion, scorer.PrimaryScoreIndex) { Transcoder = predictionSchema.CreateTranscoder() },
-            _delivery.Commit, keys, shadows?.Publishing);
-        var observer = await ObserversAsync(plan, scorer, modelDir, registry, ct).ConfigureAwait(false);
-        IScorer served = shadows is not { } loaded ? scorer : new DeploymentScorer(scorer, loaded.Models, deployment!, _context.Loggers.CreateLogger<DeploymentScorer>());
+            new PredictionWriter(predictionSchema.Id, initial.ModelName, initial.ModelVersion, initial.PrimaryScoreIndex) { Transcoder = predictionSchema.CreateTranscoder() },
+            _delivery.Commit, keys, shadows);
+        var observer = await ObserversAsync(plan, initial.Identity, registry, ct).ConfigureAwait(false);
         _topology = new PipelineTopology(_options.Pipeline.ToPipelineOptions(_options.Redis, _options.Model, batchLimit), plan, decoder, store, served, sink, observer);
         _consumer = Own(new KafkaConsumerLoop(KafkaConfigs.Consumer(k), [k.InputTopic], _topology.Input, _delivery.Commit, Metrics,
             _context.Loggers.CreateLogger<KafkaConsumerLoop>(), TimeSpan.FromMilliseconds(k.RevokeDrainTimeoutMs), TimeSpan.FromMilliseconds(k.PauseAfterMs)));
     }
 
-    /// <summary>The model (hot-swappable under Model:Version=latest), its directory, and the batch size the pipeline forms.</summary>
-    private (HotSwapScorer Scorer, string ModelDir, int BatchLimit, OnnxScorerOptions ScorerOptions) LoadModel(FeaturePlan plan)
+    /// <summary>The deployment being served (Model:Deployment), or null when the processor serves one model.</summary>
+    public DeploymentScorer? Deployment { get; private set; }
+
+    /// <summary>The deployment's metrics and comparison reports (with a deployment).</summary>
+    public DeploymentTelemetry? DeploymentTelemetry { get; private set; }
+
+    private async Task<PredictionKeyWriter> KeyWriterAsync(IAvroSchemaRegistry registry, string topic, CancellationToken ct) =>
+        _options.Kafka.OutputKeyFormat == OutputKeyFormat.Avro
+            ? PredictionKeyWriter.Avro((await OutputSchema.ResolveAsync(registry, _options.SchemaRegistry, topic, isKey: true, PredictionKeyWriter.AvroSchema, ct).ConfigureAwait(false)).Id)
+            : PredictionKeyWriter.Utf8;
+
+    /// <summary>The first model, checked and warmed, its directory, and the batch size the pipeline forms (autotuned on it when asked).</summary>
+    private (OnnxScorer Initial, string ModelDir, int BatchLimit, OnnxScorerOptions ScorerOptions) LoadModel(FeaturePlan plan)
     {
         var m = _options.Model;
         var modelDir = ModelRepository.Resolve(_context.ResolvePath(m.Repository), m.Name, m.Version);
@@ -138,7 +157,7 @@ public sealed class ProcessorRuntime : IDisposable
             RuntimeLog.ModelLoaded(_log, initial.ModelName, initial.ModelVersion, modelDir, plan.Name, plan.Version, plan.FeatureCount, initial.OutputWidth);
             foreach (var warning in initial.Warnings) RuntimeLog.ModelWarning(_log, warning);
             if (initial.FallbackReason is { } why) RuntimeLog.DeviceFallback(_log, why);
-            // Later versions (hot swap) run where the first one does.
+            // Later versions (hot swap, other models of a deployment) run where the first one does.
             if (device.Kind == ExecutionDeviceKind.Auto)
                 scorerOptions.Device = initial.ExecutionProvider == "cpu" ? ExecutionDevice.Cpu : new ExecutionDevice(ExecutionDeviceKind.Cuda, device.DeviceId);
             batchLimit = m.AutotuneBatchSize ? Autotune(initial, plan, $"{modelDir}|{initial.ExecutionProvider}") : _options.Pipeline.MaxBatchSize;
@@ -149,19 +168,20 @@ public sealed class ProcessorRuntime : IDisposable
             throw;
         }
         Metrics.OnModelLoaded(initial.ModelName, initial.ModelVersion, initial.ExecutionProvider, initial.FallbackReason is not null, batchLimit);
-        // Model:Version=latest follows the repository: new versions are loaded, warmed and swapped in.
+        return (initial, modelDir, batchLimit, scorerOptions);
+    }
+
+    /// <summary>One model; under Model:Version=latest it follows the repository (new versions are loaded, warmed and swapped in).</summary>
+    private HotSwapScorer HotSwap(OnnxScorer initial, FeaturePlan plan, OnnxScorerOptions scorerOptions)
+    {
+        var m = _options.Model;
         var watch = m.Version == "latest" ? TimeSpan.FromMilliseconds(m.WatchIntervalMs) : TimeSpan.Zero;
-        var scorer = Own(new HotSwapScorer(initial, _context.ResolvePath(m.Repository), m.Name, plan, scorerOptions,
+        return new HotSwapScorer(initial, _context.ResolvePath(m.Repository), m.Name, plan, scorerOptions,
             _context.Loggers.CreateLogger<HotSwapScorer>(), watch)
         {
-            Swapped = (previous, next, _) =>
-            {
-                Metrics.OnModelSwapped(previous.Name, previous.Version, next.Name, next.Version);
-                if (Drift is not null) RuntimeLog.DriftStaysOnProfile(_log, previous.ToString(), next.ToString());
-            },
+            Swapped = (previous, next, _) => Metrics.OnModelSwapped(previous.Name, previous.Version, next.Name, next.Version),
             Rejected = (_, _) => Metrics.OnModelRejected(),
-        });
-        return (scorer, modelDir, batchLimit, scorerOptions);
+        };
     }
 
     private string? _deploymentPath;
@@ -177,36 +197,76 @@ public sealed class ProcessorRuntime : IDisposable
         return spec;
     }
 
-    /// <summary>The deployment's shadow models, loaded like the champion, and how their predictions are published.</summary>
-    private async Task<(List<ShadowModel> Models, ShadowPublishing Publishing)?> ShadowsAsync(DeploymentSpec? deployment, FeaturePlan plan,
-        OnnxScorerOptions scorerOptions, int capacity, IAvroSchemaRegistry registry, CancellationToken ct)
+    /// <summary>
+    /// The deployment's models around the champion already loaded, its telemetry (metrics, comparison reports on the
+    /// comparison topic) and the watcher that applies a higher version of the file between two batches.
+    /// </summary>
+    private async Task<DeploymentScorer> DeploymentAsync(DeploymentSpec spec, OnnxScorer champion, FeaturePlan plan, OnnxScorerOptions scorerOptions,
+        int capacity, IAvroSchemaRegistry registry, CancellationToken ct)
     {
-        if (deployment is not { Shadows.Count: > 0 }) return null;
-        var k = _options.Kafka;
-        var topic = k.EffectiveShadowTopic();
-        var schema = await OutputSchema.ResolveAsync(registry, _options.SchemaRegistry, topic, isKey: false, PredictionWriter.Schema, ct).ConfigureAwait(false);
-        // Each shadow is owned as soon as it loads: a later start-up failure releases it with the runtime.
-        var models = new List<ShadowModel>();
-        foreach (var spec in deployment.Shadows)
+        var m = _options.Model;
+        var settings = new DeploymentSettings(_deploymentPath!, _context.ResolvePath(m.Repository), plan, scorerOptions, capacity, champion.OutputWidth,
+            m.ComparisonWindowEvents, m.DecisionThreshold);
+        var log = _context.Loggers.CreateLogger<DeploymentScorer>();
+        var loader = new DeploymentLoader(settings, log);
+        var first = new DeployedModel(spec.Champion, champion, capacity, plan.FeatureCount);
+        ServingDeployment serving;
+        try
         {
-            var dir = ModelRepository.Resolve(_context.ResolvePath(_options.Model.Repository), spec.Model.Name, spec.Model.Version);
-            var scorer = new OnnxScorer(dir, plan, scorerOptions);
-            models.Add(Own(new ShadowModel(scorer, spec, capacity)));
-            RuntimeLog.ModelLoaded(_log, scorer.ModelName, scorer.ModelVersion, dir, plan.Name, plan.Version, plan.FeatureCount, scorer.OutputWidth);
-            foreach (var warning in scorer.Warnings) RuntimeLog.ModelWarning(_log, warning);
+            serving = loader.Load(spec, [first]);
         }
-        DeploymentLog.Loaded(_log, deployment.Version, _deploymentPath!, deployment.Champion.ToString(),
-            string.Join(", ", deployment.Shadows.Select(x => x.Sample < 1 ? FormattableString.Invariant($"{x.Model} ({x.Sample:P0} of entities)") : x.Model.ToString())), topic);
-        var keys = k.OutputKeyFormat == OutputKeyFormat.Avro
-            ? PredictionKeyWriter.Avro((await OutputSchema.ResolveAsync(registry, _options.SchemaRegistry, topic, isKey: true, PredictionKeyWriter.AvroSchema, ct).ConfigureAwait(false)).Id)
-            : PredictionKeyWriter.Utf8;
-        var outcomes = models.Select(x => (Delivered: Metrics.ShadowPredictions.WithLabels(x.Identity.ToString(), "delivered"),
-            Failed: Metrics.ShadowPredictions.WithLabels(x.Identity.ToString(), "failed"))).ToArray();
-        var publishing = new ShadowPublishing(topic, _delivery.Telemetry, [.. models.Select(x => (x, new PredictionWriter(schema.Id, x.Scorer.ModelName, x.Scorer.ModelVersion, x.Scorer.PrimaryScoreIndex)
+        catch
         {
-            Transcoder = schema.CreateTranscoder(),
-        }))], keys, (i, delivered) => (delivered ? outcomes[i].Delivered : outcomes[i].Failed).Inc());
-        return (models, publishing);
+            first.Dispose();
+            throw;
+        }
+        var k = _options.Kafka;
+        var comparisonTopic = k.EffectiveComparisonTopic();
+        try
+        {
+            var comparisonSchema = spec.Shadows.Count > 0 || spec.Canary is not null
+                ? await OutputSchema.ResolveAsync(registry, _options.SchemaRegistry, comparisonTopic, isKey: false, DeploymentTelemetry.Schema, ct).ConfigureAwait(false)
+                : null;
+            DeploymentTelemetry = new DeploymentTelemetry(_context.MetricFactory, _delivery.Telemetry, comparisonTopic, comparisonSchema,
+                _context.Loggers.CreateLogger<DeploymentTelemetry>());
+        }
+        catch
+        {
+            loader.Release(serving, []);
+            throw;
+        }
+        DeploymentLog.Loaded(_log, spec.Version, _deploymentPath!, DeploymentScorer.Describe(serving), k.EffectiveShadowTopic());
+        var telemetry = DeploymentTelemetry;
+        return new DeploymentScorer(serving, loader, () => _consumer?.TotalLag is { } lag ? lag + _topology.QueuedRecords : null,
+            new ModelInfoOnChange(telemetry, Metrics), log, TimeSpan.FromMilliseconds(m.WatchIntervalMs));
+    }
+
+    /// <summary>The model info series follow the champion across deployment versions.</summary>
+    private sealed class ModelInfoOnChange(DeploymentTelemetry inner, ProcessorMetrics metrics) : IDeploymentObserver
+    {
+        public void OnScored(DeployedModel model, ServingArm arm, int rows, TimeSpan elapsed) => inner.OnScored(model, arm, rows, elapsed);
+        public void OnTierSwitched(ServingDeployment deployment, TierSwitch change) => inner.OnTierSwitched(deployment, change);
+        public void OnChampionFailed(ServingDeployment deployment, Exception error) => inner.OnChampionFailed(deployment, error);
+        public void OnComparison(ServingDeployment deployment, Challenger challenger, ComparisonReport report) => inner.OnComparison(deployment, challenger, report);
+
+        public void OnDeploymentChanged(ServingDeployment? previous, ServingDeployment next)
+        {
+            inner.OnDeploymentChanged(previous, next);
+            if (previous is not null)
+                metrics.OnModelSwapped(previous.Champion.Identity.Name, previous.Champion.Identity.Version, next.Champion.Identity.Name, next.Champion.Identity.Version);
+        }
+    }
+
+    /// <summary>How the deployment's shadow predictions are published: the shadow topic, on the telemetry producer.</summary>
+    private async Task<ShadowPublishing> ShadowsAsync(IAvroSchemaRegistry registry, CancellationToken ct)
+    {
+        var topic = _options.Kafka.EffectiveShadowTopic();
+        var schema = await OutputSchema.ResolveAsync(registry, _options.SchemaRegistry, topic, isKey: false, PredictionWriter.Schema, ct).ConfigureAwait(false);
+        var keys = await KeyWriterAsync(registry, topic, ct).ConfigureAwait(false);
+        var deployment = Deployment!;
+        return new ShadowPublishing(topic, _delivery.Telemetry, () => deployment.Current.Shadows,
+            model => new PredictionWriter(schema.Id, model.Name, model.Version, model.PrimaryScoreIndex) { Transcoder = schema.CreateTranscoder() },
+            keys, (model, delivered) => Metrics.ShadowPredictions.WithLabels(model, delivered ? "delivered" : "failed").Inc());
     }
 
     /// <summary>
@@ -232,38 +292,65 @@ public sealed class ProcessorRuntime : IDisposable
     }
 
     /// <summary>Metrics, then drift (when on), then the host's observer.</summary>
-    private async Task<IPipelineObserver> ObserversAsync(FeaturePlan plan, HotSwapScorer scorer, string modelDir, IAvroSchemaRegistry registry, CancellationToken ct)
+    private async Task<IPipelineObserver> ObserversAsync(FeaturePlan plan, ModelIdentity champion, IAvroSchemaRegistry registry, CancellationToken ct)
     {
         IPipelineObserver observer = Metrics;
-        var drift = await CreateDriftAsync(plan, scorer, modelDir, registry, ct).ConfigureAwait(false);
+        var drift = await CreateDriftAsync(plan, champion, registry, ct).ConfigureAwait(false);
         if (drift is not null)
         {
-            Drift = drift.Monitor;
+            ModelDrift = drift;
             observer = new CompositeObserver(observer, Own(drift));
         }
         return _context.Observer is { } extra ? new CompositeObserver(observer, extra) : observer;
     }
 
-    private async Task<DriftPublisher?> CreateDriftAsync(FeaturePlan plan, HotSwapScorer scorer, string modelDir, IAvroSchemaRegistry registry, CancellationToken ct)
+    /// <summary>
+    /// Drift per model: each model that scores is monitored against the reference profile in its version directory
+    /// (Drift:Profile, when set, is the first champion's instead); a model without one is not monitored.
+    /// </summary>
+    private async Task<ModelDrift?> CreateDriftAsync(FeaturePlan plan, ModelIdentity champion, IAvroSchemaRegistry registry, CancellationToken ct)
     {
         var d = _options.Drift;
         if (!d.Enabled) return null;
-        var path = d.Profile is { Length: > 0 } p ? _context.ResolvePath(p) : Path.Combine(modelDir, ReferenceProfile.FileName);
-        if (!File.Exists(path))
-        {
-            RuntimeLog.DriftOff(_log, path);
-            return null;
-        }
-        var profile = ReferenceProfile.Load(path);
-        if (profile.Model != scorer.ModelName || profile.ModelVersion != scorer.ModelVersion)
-            throw new InvalidDataException($"{path}: the reference profile is for model {profile.Model}@{profile.ModelVersion}, the loaded model is {scorer.ModelName}@{scorer.ModelVersion}.");
-        var monitor = new DriftMonitor(profile, plan, d);
         var schema = await OutputSchema.ResolveAsync(registry, _options.SchemaRegistry, d.Topic, isKey: false, DriftReportWriter.Schema, ct).ConfigureAwait(false);
-        RuntimeLog.DriftOn(_log, path, d.Topic, d.WindowSeconds > 0 ? $"{d.WindowSeconds} s" : $"{d.WindowEvents} events");
-        // Drift reports are telemetry, not outputs: they never go into a transaction.
-        return new DriftPublisher(monitor, scorer.PrimaryScoreIndex, _delivery.Telemetry, d.Topic, schema, $"{scorer.ModelName}@{scorer.ModelVersion}",
-            Metrics.Drift(), _context.Loggers.CreateLogger<DriftPublisher>(), d.WindowSeconds);
+        var metrics = Metrics.Drift();
+        var explicitProfile = d.Profile is { Length: > 0 } p ? _context.ResolvePath(p) : null;
+        var first = true;
+        DriftPublisher? Create(ModelIdentity model)
+        {
+            var path = first && explicitProfile is not null ? explicitProfile : Path.Combine(model.Directory ?? ".", ReferenceProfile.FileName);
+            first = false;
+            if (!File.Exists(path))
+            {
+                RuntimeLog.DriftOff(_log, model.ToString(), path);
+                return null;
+            }
+            var profile = ReferenceProfile.Load(path);
+            if (profile.Model != model.Name || profile.ModelVersion != model.Version)
+            {
+                RuntimeLog.DriftProfileMismatch(_log, path, $"{profile.Model}@{profile.ModelVersion}", model.ToString());
+                return null;
+            }
+            RuntimeLog.DriftOn(_log, model.ToString(), path, d.Topic, d.WindowSeconds > 0 ? $"{d.WindowSeconds} s" : $"{d.WindowEvents} events");
+            // Drift reports are telemetry, not outputs: they never go into a transaction.
+            return new DriftPublisher(new DriftMonitor(profile, plan, d), model.PrimaryScoreIndex, _delivery.Telemetry, d.Topic, schema, model.ToString(),
+                metrics, _context.Loggers.CreateLogger<DriftPublisher>(), d.WindowSeconds);
+        }
+        // The explicit profile must be the first model's: checked now, so a wrong one fails at start.
+        if (explicitProfile is not null)
+        {
+            if (!File.Exists(explicitProfile)) throw new FileNotFoundException($"Drift:Profile '{explicitProfile}' does not exist.");
+            var profile = ReferenceProfile.Load(explicitProfile);
+            if (profile.Model != _options.Model.Name || (_options.Model.Version != "latest" && profile.ModelVersion != _options.Model.Version))
+                throw new InvalidDataException($"{explicitProfile}: the reference profile is for model {profile.Model}@{profile.ModelVersion}, the loaded model is {_options.Model.Name}@{_options.Model.Version}.");
+        }
+        var drift = new ModelDrift(Create, () => Deployment);
+        drift.Prepare(champion);
+        return drift;
     }
+
+    /// <summary>Drift per model (when on).</summary>
+    public ModelDrift? ModelDrift { get; private set; }
 
     /// <summary>
     /// Consumes and processes until <paramref name="stop"/> (then drains, commits and closes) or a failure,

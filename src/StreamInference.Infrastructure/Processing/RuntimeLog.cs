@@ -30,14 +30,15 @@ internal static partial class RuntimeLog
         [LoggerMessage(Level = LogLevel.Information, Message = "Stopped: {Published} predictions and {DeadLettered} dead letters acknowledged")]
         public static partial void Stopped(ILogger logger, long published, long deadLettered);
 
-        [LoggerMessage(Level = LogLevel.Warning, Message = "Drift monitoring off: no reference profile at {Path} (run 'streaminference profile', or set Drift:Enabled=false)")]
-        public static partial void DriftOff(ILogger logger, string path);
+        [LoggerMessage(Level = LogLevel.Warning, Message = "Drift monitoring off for {Model}: no reference profile at {Path} (run 'streaminference profile', or set Drift:Enabled=false)")]
+        public static partial void DriftOff(ILogger logger, string model, string path);
 
-        [LoggerMessage(Level = LogLevel.Information, Message = "Drift monitoring against {Path}: reports to {Topic} every {Window}")]
-        public static partial void DriftOn(ILogger logger, string path, string topic, string window);
+        [LoggerMessage(Level = LogLevel.Warning, Message = "Drift monitoring off for {Model}: the reference profile at {Path} is {Profile}'s")]
+        public static partial void DriftProfileMismatch(ILogger logger, string path, string profile, string model);
 
-        [LoggerMessage(Level = LogLevel.Warning, Message = "Drift monitoring continues against the reference profile of {Previous}; restart to monitor {Next} against its own profile")]
-        public static partial void DriftStaysOnProfile(ILogger logger, string previous, string next);
+        [LoggerMessage(Level = LogLevel.Information, Message = "Drift monitoring of {Model} against {Path}: reports to {Topic} every {Window}")]
+        public static partial void DriftOn(ILogger logger, string model, string path, string topic, string window);
+
 
         [LoggerMessage(Level = LogLevel.Critical, Message = "Exactly-once producer wedged: {Reason}; ending the process so it restarts (the open transaction is aborted by the broker)")]
         public static partial void ProducerWedged(ILogger logger, string reason);
