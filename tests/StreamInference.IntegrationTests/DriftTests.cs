@@ -55,9 +55,9 @@ public sealed class DriftTests(ServicesFixture services, ITestOutputHelper outpu
         Assert.Equal("ALERT", ((GenericEnum)Feature(reports[1], "is_online")["severity"]).Value);
         Assert.Equal("ALERT", ((GenericEnum)reports[1]["max_severity"]).Value);
 
-        // The gauges show the same.
-        Assert.Contains("streaminference_drift_severity{feature=\"log_amount\"} 2", text);
-        var psiLine = text.Split('\n').Single(l => l.StartsWith("streaminference_drift{feature=\"log_amount\",statistic=\"psi\"}", StringComparison.Ordinal));
+        // The gauges show the same, labelled by the model and its role.
+        Assert.Contains("streaminference_drift_severity{model=\"fraud-gbm@1\",role=\"champion\",feature=\"log_amount\"} 2", text);
+        var psiLine = text.Split('\n').Single(l => l.StartsWith("streaminference_drift{model=\"fraud-gbm@1\",role=\"champion\",feature=\"log_amount\",statistic=\"psi\"}", StringComparison.Ordinal));
         Assert.Equal((double)after["psi"]!, double.Parse(psiLine.Split(' ')[1], System.Globalization.CultureInfo.InvariantCulture), 6);
     }
 

@@ -62,6 +62,15 @@ public sealed class StreamProcessor
     /// <summary>The drift monitor, when drift monitoring is on; available once a run has loaded the model.</summary>
     public DriftMonitor? Drift => _runtime?.Drift;
 
+    /// <summary>The deployment being served (Model:Deployment), null without one.</summary>
+    public StreamInference.Infrastructure.Deployment.DeploymentScorer? Deployment => _runtime?.Deployment;
+
+    /// <summary>The deployment's telemetry (tier switches, comparisons), null without a deployment.</summary>
+    public StreamInference.Infrastructure.Deployment.DeploymentTelemetry? DeploymentTelemetry => _runtime?.DeploymentTelemetry;
+
+    /// <summary>Drift monitoring per model, null when drift monitoring is off.</summary>
+    public StreamInference.Infrastructure.Drift.ModelDrift? ModelDrift => _runtime?.ModelDrift;
+
     /// <summary>An extra per-batch observer (live views, audits), called after the metrics; set before running.</summary>
     public IPipelineObserver? Observer { get => _context.Observer; init => _context = _context with { Observer = value }; }
 

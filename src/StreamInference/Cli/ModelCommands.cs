@@ -1,3 +1,4 @@
+using StreamInference.Core.Deployment;
 using System.CommandLine;
 using System.Globalization;
 using System.Text.Json;
@@ -27,7 +28,70 @@ public static class ModelCommands
         command.Subcommands.Add(Import());
         command.Subcommands.Add(Validate());
         command.Subcommands.Add(List());
+        command.Subcommands.Add(Promote());
+        command.Subcommands.Add(Rollback());
         return command;
+    }
+
+    private static Option<string> DeploymentOption() => new("--deployment")
+    {
+        Description = "The deployment file the processors serve (Model:Deployment; relative to --repository, or absolute).",
+        DefaultValueFactory = _ => DeploymentSpec.FileName,
+    };
+
+    private static Command Promote()
+    {
+        var model = new Argument<string>("model") { Description = "The model to serve as champion, name@version (e.g. the canary or a shadow)." };
+        var deployment = DeploymentOption();
+        var repository = new Option<string>("--repository") { Description = "Model repository.", DefaultValueFactory = _ => DefaultRepository };
+        var features = new Option<string>("--features") { Description = "Feature-set definition the processors serve.", DefaultValueFactory = _ => DefaultFeatures };
+        var command = new Command("promote",
+            "Make a model the champion of a deployment, without a restart: the file gets the next version (the replaced champion recorded for " +
+            "'model rollback'), every processor serving it loads the new version and swaps it in between two batches within Model:WatchIntervalMs " +
+            "plus the load time. The model is loaded and checked against the feature set first; nothing is written when it would not serve.")
+        {
+            model, deployment, repository, features,
+        };
+        command.SetAction(parse => Guard(() => Change(parse.GetValue(repository)!, parse.GetValue(deployment)!, parse.GetValue(features)!,
+            spec => spec.Promote(ModelRef.Parse(parse.GetValue(model)!, "model")))));
+        return command;
+    }
+
+    private static Command Rollback()
+    {
+        var deployment = DeploymentOption();
+        var repository = new Option<string>("--repository") { Description = "Model repository.", DefaultValueFactory = _ => DefaultRepository };
+        var features = new Option<string>("--features") { Description = "Feature-set definition the processors serve.", DefaultValueFactory = _ => DefaultFeatures };
+        var command = new Command("rollback",
+            "Serve the previous champion again (the one the last 'model promote' replaced), as the next version of the deployment; a second rollback undoes the first.")
+        {
+            deployment, repository, features,
+        };
+        command.SetAction(parse => Guard(() => Change(parse.GetValue(repository)!, parse.GetValue(deployment)!, parse.GetValue(features)!, spec => spec.Rollback())));
+        return command;
+    }
+
+    /// <summary>Applies a change to the deployment file: checks the new champion loads against the feature set, then writes the file atomically.</summary>
+    private static int Change(string repository, string file, string featuresPath, Func<DeploymentSpec, DeploymentSpec> change)
+    {
+        var path = Path.IsPathRooted(file) ? file : Path.Combine(repository, file);
+        var current = DeploymentSpec.LoadFile(path);
+        var next = change(current);
+        var plan = FeatureSetLoader.LoadFile(PathResolver.Resolve(featuresPath));
+        var dir = ModelRepository.Resolve(repository, next.Champion.Name, next.Champion.Version);
+        using (var scorer = new OnnxScorer(dir, plan))
+        {
+            using var served = new OnnxScorer(ModelRepository.Resolve(repository, current.Champion.Name, current.Champion.Version), plan);
+            if (scorer.OutputWidth != served.OutputWidth)
+                throw new InvalidDataException($"{next.Champion} has {scorer.OutputWidth} score column(s), the serving champion {served.OutputWidth}: processors cannot swap it in without a restart.");
+        }
+        next.Save(path);
+        Console.Out.WriteLine($"{path}: v{current.Version} → v{next.Version}: champion {current.Champion} → {next.Champion}" +
+                              (next.Canary is { } c ? $"; canary {c.Model}" : "") +
+                              (next.Shadows.Count > 0 ? $"; shadows {string.Join(", ", next.Shadows.Select(x => x.Model))}" : "") +
+                              (next.Fallback is { } f ? $"; fallback {f.Model}" : ""));
+        Console.Out.WriteLine("Processors serving this file apply it within Model:WatchIntervalMs (default 10 s) plus the time to load the new models; the deployment_version field of each prediction says which version scored it.");
+        return 0;
     }
 
     private static Command Inspect()
@@ -258,7 +322,7 @@ public static class ModelCommands
             return body();
         }
         catch (Exception e) when (e is FeatureDefinitionException or InvalidDataException or FileNotFoundException or DirectoryNotFoundException or ArgumentException
-                                      or InvalidOperationException)
+                                      or InvalidOperationException or DeploymentException)
         {
             Console.Error.WriteLine($"error: {e.Message}");
             return 2;

@@ -1,0 +1,140 @@
+using System.Diagnostics;
+using Avro.Generic;
+using StreamInference.Core.Deployment;
+
+namespace StreamInference.IntegrationTests;
+
+/// <summary>
+/// Deployments beyond a shadow (issue 18): a canary arm that is sticky per entity across restarts, and a promote and
+/// rollback applied while a consumer group of two is under load, with every prediction naming the model its batch's
+/// deployment version assigned, and drift monitored per model against each model's own profile.
+/// </summary>
+[Collection(ServicesCollection.Name)]
+public sealed class DeploymentRolloutTests(ServicesFixture services, ITestOutputHelper output) : TempDirectoryTest("si-rollout-")
+{
+    private const string Champion = "fraud-gbm";
+    private const string Challenger = "fraud-logreg";
+
+    [Fact]
+    public async Task Canary_ServesAStickyTenthOfTheEntities_TheSameAfterARestart()
+    {
+        const int first = 3000, second = 1500;
+        var topics = await services.CreateTopicsAsync(4);
+        var file = Path.Combine(TempDir, "deployment.yaml");
+        File.WriteAllText(file, """
+            version: 1
+            champion: fraud-gbm@1
+            canary:
+              model: fraud-logreg@3
+              share: 0.1
+              salt: issue-18
+            """);
+        var options = services.ProcessorOptions(topics);
+        options.Model.Deployment = file;
+        using var registry = services.RegistryClient();
+        var sampler = new EntitySampler("issue-18", 0.1);
+
+        Assert.Equal(first, (await services.ProduceAsync(new ProduceOptions { Topic = topics.Input, Events = first, Seed = 181 })).Produced);
+        List<GenericRecord> before;
+        await using (var processor = await ProcessorHarness.StartAsync(options, output))
+        {
+            before = await PredictionReader.ReadAsync(services.BootstrapServers, registry, topics.Predictions, first);
+            await processor.StopAsync();
+        }
+        // A restart of the same group: later events of the same entities land in the same arm.
+        Assert.Equal(second, (await services.ProduceAsync(new ProduceOptions { Topic = topics.Input, Events = second, Seed = 182 })).Produced);
+        List<GenericRecord> after;
+        await using (var processor = await ProcessorHarness.StartAsync(options, output))
+        {
+            after = await PredictionReader.ReadAsync(services.BootstrapServers, registry, topics.Predictions, first + second);
+            await processor.StopAsync();
+        }
+        Assert.Equal(first + second, after.Select(r => (string)r["event_id"]).Distinct().Count());
+
+        // Every prediction: the arm the entity hash gives, served by that arm's model, under deployment v1.
+        foreach (var r in after)
+        {
+            var canary = sampler.Contains((string)r["entity_key"]);
+            Assert.Equal(canary ? "canary" : "champion", (string)r["arm"]);
+            Assert.Equal(canary ? Challenger : Champion, (string)r["model_name"]);
+            Assert.Equal(1L, (long)r["deployment_version"]!);
+        }
+        var armBefore = before.GroupBy(r => (string)r["entity_key"]).ToDictionary(g => g.Key, g => g.Select(r => (string)r["arm"]).Distinct().Single());
+        var secondRun = after.Where(r => !before.Any(b => (string)b["event_id"] == (string)r["event_id"])).ToList();
+        var both = secondRun.Where(r => armBefore.ContainsKey((string)r["entity_key"])).ToList();
+        Assert.NotEmpty(both);
+        Assert.All(both, r => Assert.Equal(armBefore[(string)r["entity_key"]], (string)r["arm"]));
+
+        // The share of entities in the arm is within the 99 % binomial interval around 10 %.
+        var entities = after.Select(r => (string)r["entity_key"]).Distinct().ToList();
+        var inArm = entities.Count(e => sampler.Contains(e));
+        var n = entities.Count;
+        var half = 2.5758 * Math.Sqrt(0.1 * 0.9 / n);
+        var share = inArm / (double)n;
+        output.WriteLine($"canary: {inArm} of {n} entities ({share:P2}); 99 % interval {0.1 - half:P2} .. {0.1 + half:P2}; " +
+                         $"{after.Count(r => (string)r["arm"] == "canary")} of {after.Count} events; {both.Count} second-run events of first-run entities");
+        Assert.InRange(share, 0.1 - half, 0.1 + half);
+    }
+
+    [Fact]
+    public async Task PromoteAndRollback_UnderLoad_InAGroupOfTwo_LoseNothing_AndEveryPredictionNamesItsVersionsModel()
+    {
+        const int events = 6000;
+        var topics = await services.CreateTopicsAsync(4);
+        var file = Path.Combine(TempDir, "deployment.yaml");
+        File.WriteAllText(file, """
+            version: 1
+            champion: fraud-gbm@1
+            """);
+        var group = ServicesFixture.NewGroup();
+        ProcessorOptions Options()
+        {
+            var o = services.ProcessorOptions(topics, group);
+            o.Model.Deployment = file;
+            o.Model.WatchIntervalMs = 250;
+            o.Drift = new DriftOptions { Enabled = true, Topic = topics.Predictions + ".drift", WindowEvents = 300, MinWindowEvents = 100 };
+            return o;
+        }
+        await using var a = await ProcessorHarness.StartAsync(Options(), output);
+        await using var b = await ProcessorHarness.StartAsync(Options(), output);
+        await a.WaitUntilAsync(() => a.AssignedPartitions + b.AssignedPartitions == 4 && a.AssignedPartitions > 0 && b.AssignedPartitions > 0, ProcessorHarness.AssignTimeout);
+
+        // 6000 events at 600/s: the promote lands after about 3 s, the rollback about 3 s later.
+        var producing = services.ProduceAsync(new ProduceOptions { Topic = topics.Input, Events = events, Rate = 600, Seed = 183 });
+        using var registry = services.RegistryClient();
+        var convergence = new List<double>();
+        async Task ApplyAsync(Func<DeploymentSpec, DeploymentSpec> change, long version)
+        {
+            change(DeploymentSpec.LoadFile(file)).Save(file);
+            var clock = Stopwatch.StartNew();
+            Assert.True(await a.WaitUntilAsync(() => Serving(a) == version && Serving(b) == version, TimeSpan.FromSeconds(20)),
+                $"the group did not converge on v{version}: {Serving(a)}, {Serving(b)}");
+            convergence.Add(clock.Elapsed.TotalMilliseconds);
+        }
+        await Task.Delay(3000);
+        await ApplyAsync(d => d.Promote(new ModelRef(Challenger, "3")), 2);
+        await Task.Delay(3000);
+        await ApplyAsync(d => d.Rollback(), 3);
+        Assert.Equal(events, (await producing).Produced);
+
+        var predictions = await PredictionReader.ReadAsync(services.BootstrapServers, registry, topics.Predictions, events);
+        var expected = new Dictionary<long, string> { [1] = Champion, [2] = Challenger, [3] = Champion };
+        var byVersion = predictions.GroupBy(r => (long)r["deployment_version"]!).ToDictionary(g => g.Key, g => g.Count());
+        output.WriteLine($"predictions by deployment version: {string.Join(", ", byVersion.OrderBy(x => x.Key).Select(x => $"v{x.Key} {x.Value}"))}; " +
+                         $"convergence of both members after each change: {string.Join(", ", convergence.Select(ms => $"{ms:0} ms"))}");
+        Assert.Equal(events, predictions.Select(r => (string)r["event_id"]).Distinct().Count());   // nothing lost
+        Assert.All(predictions, r => Assert.Equal(expected[(long)r["deployment_version"]!], (string)r["model_name"]));
+        Assert.All(predictions, r => Assert.Equal("champion", (string)r["arm"]));
+        Assert.Equal([1L, 2L, 3L], byVersion.Keys.Order());
+
+        // Drift per model: the promoted model was monitored against its own profile while it served.
+        var monitors = a.Processor.ModelDrift!.Monitors.Concat(b.Processor.ModelDrift!.Monitors).ToList();
+        var challenger = monitors.Where(m => m.Key.Name == Challenger).Select(m => m.Value).ToList();
+        Assert.NotEmpty(challenger);
+        Assert.Contains(challenger, m => m.WindowsClosed > 0);
+        Assert.All(challenger.Where(m => m.LastReport is not null), m => Assert.Equal((Challenger, "3"), (m.LastReport!.Model, m.LastReport.ModelVersion)));
+        Assert.Contains(monitors, m => m.Key.Name == Champion && m.Value.LastReport is { Model: Champion });
+    }
+
+    private static long Serving(InProcessProcessor p) => p.Processor.Deployment?.Current.Version ?? 0;
+}
