@@ -141,6 +141,31 @@ public sealed class DeploymentSpecTests
         Assert.Equal(600, undamped.Switches);
     }
 
+    /// <summary>
+    /// A spike that outlasts the dwell: the backlog is drained (lag under the exit budget), but records still arrive
+    /// faster than the champion scores them, so handing back would only rebuild the lag. The tier stays until the
+    /// input rate is within 80 % of the champion's throughput.
+    /// </summary>
+    [Fact]
+    public void Fallback_HandsBackOnlyWhenTheChampionCanKeepUp()
+    {
+        var time = new FakeTimeProvider();
+        var c = new FallbackController(Fallback, time);
+        var switches = new List<TierSwitch>();
+        c.Switched += switches.Add;
+        Assert.Equal(ServingTier.Fallback, c.Observe(60_000, null, inputRate: 20_000, championRate: 10_000));
+        time.Advance(TimeSpan.FromSeconds(40));
+        Assert.Equal(ServingTier.Fallback, c.Observe(1_000, 100, inputRate: 20_000, championRate: 10_000));   // drained, still spiking
+        Assert.Equal(ServingTier.Fallback, c.Observe(1_000, 100, inputRate: 8_500, championRate: 10_000));    // within capacity, not within headroom
+        Assert.Equal(ServingTier.Champion, c.Observe(1_000, 100, inputRate: 4_000, championRate: 10_000));
+        Assert.Equal(2, switches.Count);
+        Assert.Contains("input 4000/s within the champion's 10000/s", switches[^1].Reason);
+        var back = new FallbackController(Fallback, time);
+        back.Observe(60_000, null);
+        time.Advance(TimeSpan.FromSeconds(40));
+        Assert.Equal(ServingTier.Champion, back.Observe(1_000, 100));   // rates unknown: the budgets alone decide
+    }
+
     [Fact]
     public void ToYaml_ReadsBackAsTheSameDeployment()
     {

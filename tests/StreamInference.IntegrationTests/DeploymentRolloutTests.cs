@@ -74,6 +74,27 @@ public sealed class DeploymentRolloutTests(ServicesFixture services, ITestOutput
         output.WriteLine($"canary: {inArm} of {n} entities ({share:P2}); 99 % interval {0.1 - half:P2} .. {0.1 + half:P2}; " +
                          $"{after.Count(r => (string)r["arm"] == "canary")} of {after.Count} events; {both.Count} second-run events of first-run entities");
         Assert.InRange(share, 0.1 - half, 0.1 + half);
+
+        // A replay of the deployment assigns every event to the same arm and model as the live processor did.
+        var path = Path.Combine(TempDir, "replay.parquet");
+        var models = Path.Combine(AppContext.BaseDirectory, "models");
+        var summary = await StreamInference.Batch.Replay.ReplayRunner.RunAsync(new StreamInference.Batch.Replay.ReplayRequest
+        {
+            BootstrapServers = services.BootstrapServers, Topic = topics.Input, From = "beginning", To = "now",
+            ModelDirectory = ModelRepository.Resolve(models, Champion, "1"), OutputParquet = path,
+            Canary = new StreamInference.Batch.Replay.ReplayCanary(ModelRepository.Resolve(models, Challenger, "3"), 0.1, "issue-18"), DeploymentVersion = 1,
+        }, ServicesFixture.CardPaymentsPlan, ServicesFixture.PaymentEventSchema, registry);
+        Assert.Equal(first + second, summary.Predictions);
+        await using var stream = File.OpenRead(path);
+        await using var parquet = await Parquet.ParquetReader.CreateAsync(stream);
+        using var rg = parquet.OpenRowGroupReader(0);
+        var fields = parquet.Schema.GetDataFields();
+        async Task<string?[]> Column(string name) =>
+            await StreamInference.Batch.History.ParquetHistory.ReadTextAsync(rg, fields.Single(f => f.Name == name), first + second, CancellationToken.None);
+        var (ids, arms, names) = (await Column("event_id"), await Column("arm"), await Column("model_name"));
+        var live = after.ToDictionary(r => (string)r["event_id"], r => ((string)r["arm"], (string)r["model_name"]));
+        Assert.Equal(first + second, ids.Length);
+        for (var i = 0; i < ids.Length; i++) Assert.Equal(live[ids[i]!], (arms[i]!, names[i]!));
     }
 
     [Fact]

@@ -1,3 +1,4 @@
+using StreamInference.Infrastructure.Deployment;
 using System.Diagnostics;
 using System.Text;
 using System.Text.Json;
@@ -42,7 +43,17 @@ public sealed record ReplayRequest
     /// </summary>
     public string? CompareModelDirectory { get; init; }
     public int CompareWindowEvents { get; init; } = 2_000;
+    /// <summary>
+    /// Replays a deployment (<c>--deployment</c>): its champion is the model above, its canary serves the same sticky
+    /// share of entities as live (same salt, same hash), and the predictions record arm and deployment version.
+    /// </summary>
+    public ReplayCanary? Canary { get; init; }
+    /// <summary>The deployment version stamped on the predictions (with <see cref="Canary"/> or a champion-only deployment).</summary>
+    public long? DeploymentVersion { get; init; }
 }
+
+/// <summary>A deployment's canary in a replay: its model version directory, and the share and salt that choose its entities.</summary>
+public sealed record ReplayCanary(string ModelDirectory, double Share, string Salt);
 
 /// <summary>Progress of one partition: records written of those it has to write in this run.</summary>
 public readonly record struct ReplayProgress(int Partition, long Done, long Total);
@@ -95,6 +106,12 @@ public static class ReplayRunner
         var clock = Stopwatch.StartNew();
         using var scorer = new OnnxScorer(request.ModelDirectory, plan, new OnnxScorerOptions { IntraOpThreads = request.Threads });
         using var challenger = request.CompareModelDirectory is { } compare ? new OnnxScorer(compare, plan, new OnnxScorerOptions { IntraOpThreads = request.Threads }) : null;
+        using var canaryModel = request.Canary is { } c
+            ? new DeployedModel(new ModelRef("canary", "-"), new OnnxScorer(c.ModelDirectory, plan, new OnnxScorerOptions { IntraOpThreads = request.Threads }), 1024, plan.FeatureCount)
+            : null;
+        if (canaryModel is not null && canaryModel.Scorer.OutputWidth != scorer.OutputWidth)
+            throw new InvalidDataException($"The canary {canaryModel.Identity} has {canaryModel.Scorer.OutputWidth} score column(s), the champion {scorer.OutputWidth}.");
+        (DeployedModel, EntitySampler)? serving = canaryModel is null ? null : (canaryModel, new EntitySampler(request.Canary!.Salt, request.Canary.Share));
 
         if (request.OutputParquet is not null && request.CheckpointPath is not null)
             throw new ArgumentException("--checkpoint applies to topic output; a Parquet file is written whole, so rerun instead.");
@@ -164,13 +181,13 @@ public static class ReplayRunner
         long written;
         if (request.OutputTopic is { } outTopic)
         {
-            written = await WriteTopicAsync(comparing, request, outTopic, plan, scorer, registry, history, rows, selected, checkpoint, perPartition,
+            written = await WriteTopicAsync(comparing, serving, request, outTopic, plan, scorer, registry, history, rows, selected, checkpoint, perPartition,
                 progress, onCheckpoint, ct).ConfigureAwait(false);
             if (request.CheckpointPath is not null) SaveCheckpoint(request.CheckpointPath, checkpoint);
         }
         else
         {
-            written = await WriteParquetAsync(comparing, request.OutputParquet!, request.Topic, plan, scorer, history, rows, selected, checkpoint.ScoredAtMs, perPartition, progress, ct).ConfigureAwait(false);
+            written = await WriteParquetAsync(comparing, serving, request.DeploymentVersion, request.OutputParquet!, request.Topic, plan, scorer, history, rows, selected, checkpoint.ScoredAtMs, perPartition, progress, ct).ConfigureAwait(false);
         }
 
         ReplayComparison? comparison = null;
@@ -193,7 +210,7 @@ public static class ReplayRunner
                 perPartition[r.Key])).ToArray(), comparison);
     }
 
-    private static async Task<long> WriteTopicAsync((OnnxScorer, ModelComparison, ModelComparison)? challenger, ReplayRequest request, string outTopic, FeaturePlan plan, OnnxScorer scorer, IAvroSchemaRegistry registry,
+    private static async Task<long> WriteTopicAsync((OnnxScorer, ModelComparison, ModelComparison)? challenger, (DeployedModel, EntitySampler)? canary, ReplayRequest request, string outTopic, FeaturePlan plan, OnnxScorer scorer, IAvroSchemaRegistry registry,
         EventHistory history, FeatureRows rows, List<int> selected, ReplayCheckpoint checkpoint, Dictionary<int, long> perPartition,
         IProgress<ReplayProgress>? progress, Action<ReplayCheckpoint>? onCheckpoint, CancellationToken ct)
     {
@@ -207,7 +224,7 @@ public static class ReplayRunner
         string? error = null;
         var pace = Stopwatch.StartNew();
         long written = 0, sinceCheckpoint = 0;
-        await ScoreAsync(new ScoredRows(request.Topic, plan, scorer, history, rows, selected, perPartition, progress) { Challenger = challenger }, checkpoint.ScoredAtMs, async (batch, k, i) =>
+        await ScoreAsync(new ScoredRows(request.Topic, plan, scorer, history, rows, selected, perPartition, progress) { Challenger = challenger, Canary = canary, DeploymentVersion = request.DeploymentVersion }, checkpoint.ScoredAtMs, async (batch, k, i) =>
         {
             var key = Encoding.UTF8.GetBytes($"{batch.EventIds[k]}@{scorer.ModelVersion}");
             ProducerQueue.Produce(producer, outTopic, new Message<byte[], byte[]> { Key = key, Value = writer.Write(batch, k, k) }, r =>
@@ -263,6 +280,9 @@ public static class ReplayRunner
     {
         /// <summary>The challenger and the comparisons it feeds (per window, and the whole run), when comparing.</summary>
         public (OnnxScorer Scorer, ModelComparison Windows, ModelComparison Overall)? Challenger { get; init; }
+        /// <summary>A deployment's canary and the entities it serves.</summary>
+        public (DeployedModel Model, EntitySampler Select)? Canary { get; init; }
+        public long? DeploymentVersion { get; init; }
     }
 
     /// <summary>
@@ -284,6 +304,13 @@ public static class ReplayRunner
             batch.ScoredAtMs = scoredAtMs;
             var started = Stopwatch.GetTimestamp();
             r.Scorer.Score(batch);
+            batch.DeploymentVersion = r.DeploymentVersion;
+            if (r.Canary is var (canary, select))
+            {
+                // The deployment's canary, as live: the same entities, scored on the same vectors, served in place of the champion.
+                canary.Score(batch, select);
+                canary.ServeInto(batch, ServingArm.Canary);
+            }
             if (r.Challenger is var (challenger, windows, overall))
             {
                 var championTime = Stopwatch.GetElapsedTime(started);
@@ -332,7 +359,7 @@ public static class ReplayRunner
         }
     }
 
-    private static async Task<long> WriteParquetAsync((OnnxScorer, ModelComparison, ModelComparison)? challenger, string path, string topic, FeaturePlan plan, OnnxScorer scorer, EventHistory history, FeatureRows rows,
+    private static async Task<long> WriteParquetAsync((OnnxScorer, ModelComparison, ModelComparison)? challenger, (DeployedModel, EntitySampler)? canary, long? deploymentVersion, string path, string topic, FeaturePlan plan, OnnxScorer scorer, EventHistory history, FeatureRows rows,
         List<int> selected, long scoredAtMs, Dictionary<int, long> perPartition, IProgress<ReplayProgress>? progress, CancellationToken ct)
     {
         var ids = new string[selected.Count];
@@ -342,12 +369,17 @@ public static class ReplayRunner
         var offsets = new long[selected.Count];
         var scores = new double[selected.Count];
         var defaulted = new int[selected.Count];
+        var models = new string[selected.Count];
+        var versions = new string[selected.Count];
+        var arms = new string[selected.Count];
         var at = 0;
-        await ScoreAsync(new ScoredRows(topic, plan, scorer, history, rows, selected, perPartition, progress) { Challenger = challenger }, scoredAtMs, (batch, k, i) =>
+        await ScoreAsync(new ScoredRows(topic, plan, scorer, history, rows, selected, perPartition, progress) { Challenger = challenger, Canary = canary, DeploymentVersion = deploymentVersion }, scoredAtMs, (batch, k, i) =>
         {
             (ids[at], times[at], entities[at]) = (history.Id(i), history.TimeMs(i), history.EntityKey(i));
             (partitions[at], offsets[at]) = (history.Partition(i), history.Offset(i));
-            scores[at] = batch.ScoreRow(k)[scorer.PrimaryScoreIndex];
+            var model = batch.ServedBy(k)!;
+            scores[at] = batch.ScoreRow(k)[model.PrimaryScoreIndex];
+            (models[at], versions[at], arms[at]) = (model.Name, model.Version, batch.Arms[k].Text());
             defaulted[at++] = batch.DefaultedCounts[k];
             return ValueTask.CompletedTask;
         }, ct).ConfigureAwait(false);
@@ -356,6 +388,7 @@ public static class ReplayRunner
             new DataField<string>("event_id"), new DataField<long>("event_time_ms"), new DataField<string>("entity_key"),
             new DataField<int>("partition"), new DataField<long>("offset"), new DataField<double>("score"),
             new DataField<int>("features_defaulted"), new DataField<string>("model_version"), new DataField<long>("scored_at_ms"),
+            new DataField<string>("model_name"), new DataField<string>("arm"),
         };
         // Written to a temporary file and moved into place: a rerun replaces the file whole.
         var temp = path + ".partial";
@@ -371,8 +404,10 @@ public static class ReplayRunner
             await rg.WriteAsync<long>(fields[4], offsets).ConfigureAwait(false);
             await rg.WriteAsync<double>(fields[5], scores).ConfigureAwait(false);
             await rg.WriteAsync<int>(fields[6], defaulted).ConfigureAwait(false);
-            await rg.WriteAsync(fields[7], Enumerable.Repeat(scorer.ModelVersion, selected.Count).ToArray()).ConfigureAwait(false);
+            await rg.WriteAsync(fields[7], versions).ConfigureAwait(false);
             await rg.WriteAsync<long>(fields[8], Enumerable.Repeat(scoredAtMs, selected.Count).ToArray()).ConfigureAwait(false);
+            await rg.WriteAsync(fields[9], models).ConfigureAwait(false);
+            await rg.WriteAsync(fields[10], arms).ConfigureAwait(false);
         }
         File.Move(temp, path, overwrite: true);
         return selected.Count;

@@ -28,8 +28,18 @@ public sealed class FallbackController(FallbackSpec spec, TimeProvider time)
     /// <summary>Called on every switch, on the caller's thread.</summary>
     public event Action<TierSwitch>? Switched;
 
-    /// <summary>Updates the tier from the latest signals (null: not measured this time) and returns it.</summary>
-    public ServingTier Observe(long? lagEvents, long? eventAgeMs)
+    /// <summary>
+    /// Hands back only when the champion can keep up: the input rate below this share of the champion's measured
+    /// throughput (when both are known). Without it a spike that outlasts the dwell flaps: the fallback drains the
+    /// backlog, the champion takes over, and the lag builds again.
+    /// </summary>
+    public const double Headroom = 0.8;
+
+    /// <summary>
+    /// Updates the tier from the latest signals (null: not measured this time) and returns it. <paramref name="inputRate"/>
+    /// is the rate records arrive (events/s), <paramref name="championRate"/> the champion's throughput (rows/s).
+    /// </summary>
+    public ServingTier Observe(long? lagEvents, long? eventAgeMs, double? inputRate = null, double? championRate = null)
     {
         var now = time.GetUtcNow();
         if (_since != DateTimeOffset.MinValue && now - _since < TimeSpan.FromMilliseconds(spec.MinDwellMs)) return Tier;
@@ -39,10 +49,10 @@ public sealed class FallbackController(FallbackSpec spec, TimeProvider time)
                          ?? Over(eventAgeMs, spec.EnterEventAgeMs, "event age", "ms");
             if (reason is not null) Switch(now, ServingTier.Fallback, reason);
         }
-        else if (Below(lagEvents, spec.ExitLagEvents) && Below(eventAgeMs, spec.ExitEventAgeMs))
+        else if (Below(lagEvents, spec.ExitLagEvents) && Below(eventAgeMs, spec.ExitEventAgeMs) && KeepsUp(inputRate, championRate))
         {
             Switch(now, ServingTier.Champion, FormattableString.Invariant(
-                $"consumer lag {Text(lagEvents)} events and event age {Text(eventAgeMs)} ms below the exit budgets"));
+                $"consumer lag {Text(lagEvents)} events and event age {Text(eventAgeMs)} ms below the exit budgets, input {Rate(inputRate)}/s within the champion's {Rate(championRate)}/s"));
         }
         return Tier;
     }
@@ -52,6 +62,10 @@ public sealed class FallbackController(FallbackSpec spec, TimeProvider time)
 
     /// <summary>A signal without a budget, or not measured, does not hold the fallback.</summary>
     private static bool Below(long? value, long? budget) => budget is null || value is null || value < budget;
+
+    private static bool KeepsUp(double? input, double? champion) => input is not { } i || champion is not { } c || i < Headroom * c;
+
+    private static string Rate(double? value) => value is { } v ? v.ToString("0", System.Globalization.CultureInfo.InvariantCulture) : "-";
 
     private static string Text(long? value) => value?.ToString(System.Globalization.CultureInfo.InvariantCulture) ?? "-";
 

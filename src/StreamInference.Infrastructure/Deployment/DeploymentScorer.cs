@@ -96,6 +96,24 @@ public sealed class DeployedModel : IDisposable
         }
     }
 
+    /// <summary>
+    /// Serves the rows this model scored in the last batch: its scores and labels replace the batch's (the champion's,
+    /// already compared), and the rows record this model and <paramref name="arm"/>.
+    /// </summary>
+    public void ServeInto(EventBatch batch, ServingArm arm)
+    {
+        if (!Valid) return;
+        for (var k = 0; k < batch.OkCount; k++)
+        {
+            var slot = Slots[k];
+            if (slot < 0) continue;
+            ScoreRow(slot).CopyTo(batch.ScoreRow(k));
+            batch.Labels[k] = Labels[slot];
+            batch.Arms[k] = arm;
+            batch.RowModels[k] = Identity;
+        }
+    }
+
     public void Dispose() => Scorer.Dispose();
 }
 
@@ -166,7 +184,8 @@ public interface IDeploymentObserver
 public sealed class DeploymentScorer : IScorer, IDisposable
 {
     private readonly DeploymentLoader _loader;
-    private readonly Func<long?> _lag;
+    private readonly Func<(long? Lag, double? InputRate)> _signals;
+    private double? _championRate;
     private readonly IDeploymentObserver _observer;
     private readonly TimeProvider _time;
     private readonly ILogger _log;
@@ -179,12 +198,13 @@ public sealed class DeploymentScorer : IScorer, IDisposable
     private volatile bool _disposed;
     private TimeSpan _served;   // the time the serving model took on the current batch
 
-    public DeploymentScorer(ServingDeployment initial, DeploymentLoader loader, Func<long?> lag, IDeploymentObserver observer, ILogger log,
+    /// <param name="signals">Consumer lag (events) and input rate (events/s), as the consumer last measured them.</param>
+    public DeploymentScorer(ServingDeployment initial, DeploymentLoader loader, Func<(long? Lag, double? InputRate)> signals, IDeploymentObserver observer, ILogger log,
         TimeSpan watchInterval, TimeProvider? time = null)
     {
         _current = initial;
         _loader = loader;
-        _lag = lag;
+        _signals = signals;
         _observer = observer;
         _log = log;
         _time = time ?? TimeProvider.System;
@@ -198,6 +218,10 @@ public sealed class DeploymentScorer : IScorer, IDisposable
     public string ModelName => Current.Champion.Scorer.ModelName;
     public string ModelVersion => Current.Champion.Scorer.ModelVersion;
     public int OutputWidth => Current.Champion.Scorer.OutputWidth;
+    /// <summary>The consumer lag the fallback tier last judged (null: not measured yet, or no fallback tier).</summary>
+    public long? LastLag { get; private set; }
+    /// <summary>The event age (ms) the fallback tier last judged.</summary>
+    public long? LastEventAgeMs { get; private set; }
 
     public void Score(EventBatch batch)
     {
@@ -207,7 +231,8 @@ public sealed class DeploymentScorer : IScorer, IDisposable
         foreach (var c in d.Challengers) c.Model.Invalidate();
         d.Fallback?.Model.Invalidate();
 
-        if (d.Fallback is { } fallback && fallback.Controller.Observe(_lag(), EventAgeMs(batch)) == ServingTier.Fallback)
+        var (lag, rate) = d.Fallback is null ? (null, null) : _signals();
+        if (d.Fallback is { } fallback && fallback.Controller.Observe(LastLag = lag, LastEventAgeMs = EventAgeMs(batch), rate, _championRate) == ServingTier.Fallback)
         {
             // Behind: the cheaper tier serves every row; the challengers wait (they would only add load).
             ServeAll(batch, fallback.Model, ServingArm.Fallback);
@@ -224,19 +249,8 @@ public sealed class DeploymentScorer : IScorer, IDisposable
             ServeAll(batch, tier.Model, ServingArm.Fallback);
             return;
         }
-        if (d.Canary is { } canary && Challenge(batch, canary))
-        {
-            // The canary's rows: its scores and label are served; the champion's were compared first.
-            for (var k = 0; k < batch.OkCount; k++)
-            {
-                var slot = canary.Model.Slots[k];
-                if (slot < 0) continue;
-                canary.Model.ScoreRow(slot).CopyTo(batch.ScoreRow(k));
-                batch.Labels[k] = canary.Model.Labels[slot];
-                batch.Arms[k] = ServingArm.Canary;
-                batch.RowModels[k] = canary.Model.Identity;
-            }
-        }
+        // The canary's rows: its scores and label are served; the champion's were compared first.
+        if (d.Canary is { } canary && Challenge(batch, canary)) canary.Model.ServeInto(batch, ServingArm.Canary);
         foreach (var shadow in d.Shadows) Challenge(batch, shadow);
     }
 
@@ -247,6 +261,12 @@ public sealed class DeploymentScorer : IScorer, IDisposable
         model.Scorer.Score(batch);
         var elapsed = _served = Stopwatch.GetElapsedTime(start);
         var identity = model.Identity;
+        // The champion's throughput, from full batches only (a small batch's fixed cost would understate it).
+        if (arm == ServingArm.Champion && batch.OkCount >= batch.Capacity / 2 && elapsed > TimeSpan.Zero)
+        {
+            var rate = batch.OkCount / elapsed.TotalSeconds;
+            _championRate = _championRate is { } r ? 0.8 * r + 0.2 * rate : rate;
+        }
         for (var k = 0; k < batch.OkCount; k++)
         {
             batch.Arms[k] = arm;

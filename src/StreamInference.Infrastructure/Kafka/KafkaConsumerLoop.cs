@@ -211,11 +211,12 @@ public sealed class KafkaConsumerLoop : IDisposable
         var now = Environment.TickCount64;
         if (now - _lastLagUpdate < interval.TotalMilliseconds) return;
         _lastLagUpdate = now;
-        long total = 0;
+        long total = 0, highs = 0;
         var known = false;
         foreach (var tp in _partitions.Keys)
         {
             var watermarks = _consumer.GetWatermarkOffsets(tp);
+            if (watermarks.High.Value >= 0) highs += watermarks.High.Value;
             var position = _consumer.Position(tp);
             if (watermarks.High.Value < 0 || position.Value < 0) continue;
             var lag = Math.Max(0, watermarks.High.Value - position.Value);
@@ -225,7 +226,20 @@ public sealed class KafkaConsumerLoop : IDisposable
         }
         // What the fallback tier reads: records not yet consumed plus those consumed and still queued for the pipeline.
         Volatile.Write(ref _totalLag, known ? total + _held.Count : -1);
+        // The input rate: growth of the high watermarks over the assigned partitions (the same set as last time).
+        var count = _partitions.Count;
+        if (known && count == _rateCount && _lastHighs > 0 && highs >= _lastHighs)
+            Volatile.Write(ref _inputRate, (highs - _lastHighs) * 1000.0 / Math.Max(1, now - _lastRateAt));
+        else Volatile.Write(ref _inputRate, -1);
+        (_lastHighs, _lastRateAt, _rateCount) = (highs, now, count);
     }
+
+    private long _lastHighs, _lastRateAt;
+    private int _rateCount;
+    private double _inputRate = -1;
+
+    /// <summary>Records arriving per second on the assigned partitions (high-watermark growth over the last half second); null when not known.</summary>
+    public double? InputRate => Volatile.Read(ref _inputRate) is var v and >= 0 ? v : null;
 
     private long _totalLag = -1;
 

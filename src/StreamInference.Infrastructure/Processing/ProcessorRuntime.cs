@@ -237,7 +237,7 @@ public sealed class ProcessorRuntime : IDisposable
         }
         DeploymentLog.Loaded(_log, spec.Version, _deploymentPath!, DeploymentScorer.Describe(serving), k.EffectiveShadowTopic());
         var telemetry = DeploymentTelemetry;
-        return new DeploymentScorer(serving, loader, () => _consumer?.TotalLag is { } lag ? lag + _topology.QueuedRecords : null,
+        return new DeploymentScorer(serving, loader, () => (_consumer?.TotalLag is { } lag ? lag + _topology.QueuedRecords : null, _consumer?.InputRate),
             new ModelInfoOnChange(telemetry, Metrics), log, TimeSpan.FromMilliseconds(m.WatchIntervalMs));
     }
 

@@ -1,3 +1,4 @@
+using StreamInference.Core.Deployment;
 using System.CommandLine;
 using System.Diagnostics;
 using System.Globalization;
@@ -44,7 +45,7 @@ public static class BatchCommands
         {
             return await body().ConfigureAwait(false);
         }
-        catch (Exception e) when (e is FeatureDefinitionException or InvalidDataException or FileNotFoundException or ArgumentException or InvalidOperationException)
+        catch (Exception e) when (e is FeatureDefinitionException or InvalidDataException or FileNotFoundException or ArgumentException or InvalidOperationException or DeploymentException)
         {
             await Console.Error.WriteLineAsync($"error: {e.Message}").ConfigureAwait(false);
             return 2;
@@ -429,20 +430,36 @@ public static class BatchCommands
             Description = "A challenger name@version scored on the same feature vectors and compared with --model (agreement at 0.5, score differences, rank correlation, cost per row); its scores are not written.",
         };
         var compareWindow = new Option<int>("--compare-window") { Description = "Events per comparison window.", DefaultValueFactory = _ => 2_000 };
+        var deployment = new Option<string?>("--deployment")
+        {
+            Description = "Replay a deployment file (instead of --model): its champion, and its canary on the same sticky share of entities as live " +
+                          "(same salt and hash); predictions record arm and deployment version. Shadows and the fallback tier are live-only.",
+        };
         var command = new Command("replay",
             "Score a range of a topic with a pinned model, features computed as of each event's time by the batch path (not today's Redis). " +
             "Reads with its own consumer (the live group is not touched); output records are keyed and valued deterministically, so reruns and resumed runs agree.")
         {
             features, topic, from, to, model, repository, outTopic, outParquet, checkpoint, rate, threads, bootstrap, registry, schema, labels, compare, compareWindow,
+            deployment,
         };
         command.SetAction((parse, ct) => Guard(async () =>
         {
             var plan = LoadPlan(parse, features);
             var (servers, url) = KafkaEndpoints(parse, bootstrap, registry, "replay");
-            var pinned = parse.GetValue(model)!;
+            var repositoryPath = PathResolver.Resolve(parse.GetValue(repository)!);
+            DeploymentSpec? spec = null;
+            if (parse.GetValue(deployment) is { } deploymentFile)
+            {
+                if (parse.GetResult(model) is { Implicit: false }) throw new ArgumentException("Give --model or --deployment, not both: a deployment names its champion.");
+                spec = DeploymentSpec.LoadFile(Path.IsPathRooted(deploymentFile) || File.Exists(deploymentFile) ? deploymentFile : Path.Combine(repositoryPath, deploymentFile));
+            }
+            var pinned = spec?.Champion.ToString() ?? parse.GetValue(model)!;
             var at = pinned.IndexOf('@');
             if (at <= 0 || at == pinned.Length - 1) throw new ArgumentException($"--model '{pinned}' must be name@version.");
-            var dir = ModelRepository.Resolve(PathResolver.Resolve(parse.GetValue(repository)!), pinned[..at], pinned[(at + 1)..]);
+            var dir = ModelRepository.Resolve(repositoryPath, pinned[..at], pinned[(at + 1)..]);
+            var canary = spec?.Canary is { } c
+                ? new ReplayCanary(ModelRepository.Resolve(repositoryPath, c.Model.Name, c.Model.Version), c.Share, c.Salt)
+                : null;
             string? compareDir = null;
             if (parse.GetValue(compare) is { } challenger)
             {
@@ -477,6 +494,7 @@ public static class BatchCommands
                     ModelDirectory = dir, OutputTopic = parse.GetValue(outTopic), OutputParquet = parse.GetValue(outParquet),
                     CheckpointPath = parse.GetValue(checkpoint), Rate = parse.GetValue(rate), Threads = parse.GetValue(threads), Labels = labelMap,
                     CompareModelDirectory = compareDir, CompareWindowEvents = parse.GetValue(compareWindow),
+                    Canary = canary, DeploymentVersion = spec?.Version,
                 }, plan, reader, client, progress, ct: ct).ConfigureAwait(false);
             }
             finally
