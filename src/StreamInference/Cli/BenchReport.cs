@@ -46,6 +46,9 @@ public sealed class BenchResult
     public ThroughputRun Passthrough { get; set; } = new();
     public ThroughputRun Processor { get; set; } = new();
     public double ThroughputRatio => Passthrough.EventsPerSecond > 0 ? Math.Round(Processor.EventsPerSecond / Passthrough.EventsPerSecond, 3) : double.NaN;
+    /// <summary>The processor serving a deployment with a shadow of the champion's cost (a copy of it under another name), same input.</summary>
+    public ThroughputRun? WithShadow { get; set; }
+    public double ShadowRatio => WithShadow is { EventsPerSecond: > 0 } w && Processor.EventsPerSecond > 0 ? Math.Round(w.EventsPerSecond / Processor.EventsPerSecond, 3) : double.NaN;
     /// <summary>The processor's own /metrics after the throughput run: batches and time per stage.</summary>
     public List<BenchFigure> Stages { get; set; } = [];
     public List<LatencyStep> Latency { get; set; } = [];
@@ -64,6 +67,8 @@ public static class BenchReport
     public static IEnumerable<BenchGoal> Goals(BenchResult r)
     {
         yield return new BenchGoal("processor ÷ passthrough throughput", "≥ 0.6", F(r.ThroughputRatio, "0.000"), r.ThroughputRatio >= 0.6);
+        if (r.WithShadow is not null)
+            yield return new BenchGoal("throughput with a shadow of the champion's cost ÷ without", "≥ 0.8", F(r.ShadowRatio, "0.000"), r.ShadowRatio >= 0.8);
         yield return new BenchGoal("CPU per event, full pipeline", "≤ 12 µs", F(r.Processor.CpuMicrosPerEvent, "0.0") + " µs", r.Processor.CpuMicrosPerEvent <= 12);
         if (r.Latency.FirstOrDefault(l => Math.Abs(l.Fraction - 0.5) < 1e-9) is { } half)
             yield return new BenchGoal("p99 event-to-prediction at 50 % of max rate", "≤ 25 ms", F(half.P99Ms, "0.0") + " ms", half.P99Ms <= 25);
@@ -117,6 +122,8 @@ public static class BenchReport
         b.AppendLine("|---|---:|---:|---:|");
         b.AppendLine($"| passthrough (raw Confluent.Kafka consume → produce) | {r.Passthrough.EventsPerSecond:N0} | {r.Passthrough.CpuMicrosPerEvent:0.00} | {r.Passthrough.CpuCoresBusy:0.00} |");
         b.AppendLine($"| processor (decode, Redis features, ONNX Runtime, predictions, drift) | {r.Processor.EventsPerSecond:N0} | {r.Processor.CpuMicrosPerEvent:0.00} | {r.Processor.CpuCoresBusy:0.00} |");
+        if (r.WithShadow is { } w)
+            b.AppendLine($"| processor with a shadow of the champion's cost (features computed once, both models scored, shadow predictions published) | {w.EventsPerSecond:N0} | {w.CpuMicrosPerEvent:0.00} | {w.CpuCoresBusy:0.00} |");
         b.AppendLine($"| **ratio processor ÷ passthrough** | **{r.ThroughputRatio:0.000}** | | |");
         if (r.Stages.Count > 0)
         {

@@ -1,3 +1,6 @@
+using StreamInference.Infrastructure.Onnx;
+using StreamInference.Core.Deployment;
+using StreamInference.Core.Drift;
 using System.Diagnostics;
 using System.Globalization;
 using System.Text;
@@ -20,7 +23,7 @@ using AvroSchema = Avro.Schema;
 namespace StreamInference.Cli;
 
 public sealed record BenchSettings(int Events, int Partitions, double LatencySeconds, string? BootstrapServers, string? SchemaRegistryUrl,
-    string? Redis, string Output, bool SkipMicro, bool Quick, string[] ProcessorSettings);
+    string? Redis, string Output, bool SkipMicro, bool Quick, string[] ProcessorSettings, bool SkipShadow = false);
 
 /// <summary>
 /// The benchmark suite. Kafka (embedded Kafka-protocol cluster or the given brokers), the registry and
@@ -137,6 +140,35 @@ public static class BenchRunner
             foreach (var st in result.Stages) Log($"  {st.Name}: {st.Value}");
             Log($"  {proc.EventsPerSecond:N0} events/s, {proc.CpuMicrosPerEvent:N2} CPU-µs/event, ratio {proc.EventsPerSecond / result.Passthrough.EventsPerSecond:N3}");
 
+            // 2b. The same pipeline serving a deployment whose shadow costs what the champion costs (a copy of it under
+            // another name): the features are computed once, both models score every batch, the shadow publishes apart.
+            if (!s.SkipShadow)
+            {
+                Log("processor with a shadow of the champion's cost (deployment) ...");
+                var (shadowOut, shadowDlq, shadowTopic) = (Topic("predictions-shadowed"), Topic("dlq-shadowed"), Topic("shadow"));
+                stepTopics.AddRange([shadowOut, shadowDlq, shadowTopic]);
+                await CreateTopicsAsync(mock, bootstrap, s.Partitions, [shadowOut, shadowTopic], [shadowDlq]).ConfigureAwait(false);
+                var repository = ShadowRepository(s.ProcessorSettings, runId);
+                try
+                {
+                    using var processor = Child("processor", ["serve", .. ChildProcess.SetArguments([
+                        $"Kafka:BootstrapServers={bootstrap}", $"Kafka:GroupId=bench-shadowed-{runId}",
+                        $"Kafka:InputTopic={input}", $"Kafka:OutputTopic={shadowOut}", $"Kafka:DeadLetterTopic={shadowDlq}", $"Kafka:ShadowTopic={shadowTopic}",
+                        $"SchemaRegistry:Url={registryUrl}", $"Redis:Configuration={redisConfig}", $"Drift:Topic={drift}",
+                        $"Http:Port={EmbeddedGarnet.FreePort()}", "Http:Host=127.0.0.1", "Logging:LogLevel:Default=Warning",
+                        .. FetchWait(mock), .. s.ProcessorSettings,
+                        $"Model:Repository={repository.Directory}", $"Model:Deployment={repository.Deployment}"])]);
+                    var shadowed = await MeasureAsync(processor, bootstrap, [shadowOut, shadowDlq], events, ct).ConfigureAwait(false);
+                    await processor.StopAsync(StopTimeout).ConfigureAwait(false);
+                    result.WithShadow = shadowed;
+                    Log($"  {shadowed.EventsPerSecond:N0} events/s, {shadowed.CpuMicrosPerEvent:N2} CPU-µs/event, ÷ without the shadow {shadowed.EventsPerSecond / proc.EventsPerSecond:N3}");
+                }
+                finally
+                {
+                    Directory.Delete(repository.Directory, recursive: true);
+                }
+            }
+
             // 3. Each latency step on fresh topics with a fresh processor (same settings, the same warm
             // Redis): the embedded cluster looks a fetch offset up by walking a partition's message sets
             // from the first, so topics written in small open-loop batches make it, not the processor, the
@@ -188,6 +220,36 @@ public static class BenchRunner
     }
 
     private static void Log(string line) => Console.Error.WriteLine(line);
+
+    /// <summary>
+    /// A temporary model repository holding the champion the settings name (Model:Repository, Model:Name, Model:Version)
+    /// and a copy of it as &lt;name&gt;-shadow (same graph, same cost), with a deployment that shadows the champion with the copy.
+    /// </summary>
+    private static (string Directory, string Deployment) ShadowRepository(string[] settings, string runId)
+    {
+        string Setting(string key, string fallback) =>
+            settings.LastOrDefault(x => x.StartsWith(key + "=", StringComparison.OrdinalIgnoreCase)) is { } x ? x[(key.Length + 1)..] : fallback;
+        var options = new ModelOptions();
+        var source = ModelRepository.Resolve(PathResolver.Resolve(Setting("Model:Repository", options.Repository)), Setting("Model:Name", options.Name), Setting("Model:Version", options.Version));
+        var manifest = ModelManifest.Load(Path.Combine(source, "manifest.json"));
+        var root = Path.Combine(Path.GetTempPath(), $"streaminference-bench-models-{runId}");
+        void Copy(string name)
+        {
+            var dir = Path.Combine(root, name, manifest.Version);
+            System.IO.Directory.CreateDirectory(dir);
+            foreach (var file in System.IO.Directory.GetFiles(source)) File.Copy(file, Path.Combine(dir, Path.GetFileName(file)));
+            var json = System.Text.Json.Nodes.JsonNode.Parse(File.ReadAllText(Path.Combine(dir, "manifest.json")))!;
+            json["name"] = name;
+            File.WriteAllText(Path.Combine(dir, "manifest.json"), json.ToJsonString());
+            var profile = Path.Combine(dir, ReferenceProfile.FileName);
+            if (name != manifest.Name && File.Exists(profile)) File.Delete(profile);   // the shadow's drift is not what is measured
+        }
+        Copy(manifest.Name);
+        Copy(manifest.Name + "-shadow");
+        var deployment = Path.Combine(root, DeploymentSpec.FileName);
+        new DeploymentSpec(1, new ModelRef(manifest.Name, manifest.Version), [new ShadowSpec(new ModelRef(manifest.Name + "-shadow", manifest.Version), 1)], null, null).Save(deployment);
+        return (root, deployment);
+    }
 
     /// <summary>How long a child has to drain and commit after SIGTERM before it is killed.</summary>
     private static readonly TimeSpan StopTimeout = TimeSpan.FromSeconds(60);
