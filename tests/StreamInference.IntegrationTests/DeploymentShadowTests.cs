@@ -16,6 +16,7 @@ public sealed class DeploymentShadowTests(ServicesFixture services, ITestOutputH
         Assert.Equal(events, produced.Produced);
         using var registry = services.RegistryClient();
 
+        var comparisons = "";
         // Each run keeps its window state in its own Redis database, so both compute the same features.
         async Task<(List<Avro.Generic.GenericRecord> Champion, List<Avro.Generic.GenericRecord> Shadow)> RunAsync(int database, string deployment, bool shadowExpected)
         {
@@ -23,12 +24,15 @@ public sealed class DeploymentShadowTests(ServicesFixture services, ITestOutputH
                 foreach (var endpoint in admin.GetEndPoints()) await admin.GetServer(endpoint).FlushDatabaseAsync(database);
             var predictions = await services.CreateTopicAsync("predictions", 2);
             var shadow = await services.CreateTopicAsync("shadow", 2);
+            comparisons = await services.CreateTopicAsync("comparison", 1);
             var options = services.ProcessorOptions(topics with { Predictions = predictions });
             options.Redis.Configuration = $"{services.Redis},defaultDatabase={database}";
             options.Model.Name = "fraud-gbm";
             options.Model.Version = "1";
             options.Model.Deployment = deployment;
             options.Kafka.ShadowTopic = shadow;
+            options.Kafka.ComparisonTopic = comparisons;
+            options.Model.ComparisonWindowEvents = 200;
             await using var processor = await ProcessorHarness.StartAsync(options, output);
             var champion = await PredictionReader.ReadAsync(services.BootstrapServers, registry, predictions, events);
             var shadows = !shadowExpected ? [] : await PredictionReader.ReadAsync(services.BootstrapServers, registry, shadow, events);
@@ -83,5 +87,16 @@ public sealed class DeploymentShadowTests(ServicesFixture services, ITestOutputH
         Assert.Equal(before.Keys.Order(), withShadow.Shadow.Select(r => (string)r["event_id"]).Order());
         var champion = withShadow.Champion.ToDictionary(r => (string)r["event_id"], r => (double)r["score"]);
         Assert.Contains(withShadow.Shadow, r => Math.Abs((double)r["score"] - champion[(string)r["event_id"]]) > 1e-6);   // another model's scores
+
+        // The live comparison: one Avro report per 200 events, matching the published scores pair by pair.
+        var reports = await PredictionReader.ReadAsync(services.BootstrapServers, registry, comparisons, events / 200, keyedByEntity: false);
+        Assert.Equal(events / 200, reports.Count);
+        Assert.All(reports, r => Assert.Equal(("fraud-gbm@1", "fraud-logreg@3", "shadow", 1L, 200), ((string)r["champion"], (string)r["challenger"], (string)r["arm"], (long)r["deployment_version"], (int)r["events"])));
+        var shadowScores = withShadow.Shadow.ToDictionary(r => (string)r["event_id"], r => (double)r["score"]);
+        var agree = champion.Count(x => x.Value > 0.5 == shadowScores[x.Key] > 0.5) / (double)events;
+        var reported = reports.Sum(r => (double)r["agreement"] * (int)r["events"]) / events;
+        output.WriteLine($"agreement over {events} events: {agree:P2} from the predictions, {reported:P2} from {reports.Count} reports");
+        Assert.Equal(agree, reported, 9);
+        Assert.All(reports, r => Assert.InRange((double)r["rank_correlation"]!, 0.5, 1.0));
     }
 }

@@ -10,7 +10,7 @@ namespace StreamInference.Infrastructure.Deployment;
 /// <param name="ScoreWidth">Score columns of the batch buffers: the champion's, the canary's and the fallback's must match it.</param>
 public sealed record DeploymentSettings(
     string Path, string Repository, FeaturePlan Plan, OnnxScorerOptions ScorerOptions, int Capacity, int ScoreWidth,
-    int ComparisonWindowEvents = 2000, double DecisionThreshold = 0.5);
+    int ComparisonWindowEvents = 2000, double DecisionThreshold = 0.5, bool FallbackOnError = false);
 
 /// <summary>
 /// Reads the deployment file and loads a version of it: each model from the repository (checked against the feature
@@ -60,7 +60,7 @@ public sealed class DeploymentLoader(DeploymentSettings settings, ILogger log, T
                 s.Sample < 1 ? new EntitySampler($"shadow:{s.Model}", s.Sample) : null, Compare(spec.Champion, s.Model))).ToList();
             FallbackTier? fallback = null;
             if (spec.Fallback is { } f)
-                fallback = new FallbackTier(Get(f.Model, "fallback", servesBatch: true), new FallbackController(f, _time), f.OnError);
+                fallback = new FallbackTier(Get(f.Model, "fallback", servesBatch: true), new FallbackController(f, _time), f.OnError || settings.FallbackOnError);
             return new ServingDeployment(spec, champion, canary, shadows, fallback);
         }
         catch

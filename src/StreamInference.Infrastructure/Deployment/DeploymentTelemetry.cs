@@ -72,6 +72,12 @@ public sealed partial class DeploymentTelemetry : IDeploymentObserver
         return AvroSchema.Parse(reader.ReadToEnd());
     }
 
+    /// <summary>Raised on every closed comparison window, with the challenger's arm (on the score stage's thread).</summary>
+    public event Action<ComparisonReport, ServingArm>? Compared;
+
+    /// <summary>Raised on every switch of the serving tier (on the score stage's thread).</summary>
+    public event Action<TierSwitch>? TierSwitched;
+
     /// <summary>Tier switches so far, oldest first.</summary>
     public IReadOnlyList<TierSwitch> Switches
     {
@@ -81,8 +87,13 @@ public sealed partial class DeploymentTelemetry : IDeploymentObserver
         }
     }
 
+    /// <summary>Rows the fallback tier served so far.</summary>
+    public long FallbackRows => Interlocked.Read(ref _fallbackRows);
+    private long _fallbackRows;
+
     public void OnScored(DeployedModel model, ServingArm arm, int rows, TimeSpan elapsed)
     {
+        if (arm == ServingArm.Fallback) Interlocked.Add(ref _fallbackRows, rows);
         var labels = (model.Identity.ToString(), arm.Text());
         _rows.WithLabels(labels.Item1, labels.Item2).Inc(rows);
         _seconds.WithLabels(labels.Item1, labels.Item2).Observe(elapsed.TotalSeconds);
@@ -93,6 +104,7 @@ public sealed partial class DeploymentTelemetry : IDeploymentObserver
         lock (_gate) _switchLog.Add(change);
         _tier.Set(change.To == ServingTier.Fallback ? 1 : 0);
         _switches.WithLabels(change.To == ServingTier.Fallback ? "fallback" : "champion").Inc();
+        TierSwitched?.Invoke(change);
     }
 
     public void OnChampionFailed(ServingDeployment deployment, Exception error) => _championFailures.Inc();
@@ -120,6 +132,7 @@ public sealed partial class DeploymentTelemetry : IDeploymentObserver
         Set("challenger_us_per_row", report.ChallengerMicrosPerRow);
         Set("events", report.Events);
         Log.Compared(_log, report.Challenger, challenger.Arm.Text(), report.Champion, report.Events, report.Agreement, report.AbsDifferenceP99, report.RankCorrelation);
+        Compared?.Invoke(report, challenger.Arm);
         if (_producer is null || _schema is null) return;
         try
         {

@@ -172,6 +172,8 @@ public enum ModelErrorPolicy
 {
     DeadLetter,
     Stop,
+    /// <summary>The deployment's fallback tier serves a batch the champion fails to score (Model:Deployment with a fallback).</summary>
+    Fallback,
 }
 
 public sealed class FeatureOptions
@@ -201,7 +203,7 @@ public sealed class PipelineSettings
         MaxInFlightBatches = MaxInFlightBatches,
         FeatureStoreFallbackAfter = redis.OnUnavailable == FeatureStorePolicy.Defaults ? TimeSpan.FromMilliseconds(redis.FallbackAfterMs) : null,
         FeatureStoreProbeInterval = TimeSpan.FromMilliseconds(redis.ProbeIntervalMs),
-        DeadLetterOnModelError = model.OnError == ModelErrorPolicy.DeadLetter,
+        DeadLetterOnModelError = model.OnError is ModelErrorPolicy.DeadLetter or ModelErrorPolicy.Fallback,   // the fallback failing too: dead-letter
     };
 }
 
@@ -263,7 +265,9 @@ public static class ProcessorOptionsValidator
         {
             try
             {
-                o.Model.LoadDeployment(resolvePath);
+                var deployment = o.Model.LoadDeployment(resolvePath);
+                if (o.Model.OnError == ModelErrorPolicy.Fallback && deployment?.Spec.Fallback is null)
+                    errors.Add("Model:OnError=Fallback needs Model:Deployment with a fallback model (the tier that serves what the champion fails to score).");
             }
             catch (StreamInference.Core.Deployment.DeploymentException e)
             {

@@ -206,7 +206,7 @@ public sealed class ProcessorRuntime : IDisposable
     {
         var m = _options.Model;
         var settings = new DeploymentSettings(_deploymentPath!, _context.ResolvePath(m.Repository), plan, scorerOptions, capacity, champion.OutputWidth,
-            m.ComparisonWindowEvents, m.DecisionThreshold);
+            m.ComparisonWindowEvents, m.DecisionThreshold, m.OnError == ModelErrorPolicy.Fallback);
         var log = _context.Loggers.CreateLogger<DeploymentScorer>();
         var loader = new DeploymentLoader(settings, log);
         var first = new DeployedModel(spec.Champion, champion, capacity, plan.FeatureCount);

@@ -48,7 +48,9 @@ public sealed class BenchResult
     public double ThroughputRatio => Passthrough.EventsPerSecond > 0 ? Math.Round(Processor.EventsPerSecond / Passthrough.EventsPerSecond, 3) : double.NaN;
     /// <summary>The processor serving a deployment with a shadow of the champion's cost (a copy of it under another name), same input.</summary>
     public ThroughputRun? WithShadow { get; set; }
-    public double ShadowRatio => WithShadow is { EventsPerSecond: > 0 } w && Processor.EventsPerSecond > 0 ? Math.Round(w.EventsPerSecond / Processor.EventsPerSecond, 3) : double.NaN;
+    /// <summary>The same deployment without the shadow, on its own input of new events: the baseline of <see cref="WithShadow"/>.</summary>
+    public ThroughputRun? ChampionAlone { get; set; }
+    public double ShadowRatio => WithShadow is { EventsPerSecond: > 0 } w && ChampionAlone is { EventsPerSecond: > 0 } a ? Math.Round(w.EventsPerSecond / a.EventsPerSecond, 3) : double.NaN;
     /// <summary>The processor's own /metrics after the throughput run: batches and time per stage.</summary>
     public List<BenchFigure> Stages { get; set; } = [];
     public List<LatencyStep> Latency { get; set; } = [];
@@ -122,8 +124,10 @@ public static class BenchReport
         b.AppendLine("|---|---:|---:|---:|");
         b.AppendLine($"| passthrough (raw Confluent.Kafka consume → produce) | {r.Passthrough.EventsPerSecond:N0} | {r.Passthrough.CpuMicrosPerEvent:0.00} | {r.Passthrough.CpuCoresBusy:0.00} |");
         b.AppendLine($"| processor (decode, Redis features, ONNX Runtime, predictions, drift) | {r.Processor.EventsPerSecond:N0} | {r.Processor.CpuMicrosPerEvent:0.00} | {r.Processor.CpuCoresBusy:0.00} |");
+        if (r.ChampionAlone is { } alone)
+            b.AppendLine($"| deployment, champion alone (new input events; the baseline of the next row) | {alone.EventsPerSecond:N0} | {alone.CpuMicrosPerEvent:0.00} | {alone.CpuCoresBusy:0.00} |");
         if (r.WithShadow is { } w)
-            b.AppendLine($"| processor with a shadow of the champion's cost (features computed once, both models scored, shadow predictions published) | {w.EventsPerSecond:N0} | {w.CpuMicrosPerEvent:0.00} | {w.CpuCoresBusy:0.00} |");
+            b.AppendLine($"| deployment, champion with a shadow of the champion's cost (features computed once, both models scored, shadow predictions published) | {w.EventsPerSecond:N0} | {w.CpuMicrosPerEvent:0.00} | {w.CpuCoresBusy:0.00} |");
         b.AppendLine($"| **ratio processor ÷ passthrough** | **{r.ThroughputRatio:0.000}** | | |");
         if (r.Stages.Count > 0)
         {

@@ -1,6 +1,8 @@
 using System.Diagnostics;
 using System.Globalization;
 using StreamInference.Core.Drift;
+using StreamInference.Core.Deployment;
+using StreamInference.Infrastructure.Onnx;
 using StreamInference.DevServices.Kafka;
 using System.Text.Json;
 using Microsoft.Extensions.Logging;
@@ -29,12 +31,17 @@ public static class DemoRunner
             await Console.Error.WriteLineAsync("demo: --events >= 1, --rate >= 0, --bad-rate within 0..1, --max-batch >= 1, --partitions >= 1, --drift-at >= 0, --drift-window >= 10.").ConfigureAwait(false);
             return 2;
         }
+        if (s.Spike && (s.Events is null || s.Rate <= 0))
+        {
+            await Console.Error.WriteLineAsync("demo: --spike needs a bounded run (--events) at a --rate above 0: the middle third comes at 5× the rate.").ConfigureAwait(false);
+            return 2;
+        }
         var redisUrl = Environment.GetEnvironmentVariable("REDIS_URL");
         const string input = "payments", output = "predictions", dlq = "payments.dlq";
         Status(s, "starting embedded Kafka-protocol cluster, schema registry and " + (redisUrl is null ? "Garnet" : "Redis at REDIS_URL") + " ...");
         await using var env = await DevEnvironment.StartAsync(new DevEnvironmentOptions
         {
-            Topics = new() { [input] = s.Partitions, [output] = s.Partitions, [dlq] = 1, [DriftTopic] = 1 },
+            Topics = new() { [input] = s.Partitions, [output] = s.Partitions, [dlq] = 1, [DriftTopic] = 1, [output + ".shadow"] = s.Partitions, [output + ".comparison"] = 1 },
             ExternalRedis = redisUrl is null ? null : RedisUrl.ToConfiguration(redisUrl),
         }, ct).ConfigureAwait(false);
 
@@ -70,6 +77,20 @@ public static class DemoRunner
             options.Model.Name = at < 0 ? pinned : pinned[..at];
             if (at >= 0) options.Model.Version = pinned[(at + 1)..];
         }
+        string? deploymentDir = null;
+        if (s.Challenger is { } challengerText)
+        {
+            try
+            {
+                deploymentDir = Deploy(options, challengerText, s);
+            }
+            catch (Exception e) when (e is DeploymentException or FileNotFoundException or InvalidDataException)
+            {
+                await Console.Error.WriteLineAsync($"demo: {e.Message}").ConfigureAwait(false);
+                return 2;
+            }
+        }
+        using var cleanup = new DirectoryCleanup(deploymentDir);
         using var loggers = LoggerFactory.Create(b => b
             .AddSimpleConsole(o => { o.SingleLine = true; o.TimestampFormat = "HH:mm:ss "; })
             .AddFilter(level => level >= (s.Quiet ? LogLevel.Error : LogLevel.Warning)));
@@ -92,6 +113,23 @@ public static class DemoRunner
 
         // Every closed drift window is shown (the monitor calls back on the score stage's thread).
         if (processor.Drift is { } monitor) monitor.WindowClosed += DriftWindows.Enqueue;
+        // With a challenger: each comparison window and each tier switch, once, in the live view.
+        var comparisons = new List<ComparisonReport>();
+        var switches = new List<TierSwitch>();
+        if (processor.DeploymentTelemetry is { } telemetry)
+        {
+            telemetry.Compared += (report, _) =>
+            {
+                lock (comparisons) comparisons.Add(report);
+                DeploymentLines.Enqueue(string.Create(CultureInfo.InvariantCulture,
+                    $"comparison {report.Sequence} ({report.Events:N0} events): {report.Challenger} vs {report.Champion}: agreement {report.Agreement:P2}, |Δ| p50 {report.AbsDifferenceP50:0.0000} p99 {report.AbsDifferenceP99:0.000}, Spearman {report.RankCorrelation:0.000}, µs/row {report.ChampionMicrosPerRow:0.00} vs {report.ChallengerMicrosPerRow:0.00}"));
+            };
+            telemetry.TierSwitched += change =>
+            {
+                lock (switches) switches.Add(change);
+                DeploymentLines.Enqueue($"serving tier → {(change.To == Core.Deployment.ServingTier.Fallback ? "FALLBACK " + s.Challenger : "champion")}: {change.Reason}");
+            };
+        }
         using var registry = new AvroSchemaRegistry(new SchemaRegistryOptions { Url = env.Endpoints.SchemaRegistryUrl });
         using var audit = new PredictionAudit(env.Endpoints.BootstrapServers, registry, output, dlq);
         using var stopAudit = new CancellationTokenSource();
@@ -113,8 +151,29 @@ public static class DemoRunner
                     DriftAt = s.DriftAt is { } at ? Math.Max(0, at - chunk * n) : null,   // index within this chunk
                 };
                 var baseCount = producedCount;
-                var summary = await SyntheticPaymentProducer.ProduceAsync(env.Endpoints.BootstrapServers, registry, writer, o,
-                    i => Volatile.Write(ref producedCount, baseCount + i), ct).ConfigureAwait(false);
+                ProduceSummary summary;
+                if (s.Spike)
+                {
+                    // Three legs: the rate, 5× the rate (the spike), the rate again.
+                    var legs = new List<ProduceSummary>();
+                    var third = n / 3;
+                    foreach (var (events, rate, seed) in new[] { (third, s.Rate, 0), (third, 5 * s.Rate, 1), (n - 2 * third, s.Rate, 2) })
+                    {
+                        if (rate > s.Rate) DeploymentLines.Enqueue(string.Create(CultureInfo.InvariantCulture, $"spike: {events:N0} events at {rate:N0}/s"));
+                        var before = producedCount;
+                        legs.Add(await SyntheticPaymentProducer.ProduceAsync(env.Endpoints.BootstrapServers, registry, writer,
+                            new ProduceOptions { Topic = input, Events = events, Rate = rate, BadRate = s.BadRate, Seed = o.Seed * 10 + seed, ClockOffset = clockOffset },
+                            i => Volatile.Write(ref producedCount, before + i), ct).ConfigureAwait(false));
+                        Volatile.Write(ref producedCount, before + events);
+                    }
+                    summary = new ProduceSummary(legs.Sum(l => l.Produced), legs.Sum(l => l.Malformed), legs.Sum(l => l.Failed),
+                        TimeSpan.FromTicks(legs.Sum(l => l.Elapsed.Ticks)), [.. legs.SelectMany(l => l.Records)]);
+                }
+                else
+                {
+                    summary = await SyntheticPaymentProducer.ProduceAsync(env.Endpoints.BootstrapServers, registry, writer, o,
+                        i => Volatile.Write(ref producedCount, baseCount + i), ct).ConfigureAwait(false);
+                }
                 if (s.Events is not null)
                 {
                     produced.AddRange(summary.Records);
@@ -184,10 +243,57 @@ public static class DemoRunner
             processor.Drift?.LastReport is { } last
                 ? last.Features.Append(last.Prediction).Where(f => f.Severity == DriftSeverity.Alert).Select(f => f.Name).ToArray()
                 : [],
-            DriftVerdict(processor.Drift, s));
+            DriftVerdict(processor.Drift, s),
+            s.Challenger is null ? null : Summarize(options, s.Challenger, comparisons, switches, processor));
         Console.Out.WriteLine(JsonSerializer.Serialize(result, CliJson.Default.DemoResult));
         return lost == 0 && mismatched == 0 ? 0 : 1;
     }
+
+    /// <summary>
+    /// --challenger: a deployment file in a temporary directory serving the demo's model as champion and the
+    /// challenger as a shadow (compared live) and as the fallback tier (over one second of events at the base rate).
+    /// </summary>
+    private static string Deploy(ProcessorOptions options, string challengerText, DemoSettings s)
+    {
+        var challenger = ModelRef.Parse(challengerText, "--challenger");
+        var repository = PathResolver.Resolve(options.Model.Repository);
+        var championDir = ModelRepository.Resolve(repository, options.Model.Name, options.Model.Version);
+        var champion = new ModelRef(options.Model.Name, Path.GetFileName(championDir));
+        ModelRepository.Resolve(repository, challenger.Name, challenger.Version);   // exists, or one line saying what is missing
+        var budget = (long)Math.Max(1_000, s.Rate > 0 ? s.Rate : 5_000);
+        var spec = new DeploymentSpec(1, champion, [new ShadowSpec(challenger, 1)], null,
+            new FallbackSpec(challenger, budget, budget / 2, null, null, MinDwellMs: 3_000, OnError: true));
+        if (spec.Champion == challenger) throw new DeploymentException($"--challenger {challenger} is the champion; name another model.");
+        var dir = Path.Combine(Path.GetTempPath(), "streaminference-demo-" + Guid.NewGuid().ToString("N")[..8]);
+        Directory.CreateDirectory(dir);
+        var file = Path.Combine(dir, DeploymentSpec.FileName);
+        spec.Save(file);
+        options.Model.Repository = repository;
+        options.Model.Deployment = file;
+        Status(s, $"deployment: champion {champion}, {challenger} as shadow (compared live) and as fallback tier over {budget:N0} events of lag");
+        return dir;
+    }
+
+    private static DemoDeployment Summarize(ProcessorOptions options, string challenger, List<ComparisonReport> comparisons, List<TierSwitch> switches, StreamProcessor processor)
+    {
+        ComparisonReport? last;
+        lock (comparisons) last = comparisons.LastOrDefault();
+        string[] shown;
+        lock (switches) shown = [.. switches.Select(x => $"{x.At:HH:mm:ss.fff} → {x.To}: {x.Reason}")];
+        return new DemoDeployment($"{options.Model.Name}@{options.Model.Version}", challenger, comparisons.Count,
+            last is null ? double.NaN : Math.Round(last.Agreement, 4), last is null ? double.NaN : Math.Round(last.RankCorrelation, 4),
+            shown.Length, processor.DeploymentTelemetry?.FallbackRows ?? 0, shown);
+    }
+
+    private sealed class DirectoryCleanup(string? dir) : IDisposable
+    {
+        public void Dispose()
+        {
+            if (dir is not null && Directory.Exists(dir)) Directory.Delete(dir, recursive: true);
+        }
+    }
+
+    private static readonly System.Collections.Concurrent.ConcurrentQueue<string> DeploymentLines = new();
 
     private static DemoDrift DriftVerdict(DriftMonitor? monitor, DemoSettings s)
     {
@@ -214,6 +320,12 @@ public static class DemoRunner
                    $" | latency p50 {m.Latency.PercentileMicroseconds(0.5) / 1000.0:N1} ms p95 {m.Latency.PercentileMicroseconds(0.95) / 1000.0:N1} ms p99 {m.Latency.PercentileMicroseconds(0.99) / 1000.0:N1} ms";
         if (Console.IsErrorRedirected) Console.Error.WriteLine(line);
         else Console.Error.Write("\r" + line.PadRight(Math.Min(Console.WindowWidth > 0 ? Console.WindowWidth - 1 : 160, 200)));
+
+        while (DeploymentLines.TryDequeue(out var deploymentLine))
+        {
+            if (!Console.IsErrorRedirected) Console.Error.WriteLine();
+            Console.Error.WriteLine(deploymentLine);
+        }
 
         // Each closed drift window, once: which features drift, and by how much; or plainly that none does.
         while (DriftWindows.TryDequeue(out var report))

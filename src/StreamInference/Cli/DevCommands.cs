@@ -134,10 +134,16 @@ public static class DevCommands
         {
             Description = "The model served, name or name@version, from the models/ repository (Model:Name, Model:Version) [default: fraud-gbm@latest].",
         };
+        var challenger = new Option<string?>("--challenger")
+        {
+            Description = "Serve a deployment: the model above as champion and this one (name@version) as a shadow compared live " +
+                          "(agreement, score differences, rank correlation per 2,000 events) and as the fallback tier under load.",
+        };
+        var spike = new Option<bool>("--spike") { Description = "With a bounded --events and a --rate: the middle third comes at 5× the rate, to show the fallback tier take over and hand back." };
         var command = new Command("demo", "Dev services + synthetic upstream producer + processor + prediction reader, with a live view. " +
                                           "Uses KAFKA_BOOTSTRAP_SERVERS / SCHEMA_REGISTRY_URL / REDIS_URL when set, embedded services otherwise.")
         {
-            events, rate, badRate, batch, partitions, quiet, driftAt, driftWindow, startTime, model,
+            events, rate, badRate, batch, partitions, quiet, driftAt, driftWindow, startTime, model, challenger, spike,
         };
         command.SetAction(async (parse, ct) =>
         {
@@ -156,14 +162,14 @@ public static class DevCommands
             }
             return await DemoRunner.RunAsync(new DemoSettings(parse.GetValue(events), parse.GetValue(rate), parse.GetValue(badRate),
                 parse.GetValue(batch), parse.GetValue(partitions), parse.GetValue(quiet), parse.GetValue(driftAt), parse.GetValue(driftWindow), start,
-                parse.GetValue(model)), ct).ConfigureAwait(false);
+                parse.GetValue(model), parse.GetValue(challenger), parse.GetValue(spike)), ct).ConfigureAwait(false);
         });
         return command;
     }
 }
 
 public sealed record DemoSettings(int? Events, double Rate, double BadRate, int MaxBatch, int Partitions, bool Quiet, int? DriftAt = null, int DriftWindow = 2000,
-    DateTimeOffset? StartTime = null, string? Model = null);
+    DateTimeOffset? StartTime = null, string? Model = null, string? Challenger = null, bool Spike = false);
 
 public sealed record ProduceResult(int Produced, int Malformed, int Failed, double ElapsedSeconds);
 
@@ -172,7 +178,11 @@ public sealed record DemoResult(
     double ElapsedSeconds, double EventsPerSecond, long Batches, double MeanBatchSize,
     double LatencyP50Ms, double LatencyP95Ms, double LatencyP99Ms,
     Dictionary<string, int> DeadLettersByReason, string Model, long DriftWindows, string[] DriftAlertsInLastWindow,
-    DemoDrift Drift);
+    DemoDrift Drift, DemoDeployment? Deployment = null);
+
+/// <summary>With --challenger: the live comparison's last window, and the serving tier's switches.</summary>
+public sealed record DemoDeployment(string Champion, string Challenger, int ComparisonWindows, double LastAgreement, double LastRankCorrelation,
+    int TierSwitches, long FallbackPredictions, string[] Switches);
 
 /// <summary>The drift verdict of a demo run: windows by their highest severity, and the last one's.</summary>
 public sealed record DemoDrift(string LastWindow, long OkWindows, long WarnWindows, long AlertWindows, string[] WarningsInLastWindow, string StartTime);
@@ -182,4 +192,5 @@ public sealed record DemoDrift(string LastWindow, long OkWindows, long WarnWindo
 [JsonSerializable(typeof(ProduceResult))]
 [JsonSerializable(typeof(DemoResult))]
 [JsonSerializable(typeof(DemoDrift))]
+[JsonSerializable(typeof(DemoDeployment))]
 public sealed partial class CliJson : JsonSerializerContext;
