@@ -375,7 +375,9 @@ public sealed class DeploymentScorer : IScorer, IDisposable
             ServingDeployment next;
             try
             {
-                next = _loader.Load(spec, basis.Models.Concat(_current.Models).Distinct().ToList());
+                // Only the basis's models are reused: while this loads, the score stage may take the pending version and
+                // release the serving one's other models (a version is built on what will be serving when it is taken).
+                next = _loader.Load(spec, basis.Models);
             }
             catch (Exception e) when (e is not OutOfMemoryException)
             {

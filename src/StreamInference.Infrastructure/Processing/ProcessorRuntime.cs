@@ -94,6 +94,8 @@ public sealed class ProcessorRuntime : IDisposable
         Metrics = new ProcessorMetrics(_context.MetricFactory, plan, k.InputTopic, k.OutputTopic, _context.Loggers.CreateLogger<ProcessorMetrics>());
         var deployment = LoadDeployment();
         var (initial, modelDir, batchLimit, scorerOptions) = LoadModel(plan);
+        // Released with the runtime if start-up fails before the hot-swap scorer or the deployment takes it over.
+        var handover = Own(new Handover(initial));
 
         var registry = Own(new AvroSchemaRegistry(_options.SchemaRegistry));
         var decoder = new AvroEventDecoder(registry, readerSchema, plan, _options.Features.MaxMessageBytes)
@@ -115,10 +117,12 @@ public sealed class ProcessorRuntime : IDisposable
         ShadowPublishing? shadows = null;
         if (deployment is null)
         {
+            handover.Release();
             served = Own(HotSwap(initial, plan, scorerOptions));
         }
         else
         {
+            handover.Release();   // the deployment releases it from here on, also when it fails to build
             Deployment = Own(await DeploymentAsync(deployment, initial, plan, scorerOptions, batchLimit, registry, ct).ConfigureAwait(false));
             served = Deployment;
             shadows = await ShadowsAsync(registry, ct).ConfigureAwait(false);
@@ -130,6 +134,14 @@ public sealed class ProcessorRuntime : IDisposable
         _topology = new PipelineTopology(_options.Pipeline.ToPipelineOptions(_options.Redis, _options.Model, batchLimit), plan, decoder, store, served, sink, observer);
         _consumer = Own(new KafkaConsumerLoop(KafkaConfigs.Consumer(k), [k.InputTopic], _topology.Input, _delivery.Commit, Metrics,
             _context.Loggers.CreateLogger<KafkaConsumerLoop>(), TimeSpan.FromMilliseconds(k.RevokeDrainTimeoutMs), TimeSpan.FromMilliseconds(k.PauseAfterMs)));
+    }
+
+    /// <summary>Disposes a model unless it was handed over to its owner.</summary>
+    private sealed class Handover(IDisposable model) : IDisposable
+    {
+        private IDisposable? _model = model;
+        public void Release() => _model = null;
+        public void Dispose() => _model?.Dispose();
     }
 
     /// <summary>The deployment being served (Model:Deployment), or null when the processor serves one model.</summary>
