@@ -247,6 +247,21 @@ public sealed partial class DeploymentTests(ServicesFixture services, ITestOutpu
         var settings = services.ChildSettings(services.ProcessorOptions(input, predictions, dlq, ServicesFixture.NewGroup("deploy")));
         settings["Drift:Topic"] = drift;
         settings["Drift:WindowEvents"] = "250";
+        // A deployment, so the deployment row's series exist: a shadow compared every 200 events, a fallback tier.
+        var deployment = Path.Combine(Path.GetTempPath(), $"si-dashboard-{Guid.NewGuid():N}.yaml");
+        File.WriteAllText(deployment, """
+            version: 1
+            champion: fraud-gbm@1
+            shadows:
+              - model: fraud-logreg@3
+            fallback:
+              model: fraud-logreg@3
+              enterLagEvents: 1000000
+            """);
+        settings["Model:Deployment"] = deployment;
+        settings["Model:ComparisonWindowEvents"] = "200";
+        settings["Kafka:ShadowTopic"] = await services.CreateTopicAsync("deploy-shadow", 4);
+        settings["Kafka:ComparisonTopic"] = await services.CreateTopicAsync("deploy-comparison", 1);
         using var child = await ProcessorHarness.StartChildAsync(settings);
 
         using (var registry = new AvroSchemaRegistry(new SchemaRegistryOptions { Url = services.SchemaRegistryUrl }))

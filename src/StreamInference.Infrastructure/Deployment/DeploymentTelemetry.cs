@@ -50,6 +50,9 @@ public sealed partial class DeploymentTelemetry : IDeploymentObserver
             "Live champion/challenger comparison of the last closed window: agreement, mean_difference, abs_difference_p50/p90/p99, rank_correlation, champion_us_per_row, challenger_us_per_row, events.",
             ["champion", "challenger", "arm", "statistic"]);
         _reports = factory.CreateCounter("streaminference_comparison_reports_total", "Comparison windows closed, by result of publishing the report: delivered or failed.", ["result"]);
+        // Every series a dashboard or an alert reads exists from the start, at zero.
+        foreach (var to in new[] { "fallback", "champion" }) _switches.WithLabels(to);
+        foreach (var result in new[] { "delivered", "failed" }) _reports.WithLabels(result);
         _producer = producer;
         _topic = topic;
         _schema = schema;
