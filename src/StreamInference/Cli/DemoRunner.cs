@@ -251,7 +251,7 @@ public static class DemoRunner
 
     /// <summary>
     /// --challenger: a deployment file in a temporary directory serving the demo's model as champion and the
-    /// challenger as a shadow (compared live) and as the fallback tier (over one second of events at the base rate).
+    /// challenger as a shadow (compared live) and as the fallback tier (over a quarter of a second of events at the base rate).
     /// </summary>
     private static string Deploy(ProcessorOptions options, string challengerText, DemoSettings s)
     {
@@ -260,7 +260,7 @@ public static class DemoRunner
         var championDir = ModelRepository.Resolve(repository, options.Model.Name, options.Model.Version);
         var champion = new ModelRef(options.Model.Name, Path.GetFileName(championDir));
         ModelRepository.Resolve(repository, challenger.Name, challenger.Version);   // exists, or one line saying what is missing
-        var budget = (long)Math.Max(1_000, s.Rate > 0 ? s.Rate : 5_000);
+        var budget = (long)Math.Max(500, (s.Rate > 0 ? s.Rate : 5_000) / 4);   // a quarter of a second of events at the base rate
         var spec = new DeploymentSpec(1, champion, [new ShadowSpec(challenger, 1)], null,
             new FallbackSpec(challenger, budget, budget / 2, null, null, MinDwellMs: 3_000, OnError: true));
         if (spec.Champion == challenger) throw new DeploymentException($"--challenger {challenger} is the champion; name another model.");
