@@ -148,13 +148,19 @@ public sealed class DeploymentRolloutTests(ServicesFixture services, ITestOutput
         Assert.All(predictions, r => Assert.Equal("champion", (string)r["arm"]));
         Assert.Equal([1L, 2L, 3L], byVersion.Keys.Order());
 
-        // Drift per model: the promoted model was monitored against its own profile while it served.
-        var monitors = a.Processor.ModelDrift!.Monitors.Concat(b.Processor.ModelDrift!.Monitors).ToList();
-        var challenger = monitors.Where(m => m.Key.Name == Challenger).Select(m => m.Value).ToList();
-        Assert.NotEmpty(challenger);
-        Assert.Contains(challenger, m => m.WindowsClosed > 0);
-        Assert.All(challenger.Where(m => m.LastReport is not null), m => Assert.Equal((Challenger, "3"), (m.LastReport!.Model, m.LastReport.ModelVersion)));
-        Assert.Contains(monitors, m => m.Key.Name == Champion && m.Value.LastReport is { Model: Champion });
+        // Drift per model: each model's monitor saw exactly the events that model served, with its own profile (a
+        // monitor only takes a profile of its own model), and closed windows; the rolled-back model left the monitors.
+        var totals = new[] { a, b }.SelectMany(p => p.Processor.ModelDrift!.Totals).GroupBy(x => x.Key)
+            .ToDictionary(g => g.Key, g => (Observed: g.Sum(x => x.Value.Observed), Windows: g.Sum(x => x.Value.Windows)));
+        output.WriteLine($"drift per model: {string.Join(", ", totals.Select(x => $"{x.Key} {x.Value.Observed} events, {x.Value.Windows} windows"))}");
+        foreach (var name in new[] { Champion, Challenger })
+        {
+            var served = predictions.Count(r => (string)r["model_name"] == name);
+            var key = name == Champion ? $"{Champion}@1" : $"{Challenger}@3";
+            Assert.Equal(served, totals[key].Observed);
+            Assert.True(totals[key].Windows > 0, $"{key} closed no drift window");
+        }
+        Assert.All(new[] { a, b }, p => Assert.DoesNotContain(p.Processor.ModelDrift!.Monitors.Keys, m => m.Name == Challenger));
     }
 
     private static long Serving(InProcessProcessor p) => p.Processor.Deployment?.Current.Version ?? 0;

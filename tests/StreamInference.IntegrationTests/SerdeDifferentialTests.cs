@@ -198,6 +198,9 @@ public sealed class SerdeDifferentialTests : IAsyncLifetime
             foreach (var degraded in new[] { false, true })
             {
                 var batch = Predictions(random, width, degraded);
+                // Every arm, and a deployment version on half the batches (null on the others).
+                for (var k = 0; k < batch.OkCount; k++) batch.Arms[k] = (ServingArm)random.Next(4);
+                batch.DeploymentVersion = degraded ? random.NextInt64(1, long.MaxValue) : null;
                 var official = batch.Records.Take(batch.Count).Select((_, k) => serializer.Serialize(Prediction((RecordSchema)PredictionWriter.Schema, batch, k, "fraud", "7", 0), context)).ToList();
                 if (schemaId < 0) ConfluentWireFormat.TryReadHeader(official[0], out schemaId);
                 var writer = new PredictionWriter(schemaId, "fraud", "7", primaryScoreIndex: 0);
@@ -300,6 +303,9 @@ public sealed class SerdeDifferentialTests : IAsyncLifetime
         record.Add("source_partition", b.Records[row].Partition.Partition);
         record.Add("source_offset", b.Records[row].Offset);
         record.Add("degraded", b.FeatureStoreUnavailable ? PredictionWriter.DegradedFeatureStore : null);
+        // An evolved subject schema may leave the deployment fields out (the transcoder drops them too).
+        if (schema.Contains("arm")) record.Add("arm", b.Arms[k].Text());
+        if (schema.Contains("deployment_version")) record.Add("deployment_version", b.DeploymentVersion);
         return record;
     }
 }

@@ -305,12 +305,9 @@ public static class ReplayRunner
             var started = Stopwatch.GetTimestamp();
             r.Scorer.Score(batch);
             batch.DeploymentVersion = r.DeploymentVersion;
-            if (r.Canary is var (canary, select))
-            {
-                // The deployment's canary, as live: the same entities, scored on the same vectors, served in place of the champion.
-                canary.Score(batch, select);
-                canary.ServeInto(batch, ServingArm.Canary);
-            }
+            // The deployment's canary, as live: the same entities, scored on the same vectors, served in place of the
+            // champion (after any --compare, which compares the champion's own scores).
+            if (r.Canary is var (canary, select)) canary.Score(batch, select);
             if (r.Challenger is var (challenger, windows, overall))
             {
                 var championTime = Stopwatch.GetElapsedTime(started);
@@ -328,6 +325,7 @@ public static class ReplayRunner
                         c.Observe(batch.ScoreRow(k)[r.Scorer.PrimaryScoreIndex], compare.ScoreRow(k)[challenger.PrimaryScoreIndex]);
                 }
             }
+            if (r.Canary is var (served, _)) served.ServeInto(batch, ServingArm.Canary);
             for (var k = 0; k < n; k++)
             {
                 var i = r.Selected[start + k];

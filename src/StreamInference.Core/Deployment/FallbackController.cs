@@ -22,6 +22,19 @@ public sealed class FallbackController(FallbackSpec spec, TimeProvider time)
 
     public ServingTier Tier { get; private set; } = ServingTier.Champion;
 
+    public FallbackSpec Spec => spec;
+
+    /// <summary>
+    /// Carries the tier, the time of the last switch and the count over from the controller of the previous deployment
+    /// version (same fallback model): a change of the file during a spike neither hands back nor restarts the dwell.
+    /// </summary>
+    public void ContinueFrom(FallbackController previous)
+    {
+        Tier = previous.Tier;
+        _since = previous._since;
+        Switches = previous.Switches;
+    }
+
     /// <summary>Switches so far, in both directions.</summary>
     public long Switches { get; private set; }
 

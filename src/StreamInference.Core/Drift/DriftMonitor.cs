@@ -180,6 +180,8 @@ public sealed class DriftMonitor
 
     public DriftReport? LastReport { get; private set; }
     public long WindowsClosed { get; private set; }
+    /// <summary>Events observed since the monitor was made, over every window.</summary>
+    public long Observed { get; private set; }
     /// <summary>Closed windows by their highest severity: [OK, WARN, ALERT].</summary>
     public long[] WindowsBySeverity { get; } = new long[3];
 
@@ -206,6 +208,7 @@ public sealed class DriftMonitor
         }
         if (double.IsFinite(score)) _prediction.Add(score);
         _events++;
+        Observed++;
         if (_settings.WindowSeconds <= 0 && _events >= _settings.WindowEvents) Close();
     }
 

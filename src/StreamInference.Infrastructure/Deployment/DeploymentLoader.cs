@@ -26,8 +26,11 @@ public sealed class DeploymentLoader(DeploymentSettings settings, ILogger log, T
 
     public DeploymentSpec ReadSpec() => DeploymentSpec.LoadFile(settings.Path);
 
-    /// <summary>Loads <paramref name="spec"/>, taking the models <paramref name="reuse"/> holds as they are.</summary>
-    public ServingDeployment Load(DeploymentSpec spec, IReadOnlyList<DeployedModel> reuse)
+    /// <summary>
+    /// Loads <paramref name="spec"/>, taking the models <paramref name="reuse"/> holds as they are; the fallback tier's
+    /// state carries over from <paramref name="previous"/> when it keeps the same fallback model.
+    /// </summary>
+    public ServingDeployment Load(DeploymentSpec spec, IReadOnlyList<DeployedModel> reuse, ServingDeployment? previous = null)
     {
         var loaded = new List<DeployedModel>();
         try
@@ -60,7 +63,11 @@ public sealed class DeploymentLoader(DeploymentSettings settings, ILogger log, T
                 s.Sample < 1 ? new EntitySampler($"shadow:{s.Model}", s.Sample) : null, Compare(spec.Champion, s.Model))).ToList();
             FallbackTier? fallback = null;
             if (spec.Fallback is { } f)
-                fallback = new FallbackTier(Get(f.Model, "fallback", servesBatch: true), new FallbackController(f, _time), f.OnError || settings.FallbackOnError);
+            {
+                var controller = new FallbackController(f, _time);
+                if (previous?.Fallback is { } before && before.Model.Reference == f.Model) controller.ContinueFrom(before.Controller);
+                fallback = new FallbackTier(Get(f.Model, "fallback", servesBatch: true), controller, f.OnError || settings.FallbackOnError);
+            }
             return new ServingDeployment(spec, champion, canary, shadows, fallback);
         }
         catch

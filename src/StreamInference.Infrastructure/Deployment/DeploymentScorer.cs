@@ -137,7 +137,7 @@ public sealed class ServingDeployment
         Shadows = shadows;
         Fallback = fallback;
         Models = [.. new[] { champion }.Concat(canary is null ? [] : [canary.Model]).Concat(shadows.Select(s => s.Model))
-            .Concat(fallback is null ? [] : [fallback.Model])];
+            .Concat(fallback is null ? [] : [fallback.Model]).Distinct()];
     }
 
     public DeploymentSpec Spec { get; }
@@ -151,7 +151,14 @@ public sealed class ServingDeployment
     /// <summary>The comparisons of this deployment: the canary's, then the shadows'.</summary>
     public IEnumerable<Challenger> Challengers => (Canary is null ? [] : new[] { Canary }).Concat(Shadows);
 
-    /// <summary>The role a model plays in this deployment (a model has one role), or null when it has none.</summary>
+    /// <summary>Every (model, role) pair: a fallback that is also a shadow has both.</summary>
+    public IEnumerable<(DeployedModel Model, ServingArm Role)> Roles =>
+        new[] { (Champion, ServingArm.Champion) }
+            .Concat(Canary is null ? [] : [(Canary.Model, ServingArm.Canary)])
+            .Concat(Shadows.Select(x => (x.Model, ServingArm.Shadow)))
+            .Concat(Fallback is null ? [] : [(Fallback.Model, ServingArm.Fallback)]);
+
+    /// <summary>The role a model plays in this deployment (the serving one, for a fallback that is also a shadow), or null when it has none.</summary>
     public ServingArm? RoleOf(ModelIdentity model) =>
         Champion.Identity == model ? ServingArm.Champion
         : Canary?.Model.Identity == model ? ServingArm.Canary
@@ -209,7 +216,7 @@ public sealed class DeploymentScorer : IScorer, IDisposable
         _log = log;
         _time = time ?? TimeProvider.System;
         Subscribe(initial);
-        _observer.OnDeploymentChanged(null, initial);
+        Report(() => _observer.OnDeploymentChanged(null, initial));
         if (watchInterval > TimeSpan.Zero) _timer = new Timer(_ => CheckForChange(), null, watchInterval, watchInterval);
     }
 
@@ -244,14 +251,16 @@ public sealed class DeploymentScorer : IScorer, IDisposable
         }
         catch (Exception e) when (e is not OperationCanceledException && d.Fallback is { OnError: true } tier)
         {
-            _observer.OnChampionFailed(d, e);
+            Report(() => _observer.OnChampionFailed(d, e));
             DeploymentLog.ChampionFailed(_log, d.Champion.Identity.ToString(), batch.OkCount, e.Message, tier.Model.Identity.ToString());
             ServeAll(batch, tier.Model, ServingArm.Fallback);
             return;
         }
-        // The canary's rows: its scores and label are served; the champion's were compared first.
-        if (d.Canary is { } canary && Challenge(batch, canary)) canary.Model.ServeInto(batch, ServingArm.Canary);
+        // Every challenger is compared with the champion's scores, still in the batch; then the canary's rows get the
+        // canary's scores and labels.
+        var canaryScored = d.Canary is { } canary && Challenge(batch, canary);
         foreach (var shadow in d.Shadows) Challenge(batch, shadow);
+        if (canaryScored) d.Canary!.Model.ServeInto(batch, ServingArm.Canary);
     }
 
     /// <summary>One model serves every clean row of the batch (the champion, or the fallback tier).</summary>
@@ -272,7 +281,7 @@ public sealed class DeploymentScorer : IScorer, IDisposable
             batch.Arms[k] = arm;
             batch.RowModels[k] = identity;
         }
-        _observer.OnScored(model, arm, batch.OkCount, elapsed);
+        Report(() => _observer.OnScored(model, arm, batch.OkCount, elapsed));
     }
 
     /// <summary>
@@ -291,17 +300,20 @@ public sealed class DeploymentScorer : IScorer, IDisposable
             DeploymentLog.ChallengerFailed(_log, challenger.Arm.Text(), model.Identity.ToString(), batch.OkCount, e.Message);
             return false;
         }
-        _observer.OnScored(model, challenger.Arm, model.Rows, model.Elapsed);
-        var comparison = challenger.Comparison;
-        var index = batch.ScoredBy!.PrimaryScoreIndex;
-        var width = batch.ScoreWidth;
-        for (var k = 0; k < batch.OkCount; k++)
+        Report(() =>
         {
-            var slot = model.Slots[k];
-            if (slot >= 0) comparison.Observe(batch.Scores[k * width + index], model.Primary(slot));
-        }
-        comparison.ObserveCost(challenger: false, batch.OkCount, _served);
-        comparison.ObserveCost(challenger: true, model.Rows, model.Elapsed);
+            _observer.OnScored(model, challenger.Arm, model.Rows, model.Elapsed);
+            var comparison = challenger.Comparison;
+            var index = batch.ScoredBy!.PrimaryScoreIndex;
+            var width = batch.ScoreWidth;
+            comparison.ObserveCost(challenger: false, batch.OkCount, _served);
+            comparison.ObserveCost(challenger: true, model.Rows, model.Elapsed);
+            for (var k = 0; k < batch.OkCount; k++)
+            {
+                var slot = model.Slots[k];
+                if (slot >= 0) comparison.Observe(batch.Scores[k * width + index], model.Primary(slot));
+            }
+        });
         return true;
     }
 
@@ -324,7 +336,7 @@ public sealed class DeploymentScorer : IScorer, IDisposable
         {
             DeploymentLog.TierSwitched(_log, change.From == ServingTier.Champion ? d.Champion.Identity.ToString() : f.Model.Identity.ToString(),
                 change.To == ServingTier.Champion ? d.Champion.Identity.ToString() : f.Model.Identity.ToString(), change.Reason, d.Version);
-            _observer.OnTierSwitched(d, change);
+            Report(() => _observer.OnTierSwitched(d, change));
         };
         foreach (var c in d.Challengers) c.Comparison.WindowClosed += report => _observer.OnComparison(d, c, report);
     }
@@ -332,19 +344,36 @@ public sealed class DeploymentScorer : IScorer, IDisposable
     /// <summary>Swaps in a loaded newer version before the batch (score stage); releases the models it no longer uses.</summary>
     private void TakePending()
     {
-        ServingDeployment? next;
+        ServingDeployment previous, next;
         lock (_gate)
         {
+            // Taken and installed under the watcher's lock: a version it builds meanwhile is built on this one.
+            if (_pending is null) return;
             next = _pending;
             _pending = null;
+            previous = _current;
+            Volatile.Write(ref _current, next);
         }
-        if (next is null) return;
-        var previous = _current;
-        foreach (var c in previous.Challengers) c.Comparison.Close();
-        Volatile.Write(ref _current, next);
         foreach (var m in previous.Models.Except(next.Models)) m.Dispose();   // only the score stage runs sessions, and it is here
         DeploymentLog.Changed(_log, previous.Version, next.Version, Describe(next));
-        _observer.OnDeploymentChanged(previous, next);
+        Report(() =>
+        {
+            foreach (var c in previous.Challengers) c.Comparison.Close();
+            _observer.OnDeploymentChanged(previous, next);
+        });
+    }
+
+    /// <summary>Reporting (metrics, comparison reports, the host's handlers) never fails a batch: a failure is logged.</summary>
+    private void Report(Action report)
+    {
+        try
+        {
+            report();
+        }
+        catch (Exception e) when (e is not OutOfMemoryException)
+        {
+            DeploymentLog.ReportFailed(_log, e.Message);
+        }
     }
 
     /// <summary>Reads the deployment file once; a higher version is loaded and queued for the score stage (the timer calls this; tests may too).</summary>
@@ -377,7 +406,7 @@ public sealed class DeploymentScorer : IScorer, IDisposable
             {
                 // Only the basis's models are reused: while this loads, the score stage may take the pending version and
                 // release the serving one's other models (a version is built on what will be serving when it is taken).
-                next = _loader.Load(spec, basis.Models);
+                next = _loader.Load(spec, basis.Models, basis);
             }
             catch (Exception e) when (e is not OutOfMemoryException)
             {
@@ -456,6 +485,9 @@ public static partial class DeploymentLog
 
     [LoggerMessage(Level = LogLevel.Warning, Message = "Deployment v{Previous} → v{Next}: {Models}")]
     public static partial void Changed(ILogger logger, long previous, long next, string models);
+
+    [LoggerMessage(Level = LogLevel.Warning, Message = "Deployment reporting failed: {Reason}; serving goes on")]
+    public static partial void ReportFailed(ILogger logger, string reason);
 
     [LoggerMessage(Level = LogLevel.Error, Message = "Deployment change ignored: {Reason}; v{Serving} keeps serving")]
     public static partial void Rejected(ILogger logger, string reason, long serving);

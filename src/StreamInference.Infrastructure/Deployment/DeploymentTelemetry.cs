@@ -115,10 +115,9 @@ public sealed partial class DeploymentTelemetry : IDeploymentObserver
     public void OnDeploymentChanged(ServingDeployment? previous, ServingDeployment next)
     {
         foreach (var labels in _roles.GetAllLabelValues().ToList()) _roles.RemoveLabelled(labels);
-        foreach (var m in next.Models)
-            _roles.WithLabels(m.Identity.ToString(), (next.RoleOf(m.Identity) ?? ServingArm.Champion).Text()).Set(1);
+        foreach (var (m, role) in next.Roles) _roles.WithLabels(m.Identity.ToString(), role.Text()).Set(1);
         _version.Set(next.Version);
-        _tier.Set(0);
+        _tier.Set(next.Fallback?.Controller.Tier == ServingTier.Fallback ? 1 : 0);
     }
 
     public void OnComparison(ServingDeployment deployment, Challenger challenger, ComparisonReport report)
@@ -145,10 +144,10 @@ public sealed partial class DeploymentTelemetry : IDeploymentObserver
                 Value = Encode(deployment.Version, challenger.Arm, report),
             }, r => _reports.WithLabels(r.Error.IsError ? "failed" : "delivered").Inc());
         }
-        catch (KafkaException e)
+        catch (Exception e) when (e is KafkaException or InvalidOperationException or ObjectDisposedException or global::Avro.AvroException)
         {
             _reports.WithLabels("failed").Inc();
-            Log.PublishFailed(_log, _topic, e.Error.Reason);
+            Log.PublishFailed(_log, _topic, e.Message);
         }
     }
 

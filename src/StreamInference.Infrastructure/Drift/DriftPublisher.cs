@@ -53,6 +53,16 @@ public sealed partial class DriftPublisher : IPipelineObserver, IDisposable
 
     public void Dispose() => _timer?.Dispose();
 
+    /// <summary>The model left the deployment: its series go (it no longer reports), then its window timer.</summary>
+    public void Retire()
+    {
+        _timer?.Dispose();
+        foreach (var labels in _statistic.GetAllLabelValues().Where(l => l[0] == _model).ToList()) _statistic.RemoveLabelled(labels);
+        foreach (var labels in _severity.GetAllLabelValues().Where(l => l[0] == _model).ToList()) _severity.RemoveLabelled(labels);
+    }
+
+    public string Model => _model;
+
     public DriftMonitor Monitor => _monitor;
 
     public void OnBatchScored(EventBatch batch, TimeSpan score)

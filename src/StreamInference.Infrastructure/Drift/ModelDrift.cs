@@ -13,7 +13,9 @@ namespace StreamInference.Infrastructure.Drift;
 /// </summary>
 public sealed class ModelDrift(Func<ModelIdentity, DriftPublisher?> create, Func<DeploymentScorer?> deployment) : IPipelineObserver, IDisposable
 {
-    private readonly Dictionary<ModelIdentity, DriftPublisher?> _publishers = [];
+    // By name@version: a model reloaded by a later deployment version (a new identity object) keeps its monitor.
+    private readonly Dictionary<string, (ModelIdentity Model, DriftPublisher? Publisher)> _publishers = [];
+    private ModelIdentity? _serving;
     private readonly List<ModelIdentity> _seen = new(4);
     private readonly Lock _gate = new();
     private long _deploymentVersion = -1;
@@ -23,9 +25,30 @@ public sealed class ModelDrift(Func<ModelIdentity, DriftPublisher?> create, Func
     {
         get
         {
-            lock (_gate) return _publishers.Where(p => p.Value is not null).ToDictionary(p => p.Key, p => p.Value!.Monitor);
+            lock (_gate) return _publishers.Values.Where(p => p.Publisher is not null).ToDictionary(p => p.Model, p => p.Publisher!.Monitor);
         }
     }
+
+    /// <summary>
+    /// Per model (name@version): events observed and windows closed since the start, including models that have left
+    /// the deployment since.
+    /// </summary>
+    public IReadOnlyDictionary<string, (long Observed, long Windows)> Totals
+    {
+        get
+        {
+            lock (_gate)
+            {
+                var totals = new Dictionary<string, (long Observed, long Windows)>(_retired);
+                foreach (var (key, (_, p)) in _publishers)
+                    if (p is not null)
+                        totals[key] = totals.TryGetValue(key, out var t) ? (t.Observed + p.Monitor.Observed, t.Windows + p.Monitor.WindowsClosed) : (p.Monitor.Observed, p.Monitor.WindowsClosed);
+                return totals;
+            }
+        }
+    }
+
+    private readonly Dictionary<string, (long Observed, long Windows)> _retired = [];
 
     /// <summary>The monitor of the champion (of the model serving, without a deployment); null when it has no profile.</summary>
     public DriftMonitor? Serving { get; private set; }
@@ -41,6 +64,12 @@ public sealed class ModelDrift(Func<ModelIdentity, DriftPublisher?> create, Func
         if (batch.OkCount == 0) return;
         var d = deployment()?.Current;
         if (d is not null && d.Version != _deploymentVersion) Relabel(d);
+        if (d is null && batch.ScoredBy is { } scoredBy && scoredBy != _serving)
+        {
+            // One model without a deployment: a version swapped in replaces the previous one's monitor.
+            if (_serving is { } before && before.ToString() != scoredBy.ToString()) Retire(before.ToString());
+            _serving = scoredBy;
+        }
         _seen.Clear();
         for (var k = 0; k < batch.OkCount; k++)
         {
@@ -82,9 +111,10 @@ public sealed class ModelDrift(Func<ModelIdentity, DriftPublisher?> create, Func
 
     private DriftPublisher? Get(ModelIdentity model, ServingDeployment? d)
     {
+        var key = model.ToString();
         lock (_gate)
         {
-            if (_publishers.TryGetValue(model, out var known)) return known;
+            if (_publishers.TryGetValue(key, out var known)) return known.Publisher;
         }
         var made = create(model);
         if (made is not null)
@@ -92,19 +122,42 @@ public sealed class ModelDrift(Func<ModelIdentity, DriftPublisher?> create, Func
             if (d?.RoleOf(model) is { } role) made.Role = role.Text();
             made.Monitor.WindowClosed += report => WindowClosed?.Invoke(model, report);
         }
-        lock (_gate) _publishers[model] = made;
+        lock (_gate) _publishers[key] = (model, made);
         return made;
     }
 
-    /// <summary>A new deployment version: each monitored model's series take its new role.</summary>
+    /// <summary>
+    /// A new deployment version: each monitored model's series take its new role; a model that left the deployment
+    /// is retired (its series removed, its monitor dropped; it is made afresh if it comes back).
+    /// </summary>
     private void Relabel(ServingDeployment d)
     {
         _deploymentVersion = d.Version;
+        var roles = d.Models.ToDictionary(m => m.Identity.ToString(), m => d.RoleOf(m.Identity));
+        List<string> gone;
         lock (_gate)
         {
-            foreach (var (model, publisher) in _publishers)
-                if (publisher is not null && d.RoleOf(model) is { } role) publisher.Role = role.Text();
+            gone = [.. _publishers.Keys.Where(k => !roles.ContainsKey(k))];
+            foreach (var (key, (_, publisher)) in _publishers)
+                if (publisher is not null && roles.TryGetValue(key, out var role) && role is { } r) publisher.Role = r.Text();
         }
+        foreach (var key in gone) Retire(key);
+    }
+
+    private void Retire(string key)
+    {
+        DriftPublisher? publisher;
+        lock (_gate)
+        {
+            if (!_publishers.Remove(key, out var entry)) return;
+            publisher = entry.Publisher;
+            if (publisher is not null)
+                _retired[key] = _retired.TryGetValue(key, out var t)
+                    ? (t.Observed + publisher.Monitor.Observed, t.Windows + publisher.Monitor.WindowsClosed)
+                    : (publisher.Monitor.Observed, publisher.Monitor.WindowsClosed);
+        }
+        publisher?.Retire();
+        publisher?.Dispose();
     }
 
     public void OnBatchAssembled(EventBatch batch, TimeSpan decode, TimeSpan enrich) { }
@@ -116,7 +169,7 @@ public sealed class ModelDrift(Func<ModelIdentity, DriftPublisher?> create, Func
     {
         lock (_gate)
         {
-            foreach (var p in _publishers.Values) p?.Dispose();
+            foreach (var (_, p) in _publishers.Values) p?.Dispose();
             _publishers.Clear();
         }
     }

@@ -167,7 +167,8 @@ public sealed class ShadowPublishing
     private readonly Func<ModelIdentity, PredictionWriter> _writerFor;
     private readonly PredictionKeyWriter _keys;
     private readonly Action<string, bool>? _outcome;
-    private readonly Dictionary<ModelIdentity, (PredictionWriter Writer, Action<DeliveryReport<byte[], byte[]>> Handler, Action<bool> Outcome)> _byModel = [];
+    // By name@version: a model reloaded by a later deployment version writes the same records.
+    private readonly Dictionary<string, (PredictionWriter Writer, Action<DeliveryReport<byte[], byte[]>> Handler, Action<bool> Outcome)> _byModel = [];
     private long _delivered, _failed;
 
     /// <param name="shadows">The shadows of the deployment that scored the batch being published.</param>
@@ -190,15 +191,15 @@ public sealed class ShadowPublishing
 
     private (PredictionWriter Writer, Action<DeliveryReport<byte[], byte[]>> Handler, Action<bool> Outcome) For(ModelIdentity model)
     {
-        if (_byModel.TryGetValue(model, out var made)) return made;
         var name = model.ToString();
+        if (_byModel.TryGetValue(name, out var made)) return made;
         Action<bool> outcome = delivered =>
         {
             if (delivered) Interlocked.Increment(ref _delivered);
             else Interlocked.Increment(ref _failed);
             _outcome?.Invoke(name, delivered);
         };
-        return _byModel[model] = (_writerFor(model), report => outcome(!report.Error.IsError), outcome);
+        return _byModel[name] = (_writerFor(model), report => outcome(!report.Error.IsError), outcome);
     }
 
     public void Publish(EventBatch batch, bool[] skip)

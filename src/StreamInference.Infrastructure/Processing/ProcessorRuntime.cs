@@ -264,7 +264,7 @@ public sealed class ProcessorRuntime : IDisposable
         public void OnDeploymentChanged(ServingDeployment? previous, ServingDeployment next)
         {
             inner.OnDeploymentChanged(previous, next);
-            if (previous is not null)
+            if (previous is not null && previous.Champion.Reference != next.Champion.Reference)
                 metrics.OnModelSwapped(previous.Champion.Identity.Name, previous.Champion.Identity.Version, next.Champion.Identity.Name, next.Champion.Identity.Version);
         }
     }
