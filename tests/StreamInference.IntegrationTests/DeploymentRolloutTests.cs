@@ -163,5 +163,71 @@ public sealed class DeploymentRolloutTests(ServicesFixture services, ITestOutput
         Assert.All(new[] { a, b }, p => Assert.DoesNotContain(p.Processor.ModelDrift!.Monitors.Keys, m => m.Name == Challenger));
     }
 
+    /// <summary>
+    /// A canary and a shadow together: each challenger is compared with the champion's own scores, not with what
+    /// the canary served. The shadow is the champion's graph under another name, so its comparison is exact
+    /// agreement with no difference on every window; the canary's windows hold only its entities' events.
+    /// </summary>
+    [Fact]
+    public async Task CanaryAndShadow_AreEachComparedWithTheChampion()
+    {
+        const int events = 2000;
+        var repository = Path.Combine(TempDir, "models");
+        var models = Path.Combine(AppContext.BaseDirectory, "models");
+        CopyModel(Path.Combine(models, Champion, "1"), repository, Champion);
+        CopyModel(Path.Combine(models, Challenger, "3"), repository, Challenger);
+        CopyModel(Path.Combine(models, Champion, "1"), repository, "fraud-gbm-copy");
+        var file = Path.Combine(TempDir, "deployment.yaml");
+        File.WriteAllText(file, """
+            version: 1
+            champion: fraud-gbm@1
+            canary:
+              model: fraud-logreg@3
+              share: 0.3
+              salt: both
+            shadows:
+              - model: fraud-gbm-copy@1
+            """);
+        var topics = await services.CreateTopicsAsync(2);
+        var options = services.ProcessorOptions(topics);
+        options.Model.Repository = repository;
+        options.Model.Deployment = file;
+        options.Model.ComparisonWindowEvents = 100;
+        options.Kafka.ShadowTopic = await services.CreateTopicAsync("shadow", 2);
+        options.Kafka.ComparisonTopic = await services.CreateTopicAsync("comparison", 1);
+        using var registry = services.RegistryClient();
+        Assert.Equal(events, (await services.ProduceAsync(new ProduceOptions { Topic = topics.Input, Events = events, Seed = 184 })).Produced);
+        await using var processor = await ProcessorHarness.StartAsync(options, output);
+        var predictions = await PredictionReader.ReadAsync(services.BootstrapServers, registry, topics.Predictions, events);
+        var canaryEvents = predictions.Count(r => (string)r["arm"] == "canary");
+        // Whole windows only: 2,000 shadow pairs make 20; the canary's pairs make as many whole windows as they fill.
+        var expected = events / 100 + canaryEvents / 100;
+        var reports = await PredictionReader.ReadAsync(services.BootstrapServers, registry, options.Kafka.ComparisonTopic, expected, keyedByEntity: false);
+        await processor.StopAsync();
+
+        var shadow = reports.Where(r => (string)r["arm"] == "shadow").ToList();
+        var canary = reports.Where(r => (string)r["arm"] == "canary").ToList();
+        output.WriteLine($"{canaryEvents} canary events; {shadow.Count} shadow windows, {canary.Count} canary windows; canary agreement " +
+                         string.Join(", ", canary.Select(r => ((double)r["agreement"]).ToString("P1", System.Globalization.CultureInfo.InvariantCulture))));
+        Assert.Equal(events / 100, shadow.Count);
+        Assert.All(shadow, r => Assert.Equal(("fraud-gbm-copy@1", 1.0, 0.0), ((string)r["challenger"], (double)r["agreement"], (double)r["abs_difference_p99"])));
+        Assert.Equal(canaryEvents / 100, canary.Count);
+        Assert.All(canary, r => Assert.Equal("fraud-logreg@3", (string)r["challenger"]));
+        Assert.Contains(canary, r => (double)r["abs_difference_p99"] > 0);   // another model: its scores differ from the champion's
+    }
+
+    private static void CopyModel(string from, string repository, string name)
+    {
+        var dir = Path.Combine(repository, name, Path.GetFileName(from));
+        Directory.CreateDirectory(dir);
+        foreach (var f in Directory.GetFiles(from)) File.Copy(f, Path.Combine(dir, Path.GetFileName(f)));
+        var manifest = Path.Combine(dir, "manifest.json");
+        var json = System.Text.Json.Nodes.JsonNode.Parse(File.ReadAllText(manifest))!;
+        json["name"] = name;
+        File.WriteAllText(manifest, json.ToJsonString());
+        var profile = Path.Combine(dir, "reference-profile.json");
+        if (name != Path.GetFileName(Path.GetDirectoryName(from))) File.Delete(profile);
+    }
+
     private static long Serving(InProcessProcessor p) => p.Processor.Deployment?.Current.Version ?? 0;
 }
