@@ -61,6 +61,18 @@ public sealed class LabelJoinTests
             emitted.Select(e => (e.Prediction.EventId, e.Prediction.Model, e.Label)));
     }
 
+    /// <summary>The clock is the prediction stream's: a label stamped far in the future expires nothing.</summary>
+    [Fact]
+    public void ALabelFromTheFuture_DoesNotExpireOtherPredictions()
+    {
+        var join = new LabelJoin(Horizon);
+        join.OnPrediction(P("a", "gbm@1", 0));
+        join.OnLabel(L("b", true, 30 * Day, eventTime: 29 * Day));   // early, its event far ahead
+        Assert.Equal(0, join.NowMs);
+        Assert.Single(join.OnLabel(L("a", false, Day)));
+        Assert.Equal(0, join.Counts.Unlabelled);
+    }
+
     /// <summary>A random mix over 20,000 events: the counts add up to what was sent, whatever the order.</summary>
     [Fact]
     public void RandomStreams_CountEveryLabelAndPredictionOnce()

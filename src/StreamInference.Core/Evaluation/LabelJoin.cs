@@ -36,10 +36,11 @@ public sealed class JoinCounts
 /// <summary>
 /// Joins ground-truth labels to the predictions of their event — the champion's and every challenger's — within a
 /// horizon measured in event time: a prediction waits for its label until <c>event time + horizon</c>, a label that
-/// comes first waits for its predictions as long. Time is the streams' own (the latest label or event time seen,
-/// advanced by <see cref="Advance"/>), so the join is deterministic and a replay joins like the live run. Each event
-/// is labelled once: a second label is a duplicate, and a model's second prediction of an event is a redelivery.
-/// State is bounded by the horizon: every entry leaves when its time is up.
+/// comes first waits for its predictions as long. The clock is the prediction stream's: the latest event time
+/// predicted (or what <see cref="Advance"/> moves it to when the stream is idle); labels never move it, so a label
+/// stamped far ahead cannot expire the predictions of others. The join is deterministic: a replay joins like the
+/// live run. Each event is labelled once: a second label is a duplicate, and a model's second prediction of an event
+/// is a redelivery. State is bounded by the horizon: every entry leaves when its time is up.
 /// </summary>
 public sealed class LabelJoin(long horizonMs)
 {
@@ -57,7 +58,7 @@ public sealed class LabelJoin(long horizonMs)
     public JoinCounts Counts { get; } = new();
     /// <summary>Events held: predictions waiting for a label, labels waiting for predictions, labelled events kept to spot duplicates.</summary>
     public int Pending => _entries.Count;
-    /// <summary>The join's clock: the latest event or label time it has seen (or been advanced to).</summary>
+    /// <summary>The join's clock: the latest event time predicted (or advanced to).</summary>
     public long NowMs { get; private set; } = long.MinValue;
 
     /// <summary>A prediction; the labelled predictions it completes (its own, when its label came first).</summary>
@@ -89,7 +90,6 @@ public sealed class LabelJoin(long horizonMs)
     /// <summary>A label; the labelled predictions it completes (none when it is early, late, a duplicate).</summary>
     public IReadOnlyList<LabelledPrediction> OnLabel(GroundTruth l)
     {
-        Advance(l.LabelTimeMs);
         if (_entries.TryGetValue(l.EventId, out var entry))
         {
             if (entry.Label is not null)
@@ -108,9 +108,9 @@ public sealed class LabelJoin(long horizonMs)
             Counts.Late++;
             return [];
         }
-        // Early: the label waits for its predictions until its event's horizon (or the label's own, without an event time).
+        // Early: the label waits for its predictions until its event's horizon (a horizon from now, without an event time).
         Counts.Early++;
-        Add(l.EventId, (l.EventTimeMs ?? l.LabelTimeMs) + HorizonMs).Label = l;
+        Add(l.EventId, (l.EventTimeMs ?? Math.Max(NowMs, 0)) + HorizonMs).Label = l;
         return [];
     }
 
