@@ -109,4 +109,62 @@ public sealed class LabelJoinTests
         Assert.Equal(0, join.Pending);
         Assert.True(c.Late > 0 && c.Orphans > 0 && c.DuplicateLabels > 0 && c.DuplicatePredictions > 0 && c.Early > c.Orphans, c.ToString());
     }
+
+    /// <summary>
+    /// Event-time windows from the join's output: each closed window's metrics equal those computed directly on the
+    /// labelled predictions of its events, its coverage is labelled ÷ predicted, and label-arrival windows hold N each.
+    /// </summary>
+    [Fact]
+    public void EvaluationWindows_EqualDirectComputation_PerModelAndWindow()
+    {
+        const long Hour = 3_600_000;
+        var random = new Random(7);
+        var join = new LabelJoin(Horizon);
+        var windows = new EvaluationWindows(windowMs: Hour, horizonMs: Horizon, arrivalEvents: 500);
+        var reports = new List<EvaluationReport>();
+        windows.Closed += reports.Add;
+        var labelled = new List<LabelledPrediction>();
+        var predicted = new List<ScoredEvent>();
+        var pending = new PriorityQueue<GroundTruth, long>();
+        for (var i = 0; i < 6_000; i++)
+        {
+            var t = (long)i * 6_000;   // 10 events a minute, 10 hours
+            var y = random.NextDouble() < 0.2;
+            foreach (var model in new[] { "gbm@1", "logreg@3" })
+            {
+                var p = new ScoredEvent($"e{i}", "c", model, "champion", Math.Clamp((y ? 0.3 : 0) + random.NextDouble() * 0.7, 0, 1), t, 1);
+                predicted.Add(p);
+                windows.OnPredicted(model, t);
+                foreach (var x in join.OnPrediction(p)) { labelled.Add(x); windows.OnLabelled(x); }
+            }
+            if (random.NextDouble() < 0.9) pending.Enqueue(L($"e{i}", y, t + random.Next(0, (int)(3 * Hour)), t), t + random.Next(0, (int)(3 * Hour)));
+            while (pending.TryPeek(out var l, out var at) && at <= t)
+            {
+                pending.Dequeue();
+                foreach (var x in join.OnLabel(l)) { labelled.Add(x); windows.OnLabelled(x); }
+            }
+            windows.Advance(join.NowMs);
+        }
+        while (pending.TryDequeue(out var l, out _))
+            foreach (var x in join.OnLabel(l)) { labelled.Add(x); windows.OnLabelled(x); }
+        join.Advance(long.MaxValue);
+        windows.Advance(long.MaxValue);
+
+        var eventTime = reports.Where(r => r.Kind == EvaluationWindowKind.EventTime).ToList();
+        Assert.Equal(2 * 10, eventTime.Count);   // 10 hours × 2 models
+        foreach (var r in eventTime)
+        {
+            var mine = labelled.Where(x => x.Prediction.Model == r.Model && x.Prediction.EventTimeMs >= r.StartMs && x.Prediction.EventTimeMs < r.EndMs).ToList();
+            var direct = BinaryEvaluation.Compute(mine.Select(x => x.Prediction.Score).ToArray(), mine.Select(x => x.Label).ToArray());
+            Assert.Equal(direct.Auc, r.Metrics.Auc, 1e-12);
+            Assert.Equal(direct.Brier, r.Metrics.Brier, 1e-12);
+            Assert.Equal(mine.Count, r.Metrics.Count);
+            Assert.Equal(predicted.Count(p => p.Model == r.Model && p.EventTimeMs >= r.StartMs && p.EventTimeMs < r.EndMs), r.Predicted);
+            Assert.InRange(r.LabelCoverage, 0.8, 1.0);
+        }
+        var arrival = reports.Where(r => r.Kind == EvaluationWindowKind.LabelArrival).ToList();
+        Assert.All(arrival, r => Assert.Equal(500, r.Metrics.Count));
+        foreach (var model in new[] { "gbm@1", "logreg@3" })
+            Assert.Equal(labelled.Count(x => x.Prediction.Model == model) / 500, arrival.Count(r => r.Model == model));
+    }
 }
