@@ -1,3 +1,4 @@
+using StreamInference.Core.Evaluation;
 using System.Diagnostics;
 using System.Text;
 using Avro;
@@ -29,12 +30,22 @@ public sealed class ProduceOptions
     public TimeSpan ClockOffset { get; set; }
     /// <summary>From this event index on, the generator is shifted (<see cref="PaymentGenerator.Shifted"/>); null = never.</summary>
     public int? DriftAt { get; set; }
+    /// <summary>
+    /// Where each event's ground truth goes (schemas/label.avsc), keyed by card like the event; null: no labels. A
+    /// label's delay is drawn from <see cref="LabelKnownAfterMs"/> (<see cref="LabelDelays"/>: some late, some never) and
+    /// stamped on it as its label time; it is produced after that delay times <see cref="LabelTimeScale"/>.
+    /// </summary>
+    public string? LabelsTopic { get; set; }
+    /// <summary>The feature set's label.knownAfter (default one day).</summary>
+    public long LabelKnownAfterMs { get; set; } = 86_400_000;
+    /// <summary>Wall time per unit of label delay: the default makes one day of delay one second.</summary>
+    public double LabelTimeScale { get; set; } = 1.0 / 86_400;
 }
 
 /// <summary>Where one produced record landed, and whether it was deliberately malformed.</summary>
 public readonly record struct ProducedRecord(int Partition, long Offset, string? EventId, string? BadKind);
 
-public sealed record ProduceSummary(int Produced, int Malformed, int Failed, TimeSpan Elapsed, IReadOnlyList<ProducedRecord> Records);
+public sealed record ProduceSummary(int Produced, int Malformed, int Failed, TimeSpan Elapsed, IReadOnlyList<ProducedRecord> Records, int Labels = 0);
 
 /// <summary>
 /// The synthetic upstream service: payment events in Confluent wire format (writer schema registered
@@ -65,6 +76,23 @@ public static class SyntheticPaymentProducer
             ClientId = "streaminference-synthetic-producer",
         };
         using var producer = new ProducerBuilder<byte[], byte[]>(config).Build();
+        LabelRecords? labels = options.LabelsTopic is { } labelsTopic
+            ? new LabelRecords(await registry.RegisterAsync($"{labelsTopic}-value", LabelRecords.Schema, cancellationToken).ConfigureAwait(false))
+            : null;
+        var dueLabels = new PriorityQueue<GroundTruth, TimeSpan>();
+        var labelRandom = new Random(options.Seed ^ 0x1abe1);
+        var labelsSent = 0;
+        var labelFailures = 0;
+        void SendDueLabels(TimeSpan now)
+        {
+            while (dueLabels.TryPeek(out var label, out var at) && at <= now)
+            {
+                dueLabels.Dequeue();
+                producer.Produce(options.LabelsTopic!, new Message<byte[], byte[]> { Key = Encoding.UTF8.GetBytes(label.EntityKey), Value = labels!.Encode(label) },
+                    r => { if (r.Error.IsError) Interlocked.Increment(ref labelFailures); });
+                labelsSent++;
+            }
+        }
         var stopwatch = Stopwatch.StartNew();
         for (var i = 0; i < options.Events; i++)
         {
@@ -98,14 +126,33 @@ public static class SyntheticPaymentProducer
                 Interlocked.Increment(ref delivered);
             }, cancellationToken).ConfigureAwait(false);
             if ((i & 1023) == 0) progress?.Invoke(i);
+            if (labels is not null)
+            {
+                // Malformed records get labels too: the processor dead-letters their events, so their labels are orphans.
+                if (LabelDelays.Draw(labelRandom, options.LabelKnownAfterMs) is { } delay)
+                {
+                    var eventMs = e.EventTime.ToUnixTimeMilliseconds();
+                    dueLabels.Enqueue(new GroundTruth(e.EventId, e.CardId, e.IsFraud, eventMs + delay, eventMs),
+                        stopwatch.Elapsed + TimeSpan.FromMilliseconds(delay * options.LabelTimeScale));
+                }
+                SendDueLabels(stopwatch.Elapsed);
+            }
         }
+        while (labels is not null && dueLabels.TryPeek(out _, out var next))
+        {
+            var wait = next - stopwatch.Elapsed;
+            if (wait > TimeSpan.Zero) await Task.Delay(wait, cancellationToken).ConfigureAwait(false);
+            SendDueLabels(stopwatch.Elapsed);
+        }
+        if (labels is not null) producer.Flush(cancellationToken);
         while (Volatile.Read(ref delivered) < options.Events)
         {
             cancellationToken.ThrowIfCancellationRequested();
             producer.Flush(TimeSpan.FromMilliseconds(100));
         }
         progress?.Invoke(options.Events);
-        return new ProduceSummary(options.Events - failed, malformed, failed, stopwatch.Elapsed, records);
+        if (labelFailures > 0) throw new InvalidOperationException($"{labelFailures} of {labelsSent} labels were not delivered to '{options.LabelsTopic}'.");
+        return new ProduceSummary(options.Events - failed, malformed, failed, stopwatch.Elapsed, records, labelsSent);
     }
 
     /// <summary>Produces the given events in order, keyed by card (e.g. a recorded history replayed onto a topic).</summary>

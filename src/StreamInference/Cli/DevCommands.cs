@@ -75,9 +75,19 @@ public static class DevCommands
         var seed = new Option<int>("--seed") { Description = "Seed of the event stream (the cards and merchants are always the example training world's, as in dev history).", DefaultValueFactory = _ => 7 };
         var driftAt = new Option<int?>("--drift-at") { Description = "Shift the synthetic world from event K on (higher amounts, more online payments)." };
         var schema = new Option<string>("--schema") { Description = "Writer schema (.avsc).", DefaultValueFactory = _ => DefaultReaderSchema };
+        var labelsTopic = new Option<string?>("--labels-topic")
+        {
+            Description = "Also publish each event's ground truth (schemas/label.avsc) to this topic, after a delay drawn from the feature set's " +
+                          "label.knownAfter: most within it, 5 % up to three times later, 2 % never. The label time is event time + delay.",
+        };
+        var labelTimeScale = new Option<double>("--label-time-scale")
+        {
+            Description = "Wall seconds per second of label delay (default 1/86400: a day of delay is published after a second).",
+            DefaultValueFactory = _ => 1.0 / 86_400,
+        };
         var command = new Command("produce", "Publish synthetic card-payment events (Avro, Confluent wire format, registered under <topic>-value).")
         {
-            bootstrap, registry, redis, topic, events, rate, badRate, seed, schema, driftAt,
+            bootstrap, registry, redis, topic, events, rate, badRate, seed, schema, driftAt, labelsTopic, labelTimeScale,
         };
         command.SetAction(async (parse, ct) =>
         {
@@ -90,17 +100,23 @@ public static class DevCommands
             }
             var n = parse.GetValue(events);
             var bad = parse.GetValue(badRate);
-            if (n < 0 || bad is < 0 or > 1 || parse.GetValue(rate) < 0)
+            if (n < 0 || bad is < 0 or > 1 || parse.GetValue(rate) < 0 || parse.GetValue(labelTimeScale) is < 0 or > 1)
             {
-                await Console.Error.WriteLineAsync("--events and --rate must be >= 0 and --bad-rate within 0..1.").ConfigureAwait(false);
+                await Console.Error.WriteLineAsync("--events and --rate must be >= 0, --bad-rate within 0..1, --label-time-scale within 0..1.").ConfigureAwait(false);
                 return 2;
             }
-            var options = new ProduceOptions { Topic = parse.GetValue(topic)!, Events = n, Rate = parse.GetValue(rate), BadRate = bad, Seed = parse.GetValue(seed), DriftAt = parse.GetValue(driftAt) };
+            var plan = FeatureSetLoader.LoadFile(PathResolver.Resolve(DefaultFeatures));
+            var options = new ProduceOptions
+            {
+                Topic = parse.GetValue(topic)!, Events = n, Rate = parse.GetValue(rate), BadRate = bad, Seed = parse.GetValue(seed), DriftAt = parse.GetValue(driftAt),
+                LabelsTopic = parse.GetValue(labelsTopic), LabelTimeScale = parse.GetValue(labelTimeScale),
+                LabelKnownAfterMs = plan.LabelKnownAfterMs > 0 ? plan.LabelKnownAfterMs : 86_400_000,
+            };
             var redisConfig = parse.GetValue(redis) ?? Environment.GetEnvironmentVariable("REDIS_URL");
             if (!string.IsNullOrEmpty(redisConfig))
             {
                 using var mux = await ConnectionMultiplexer.ConnectAsync(RedisUrl.ToConfiguration(redisConfig)).ConfigureAwait(false);
-                var warm = await WarmStart.MaterializeAsync(mux.GetDatabase(), FeatureSetLoader.LoadFile(PathResolver.Resolve(DefaultFeatures)), options.WorldSeed, cancellationToken: ct).ConfigureAwait(false);
+                var warm = await WarmStart.MaterializeAsync(mux.GetDatabase(), plan, options.WorldSeed, cancellationToken: ct).ConfigureAwait(false);
                 await Console.Error.WriteLineAsync($"Wrote {warm.LookupHashes} lookup hashes and the windows of {warm.WindowEntities} entities to Redis.").ConfigureAwait(false);
             }
             using var client = new AvroSchemaRegistry(new SchemaRegistryOptions { Url = url });
@@ -109,7 +125,7 @@ public static class DevCommands
                 i => Console.Error.Write($"\rproduced {i:N0}/{n:N0}"), ct).ConfigureAwait(false);
             Console.Error.WriteLine();
             Console.Out.WriteLine(JsonSerializer.Serialize(new ProduceResult(summary.Produced, summary.Malformed, summary.Failed,
-                Math.Round(summary.Elapsed.TotalSeconds, 3)), CliJson.Default.ProduceResult));
+                Math.Round(summary.Elapsed.TotalSeconds, 3), summary.Labels), CliJson.Default.ProduceResult));
             return summary.Failed == 0 ? 0 : 1;
         });
         return command;
@@ -171,7 +187,7 @@ public static class DevCommands
 public sealed record DemoSettings(int? Events, double Rate, double BadRate, int MaxBatch, int Partitions, bool Quiet, int? DriftAt = null, int DriftWindow = 2000,
     DateTimeOffset? StartTime = null, string? Model = null, string? Challenger = null, bool Spike = false);
 
-public sealed record ProduceResult(int Produced, int Malformed, int Failed, double ElapsedSeconds);
+public sealed record ProduceResult(int Produced, int Malformed, int Failed, double ElapsedSeconds, int Labels = 0);
 
 public sealed record DemoResult(
     int Produced, int Predicted, int DeadLettered, int Lost, long Duplicates, int Mismatched,
