@@ -1,3 +1,4 @@
+using StreamInference.Core.Evaluation;
 using StreamInference.Infrastructure.Deployment;
 using System.Diagnostics;
 using System.Text;
@@ -63,7 +64,14 @@ public sealed record ReplayPartition(int Partition, long Start, long End, long R
 public sealed record ReplaySummary(
     string Topic, string Model, string ModelVersion, long Events, long Predictions, long DeadLettered, long SkippedAsDone,
     long WarmupEvents, double ElapsedSeconds, double EventsPerSecond, bool Resumed, IReadOnlyList<ReplayPartition> Partitions,
-    ReplayComparison? Comparison = null);
+    ReplayComparison? Comparison = null, ReplayEvaluation? Evaluation = null);
+
+/// <summary>
+/// A backtest: the replayed predictions of events with labels, measured by the same code as the live evaluation
+/// (<see cref="BinaryEvaluation"/>), per model that served (the champion, a canary); with --compare, the champion
+/// against the challenger on the same labelled events (DeLong) and the promotion gate's decision.
+/// </summary>
+public sealed record ReplayEvaluation(IReadOnlyDictionary<string, BinaryMetrics> ByModel, PairedAucTest? Compared, bool? Promote, string? GateReason);
 
 /// <summary>
 /// The pinned model against a challenger over the events this run scored: the whole run as one window, and the spread
@@ -178,16 +186,18 @@ public static class ReplayRunner
         var windowReports = new List<ComparisonReport>();
         if (comparing is var (_, perWindow, _)) perWindow.WindowClosed += windowReports.Add;
         var perPartition = ranges.Keys.ToDictionary(p => p, _ => 0L);
+        // With labels (--labels), a backtest of the replayed predictions by the live evaluation's code.
+        var backtest = read.Labelled > 0 ? new BacktestRows() : null;
         long written;
         if (request.OutputTopic is { } outTopic)
         {
-            written = await WriteTopicAsync(comparing, serving, request, outTopic, plan, scorer, registry, history, rows, selected, checkpoint, perPartition,
+            written = await WriteTopicAsync(comparing, serving, backtest, request, outTopic, plan, scorer, registry, history, rows, selected, checkpoint, perPartition,
                 progress, onCheckpoint, ct).ConfigureAwait(false);
             if (request.CheckpointPath is not null) SaveCheckpoint(request.CheckpointPath, checkpoint);
         }
         else
         {
-            written = await WriteParquetAsync(comparing, serving, request.DeploymentVersion, request.OutputParquet!, request.Topic, plan, scorer, history, rows, selected, checkpoint.ScoredAtMs, perPartition, progress, ct).ConfigureAwait(false);
+            written = await WriteParquetAsync(comparing, serving, backtest, request.DeploymentVersion, request.OutputParquet!, request.Topic, plan, scorer, history, rows, selected, checkpoint.ScoredAtMs, perPartition, progress, ct).ConfigureAwait(false);
         }
 
         ReplayComparison? comparison = null;
@@ -201,16 +211,29 @@ public static class ReplayRunner
                 windowReports.Count == 0 ? double.NaN : windowReports.Min(w => w.Agreement),
                 windowReports.Count == 0 ? double.NaN : windowReports.Where(w => double.IsFinite(w.RankCorrelation)).Select(w => w.RankCorrelation).DefaultIfEmpty(double.NaN).Min());
         }
+        ReplayEvaluation? evaluation = null;
+        if (backtest is not null)
+        {
+            var byModel = backtest.ByModel.ToDictionary(x => x.Key, x => BinaryEvaluation.Compute(x.Value.Scores.ToArray(), x.Value.Labels.ToArray()));
+            PairedAucTest? paired = null;
+            GateDecision? gate = null;
+            if (backtest.PairLabels.Count > 0)
+            {
+                paired = DeLong.Compare(backtest.Champion.ToArray(), backtest.Challenger.ToArray(), backtest.PairLabels.ToArray());
+                gate = PromotionGate.Decide(paired);
+            }
+            evaluation = new ReplayEvaluation(byModel, paired, gate?.Promote, gate?.Reason);
+        }
         var elapsed = clock.Elapsed.TotalSeconds;
         return new ReplaySummary(request.Topic, scorer.ModelName, scorer.ModelVersion, selected.Count + skipped, written, read.DeadLettered, skipped, warmup,
             Math.Round(elapsed, 3), Math.Round(selected.Count / Math.Max(elapsed, 1e-9), 1), resumed,
             ranges.OrderBy(r => r.Key).Select(r => new ReplayPartition(r.Key, r.Value.Start, r.Value.End,
                 resumeFrom.GetValueOrDefault(r.Key, r.Value.Start),
                 inRange.GetValueOrDefault(r.Key),
-                perPartition[r.Key])).ToArray(), comparison);
+                perPartition[r.Key])).ToArray(), comparison, evaluation);
     }
 
-    private static async Task<long> WriteTopicAsync((OnnxScorer, ModelComparison, ModelComparison)? challenger, (DeployedModel, EntitySampler)? canary, ReplayRequest request, string outTopic, FeaturePlan plan, OnnxScorer scorer, IAvroSchemaRegistry registry,
+    private static async Task<long> WriteTopicAsync((OnnxScorer, ModelComparison, ModelComparison)? challenger, (DeployedModel, EntitySampler)? canary, BacktestRows? backtest, ReplayRequest request, string outTopic, FeaturePlan plan, OnnxScorer scorer, IAvroSchemaRegistry registry,
         EventHistory history, FeatureRows rows, List<int> selected, ReplayCheckpoint checkpoint, Dictionary<int, long> perPartition,
         IProgress<ReplayProgress>? progress, Action<ReplayCheckpoint>? onCheckpoint, CancellationToken ct)
     {
@@ -224,7 +247,7 @@ public static class ReplayRunner
         string? error = null;
         var pace = Stopwatch.StartNew();
         long written = 0, sinceCheckpoint = 0;
-        await ScoreAsync(new ScoredRows(request.Topic, plan, scorer, history, rows, selected, perPartition, progress) { Challenger = challenger, Canary = canary, DeploymentVersion = request.DeploymentVersion }, checkpoint.ScoredAtMs, async (batch, k, i) =>
+        await ScoreAsync(new ScoredRows(request.Topic, plan, scorer, history, rows, selected, perPartition, progress) { Challenger = challenger, Canary = canary, DeploymentVersion = request.DeploymentVersion, Backtest = backtest }, checkpoint.ScoredAtMs, async (batch, k, i) =>
         {
             var key = Encoding.UTF8.GetBytes($"{batch.EventIds[k]}@{scorer.ModelVersion}");
             ProducerQueue.Produce(producer, outTopic, new Message<byte[], byte[]> { Key = key, Value = writer.Write(batch, k, k) }, r =>
@@ -274,12 +297,23 @@ public static class ReplayRunner
     }
 
 
+    /// <summary>The replayed rows that carry a label: each serving model's scores, and the champion/challenger pairs.</summary>
+    private sealed class BacktestRows
+    {
+        public readonly Dictionary<string, (List<double> Scores, List<bool> Labels)> ByModel = new(StringComparer.Ordinal);
+        public readonly List<double> Champion = [];
+        public readonly List<double> Challenger = [];
+        public readonly List<bool> PairLabels = [];
+    }
+
     /// <summary>What one replay scores: the selected history rows, their point-in-time features, and the model.</summary>
     private sealed record ScoredRows(string Topic, FeaturePlan Plan, OnnxScorer Scorer, EventHistory History, FeatureRows Rows, List<int> Selected,
         Dictionary<int, long> PerPartition, IProgress<ReplayProgress>? Progress)
     {
         /// <summary>The challenger and the comparisons it feeds (per window, and the whole run), when comparing.</summary>
         public (OnnxScorer Scorer, ModelComparison Windows, ModelComparison Overall)? Challenger { get; init; }
+        /// <summary>Labelled rows for the backtest: per serving model, and the champion/challenger pairs when comparing.</summary>
+        public BacktestRows? Backtest { get; init; }
         /// <summary>A deployment's canary and the entities it serves.</summary>
         public (DeployedModel Model, EntitySampler Select)? Canary { get; init; }
         public long? DeploymentVersion { get; init; }
@@ -324,8 +358,27 @@ public static class ReplayRunner
                     for (var k = 0; k < n; k++)
                         c.Observe(batch.ScoreRow(k)[r.Scorer.PrimaryScoreIndex], compare.ScoreRow(k)[challenger.PrimaryScoreIndex]);
                 }
+                if (r.Backtest is { } pairs)
+                    for (var k = 0; k < n; k++)
+                    {
+                        var y = r.History.Label(r.Selected[start + k]);
+                        if (double.IsNaN(y)) continue;
+                        pairs.Champion.Add(batch.ScoreRow(k)[r.Scorer.PrimaryScoreIndex]);
+                        pairs.Challenger.Add(compare.ScoreRow(k)[challenger.PrimaryScoreIndex]);
+                        pairs.PairLabels.Add(y > 0.5);
+                    }
             }
             if (r.Canary is var (served, _)) served.ServeInto(batch, ServingArm.Canary);
+            if (r.Backtest is { } backtest)
+                for (var k = 0; k < n; k++)
+                {
+                    var y = r.History.Label(r.Selected[start + k]);
+                    if (double.IsNaN(y)) continue;
+                    var model = batch.ServedBy(k)!;
+                    if (!backtest.ByModel.TryGetValue(model.ToString(), out var rowsOf)) backtest.ByModel[model.ToString()] = rowsOf = ([], []);
+                    rowsOf.Scores.Add(batch.ScoreRow(k)[model.PrimaryScoreIndex]);
+                    rowsOf.Labels.Add(y > 0.5);
+                }
             for (var k = 0; k < n; k++)
             {
                 var i = r.Selected[start + k];
@@ -357,7 +410,7 @@ public static class ReplayRunner
         }
     }
 
-    private static async Task<long> WriteParquetAsync((OnnxScorer, ModelComparison, ModelComparison)? challenger, (DeployedModel, EntitySampler)? canary, long? deploymentVersion, string path, string topic, FeaturePlan plan, OnnxScorer scorer, EventHistory history, FeatureRows rows,
+    private static async Task<long> WriteParquetAsync((OnnxScorer, ModelComparison, ModelComparison)? challenger, (DeployedModel, EntitySampler)? canary, BacktestRows? backtest, long? deploymentVersion, string path, string topic, FeaturePlan plan, OnnxScorer scorer, EventHistory history, FeatureRows rows,
         List<int> selected, long scoredAtMs, Dictionary<int, long> perPartition, IProgress<ReplayProgress>? progress, CancellationToken ct)
     {
         var ids = new string[selected.Count];
@@ -371,7 +424,7 @@ public static class ReplayRunner
         var versions = new string[selected.Count];
         var arms = new string[selected.Count];
         var at = 0;
-        await ScoreAsync(new ScoredRows(topic, plan, scorer, history, rows, selected, perPartition, progress) { Challenger = challenger, Canary = canary, DeploymentVersion = deploymentVersion }, scoredAtMs, (batch, k, i) =>
+        await ScoreAsync(new ScoredRows(topic, plan, scorer, history, rows, selected, perPartition, progress) { Challenger = challenger, Canary = canary, DeploymentVersion = deploymentVersion, Backtest = backtest }, scoredAtMs, (batch, k, i) =>
         {
             (ids[at], times[at], entities[at]) = (history.Id(i), history.TimeMs(i), history.EntityKey(i));
             (partitions[at], offsets[at]) = (history.Partition(i), history.Offset(i));

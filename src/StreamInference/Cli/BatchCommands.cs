@@ -424,7 +424,12 @@ public static class BatchCommands
         var bootstrap = new Option<string?>("--bootstrap-servers") { Description = "Kafka bootstrap servers (default: env KAFKA_BOOTSTRAP_SERVERS)." };
         var registry = new Option<string?>("--schema-registry-url") { Description = "Schema registry (default: env SCHEMA_REGISTRY_URL)." };
         var schema = new Option<string>("--schema") { Description = "Reader schema of the topic.", DefaultValueFactory = _ => "schemas/payment-event.avsc" };
-        var labels = new Option<string?>("--labels") { Description = "Parquet file with event ids and labels (for label-based lookups)." };
+        var labels = new Option<string?>("--labels")
+        {
+            Description = "Parquet file with event ids and labels (for label-based lookups, and a backtest: the replayed predictions' AUC, precision, " +
+                          "recall, log loss, Brier and calibration per model, and with --compare DeLong's test and the promotion gate).",
+        };
+        var labelsTopic = new Option<string?>("--labels-topic") { Description = "Like --labels, from a labels topic (schemas/label.avsc), read whole." };
         var compare = new Option<string?>("--compare")
         {
             Description = "A challenger name@version scored on the same feature vectors and compared with --model (agreement at 0.5, score differences, rank correlation, cost per row); its scores are not written.",
@@ -440,7 +445,7 @@ public static class BatchCommands
             "Reads with its own consumer (the live group is not touched); output records are keyed and valued deterministically, so reruns and resumed runs agree.")
         {
             features, topic, from, to, model, repository, outTopic, outParquet, checkpoint, rate, threads, bootstrap, registry, schema, labels, compare, compareWindow,
-            deployment,
+            deployment, labelsTopic,
         };
         command.SetAction((parse, ct) => Guard(async () =>
         {
@@ -469,8 +474,11 @@ public static class BatchCommands
             }
             if (parse.GetValue(compareWindow) < 10) throw new ArgumentException("--compare-window must be at least 10 events.");
             if (parse.GetValue(rate) < 0 || parse.GetValue(threads) < 0) throw new ArgumentException("--rate and --threads must not be negative.");
-            var labelMap = parse.GetValue(labels) is { } labelPath ? await ReadLabelsAsync(labelPath, plan, ct).ConfigureAwait(false) : null;
+            if (parse.GetValue(labels) is not null && parse.GetValue(labelsTopic) is not null) throw new ArgumentException("Give --labels or --labels-topic, not both.");
             using var client = new AvroSchemaRegistry(new SchemaRegistryOptions { Url = url });
+            var labelMap = parse.GetValue(labels) is { } labelPath ? await ReadLabelsAsync(labelPath, plan, ct).ConfigureAwait(false)
+                : parse.GetValue(labelsTopic) is { } fromTopic ? await LabelTopic.ReadAllAsync(servers, client, fromTopic, ct).ConfigureAwait(false)
+                : null;
             var reader = AvroSchema.Parse(await File.ReadAllTextAsync(PathResolver.Resolve(parse.GetValue(schema)!), ct).ConfigureAwait(false));
             // One bar per partition (partitions are written one after the other), each with its rate and ETA.
             ConsoleProgress? bar = null;
