@@ -120,8 +120,8 @@ public sealed class ModelComparison
     /// <summary>Spearman's rank correlation: Pearson's correlation of the ranks, ties taking their average rank; NaN when either side is constant.</summary>
     public static double Spearman(ReadOnlySpan<double> a, ReadOnlySpan<double> b)
     {
-        var ra = Ranks(a);
-        var rb = Ranks(b);
+        var ra = Evaluation.BinaryEvaluation.MidRanks(a);
+        var rb = Evaluation.BinaryEvaluation.MidRanks(b);
         var n = ra.Length;
         var mean = (n + 1) / 2.0;
         double sab = 0, saa = 0, sbb = 0;
@@ -134,25 +134,5 @@ public sealed class ModelComparison
             sbb += db * db;
         }
         return saa == 0 || sbb == 0 ? double.NaN : sab / Math.Sqrt(saa * sbb);
-    }
-
-    /// <summary>1-based ranks, ties averaged.</summary>
-    private static double[] Ranks(ReadOnlySpan<double> values)
-    {
-        var n = values.Length;
-        var order = new int[n];
-        for (var i = 0; i < n; i++) order[i] = i;
-        var keys = values.ToArray();
-        Array.Sort(keys, order);
-        var ranks = new double[n];
-        for (var i = 0; i < n;)
-        {
-            var j = i;
-            while (j + 1 < n && keys[j + 1] == keys[i]) j++;
-            var rank = (i + j) / 2.0 + 1;
-            for (var k = i; k <= j; k++) ranks[order[k]] = rank;
-            i = j + 1;
-        }
-        return ranks;
     }
 }
