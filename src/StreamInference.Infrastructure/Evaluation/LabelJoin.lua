@@ -1,0 +1,31 @@
+-- The label join for one event, atomically (KEYS[1] = "{<entity>}:eval:<event id>", one hash per event).
+-- Fields: "p:<model>" = "<score>|<event time ms>|<arm>|<deployment version>" per model's prediction, "l" = "<0|1>|<label time ms>".
+-- ARGV[1] = "p" (a prediction) or "l" (a label); ARGV[2] = the field's value; ARGV[3] = the model (predictions);
+-- ARGV[4] = when the entry expires (Unix ms: the event's time + the horizon).
+-- Returns {outcome, label or "", predictions...}:
+--   prediction: "duplicate" | "pending" | "labelled" (its label was there; the first prediction of an early label: "labelled-first")
+--   label: "duplicate" | "early" (no prediction yet) | "joined" followed by every prediction's model and value
+local key = KEYS[1]
+if ARGV[1] == "p" then
+  local field = "p:" .. ARGV[3]
+  if redis.call("HSETNX", key, field, ARGV[2]) == 0 then return {"duplicate"} end
+  redis.call("PEXPIREAT", key, ARGV[4])
+  local label = redis.call("HGET", key, "l")
+  if not label then return {"pending"} end
+  if redis.call("HLEN", key) == 2 then return {"labelled-first", label} end
+  return {"labelled", label}
+end
+if redis.call("HSETNX", key, "l", ARGV[2]) == 0 then return {"duplicate"} end
+local all = redis.call("HGETALL", key)
+local out = {"joined", ARGV[2]}
+for i = 1, #all, 2 do
+  if string.sub(all[i], 1, 2) == "p:" then
+    out[#out + 1] = string.sub(all[i], 3)
+    out[#out + 1] = all[i + 1]
+  end
+end
+if #out == 2 then
+  redis.call("PEXPIREAT", key, ARGV[4])
+  return {"early"}
+end
+return out
