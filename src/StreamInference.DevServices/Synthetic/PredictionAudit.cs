@@ -66,8 +66,11 @@ public sealed class PredictionAudit : IDisposable
     public IReadOnlyDictionary<(int Partition, long Offset), string> ModelVersions => _versions;
 
     /// <summary>Produced records with neither a prediction nor a dead letter (lost).</summary>
-    public int Unaccounted(IEnumerable<ProducedRecord> records) =>
-        records.Count(r => !_predicted.ContainsKey((r.Partition, r.Offset)) && !_deadLettered.ContainsKey((r.Partition, r.Offset)));
+    public int Unaccounted(IEnumerable<ProducedRecord> records) => UnaccountedRecords(records).Count;
+
+    /// <summary>The lost records themselves (partition, offset, event id), for the failure message.</summary>
+    public List<ProducedRecord> UnaccountedRecords(IEnumerable<ProducedRecord> records) =>
+        [.. records.Where(r => !_predicted.ContainsKey((r.Partition, r.Offset)) && !_deadLettered.ContainsKey((r.Partition, r.Offset)))];
 
     public Task RunAsync(CancellationToken ct) => Task.Factory.StartNew(() =>
     {
