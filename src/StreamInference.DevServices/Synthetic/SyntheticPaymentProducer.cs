@@ -203,12 +203,7 @@ public static class SyntheticPaymentProducer
         record.Add("channel", new GenericEnum(channelSchema, e.Channel.ToString()));
         record.Add("country", e.Country);
         record.Add("is_foreign", e.IsForeign);
-        using var stream = new MemoryStream();
-        Span<byte> header = stackalloc byte[ConfluentWireFormat.HeaderSize];
-        ConfluentWireFormat.WriteHeader(header, schemaId);
-        stream.Write(header);
-        writer.Write(record, new BinaryEncoder(stream));
-        return stream.ToArray();
+        return ConfluentWireFormat.Frame(writer, record, schemaId);
     }
 
     private static byte[] Reframe(byte[] value, int schemaId)

@@ -29,4 +29,15 @@ public static class ConfluentWireFormat
         destination[0] = MagicByte;
         BinaryPrimitives.WriteInt32BigEndian(destination[1..], schemaId);
     }
+
+    /// <summary>A generic Avro record in the wire format under <paramref name="schemaId"/> (low-volume records: reports, labels, test events).</summary>
+    public static byte[] Frame(global::Avro.Generic.GenericDatumWriter<global::Avro.Generic.GenericRecord> writer, global::Avro.Generic.GenericRecord record, int schemaId)
+    {
+        using var stream = new MemoryStream();
+        Span<byte> header = stackalloc byte[HeaderSize];
+        WriteHeader(header, schemaId);
+        stream.Write(header);
+        writer.Write(record, new global::Avro.IO.BinaryEncoder(stream));
+        return stream.ToArray();
+    }
 }

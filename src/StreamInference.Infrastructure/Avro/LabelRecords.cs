@@ -33,12 +33,7 @@ public sealed class LabelRecords(int schemaId)
         record.Add("label", label.Label);
         record.Add("label_time", DateTimeOffset.FromUnixTimeMilliseconds(label.LabelTimeMs).UtcDateTime);
         record.Add("event_time", label.EventTimeMs is { } t ? DateTimeOffset.FromUnixTimeMilliseconds(t).UtcDateTime : null);
-        using var buffer = new MemoryStream();
-        Span<byte> header = stackalloc byte[ConfluentWireFormat.HeaderSize];
-        ConfluentWireFormat.WriteHeader(header, SchemaId);
-        buffer.Write(header);
-        _writer.Write(record, new BinaryEncoder(buffer));
-        return buffer.ToArray();
+        return ConfluentWireFormat.Frame(_writer, record, SchemaId);
     }
 
     /// <summary>A label record read with the schema it was written with (<paramref name="writer"/>, from the registry by its id).</summary>

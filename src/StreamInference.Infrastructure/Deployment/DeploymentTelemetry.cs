@@ -180,13 +180,9 @@ public sealed partial class DeploymentTelemetry : IDeploymentObserver
             ["challenger_us_per_row"] = Finite(report.ChallengerMicrosPerRow),
         };
         foreach (var (name, value) in values) record.Add(name, value);
-        using var buffer = new MemoryStream();
-        Span<byte> header = stackalloc byte[ConfluentWireFormat.HeaderSize];
-        ConfluentWireFormat.WriteHeader(header, _schema!.Id);
-        buffer.Write(header);
-        _writer!.Write(record, new BinaryEncoder(buffer));
+        var framed = ConfluentWireFormat.Frame(_writer!, record, _schema!.Id);
         // A subject's evolved schema (SchemaRegistry:UseLatestVersion) may hold more fields: they take their defaults.
-        return _transcoder is null ? buffer.ToArray() : _transcoder.Transcode(buffer.ToArray(), _schema.Id);
+        return _transcoder is null ? framed : _transcoder.Transcode(framed, _schema.Id);
     }
 
     private static partial class Log

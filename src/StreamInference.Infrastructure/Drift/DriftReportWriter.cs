@@ -38,12 +38,8 @@ public sealed class DriftReportWriter(int schemaId)
         record.Add("max_severity", Severity(report.MaxSeverity));
         record.Add("features", report.Features.Select(Feature).ToArray());
         record.Add("prediction", Feature(report.Prediction));
-        using var stream = new MemoryStream();
-        Span<byte> header = stackalloc byte[ConfluentWireFormat.HeaderSize];
-        ConfluentWireFormat.WriteHeader(header, schemaId);
-        stream.Write(header);
-        _writer.Write(record, new BinaryEncoder(stream));
-        return Transcoder is null ? stream.ToArray() : Transcoder.Transcode(stream.ToArray(), schemaId);
+        var framed = ConfluentWireFormat.Frame(_writer, record, schemaId);
+        return Transcoder is null ? framed : Transcoder.Transcode(framed, schemaId);
     }
 
     private static GenericEnum Severity(DriftSeverity s) => new(SeveritySchema, s.ToString().ToUpperInvariant());
