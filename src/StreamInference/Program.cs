@@ -4,6 +4,7 @@ using StreamInference.Cli;
 var root = new RootCommand("StreamInference: Kafka events in, ONNX Runtime predictions out. Avro (Confluent wire format), Redis features, micro-batching.")
 {
     ServeCommand.Create(),
+    EvaluateCommand.Create(),
     DevUpAndHistory(),
     DevCommands.Demo(),
     DevCommands.Produce(),

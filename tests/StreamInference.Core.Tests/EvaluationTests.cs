@@ -74,6 +74,42 @@ public sealed class EvaluationTests(Xunit.Abstractions.ITestOutputHelper output)
 
     /// <summary>DeLong's standard error of the AUC difference agrees with a paired bootstrap of the same events.</summary>
     [Fact]
+    public void SingleModelAucInterval_AgreesWithABootstrap_AndCoversTheTrueAuc()
+    {
+        var (a, _, y) = Binormal(4000, championAuc: 0.80, challengerAuc: 0.80, correlation: 0, seed: 9);
+        var single = DeLong.Single(a, y);
+        Assert.Equal(BinaryEvaluation.Auc(a, y), single.Auc, 1e-12);
+        var random = new Random(13);
+        var aucs = new double[400];
+        var (ra, ry) = (new double[y.Length], new bool[y.Length]);
+        for (var r = 0; r < aucs.Length; r++)
+        {
+            for (var i = 0; i < y.Length; i++)
+            {
+                var k = random.Next(y.Length);
+                (ra[i], ry[i]) = (a[k], y[k]);
+            }
+            aucs[r] = BinaryEvaluation.Auc(ra, ry);
+        }
+        var mean = aucs.Average();
+        var bootstrapSe = Math.Sqrt(aucs.Sum(d => (d - mean) * (d - mean)) / (aucs.Length - 1));
+        Assert.InRange(single.StandardError / bootstrapSe, 0.85, 1.15);
+        Assert.InRange(single.Auc, single.Lower, single.Upper);
+        Assert.Equal(2 * 1.959963984540054 * single.StandardError, single.Upper - single.Lower, 1e-9);
+
+        // Coverage: the 95 % interval holds the true AUC (0.80) in about 95 % of independent samples.
+        var covered = 0;
+        for (var seed = 100; seed < 300; seed++)
+        {
+            var (s, _, l) = Binormal(1000, championAuc: 0.80, challengerAuc: 0.80, correlation: 0, seed: seed);
+            var i = DeLong.Single(s, l);
+            if (i.Lower <= 0.80 && 0.80 <= i.Upper) covered++;
+        }
+        output.WriteLine($"single-model AUC {single.Auc:0.0000} ± {single.StandardError:0.0000} (bootstrap SE {bootstrapSe:0.0000}); 95 % interval covered the true AUC in {covered} of 200 samples");
+        Assert.InRange(covered, 180, 198);
+    }
+
+    [Fact]
     public void DeLongStandardError_AgreesWithAPairedBootstrap()
     {
         var (a, b, y) = Binormal(4000, championAuc: 0.80, challengerAuc: 0.83, correlation: 0.6, seed: 5);

@@ -134,7 +134,7 @@ public sealed class LabelJoinTests
             {
                 var p = new ScoredEvent($"e{i}", "c", model, "champion", Math.Clamp((y ? 0.3 : 0) + random.NextDouble() * 0.7, 0, 1), t, 1);
                 predicted.Add(p);
-                windows.OnPredicted(model, t);
+                windows.OnPredicted(model, "champion", t);
                 foreach (var x in join.OnPrediction(p)) { labelled.Add(x); windows.OnLabelled(x); }
             }
             if (random.NextDouble() < 0.9) pending.Enqueue(L($"e{i}", y, t + random.Next(0, (int)(3 * Hour)), t), t + random.Next(0, (int)(3 * Hour)));

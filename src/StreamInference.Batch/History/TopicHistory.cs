@@ -21,7 +21,7 @@ public static class TopicHistory
     public static async Task<TopicHistoryResult> ReadAsync(
         string bootstrapServers, string topic, IAvroSchemaRegistry registry, AvroSchema readerSchema, FeaturePlan plan,
         IReadOnlyDictionary<string, double>? labels, IProgress<(long Done, long Total)>? progress = null, CancellationToken ct = default,
-        IReadOnlyDictionary<int, (long Start, long End)>? ranges = null)
+        IReadOnlyDictionary<int, (long Start, long End)>? ranges = null, EventHistory? prior = null)
     {
         using var consumer = new ConsumerBuilder<byte[]?, byte[]?>(new ConsumerConfig
         {
@@ -57,7 +57,8 @@ public static class TopicHistory
             assignment.Add(new TopicPartitionOffset(tp, start));
             trackers[partitionId] = new SourcePartition(topic, partitionId);
         }
-        var history = new EventHistory(plan);
+        // A prior history (events before the topic's, e.g. what a warm start materialized) comes first: the topic's events are appended to it.
+        var history = prior ?? new EventHistory(plan);
         if (assignment.Count == 0) return new TopicHistoryResult(history, 0, 0, 0);
         consumer.Assign(assignment);
 

@@ -51,6 +51,11 @@ public sealed record ReplayRequest
     public ReplayCanary? Canary { get; init; }
     /// <summary>The deployment version stamped on the predictions (with <see cref="Canary"/> or a champion-only deployment).</summary>
     public long? DeploymentVersion { get; init; }
+    /// <summary>
+    /// Events before the topic's that the live features were built on (a warm start's history, materialized into Redis
+    /// before the live run): features are computed over it and the topic together; only the topic's events are replayed.
+    /// </summary>
+    public EventHistory? PriorHistory { get; init; }
 }
 
 /// <summary>A deployment's canary in a replay: its model version directory, and the share and salt that choose its entities.</summary>
@@ -159,7 +164,7 @@ public static class ReplayRunner
         // 3. History from the warm-up start to the end; features as of each event's time.
         var readRanges = ranges.ToDictionary(r => r.Key, r => (checkpoint.WarmStarts.GetValueOrDefault(r.Key, r.Value.Start), r.Value.End));
         var read = await TopicHistory.ReadAsync(request.BootstrapServers, request.Topic, registry, readerSchema, plan, request.Labels,
-            null, ct, readRanges).ConfigureAwait(false);
+            null, ct, readRanges, request.PriorHistory).ConfigureAwait(false);
         var history = read.History;
         var order = history.EventTimeOrder();
         var rows = PointInTimeFeatures.Compute(history, LookupTimeline.Compute(history, history.MaxTimeMs + 1, order), eventTimeOrder: order);
@@ -169,6 +174,7 @@ public static class ReplayRunner
         long skipped = 0, warmup = 0;
         for (var i = 0; i < history.Count; i++)
         {
+            if (history.Partition(i) < 0) { warmup++; continue; }   // the prior history: features only
             var (start, end) = ranges[history.Partition(i)];
             var offset = history.Offset(i);
             if (offset < start || offset >= end) { warmup++; continue; }

@@ -11,6 +11,9 @@ public sealed record PairedAucTest(
     int Count, int Positives, double ChampionAuc, double ChallengerAuc, double Difference, double StandardError, double Z, double PValue,
     double Lower95, double Upper95);
 
+/// <summary>One model's AUC, its standard error and a two-sided interval (clipped to [0, 1]).</summary>
+public sealed record AucInterval(double Auc, double StandardError, double Lower, double Upper);
+
 /// <summary>
 /// DeLong, DeLong and Clarke-Pearson (1988), computed in O(n log n) with midranks (Sun and Xu, 2014): for each
 /// model, a positive's placement V10 is the share of negatives it outscores, a negative's V01 the share of positives
@@ -40,6 +43,25 @@ public static class DeLong
         var p = 1 - Normal.CDF(0, 1, z);
         var half = 1.959963984540054 * se;
         return new PairedAucTest(labels.Length, m, aucA, aucB, difference, se, z, p, difference - half, difference + half);
+    }
+
+    /// <summary>
+    /// One model's AUC with its DeLong standard error, S10/m + S01/n over its own placements, and the two-sided
+    /// (1 − alpha) interval: what the live evaluation compares with the model's training AUC. NaN without two of each class.
+    /// </summary>
+    public static AucInterval Single(ReadOnlySpan<double> scores, ReadOnlySpan<bool> labels, double alpha = 0.05)
+    {
+        if (scores.Length != labels.Length) throw new ArgumentException($"{scores.Length} scores for {labels.Length} labels.");
+        var m = 0;
+        foreach (var y in labels) if (y) m++;
+        var n = labels.Length - m;
+        if (m < 2 || n < 2) return new AucInterval(double.NaN, double.NaN, double.NaN, double.NaN);
+        var (auc, v10, v01) = Placements(scores, labels, m, n);
+        var s10 = Covariance(v10, v10, auc, auc).AA;
+        var s01 = Covariance(v01, v01, auc, auc).AA;
+        var se = Math.Sqrt(Math.Max(s10 / m + s01 / n, 0));
+        var half = Normal.InvCDF(0, 1, 1 - alpha / 2) * se;
+        return new AucInterval(auc, se, Math.Max(0, auc - half), Math.Min(1, auc + half));
     }
 
     /// <summary>The AUC and the placements of one model's positives (V10) and negatives (V01), from midranks.</summary>

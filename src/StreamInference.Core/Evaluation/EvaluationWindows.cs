@@ -11,7 +11,8 @@ public enum EvaluationWindowKind
 
 /// <summary>One model's performance over one window, and how much of it was labelled (event-time windows).</summary>
 /// <param name="Predicted">Predictions of the model in the window (event-time windows; the labelled count otherwise).</param>
-public sealed record EvaluationReport(string Model, EvaluationWindowKind Kind, long Sequence, long StartMs, long EndMs, long Predicted, BinaryMetrics Metrics)
+/// <param name="Arm">The role the model's predictions had: champion, canary, shadow, fallback.</param>
+public sealed record EvaluationReport(string Model, string Arm, EvaluationWindowKind Kind, long Sequence, long StartMs, long EndMs, long Predicted, BinaryMetrics Metrics)
 {
     /// <summary>Share of the window's predictions that got a label.</summary>
     public double LabelCoverage => Predicted == 0 ? double.NaN : Metrics.Count / (double)Predicted;
@@ -37,69 +38,80 @@ public sealed class EvaluationWindows
     private readonly long _horizonMs;
     private readonly int _arrivalEvents;
     private readonly double _threshold;
-    private readonly Dictionary<(string Model, long Start), Bucket> _eventTime = [];
-    private readonly Dictionary<string, Bucket> _arrival = new(StringComparer.Ordinal);
-    private readonly Dictionary<(string, EvaluationWindowKind), long> _sequence = [];
+    private readonly bool _eventTimeWindows;
+    private readonly Dictionary<(string Model, string Arm, long Start), Bucket> _eventTime = [];
+    private readonly Dictionary<(string Model, string Arm), Bucket> _arrival = [];
+    private readonly Dictionary<(string, string, EvaluationWindowKind), long> _sequence = [];
 
-    public EvaluationWindows(long windowMs, long horizonMs, int arrivalEvents = 2000, double threshold = 0.5)
+    /// <param name="eventTimeWindows">False: label-arrival windows only (the live evaluation keeps its event-time windows in Redis).</param>
+    public EvaluationWindows(long windowMs, long horizonMs, int arrivalEvents = 2000, double threshold = 0.5, bool eventTimeWindows = true)
     {
         ArgumentOutOfRangeException.ThrowIfLessThan(windowMs, 1);
         ArgumentOutOfRangeException.ThrowIfLessThan(horizonMs, 1);
         ArgumentOutOfRangeException.ThrowIfLessThan(arrivalEvents, 10);
-        (_windowMs, _horizonMs, _arrivalEvents, _threshold) = (windowMs, horizonMs, arrivalEvents, threshold);
+        (_windowMs, _horizonMs, _arrivalEvents, _threshold, _eventTimeWindows) = (windowMs, horizonMs, arrivalEvents, threshold, eventTimeWindows);
     }
 
     /// <summary>Raised for each closed window, on the caller's thread.</summary>
     public event Action<EvaluationReport>? Closed;
 
     /// <summary>A prediction the join took in (labelled or not yet): counts toward its event-time window's coverage.</summary>
-    public void OnPredicted(string model, long eventTimeMs) => BucketOf(model, eventTimeMs).Predicted++;
+    public void OnPredicted(string model, string arm, long eventTimeMs)
+    {
+        if (_eventTimeWindows) BucketOf(model, arm, eventTimeMs).Predicted++;
+    }
 
     /// <summary>A labelled prediction from the join.</summary>
     public void OnLabelled(LabelledPrediction p)
     {
-        var model = p.Prediction.Model;
-        var bucket = BucketOf(model, p.Prediction.EventTimeMs);
-        bucket.Scores.Add(p.Prediction.Score);
-        bucket.Labels.Add(p.Label);
-        if (!_arrival.TryGetValue(model, out var arrival)) _arrival[model] = arrival = new Bucket();
+        var (model, arm) = (p.Prediction.Model, p.Prediction.Arm);
+        if (_eventTimeWindows)
+        {
+            var bucket = BucketOf(model, arm, p.Prediction.EventTimeMs);
+            bucket.Scores.Add(p.Prediction.Score);
+            bucket.Labels.Add(p.Label);
+        }
+        if (!_arrival.TryGetValue((model, arm), out var arrival)) _arrival[(model, arm)] = arrival = new Bucket();
         arrival.FirstMs = Math.Min(arrival.FirstMs, p.LabelTimeMs);
         arrival.Scores.Add(p.Prediction.Score);
         arrival.Labels.Add(p.Label);
         arrival.Predicted++;
         if (arrival.Scores.Count >= _arrivalEvents)
         {
-            Close(model, EvaluationWindowKind.LabelArrival, arrival.FirstMs, p.LabelTimeMs, arrival);
-            _arrival[model] = new Bucket();
+            Close(model, arm, EvaluationWindowKind.LabelArrival, arrival.FirstMs, p.LabelTimeMs, arrival);
+            _arrival[(model, arm)] = new Bucket();
         }
     }
 
     /// <summary>Closes every event-time window whose end plus the horizon is at or before <paramref name="nowMs"/> (the join's clock).</summary>
     public void Advance(long nowMs)
     {
-        foreach (var key in _eventTime.Keys.Where(k => k.Start + _windowMs + _horizonMs <= nowMs).OrderBy(k => k.Start).ThenBy(k => k.Model, StringComparer.Ordinal).ToList())
+        foreach (var key in _eventTime.Keys.Where(k => k.Start + _windowMs + _horizonMs <= nowMs).OrderBy(k => k.Start).ThenBy(k => k.Model, StringComparer.Ordinal).ThenBy(k => k.Arm, StringComparer.Ordinal).ToList())
         {
             var bucket = _eventTime[key];
             _eventTime.Remove(key);
-            Close(key.Model, EvaluationWindowKind.EventTime, key.Start, key.Start + _windowMs, bucket);
+            Close(key.Model, key.Arm, EvaluationWindowKind.EventTime, key.Start, key.Start + _windowMs, bucket);
         }
     }
 
     /// <summary>Windows still open (event-time buckets and label-arrival runs), for bounds checks.</summary>
     public int Open => _eventTime.Count + _arrival.Count;
 
-    private Bucket BucketOf(string model, long eventTimeMs)
+    /// <summary>The start of the tumbling window of <paramref name="windowMs"/> holding <paramref name="eventTimeMs"/> (aligned to the Unix epoch).</summary>
+    public static long WindowStart(long eventTimeMs, long windowMs) => eventTimeMs - (((eventTimeMs % windowMs) + windowMs) % windowMs);
+
+    private Bucket BucketOf(string model, string arm, long eventTimeMs)
     {
-        var start = eventTimeMs - (((eventTimeMs % _windowMs) + _windowMs) % _windowMs);
-        if (!_eventTime.TryGetValue((model, start), out var bucket)) _eventTime[(model, start)] = bucket = new Bucket();
+        var start = WindowStart(eventTimeMs, _windowMs);
+        if (!_eventTime.TryGetValue((model, arm, start), out var bucket)) _eventTime[(model, arm, start)] = bucket = new Bucket();
         return bucket;
     }
 
-    private void Close(string model, EvaluationWindowKind kind, long start, long end, Bucket bucket)
+    private void Close(string model, string arm, EvaluationWindowKind kind, long start, long end, Bucket bucket)
     {
-        var key = (model, kind);
+        var key = (model, arm, kind);
         var sequence = _sequence[key] = _sequence.GetValueOrDefault(key) + 1;
         var metrics = BinaryEvaluation.Compute(bucket.Scores.ToArray(), bucket.Labels.ToArray(), _threshold);
-        Closed?.Invoke(new EvaluationReport(model, kind, sequence, start, end, Math.Max(bucket.Predicted, bucket.Scores.Count), metrics));
+        Closed?.Invoke(new EvaluationReport(model, arm, kind, sequence, start, end, Math.Max(bucket.Predicted, bucket.Scores.Count), metrics));
     }
 }

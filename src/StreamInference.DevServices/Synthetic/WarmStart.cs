@@ -1,5 +1,6 @@
 using StackExchange.Redis;
 using StreamInference.Batch.Features;
+using StreamInference.Batch.History;
 using StreamInference.Batch.Materialization;
 using StreamInference.Batch.Synthetic;
 using StreamInference.Core.Features;
@@ -22,16 +23,31 @@ public static class WarmStart
         TimeSpan? span = null, CancellationToken cancellationToken = default, DateTimeOffset? now = null)
     {
         var nowAt = now ?? DateTimeOffset.UtcNow;
+        return await MaterializeAsync(db, plan, History(plan, nowAt, worldSeed, events, span), nowAt, cancellationToken).ConfigureAwait(false);
+    }
+
+    /// <summary>
+    /// The synthetic history a warm start materializes: whole days of the training history's density up to
+    /// <paramref name="now"/>. Deterministic, so a backtest can compute its features over the same past.
+    /// </summary>
+    public static EventHistory History(FeaturePlan plan, DateTimeOffset now, int worldSeed = HistoryOptions.DefaultSeed, int? events = null, TimeSpan? span = null)
+    {
         var length = span ?? TimeSpan.FromDays(35);
         // Whole days, as the training history has them (each day's events follow the daily pattern), up to the end
         // of today; what the pattern puts after now has not happened yet and is left out.
-        var end = new DateTimeOffset(nowAt.UtcDateTime.Date.AddDays(1), TimeSpan.Zero);
-        var days = Math.Ceiling((end - nowAt + length).TotalDays);
-        var history = SyntheticHistory.Generate(plan, new HistoryOptions
+        var end = new DateTimeOffset(now.UtcDateTime.Date.AddDays(1), TimeSpan.Zero);
+        var days = Math.Ceiling((end - now + length).TotalDays);
+        return SyntheticHistory.Generate(plan, new HistoryOptions
         {
             // Same traffic density as the training history, so per-entity counts mean the same.
-            Events = events ?? (int)(EventsPerDay * days), Seed = worldSeed, End = end, Span = TimeSpan.FromDays(days), Until = nowAt,
+            Events = events ?? (int)(EventsPerDay * days), Seed = worldSeed, End = end, Span = TimeSpan.FromDays(days), Until = now,
         });
+    }
+
+    /// <summary>Lookups as of <paramref name="now"/> and every entity's window state after <paramref name="history"/>, into Redis.</summary>
+    public static async Task<MaterializeReport> MaterializeAsync(IDatabase db, FeaturePlan plan, EventHistory history, DateTimeOffset now, CancellationToken cancellationToken = default)
+    {
+        var nowAt = now;
         var order = history.EventTimeOrder();
         var nowMs = nowAt.ToUnixTimeMilliseconds();
         var timeline = LookupTimeline.Compute(history, nowMs, order);

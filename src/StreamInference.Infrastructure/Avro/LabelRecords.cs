@@ -13,13 +13,7 @@ public sealed class LabelRecords(int schemaId)
 {
     public static AvroSchema Schema { get; } = Load();
 
-    private static AvroSchema Load()
-    {
-        using var stream = typeof(LabelRecords).Assembly.GetManifestResourceStream("label.avsc")
-                           ?? throw new InvalidOperationException("Embedded label.avsc is missing.");
-        using var reader = new StreamReader(stream);
-        return AvroSchema.Parse(reader.ReadToEnd());
-    }
+    private static AvroSchema Load() => EmbeddedResources.AvroSchema("label.avsc");
 
     private readonly GenericDatumWriter<GenericRecord> _writer = new(Schema);
 

@@ -18,7 +18,13 @@ public sealed record PredictionRecord(
     long ScoredAtMs,
     int SourcePartition,
     long SourceOffset,
-    string? Degraded);
+    string? Degraded,
+    string Arm = "champion",
+    long? DeploymentVersion = null)
+{
+    /// <summary>name@version: how deployments, drift and the evaluation name a model.</summary>
+    public string Model => $"{ModelName}@{ModelVersion}";
+}
 
 /// <summary>
 /// Reads what <see cref="PredictionWriter"/> writes (<c>schemas/prediction.avsc</c>), without the registry: for
@@ -29,18 +35,29 @@ public static class PredictionReader
     private static readonly GenericDatumReader<GenericRecord> Reader = new(PredictionWriter.Schema, PredictionWriter.Schema);
 
     /// <summary>Decodes a whole prediction (registry framing included) with Apache.Avro; the value must hold nothing after it.</summary>
-    public static PredictionRecord Read(byte[] value)
+    public static PredictionRecord Read(byte[] value) => Read(value, Reader);
+
+    /// <summary>
+    /// A prediction written with <paramref name="writer"/> (the schema its id names in the registry), read as the current
+    /// prediction schema: a record of an older schema gets the defaults of the fields it lacks (arm "champion").
+    /// </summary>
+    public static PredictionRecord Read(byte[] value, global::Avro.Schema writer) =>
+        Read(value, ReferenceEquals(writer, PredictionWriter.Schema) ? Reader : new GenericDatumReader<GenericRecord>(writer, PredictionWriter.Schema));
+
+    private static PredictionRecord Read(byte[] value, GenericDatumReader<GenericRecord> reader)
     {
         if (ConfluentWireFormat.TryReadHeader(value, out var schemaId) is not WireHeaderStatus.Ok)
             throw new InvalidDataException("A prediction starts with the registry's 5-byte header.");
         using var stream = new MemoryStream(value, ConfluentWireFormat.HeaderSize, value.Length - ConfluentWireFormat.HeaderSize, writable: false);
-        var r = Reader.Read(null!, new BinaryDecoder(stream));
+        var r = reader.Read(null!, new BinaryDecoder(stream));
         if (stream.Position != stream.Length) throw new InvalidDataException($"{stream.Length - stream.Position} bytes after the prediction's last field.");
         return new PredictionRecord(schemaId,
             EventId: (string)r["event_id"], EntityKey: (string)r["entity_key"], ModelName: (string)r["model_name"], ModelVersion: (string)r["model_version"],
             Score: (double)r["score"], Scores: [.. ((IEnumerable<object>)r["scores"]).Cast<double>()], Label: (string?)r["label"],
             FeaturesDefaulted: (int)r["features_defaulted"], EventTimeMs: UnixMs(r["event_time"]), ScoredAtMs: UnixMs(r["scored_at"]),
-            SourcePartition: (int)r["source_partition"], SourceOffset: (long)r["source_offset"], Degraded: (string?)r["degraded"]);
+            SourcePartition: (int)r["source_partition"], SourceOffset: (long)r["source_offset"], Degraded: (string?)r["degraded"],
+            Arm: r.TryGetValue("arm", out var arm) && arm is string a ? a : "champion",
+            DeploymentVersion: r.TryGetValue("deployment_version", out var version) ? (long?)version : null);
     }
 
     private static long UnixMs(object value) => value is DateTime t ? new DateTimeOffset(t.ToUniversalTime()).ToUnixTimeMilliseconds() : (long)value;

@@ -36,13 +36,7 @@ public sealed class PredictionWriter
 
     public static global::Avro.Schema Schema { get; } = LoadSchema();
 
-    private static global::Avro.Schema LoadSchema()
-    {
-        using var stream = typeof(PredictionWriter).Assembly.GetManifestResourceStream("prediction.avsc")
-                           ?? throw new InvalidOperationException("Embedded prediction.avsc is missing.");
-        using var reader = new StreamReader(stream);
-        return global::Avro.Schema.Parse(reader.ReadToEnd());
-    }
+    private static global::Avro.Schema LoadSchema() => EmbeddedResources.AvroSchema("prediction.avsc");
 
     /// <summary>Value of the <c>degraded</c> field when the feature store could not be reached.</summary>
     public const string DegradedFeatureStore = "feature-store-unavailable";

@@ -67,13 +67,7 @@ public sealed partial class DeploymentTelemetry : IDeploymentObserver
 
     public static AvroSchema Schema { get; } = LoadSchema();
 
-    private static AvroSchema LoadSchema()
-    {
-        using var stream = typeof(DeploymentTelemetry).Assembly.GetManifestResourceStream("comparison-report.avsc")
-                           ?? throw new InvalidOperationException("Embedded comparison-report.avsc is missing.");
-        using var reader = new StreamReader(stream);
-        return AvroSchema.Parse(reader.ReadToEnd());
-    }
+    private static AvroSchema LoadSchema() => EmbeddedResources.AvroSchema("comparison-report.avsc");
 
     /// <summary>Raised on every closed comparison window, with the challenger's arm (on the score stage's thread).</summary>
     public event Action<ComparisonReport, ServingArm>? Compared;

@@ -17,13 +17,7 @@ public sealed class DriftReportWriter(int schemaId)
     /// <summary>Set when the drift topic's subject has another (evolved) schema: reports are re-encoded into it.</summary>
     public SchemaTranscoder? Transcoder { get; init; }
 
-    private static RecordSchema LoadSchema()
-    {
-        using var stream = typeof(DriftReportWriter).Assembly.GetManifestResourceStream("drift-report.avsc")
-                           ?? throw new InvalidOperationException("Embedded drift-report.avsc is missing.");
-        using var reader = new StreamReader(stream);
-        return (RecordSchema)global::Avro.Schema.Parse(reader.ReadToEnd());
-    }
+    private static RecordSchema LoadSchema() => (RecordSchema)EmbeddedResources.AvroSchema("drift-report.avsc");
 
     public byte[] Encode(DriftReport report)
     {

@@ -9,87 +9,112 @@ namespace StreamInference.Infrastructure.Evaluation;
 /// rebalance: one hash per event, <c>{entity}:eval:&lt;event id&gt;</c> (the entity's hash tag, as the feature store's
 /// keys), a field per model's prediction and one for the label, expiring at the event's time plus the horizon. One
 /// Lua script per record makes the join atomic and idempotent: a record redelivered after a crash finds its field
-/// taken and counts as a duplicate instead of being joined twice. The clock is the prediction stream's event time, as
+/// taken and counts as a duplicate instead of being joined twice; what its first delivery joined is handed back as
+/// <c>repeated</c>, so writes that follow the join (the evaluation windows', idempotent) are redone, not lost. The clock is the prediction stream's event time, as
 /// in <see cref="LabelJoin"/>; what expires unmatched (orphans, unlabelled predictions) leaves Redis silently, so
 /// those two counts come from the evaluation windows' coverage, not from here.
 /// </summary>
-public sealed class RedisLabelJoin(IDatabase redis, long horizonMs, long startClockMs = long.MinValue)
+/// <summary>What one record did in the join (for counters by outcome), and what a redelivered record's first delivery joined.</summary>
+public sealed class JoinStep
 {
-    private static readonly string Script = LoadScript();
+    public string Outcome { get; private set; } = "";
+    public List<LabelledPrediction> Repeated { get; } = [];
+    internal void Set(string outcome) => Outcome = outcome;
+}
 
-    private static string LoadScript()
-    {
-        using var stream = typeof(RedisLabelJoin).Assembly.GetManifestResourceStream("LabelJoin.lua")
-                           ?? throw new InvalidOperationException("Embedded LabelJoin.lua is missing.");
-        using var reader = new StreamReader(stream);
-        return reader.ReadToEnd();
-    }
+/// <param name="expiryGraceMs">How much longer than the horizon an entry stays in Redis, whose expiry runs on wall-clock time:
+/// the join decides by event time, and an evaluator running behind (a backlog, a restart) must still find its entries.</param>
+public sealed class RedisLabelJoin(IDatabase redis, long horizonMs, long startClockMs = long.MinValue, long expiryGraceMs = 0)
+{
+    private static readonly string Script = EmbeddedResources.Text("LabelJoin.lua");
 
     public long HorizonMs { get; } = horizonMs > 0 ? horizonMs : throw new ArgumentOutOfRangeException(nameof(horizonMs), "The horizon must be positive.");
+    /// <summary>The join's outcomes. Records are joined concurrently: the counts are updated under their own lock.</summary>
     public JoinCounts Counts { get; } = new();
     /// <summary>The latest event time predicted (a restarted join may start from the last one its predecessor saw).</summary>
     public long NowMs { get; private set; } = startClockMs;
 
     public static RedisKey Key(string entityKey, string eventId) => $"{{{entityKey}}}:eval:{eventId}";
 
-    public async Task<IReadOnlyList<LabelledPrediction>> OnPredictionAsync(ScoredEvent p)
+    /// <param name="step">Receives the outcome (taken, duplicate, past_horizon) and, for a duplicate of a prediction already labelled, that labelled prediction.</param>
+    public async Task<IReadOnlyList<LabelledPrediction>> OnPredictionAsync(ScoredEvent p, JoinStep? step = null)
     {
-        if (p.EventTimeMs > NowMs) NowMs = p.EventTimeMs;
+        lock (Counts)
+            if (p.EventTimeMs > NowMs) NowMs = p.EventTimeMs;
         var expires = p.EventTimeMs + HorizonMs;
         if (expires <= NowMs)
         {
-            Counts.Unlabelled++;
+            lock (Counts) Counts.Unlabelled++;
+            step?.Set("past_horizon");
             return [];
         }
         var value = string.Create(CultureInfo.InvariantCulture, $"{p.Score:R}|{p.EventTimeMs}|{p.Arm}|{p.DeploymentVersion}");
-        var result = (RedisResult[])(await redis.ScriptEvaluateAsync(Script, [Key(p.EntityKey, p.EventId)], ["p", value, p.Model, expires]).ConfigureAwait(false))!;
+        var result = (RedisResult[])(await redis.ScriptEvaluateAsync(Script, [Key(p.EntityKey, p.EventId)], ["p", value, p.Model, expires + expiryGraceMs]).ConfigureAwait(false))!;
         switch ((string)result[0]!)
         {
             case "duplicate":
-                Counts.DuplicatePredictions++;
+                lock (Counts) Counts.DuplicatePredictions++;
+                step?.Set("duplicate");
+                if (step is not null && result.Length == 4) step.Repeated.AddRange(Predictions(p.EventId, p.EntityKey, (string)result[1]!, result, 2));
                 return [];
             case "pending":
+                step?.Set("taken");
                 return [];
             case var outcome:
-                if (outcome == "labelled-first") Counts.Joined++;
-                Counts.Emitted++;
+                step?.Set("taken");
+                lock (Counts) if (outcome == "labelled-first") Counts.Joined++;
+                lock (Counts) Counts.Emitted++;
                 var (label, labelTime) = ParseLabel((string)result[1]!);
                 return [new LabelledPrediction(p, label, labelTime)];
         }
     }
 
-    public async Task<IReadOnlyList<LabelledPrediction>> OnLabelAsync(GroundTruth l)
+    /// <param name="step">Receives the outcome (joined, early, late, duplicate) and, for a duplicate, the predictions its event's first label joined, with that label.</param>
+    public async Task<IReadOnlyList<LabelledPrediction>> OnLabelAsync(GroundTruth l, JoinStep? step = null)
     {
         if (l.EventTimeMs is { } eventTime && eventTime + HorizonMs <= NowMs)
         {
-            Counts.Late++;
+            lock (Counts) Counts.Late++;
+            step?.Set("late");
             return [];
         }
         var expires = (l.EventTimeMs ?? Math.Max(NowMs, 0)) + HorizonMs;
         var value = string.Create(CultureInfo.InvariantCulture, $"{(l.Label ? 1 : 0)}|{l.LabelTimeMs}");
-        var result = (RedisResult[])(await redis.ScriptEvaluateAsync(Script, [Key(l.EntityKey, l.EventId)], ["l", value, "", expires]).ConfigureAwait(false))!;
+        var result = (RedisResult[])(await redis.ScriptEvaluateAsync(Script, [Key(l.EntityKey, l.EventId)], ["l", value, "", expires + expiryGraceMs]).ConfigureAwait(false))!;
         switch ((string)result[0]!)
         {
             case "duplicate":
-                Counts.DuplicateLabels++;
+                lock (Counts) Counts.DuplicateLabels++;
+                step?.Set("duplicate");
+                step?.Repeated.AddRange(Predictions(l.EventId, l.EntityKey, (string)result[1]!, result, 2));
                 return [];
             case "early":
-                Counts.Early++;
+                lock (Counts) Counts.Early++;
+                step?.Set("early");
                 return [];
             default:
-                Counts.Joined++;
-                var joined = new List<LabelledPrediction>((result.Length - 2) / 2);
-                for (var i = 2; i < result.Length; i += 2)
-                {
-                    var parts = ((string)result[i + 1]!).Split('|');
-                    var prediction = new ScoredEvent(l.EventId, l.EntityKey, (string)result[i]!, parts[2],
-                        double.Parse(parts[0], CultureInfo.InvariantCulture), long.Parse(parts[1], CultureInfo.InvariantCulture),
-                        parts[3].Length == 0 ? null : long.Parse(parts[3], CultureInfo.InvariantCulture));
-                    joined.Add(new LabelledPrediction(prediction, l.Label, l.LabelTimeMs));
-                }
-                Counts.Emitted += joined.Count;
+                lock (Counts) Counts.Joined++;
+                step?.Set("joined");
+                var joined = Predictions(l.EventId, l.EntityKey, (string)result[1]!, result, 2);
+                lock (Counts) Counts.Emitted += joined.Count;
                 return joined;
         }
+    }
+
+    /// <summary>The labelled predictions in <paramref name="result"/> from <paramref name="from"/> on (model, value pairs), with the stored label.</summary>
+    private static List<LabelledPrediction> Predictions(string eventId, string entityKey, string storedLabel, RedisResult[] result, int from)
+    {
+        var (label, labelTime) = ParseLabel(storedLabel);
+        var joined = new List<LabelledPrediction>((result.Length - from) / 2);
+        for (var i = from; i + 1 < result.Length; i += 2)
+        {
+            var parts = ((string)result[i + 1]!).Split('|');
+            var prediction = new ScoredEvent(eventId, entityKey, (string)result[i]!, parts[2],
+                double.Parse(parts[0], CultureInfo.InvariantCulture), long.Parse(parts[1], CultureInfo.InvariantCulture),
+                parts[3].Length == 0 ? null : long.Parse(parts[3], CultureInfo.InvariantCulture));
+            joined.Add(new LabelledPrediction(prediction, label, labelTime));
+        }
+        return joined;
     }
 
     private static (bool Label, long LabelTimeMs) ParseLabel(string value)

@@ -19,6 +19,60 @@ public sealed class ProcessorOptions
     public PipelineSettings Pipeline { get; set; } = new();
     public HttpOptions Http { get; set; } = new();
     public DriftOptions Drift { get; set; } = new();
+    /// <summary>Read by <c>streaminference evaluate</c> only: the label join and live performance per model.</summary>
+    public EvaluationOptions Evaluation { get; set; } = new();
+}
+
+/// <summary>
+/// <c>streaminference evaluate</c>: its own consumer group over the prediction, shadow and labels topics; labels are
+/// joined to predictions in Redis and each model's performance is reported per window.
+/// </summary>
+public sealed class EvaluationOptions
+{
+    /// <summary>Consumer group; empty: <c>&lt;Kafka:GroupId&gt;-evaluate</c>.</summary>
+    public string GroupId { get; set; } = "";
+    public string EffectiveGroupId(KafkaOptions kafka) => string.IsNullOrWhiteSpace(GroupId) ? $"{kafka.GroupId}-evaluate" : GroupId;
+    /// <summary>Ground-truth labels (schemas/label.avsc), keyed by entity.</summary>
+    public string LabelsTopic { get; set; } = "labels";
+    /// <summary>Where the per-window EvaluationReports go (schemas/evaluation-report.avsc); empty: <c>&lt;Kafka:OutputTopic&gt;.evaluation</c>.</summary>
+    public string Topic { get; set; } = "";
+    public string EffectiveTopic(KafkaOptions kafka) => string.IsNullOrWhiteSpace(Topic) ? $"{kafka.OutputTopic}.evaluation" : Topic;
+    /// <summary>How long, in event time, a prediction waits for its label and a label for its prediction; 0: twice the feature set's <c>label.knownAfter</c>.</summary>
+    public long HorizonMs { get; set; }
+    /// <summary>
+    /// How much longer than the horizon the join's state stays in Redis. Redis expires keys by wall-clock time while the
+    /// join decides by event time; the grace keeps an evaluator that runs behind (a backlog, a restart) from finding
+    /// its entries gone.
+    /// </summary>
+    public long ExpiryGraceMs { get; set; } = 3_600_000;
+    /// <summary>Tumbling event-time windows; each is final (reported) once the join's clock passes its end plus the horizon.</summary>
+    public long WindowMs { get; set; } = 3_600_000;
+    /// <summary>Label-arrival windows: every N labelled predictions of a model (the freshest view; not kept across restarts).</summary>
+    public int ArrivalWindowEvents { get; set; } = 2000;
+    /// <summary>How long a final window's labelled predictions stay in Redis for <c>model promote --if-better</c>.</summary>
+    public long RetentionMs { get; set; } = 86_400_000;
+    /// <summary>Also evaluate the shadow models' predictions (Kafka:ShadowTopic).</summary>
+    public bool IncludeShadow { get; set; } = true;
+    /// <summary>Significance of the AUC intervals in the reports and of the promotion gate.</summary>
+    public double Alpha { get; set; } = 0.05;
+    /// <summary>How often final windows are looked for and reported.</summary>
+    public int ReportIntervalMs { get; set; } = 1000;
+
+    public void Validate(ProcessorOptions o, List<string> errors)
+    {
+        if (string.IsNullOrWhiteSpace(LabelsTopic)) errors.Add("Evaluation:LabelsTopic is required.");
+        var topic = EffectiveTopic(o.Kafka);
+        if (new[] { o.Kafka.InputTopic, o.Kafka.OutputTopic, o.Kafka.DeadLetterTopic, o.Kafka.EffectiveShadowTopic(), LabelsTopic }.Contains(topic))
+            errors.Add("Evaluation:Topic must differ from the input, output, dead-letter, shadow and labels topics.");
+        if (LabelsTopic == o.Kafka.OutputTopic || LabelsTopic == o.Kafka.InputTopic) errors.Add("Evaluation:LabelsTopic must differ from Kafka:InputTopic and Kafka:OutputTopic.");
+        if (HorizonMs < 0) errors.Add($"Evaluation:HorizonMs must be 0 (from the feature set) or positive (was {HorizonMs}).");
+        if (WindowMs is < 1 or > 31L * 86_400_000) errors.Add($"Evaluation:WindowMs must be between 1 and 31 days in ms (was {WindowMs}).");
+        if (ArrivalWindowEvents is < 10 or > 10_000_000) errors.Add($"Evaluation:ArrivalWindowEvents must be between 10 and 10000000 (was {ArrivalWindowEvents}).");
+        if (ExpiryGraceMs < 0) errors.Add($"Evaluation:ExpiryGraceMs must be 0 or positive (was {ExpiryGraceMs}).");
+        if (RetentionMs < 0) errors.Add($"Evaluation:RetentionMs must be 0 or positive (was {RetentionMs}).");
+        if (Alpha is <= 0 or >= 0.5) errors.Add($"Evaluation:Alpha must be in (0, 0.5) (was {Alpha}).");
+        if (ReportIntervalMs is < 10 or > 3_600_000) errors.Add($"Evaluation:ReportIntervalMs must be between 10 and 3600000 (was {ReportIntervalMs}).");
+    }
 }
 
 /// <summary>

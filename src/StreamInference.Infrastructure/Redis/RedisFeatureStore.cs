@@ -111,13 +111,7 @@ public sealed class RedisFeatureStore : IFeatureStore
         return longest + 2 * plan.AllowedLatenessMs + 86_400_000;
     }
 
-    private static string LoadScript(string name)
-    {
-        using var stream = typeof(RedisFeatureStore).Assembly.GetManifestResourceStream(name)
-                           ?? throw new InvalidOperationException($"Embedded resource {name} is missing.");
-        using var reader = new StreamReader(stream);
-        return reader.ReadToEnd();
-    }
+    private static string LoadScript(string name) => EmbeddedResources.Text(name);
 
     public async ValueTask FetchAsync(EventBatch batch, CancellationToken cancellationToken)
     {

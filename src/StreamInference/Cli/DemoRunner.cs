@@ -12,6 +12,7 @@ using StreamInference.Core.Features;
 using StreamInference.DevServices;
 using StreamInference.DevServices.Synthetic;
 using StreamInference.Infrastructure.Avro;
+using StreamInference.Infrastructure.Evaluation;
 using StreamInference.Infrastructure.Processing;
 using AvroSchema = Avro.Schema;
 
@@ -41,19 +42,26 @@ public static class DemoRunner
         Status(s, "starting embedded Kafka-protocol cluster, schema registry and " + (redisUrl is null ? "Garnet" : "Redis at REDIS_URL") + " ...");
         await using var env = await DevEnvironment.StartAsync(new DevEnvironmentOptions
         {
-            Topics = new() { [input] = s.Partitions, [output] = s.Partitions, [dlq] = 1, [DriftTopic] = 1, [output + ".shadow"] = s.Partitions, [output + ".comparison"] = 1 },
+            Topics = new()
+            {
+                [input] = s.Partitions, [output] = s.Partitions, [dlq] = 1, [DriftTopic] = 1, [output + ".shadow"] = s.Partitions, [output + ".comparison"] = 1,
+                [LabelsTopic] = s.Partitions, [output + ".evaluation"] = 1,
+            },
             ExternalRedis = redisUrl is null ? null : RedisUrl.ToConfiguration(redisUrl),
         }, ct).ConfigureAwait(false);
 
         var plan = FeatureSetLoader.LoadFile(PathResolver.Resolve("schemas/features/card_payments.yaml"));
         var clockOffset = s.StartTime is { } startAt ? startAt - DateTimeOffset.UtcNow : TimeSpan.Zero;
-        var produceOptions = new ProduceOptions { Topic = input, Rate = s.Rate, BadRate = s.BadRate, ClockOffset = clockOffset };
+        // Ground truth: each event's label after a delay drawn from label.knownAfter, a day of it passing in a second.
+        var knownAfter = plan.LabelKnownAfterMs > 0 ? plan.LabelKnownAfterMs : 86_400_000;
+        var produceOptions = new ProduceOptions { Topic = input, Rate = s.Rate, BadRate = s.BadRate, ClockOffset = clockOffset, LabelsTopic = LabelsTopic, LabelKnownAfterMs = knownAfter };
         if (s.StartTime is { } simulated) Status(s, $"simulated clock: event times start at {simulated:yyyy-MM-dd HH:mm} UTC");
+        var warmAt = DateTimeOffset.UtcNow + clockOffset;
+        var warmHistory = WarmStart.History(plan, warmAt, produceOptions.WorldSeed);
         using (var redis = await ConnectionMultiplexer.ConnectAsync(env.Endpoints.Redis).ConfigureAwait(false))
         {
             Status(s, "batch path: synthetic 35-day history → lookups and window state into Redis ...");
-            var warm = await WarmStart.MaterializeAsync(redis.GetDatabase(), plan, produceOptions.WorldSeed, cancellationToken: ct,
-                now: DateTimeOffset.UtcNow + clockOffset).ConfigureAwait(false);
+            var warm = await WarmStart.MaterializeAsync(redis.GetDatabase(), plan, warmHistory, warmAt, ct).ConfigureAwait(false);
             Status(s, $"materialized {warm.LookupHashes:N0} lookup hashes and the windows of {warm.WindowEntities:N0} entities");
         }
 
@@ -70,6 +78,14 @@ public static class DemoRunner
             Redis = new RedisOptions { Configuration = env.Endpoints.Redis },
             Pipeline = new PipelineSettings { MaxBatchSize = s.MaxBatch },
             Drift = new DriftOptions { Topic = DriftTopic, WindowEvents = s.DriftWindow },
+            // The label join on the demo's clock, where a day of label delay passes in a second: a horizon of ten days (ten
+            // seconds), beyond every label's delay (at most three days) and the few seconds the evaluation's reading of
+            // the prediction and label topics may drift apart while the processor works through its backlog.
+            Evaluation = new EvaluationOptions
+            {
+                LabelsTopic = LabelsTopic, HorizonMs = Math.Max(1, (long)(10 * knownAfter * produceOptions.LabelTimeScale)),
+                WindowMs = 5_000, ArrivalWindowEvents = 5_000, ReportIntervalMs = 500,
+            },
         };
         if (s.Model is { } pinned)
         {
@@ -134,6 +150,13 @@ public static class DemoRunner
         using var audit = new PredictionAudit(env.Endpoints.BootstrapServers, registry, output, dlq);
         using var stopAudit = new CancellationTokenSource();
         var auditing = audit.RunAsync(stopAudit.Token);
+        // The live evaluation (what `streaminference evaluate` runs): labels joined to the champion's and the shadow's predictions.
+        using var evaluationRedis = await ConnectionMultiplexer.ConnectAsync(env.Endpoints.Redis).ConfigureAwait(false);
+        var evaluator = new LiveEvaluator(options, options.Evaluation.HorizonMs, evaluationRedis.GetDatabase(), registry,
+            Metrics.WithCustomRegistry(Metrics.NewCustomRegistry()), loggers, EvaluateCommand.ReferenceAucs(options.Model.Repository));
+        evaluator.Reported += w => DeploymentLines.Enqueue(EvaluateCommand.Describe(w));
+        using var stopEvaluator = new CancellationTokenSource();
+        var evaluating = evaluator.RunAsync(stopEvaluator.Token);
 
         var writer = (Avro.RecordSchema)AvroSchema.Parse(await File.ReadAllTextAsync(PathResolver.Resolve("schemas/payment-event.avsc"), ct).ConfigureAwait(false));
         var produced = new List<ProducedRecord>();
@@ -148,6 +171,7 @@ public static class DemoRunner
                 var o = new ProduceOptions
                 {
                     Topic = input, Events = n, Rate = s.Rate, BadRate = s.BadRate, Seed = produceOptions.Seed + chunk, ClockOffset = clockOffset,
+                    LabelsTopic = LabelsTopic, LabelKnownAfterMs = knownAfter,
                     DriftAt = s.DriftAt is { } at ? Math.Max(0, at - chunk * n) : null,   // index within this chunk
                 };
                 var baseCount = producedCount;
@@ -162,7 +186,11 @@ public static class DemoRunner
                         if (rate > s.Rate) DeploymentLines.Enqueue(string.Create(CultureInfo.InvariantCulture, $"spike: {events:N0} events at {rate:N0}/s"));
                         var before = producedCount;
                         legs.Add(await SyntheticPaymentProducer.ProduceAsync(env.Endpoints.BootstrapServers, registry, writer,
-                            new ProduceOptions { Topic = input, Events = events, Rate = rate, BadRate = s.BadRate, Seed = o.Seed * 10 + seed, ClockOffset = clockOffset },
+                            new ProduceOptions
+                            {
+                                Topic = input, Events = events, Rate = rate, BadRate = s.BadRate, Seed = o.Seed * 10 + seed, ClockOffset = clockOffset,
+                                LabelsTopic = LabelsTopic, LabelKnownAfterMs = knownAfter,
+                            },
                             i => Volatile.Write(ref producedCount, before + i), ct).ConfigureAwait(false));
                         Volatile.Write(ref producedCount, before + events);
                     }
@@ -205,6 +233,20 @@ public static class DemoRunner
         {
         }
         var elapsed = clock.Elapsed;
+        // Every label produced (the producer waited for the last one's delay) read by the evaluation, then its figures.
+        var evaluationDeadline = Stopwatch.StartNew();
+        while (s.Events is not null && !ct.IsCancellationRequested && !evaluating.IsCompleted && evaluationDeadline.Elapsed < TimeSpan.FromSeconds(30)
+               && !(evaluator.Lag == 0 && evaluator.Processed > 0))
+            await Task.Delay(200, ct).ConfigureAwait(false);
+        await stopEvaluator.CancelAsync().ConfigureAwait(false);
+        try
+        {
+            await evaluating.ConfigureAwait(false);
+        }
+        catch (OperationCanceledException)
+        {
+        }
+        LiveLine(s, clock.Elapsed, Volatile.Read(ref producedCount), audit, processor);
         await stopProcessor.CancelAsync().ConfigureAwait(false);
         try
         {
@@ -228,6 +270,7 @@ public static class DemoRunner
             }
             else if (!audit.DeadLetters.ContainsKey((r.Partition, r.Offset))) lost++;
         }
+        var evaluation = await EvaluationSummaryAsync(s, env.Endpoints.BootstrapServers, registry, plan, options, evaluator, warmHistory, input, ct).ConfigureAwait(false);
         var metrics = processor.Metrics!;
         var result = new DemoResult(
             final.Produced, audit.Predicted, audit.DeadLettered, lost, audit.Duplicates, mismatched,
@@ -244,9 +287,65 @@ public static class DemoRunner
                 ? last.Features.Append(last.Prediction).Where(f => f.Severity == DriftSeverity.Alert).Select(f => f.Name).ToArray()
                 : [],
             DriftVerdict(processor.Drift, s),
-            s.Challenger is null ? null : Summarize(options, s.Challenger, comparisons, switches, processor));
+            s.Challenger is null ? null : Summarize(options, s.Challenger, comparisons, switches, processor),
+            evaluation);
         Console.Out.WriteLine(JsonSerializer.Serialize(result, CliJson.Default.DemoResult));
         return lost == 0 && mismatched == 0 ? 0 : 1;
+    }
+
+    /// <summary>
+    /// The live evaluation's figures per model over every labelled prediction, beside a replay backtest of the same
+    /// events (same features: the warm start's history, then the topic; same labels; the replay's own scoring).
+    /// </summary>
+    private static async Task<DemoEvaluation> EvaluationSummaryAsync(DemoSettings s, string bootstrap, AvroSchemaRegistry registry, FeaturePlan plan,
+        ProcessorOptions options, LiveEvaluator evaluator, StreamInference.Batch.History.EventHistory warmHistory, string input, CancellationToken ct)
+    {
+        var live = await evaluator.CumulativeAsync().ConfigureAwait(false);
+        var counts = evaluator.Counts;
+        Status(s, $"label join: {counts}");
+        var models = new List<DemoModelEvaluation>();
+        var labels = await LabelTopic.ReadAllAsync(bootstrap, registry, LabelsTopic, ct).ConfigureAwait(false);
+        var repository = PathResolver.Resolve(options.Model.Repository);
+        var champion = live.Keys.FirstOrDefault(k => k.Arm == "champion").Model;
+        string? challenger = live.Keys.Where(k => k.Arm == "shadow").Select(k => k.Model).FirstOrDefault();
+        Batch.Replay.ReplaySummary? backtest = null;
+        if (champion is not null)
+        {
+            Status(s, "backtest: replaying the same events with their labels (features over the warm start's history and the topic) ...");
+            var parquet = Path.Combine(Path.GetTempPath(), $"streaminference-demo-backtest-{Guid.NewGuid():N}.parquet");
+            try
+            {
+                var reader = AvroSchema.Parse(await File.ReadAllTextAsync(PathResolver.Resolve(options.Features.ReaderSchema), ct).ConfigureAwait(false));
+                backtest = await Batch.Replay.ReplayRunner.RunAsync(new Batch.Replay.ReplayRequest
+                {
+                    BootstrapServers = bootstrap, Topic = input, From = "beginning", To = "now",
+                    ModelDirectory = Directory(repository, champion), OutputParquet = parquet, Labels = labels, PriorHistory = warmHistory,
+                    CompareModelDirectory = challenger is null ? null : Directory(repository, challenger),
+                }, plan, reader, registry, ct: ct).ConfigureAwait(false);
+            }
+            finally
+            {
+                File.Delete(parquet);
+            }
+        }
+        foreach (var ((model, arm), m) in live.OrderBy(x => x.Key.Arm == "champion" ? 0 : 1).ThenBy(x => x.Key.Model, StringComparer.Ordinal))
+        {
+            double? replayAuc = backtest?.Evaluation is not { } e ? null
+                : model == champion ? e.Compared?.ChampionAuc ?? e.ByModel.GetValueOrDefault(model)?.Auc
+                : model == challenger ? e.Compared?.ChallengerAuc : null;
+            var row = new DemoModelEvaluation(model, arm, m.Count, m.Positives, Math.Round(m.Auc, 4), replayAuc is { } r ? Math.Round(r, 4) : null,
+                replayAuc is { } d ? Math.Round(m.Auc - d, 4) : null, Math.Round(m.Precision, 4), Math.Round(m.Recall, 4), Math.Round(m.LogLoss, 4), Math.Round(m.Brier, 4));
+            models.Add(row);
+            Status(s, string.Create(CultureInfo.InvariantCulture,
+                $"live AUC {model} [{arm}]: {m.Auc:0.0000} on {m.Count:N0} labelled events ({m.Positives} positive); replay backtest of the same events: {(replayAuc is { } b ? b.ToString("0.0000", CultureInfo.InvariantCulture) : "n/a")}{(replayAuc is { } c ? $", difference {m.Auc - c:+0.0000;-0.0000}" : "")}"));
+        }
+        return new DemoEvaluation(labels.Count, counts.Joined, counts.Early, counts.Late, counts.DuplicateLabels, [.. models]);
+
+        static string Directory(string repository, string model)
+        {
+            var at = model.LastIndexOf('@');
+            return ModelRepository.Resolve(repository, model[..at], model[(at + 1)..]);
+        }
     }
 
     /// <summary>
@@ -353,4 +452,5 @@ public static class DemoRunner
     private static readonly System.Collections.Concurrent.ConcurrentQueue<DriftReport> DriftWindows = new();
     private static readonly long[] ShownWindows = new long[3];
     private const string DriftTopic = "drift-reports";
+    private const string LabelsTopic = "labels";
 }

@@ -194,7 +194,13 @@ public sealed record DemoResult(
     double ElapsedSeconds, double EventsPerSecond, long Batches, double MeanBatchSize,
     double LatencyP50Ms, double LatencyP95Ms, double LatencyP99Ms,
     Dictionary<string, int> DeadLettersByReason, string Model, long DriftWindows, string[] DriftAlertsInLastWindow,
-    DemoDrift Drift, DemoDeployment? Deployment = null);
+    DemoDrift Drift, DemoDeployment? Deployment = null, DemoEvaluation? Evaluation = null);
+
+/// <summary>The label join's outcomes and each model's live figures beside the replay backtest's AUC on the same events.</summary>
+public sealed record DemoEvaluation(int Labels, long Joined, long Early, long Late, long DuplicateLabels, DemoModelEvaluation[] Models);
+
+public sealed record DemoModelEvaluation(string Model, string Arm, int Labelled, int Positives, double LiveAuc, double? BacktestAuc, double? Difference,
+    double Precision, double Recall, double LogLoss, double Brier);
 
 /// <summary>With --challenger: the live comparison's last window, and the serving tier's switches.</summary>
 public sealed record DemoDeployment(string Champion, string Challenger, int ComparisonWindows, double LastAgreement, double LastRankCorrelation,
@@ -203,10 +209,11 @@ public sealed record DemoDeployment(string Champion, string Challenger, int Comp
 /// <summary>The drift verdict of a demo run: windows by their highest severity, and the last one's.</summary>
 public sealed record DemoDrift(string LastWindow, long OkWindows, long WarnWindows, long AlertWindows, string[] WarningsInLastWindow, string StartTime);
 
-[JsonSourceGenerationOptions(PropertyNamingPolicy = JsonKnownNamingPolicy.CamelCase)]
+[JsonSourceGenerationOptions(PropertyNamingPolicy = JsonKnownNamingPolicy.CamelCase, NumberHandling = JsonNumberHandling.AllowNamedFloatingPointLiterals)]
 [JsonSerializable(typeof(DevEndpoints))]
 [JsonSerializable(typeof(ProduceResult))]
 [JsonSerializable(typeof(DemoResult))]
 [JsonSerializable(typeof(DemoDrift))]
 [JsonSerializable(typeof(DemoDeployment))]
+[JsonSerializable(typeof(DemoEvaluation))]
 public sealed partial class CliJson : JsonSerializerContext;

@@ -65,16 +65,7 @@ public static class ServeCommand
             if (at >= 0) flags["Model:Version"] = model[(at + 1)..];
         }
         if (parse.GetValue(Port) is { } port) flags["Http:Port"] = port.ToString(System.Globalization.CultureInfo.InvariantCulture);
-        foreach (var s in parse.GetValue(Set) ?? [])
-        {
-            var eq = s.IndexOf('=');
-            if (eq <= 0)
-            {
-                await Console.Error.WriteLineAsync($"--set '{s}': expected Section:Key=Value.").ConfigureAwait(false);
-                return 2;
-            }
-            flags[s[..eq]] = s[(eq + 1)..];
-        }
+        if (!TryAddSettings(parse.GetValue(Set), flags)) return 2;
 
         IConfigurationRoot configuration;
         try
@@ -122,6 +113,22 @@ public static class ServeCommand
         app.MapGet("/readyz", (StreamProcessor p) => p.IsReady ? Results.Text("ready") : Results.Text("not ready", statusCode: 503));
         await app.RunAsync(ct).ConfigureAwait(false);
         return Environment.ExitCode;
+    }
+
+    /// <summary>--set Section:Key=Value items into <paramref name="flags"/>; false (after one line on stderr) for one without '='.</summary>
+    public static bool TryAddSettings(string[]? settings, Dictionary<string, string?> flags)
+    {
+        foreach (var s in settings ?? [])
+        {
+            var eq = s.IndexOf('=');
+            if (eq <= 0)
+            {
+                Console.Error.WriteLine($"--set '{s}': expected Section:Key=Value.");
+                return false;
+            }
+            flags[s[..eq]] = s[(eq + 1)..];
+        }
+        return true;
     }
 
     /// <summary>--print-config: the effective settings (credentials masked), then their check: 0 when valid, 2 with the problems.</summary>
