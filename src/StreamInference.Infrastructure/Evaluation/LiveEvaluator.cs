@@ -90,6 +90,7 @@ public sealed partial class LiveEvaluator
         _reportSchemaId = await _registry.RegisterAsync($"{reportTopic}-value", EvaluationTelemetry.Schema, ct).ConfigureAwait(false);
         using var consumer = new ConsumerBuilder<byte[], byte[]>(config)
             .SetErrorHandler((_, e) => Log.KafkaError(_log, e.Reason))
+            .SetPartitionsAssignedHandler((_, list) => RuntimeLog.Assigned(_log, list.Count, string.Join(", ", list.Select(p => $"{p.Topic}[{p.Partition.Value}]"))))
             .Build();
         consumer.Subscribe(topics);
         Log.Started(_log, string.Join(", ", topics), config.GroupId, TimeSpan.FromMilliseconds(HorizonMs).ToString(), _settings.WindowMs);
