@@ -19,7 +19,7 @@ public sealed class DeploymentFallbackTests(ServicesFixture services, ITestOutpu
     {
         var plan = ServicesFixture.CardPaymentsPlan;
         var repository = Path.Combine(TempDir, "models");
-        CopyDirectory(Path.Combine(AppContext.BaseDirectory, "models", "fraud-logreg", "3"), Path.Combine(repository, "fraud-logreg", "3"));
+        ModelRepository.CopyVersion(Path.Combine(AppContext.BaseDirectory, "models", "fraud-logreg", "3"), repository);
         var champion = SlowChampion(repository, plan);
 
         // The champion's capacity on this machine (scoring alone, on one thread, as the processor runs it): the rates are set from it.
@@ -135,9 +135,4 @@ public sealed class DeploymentFallbackTests(ServicesFixture services, ITestOutpu
         }
     }
 
-    private static void CopyDirectory(string from, string to)
-    {
-        Directory.CreateDirectory(to);
-        foreach (var file in Directory.GetFiles(from)) File.Copy(file, Path.Combine(to, Path.GetFileName(file)));
-    }
 }

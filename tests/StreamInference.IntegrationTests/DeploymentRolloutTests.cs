@@ -174,9 +174,9 @@ public sealed class DeploymentRolloutTests(ServicesFixture services, ITestOutput
         const int events = 2000;
         var repository = Path.Combine(TempDir, "models");
         var models = Path.Combine(AppContext.BaseDirectory, "models");
-        CopyModel(Path.Combine(models, Champion, "1"), repository, Champion);
-        CopyModel(Path.Combine(models, Challenger, "3"), repository, Challenger);
-        CopyModel(Path.Combine(models, Champion, "1"), repository, "fraud-gbm-copy");
+        ModelRepository.CopyVersion(Path.Combine(models, Champion, "1"), repository);
+        ModelRepository.CopyVersion(Path.Combine(models, Challenger, "3"), repository);
+        ModelRepository.CopyVersion(Path.Combine(models, Champion, "1"), repository, "fraud-gbm-copy");
         var file = Path.Combine(TempDir, "deployment.yaml");
         File.WriteAllText(file, """
             version: 1
@@ -214,19 +214,6 @@ public sealed class DeploymentRolloutTests(ServicesFixture services, ITestOutput
         Assert.Equal(canaryEvents / 100, canary.Count);
         Assert.All(canary, r => Assert.Equal("fraud-logreg@3", (string)r["challenger"]));
         Assert.Contains(canary, r => (double)r["abs_difference_p99"] > 0);   // another model: its scores differ from the champion's
-    }
-
-    private static void CopyModel(string from, string repository, string name)
-    {
-        var dir = Path.Combine(repository, name, Path.GetFileName(from));
-        Directory.CreateDirectory(dir);
-        foreach (var f in Directory.GetFiles(from)) File.Copy(f, Path.Combine(dir, Path.GetFileName(f)));
-        var manifest = Path.Combine(dir, "manifest.json");
-        var json = System.Text.Json.Nodes.JsonNode.Parse(File.ReadAllText(manifest))!;
-        json["name"] = name;
-        File.WriteAllText(manifest, json.ToJsonString());
-        var profile = Path.Combine(dir, "reference-profile.json");
-        if (name != Path.GetFileName(Path.GetDirectoryName(from))) File.Delete(profile);
     }
 
     private static long Serving(InProcessProcessor p) => p.Processor.Deployment?.Current.Version ?? 0;

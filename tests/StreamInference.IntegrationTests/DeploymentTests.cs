@@ -133,7 +133,7 @@ public sealed partial class DeploymentTests(ServicesFixture services, ITestOutpu
         // Every setting, as the process gets it, through the real CLI.
         await AssertAcceptedAsync("docker-compose.yml processor", processorEnv);
         // The producer (`produce`) reads only the well-known variables, and says so in its help.
-        var producerHelp = (await RunCliAsync(["produce", "--help"], new Dictionary<string, string>())).Stdout;
+        var producerHelp = (await TestCli.RunAsync(["produce", "--help"], new Dictionary<string, string>())).Stdout;
         foreach (var name in Environment(Map(svc["producer"])).Keys)
         {
             Assert.Contains(name, WellKnownVariables);
@@ -143,7 +143,7 @@ public sealed partial class DeploymentTests(ServicesFixture services, ITestOutpu
         await AssertAcceptedAsync("deploy/k8s/gpu", settings.Concat(gpuEnv).GroupBy(kv => kv.Key).ToDictionary(g => g.Key, g => g.Last().Value));
 
         // The check can fail: a misspelled key is refused, naming the setting meant.
-        var (code, _, error) = await RunCliAsync(["serve", "--print-config"], new Dictionary<string, string> { ["STREAMINFERENCE__Pipeline__MaxBatchSze"] = "512" });
+        var (code, _, error) = await TestCli.RunAsync(["serve", "--print-config"], new Dictionary<string, string> { ["STREAMINFERENCE__Pipeline__MaxBatchSze"] = "512" });
         Assert.Equal(2, code);
         Assert.Contains("did you mean Pipeline:MaxBatchSize", error);
     }
@@ -161,7 +161,7 @@ public sealed partial class DeploymentTests(ServicesFixture services, ITestOutpu
         }
         foreach (var variant in new[] { Path.Combine("deploy", "k8s"), Path.Combine("deploy", "k8s", "gpu") })
         {
-            var (code, rendered, error) = await RunAsync("kubectl", ["kustomize", Path.Combine(Root, variant)], new Dictionary<string, string>());
+            var (code, rendered, error) = await TestCli.RunProgramAsync("kubectl", ["kustomize", Path.Combine(Root, variant)], new Dictionary<string, string>());
             Assert.True(code == 0, $"kubectl kustomize {variant}: {error}");
             var objects = LoadYamlText(rendered, variant).Select(Map).ToList();
             foreach (var o in objects.Where(o => Text(o["kind"]) != "Namespace"))
@@ -192,7 +192,7 @@ public sealed partial class DeploymentTests(ServicesFixture services, ITestOutpu
     {
         Assert.NotEmpty(environment);
         // Paths are checked against this build; the image has the same schemas/ and models/ beside the binary.
-        var (code, stdout, stderr) = await RunCliAsync(["serve", "--print-config"], environment);
+        var (code, stdout, stderr) = await TestCli.RunAsync(["serve", "--print-config"], environment);
         Assert.True(code == 0, $"{source}: serve --print-config exited {code}: {stderr}");
         var printed = stdout.Split('\n', StringSplitOptions.TrimEntries | StringSplitOptions.RemoveEmptyEntries)
             .Select(l => l.Split(" = ", 2)).Where(p => p.Length == 2).ToDictionary(p => p[0], p => p[1], StringComparer.OrdinalIgnoreCase);
@@ -223,7 +223,7 @@ public sealed partial class DeploymentTests(ServicesFixture services, ITestOutpu
 
     private static async Task AssertCommandAcceptsOptionsAsync(IReadOnlyList<string> args)
     {
-        var (code, help, error) = await RunCliAsync([args[0], "--help"], new Dictionary<string, string>());
+        var (code, help, error) = await TestCli.RunAsync([args[0], "--help"], new Dictionary<string, string>());
         Assert.True(code == 0, $"'{args[0]}' is not a command: {error}");
         foreach (var option in args.Where(a => a.StartsWith("--", StringComparison.Ordinal)))
             Assert.True(help.Contains(option + " ", StringComparison.Ordinal), $"'{args[0]}' has no option {option}");
@@ -327,12 +327,12 @@ public sealed partial class DeploymentTests(ServicesFixture services, ITestOutpu
             Assert.True(response.IsSuccessStatusCode, $"{path}: {(int)response.StatusCode}");
         }
         var portEnv = new Dictionary<string, string> { ["STREAMINFERENCE__Http__Port"] = port.ToString(CultureInfo.InvariantCulture) };
-        Assert.Equal(0, (await RunCliAsync(HealthCheckArguments(), portEnv)).Code);
-        Assert.Equal(0, (await RunCliAsync([.. HealthCheckArguments(), "--ready"], portEnv)).Code);
+        Assert.Equal(0, (await TestCli.RunAsync(HealthCheckArguments(), portEnv)).Code);
+        Assert.Equal(0, (await TestCli.RunAsync([.. HealthCheckArguments(), "--ready"], portEnv)).Code);
 
         child.Terminate();
         Assert.True(await child.WaitForExitAsync(TimeSpan.FromSeconds(60)), "the processor did not stop on SIGTERM");
-        Assert.Equal(1, (await RunCliAsync(HealthCheckArguments(), portEnv)).Code);   // and it reports a dead processor
+        Assert.Equal(1, (await TestCli.RunAsync(HealthCheckArguments(), portEnv)).Code);   // and it reports a dead processor
     }
 
     private static IEnumerable<string> DashboardQueries()
@@ -593,7 +593,7 @@ public sealed partial class DeploymentTests(ServicesFixture services, ITestOutpu
     [Fact]
     public async Task Serve_StartupFailure_IsOneLine_WithoutAStackTrace()
     {
-        var (code, stdout, stderr) = await RunCliAsync(["serve", "--embedded-kafka", "--set", "Model:Name=no-such-model", "--set", "Http:Port=0"],
+        var (code, stdout, stderr) = await TestCli.RunAsync(["serve", "--embedded-kafka", "--set", "Model:Name=no-such-model", "--set", "Http:Port=0"],
             new Dictionary<string, string>());
         var output = stdout + stderr;
         Assert.Equal(1, code);
@@ -606,7 +606,7 @@ public sealed partial class DeploymentTests(ServicesFixture services, ITestOutpu
     [Fact]
     public async Task ModelValidate_PassesTheExample_AndNamesACopiedModelsIdentityProblem()
     {
-        var (ok, okOut, _) = await RunCliAsync(["model", "validate", Path.Combine(Root, "models"), "--features", Path.Combine(Root, "schemas", "features", "card_payments.yaml")],
+        var (ok, okOut, _) = await TestCli.RunAsync(["model", "validate", Path.Combine(Root, "models"), "--features", Path.Combine(Root, "schemas", "features", "card_payments.yaml")],
             new Dictionary<string, string>());
         Assert.Equal(0, ok);
         Assert.Contains("0 with problems", okOut);
@@ -617,7 +617,7 @@ public sealed partial class DeploymentTests(ServicesFixture services, ITestOutpu
         try
         {
             foreach (var f in Directory.GetFiles(Path.Combine(Root, "models", "fraud-logreg", "3"))) File.Copy(f, Path.Combine(copy, Path.GetFileName(f)));
-            var (code, stdout, _) = await RunCliAsync(["model", "validate", repository, "--features", Path.Combine(Root, "schemas", "features", "card_payments.yaml")],
+            var (code, stdout, _) = await TestCli.RunAsync(["model", "validate", repository, "--features", Path.Combine(Root, "schemas", "features", "card_payments.yaml")],
                 new Dictionary<string, string>());
             Assert.Equal(1, code);
             Assert.Single(stdout.Split('\n'), l => l.StartsWith("problem", StringComparison.Ordinal) && l.Contains("fraud-logreg@3", StringComparison.Ordinal)
@@ -627,35 +627,6 @@ public sealed partial class DeploymentTests(ServicesFixture services, ITestOutpu
         {
             Directory.Delete(repository, recursive: true);
         }
-    }
-
-    /// <summary>The CLI with exactly the given settings variables (the test process's own are removed).</summary>
-    private static Task<(int Code, string Stdout, string Stderr)> RunCliAsync(IEnumerable<string> args, IReadOnlyDictionary<string, string> environment) =>
-        RunAsync(TestCli.Command.Program, [.. TestCli.Command.Prefix, .. args], environment);
-
-    private static async Task<(int Code, string Stdout, string Stderr)> RunAsync(string program, IEnumerable<string> args, IReadOnlyDictionary<string, string> environment)
-    {
-        var info = new ProcessStartInfo(program) { RedirectStandardOutput = true, RedirectStandardError = true, UseShellExecute = false };
-        foreach (var a in args) info.ArgumentList.Add(a);
-        foreach (var key in info.Environment.Keys.ToList())
-        {
-            if (TestCli.IsSettingsVariable(key)) info.Environment.Remove(key);
-        }
-        foreach (var (k, v) in environment) info.Environment[k] = v;
-        using var process = Process.Start(info)!;
-        var stdout = process.StandardOutput.ReadToEndAsync();
-        var stderr = process.StandardError.ReadToEndAsync();
-        using var cts = new CancellationTokenSource(TimeSpan.FromSeconds(60));
-        try
-        {
-            await process.WaitForExitAsync(cts.Token);
-        }
-        catch (OperationCanceledException)
-        {
-            process.Kill(entireProcessTree: true);
-            throw new TimeoutException($"{program} {string.Join(' ', args)} did not finish within 60 s");
-        }
-        return (process.ExitCode, await stdout, await stderr);
     }
 
     private static readonly HashSet<string> PromQlWords = new(StringComparer.Ordinal)

@@ -19,6 +19,35 @@ public static class TestCli
     public static bool IsSettingsVariable(string name) =>
         name.StartsWith("STREAMINFERENCE__", StringComparison.OrdinalIgnoreCase) || WellKnownVariables.Contains(name, StringComparer.OrdinalIgnoreCase);
 
+    /// <summary>The CLI with exactly the given settings variables (the test process's own are removed).</summary>
+    public static Task<(int Code, string Stdout, string Stderr)> RunAsync(IEnumerable<string> args, IReadOnlyDictionary<string, string> environment) =>
+        RunProgramAsync(Command.Program, [.. Command.Prefix, .. args], environment);
+
+    public static async Task<(int Code, string Stdout, string Stderr)> RunProgramAsync(string program, IEnumerable<string> args, IReadOnlyDictionary<string, string> environment)
+    {
+        var info = new ProcessStartInfo(program) { RedirectStandardOutput = true, RedirectStandardError = true, UseShellExecute = false };
+        foreach (var a in args) info.ArgumentList.Add(a);
+        foreach (var key in info.Environment.Keys.ToList())
+        {
+            if (IsSettingsVariable(key)) info.Environment.Remove(key);
+        }
+        foreach (var (k, v) in environment) info.Environment[k] = v;
+        using var process = Process.Start(info)!;
+        var stdout = process.StandardOutput.ReadToEndAsync();
+        var stderr = process.StandardError.ReadToEndAsync();
+        using var cts = new CancellationTokenSource(TimeSpan.FromSeconds(60));
+        try
+        {
+            await process.WaitForExitAsync(cts.Token);
+        }
+        catch (OperationCanceledException)
+        {
+            process.Kill(entireProcessTree: true);
+            throw new TimeoutException($"{program} {string.Join(' ', args)} did not finish within 60 s");
+        }
+        return (process.ExitCode, await stdout, await stderr);
+    }
+
     private static string Find()
     {
         var testDir = new DirectoryInfo(AppContext.BaseDirectory);

@@ -39,6 +39,9 @@ public sealed class RedisEvaluationWindows(IDatabase redis, long windowMs, long 
 
     public long WindowMs { get; } = windowMs;
 
+    /// <summary>A store only read (<see cref="ListAsync"/>, <see cref="ReadAsync"/>, <see cref="PairedAsync"/>): the windows' length does not matter to those.</summary>
+    public static RedisEvaluationWindows Reader(IDatabase redis) => new(redis, 1, 1, 0);
+
     public static RedisKey HashKey(WindowId id) => $"evalw:{{{id}}}";
 
     public WindowId WindowOf(string model, string arm, long eventTimeMs) => new(model, arm, EvaluationWindows.WindowStart(eventTimeMs, WindowMs));

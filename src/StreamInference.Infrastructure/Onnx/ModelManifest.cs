@@ -76,6 +76,26 @@ public sealed partial class ManifestJson : JsonSerializerContext;
 public static class ModelRepository
 {
     /// <summary>
+    /// Copies a model version directory into <paramref name="repository"/> as <paramref name="name"/> (its own name when
+    /// null), the manifest renamed to match. A copy under another name leaves the reference profile behind: its drift
+    /// would be measured against the original's training data under a name that is not the original's.
+    /// </summary>
+    /// <returns>The new version directory.</returns>
+    public static string CopyVersion(string from, string repository, string? name = null)
+    {
+        var source = ModelManifest.Load(Path.Combine(from, "manifest.json"));
+        name ??= source.Name;
+        var dir = Path.Combine(repository, name, Path.GetFileName(Path.TrimEndingDirectorySeparator(from)));
+        Directory.CreateDirectory(dir);
+        foreach (var file in Directory.GetFiles(from)) File.Copy(file, Path.Combine(dir, Path.GetFileName(file)), overwrite: true);
+        if (name == source.Name) return dir;
+        source.Name = name;
+        File.WriteAllText(Path.Combine(dir, "manifest.json"), source.ToJson());
+        File.Delete(Path.Combine(dir, "reference-profile.json"));
+        return dir;
+    }
+
+    /// <summary>
     /// The directory of <paramref name="name"/> at <paramref name="version"/>; "latest" picks the highest
     /// version (numeric when the names are numbers).
     /// </summary>

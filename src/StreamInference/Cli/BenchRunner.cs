@@ -245,17 +245,7 @@ public static class BenchRunner
         var source = ModelRepository.Resolve(PathResolver.Resolve(Setting("Model:Repository", options.Repository)), Setting("Model:Name", options.Name), Setting("Model:Version", options.Version));
         var manifest = ModelManifest.Load(Path.Combine(source, "manifest.json"));
         var root = Path.Combine(Path.GetTempPath(), $"streaminference-bench-models-{runId}");
-        void Copy(string name)
-        {
-            var dir = Path.Combine(root, name, manifest.Version);
-            System.IO.Directory.CreateDirectory(dir);
-            foreach (var file in System.IO.Directory.GetFiles(source)) File.Copy(file, Path.Combine(dir, Path.GetFileName(file)));
-            var json = System.Text.Json.Nodes.JsonNode.Parse(File.ReadAllText(Path.Combine(dir, "manifest.json")))!;
-            json["name"] = name;
-            File.WriteAllText(Path.Combine(dir, "manifest.json"), json.ToJsonString());
-            var profile = Path.Combine(dir, ReferenceProfile.FileName);
-            if (name != manifest.Name && File.Exists(profile)) File.Delete(profile);   // the shadow's drift is not what is measured
-        }
+        void Copy(string name) => ModelRepository.CopyVersion(source, root, name);   // the shadow copy has no profile: its drift is not what is measured
         Copy(manifest.Name);
         Copy(manifest.Name + "-shadow");
         var champion = new ModelRef(manifest.Name, manifest.Version);

@@ -1,4 +1,7 @@
 using StreamInference.Core.Deployment;
+using StackExchange.Redis;
+using StreamInference.Core.Evaluation;
+using StreamInference.Infrastructure.Evaluation;
 using System.CommandLine;
 using System.Globalization;
 using System.Text.Json;
@@ -45,16 +48,52 @@ public static class ModelCommands
         var deployment = DeploymentOption();
         var repository = new Option<string>("--repository") { Description = "Model repository.", DefaultValueFactory = _ => DefaultRepository };
         var features = new Option<string>("--features") { Description = "Feature-set definition the processors serve.", DefaultValueFactory = _ => DefaultFeatures };
+        var ifBetter = new Option<bool>("--if-better")
+        {
+            Description = "Promote only when the model is significantly better than the champion on the same labelled events, as 'streaminference evaluate' " +
+                          "holds them in Redis (a shadow's events): DeLong's test of the AUC difference; the lower end of its two-sided (1 - alpha) interval " +
+                          "must exceed --min-gain, with at least 100 labelled events of each class. Refused: exit code 3, nothing written.",
+        };
+        var redis = new Option<string?>("--redis") { Description = "With --if-better: the evaluation's Redis, configuration or redis:// URL (default: env REDIS_URL, else localhost:6379)." };
+        var alpha = new Option<double>("--alpha") { Description = "With --if-better: significance of the gate.", DefaultValueFactory = _ => 0.05 };
+        var minGain = new Option<double>("--min-gain") { Description = "With --if-better: the AUC gain the interval's lower end must exceed.", DefaultValueFactory = _ => 0 };
         var command = new Command("promote",
             "Make a model the champion of a deployment, without a restart: the file gets the next version (the replaced champion recorded for " +
             "'model rollback'), every processor serving it loads the new version and swaps it in between two batches within Model:WatchIntervalMs " +
             "plus the load time. The model is loaded and checked against the feature set first; nothing is written when it would not serve.")
         {
-            model, deployment, repository, features,
+            model, deployment, repository, features, ifBetter, redis, alpha, minGain,
         };
-        command.SetAction(parse => Guard(() => Change(parse.GetValue(repository)!, parse.GetValue(deployment)!, parse.GetValue(features)!,
-            spec => spec.Promote(ModelRef.Parse(parse.GetValue(model)!, "model")))));
+        command.SetAction(parse => Guard(() =>
+        {
+            var candidate = ModelRef.Parse(parse.GetValue(model)!, "model");
+            if (parse.GetValue(ifBetter))
+            {
+                var a = parse.GetValue(alpha);
+                if (a is <= 0 or >= 0.5) throw new ArgumentException($"--alpha must be in (0, 0.5) (was {a}).");
+                var file = parse.GetValue(deployment)!;
+                var current = DeploymentSpec.LoadFile(Path.IsPathRooted(file) ? file : Path.Combine(parse.GetValue(repository)!, file));
+                var configuration = parse.GetValue(redis) is { } url ? RedisUrl.ToConfiguration(url)
+                    : Environment.GetEnvironmentVariable("REDIS_URL") is { Length: > 0 } env ? RedisUrl.ToConfiguration(env) : "localhost:6379";
+                var decision = GateAsync(configuration, current.Champion.ToString(), candidate.ToString(), a, parse.GetValue(minGain)).GetAwaiter().GetResult();
+                Console.Out.WriteLine($"gate: {candidate} vs champion {current.Champion}: {decision.Reason}");
+                if (!decision.Promote)
+                {
+                    Console.Error.WriteLine($"refused: {candidate} is not promoted; the deployment is unchanged.");
+                    return 3;
+                }
+            }
+            return Change(parse.GetValue(repository)!, parse.GetValue(deployment)!, parse.GetValue(features)!, spec => spec.Promote(candidate));
+        }));
         return command;
+    }
+
+    /// <summary>The promotion gate on the labelled events both models predicted, from the live evaluation's windows in Redis.</summary>
+    private static async Task<GateDecision> GateAsync(string redisConfiguration, string champion, string challenger, double alpha, double minimumGain)
+    {
+        using var redis = await ConnectionMultiplexer.ConnectAsync(redisConfiguration).ConfigureAwait(false);
+        var (a, b, y) = await RedisEvaluationWindows.Reader(redis.GetDatabase()).PairedAsync(champion, challenger).ConfigureAwait(false);
+        return PromotionGate.Decide(DeLong.Compare(a, b, y), alpha, minimumGain);
     }
 
     private static Command Rollback()
@@ -322,7 +361,7 @@ public static class ModelCommands
             return body();
         }
         catch (Exception e) when (e is FeatureDefinitionException or InvalidDataException or FileNotFoundException or DirectoryNotFoundException or ArgumentException
-                                      or InvalidOperationException or DeploymentException)
+                                      or InvalidOperationException or DeploymentException or RedisException)
         {
             Console.Error.WriteLine($"error: {e.Message}");
             return 2;
