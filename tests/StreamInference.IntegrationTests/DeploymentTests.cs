@@ -263,11 +263,27 @@ public sealed partial class DeploymentTests(ServicesFixture services, ITestOutpu
         settings["Kafka:ShadowTopic"] = await services.CreateTopicAsync("deploy-shadow", 4);
         settings["Kafka:ComparisonTopic"] = await services.CreateTopicAsync("deploy-comparison", 1);
         using var child = await ProcessorHarness.StartChildAsync(settings);
+        // And the live evaluation beside it (its own process, as deployed), with windows short enough to close during the run.
+        var evaluationSettings = new Dictionary<string, string>(settings)
+        {
+            ["Evaluation:LabelsTopic"] = await services.CreateTopicAsync("deploy-labels", 4), ["Evaluation:Topic"] = await services.CreateTopicAsync("deploy-evaluation", 1),
+            ["Evaluation:HorizonMs"] = "1000", ["Evaluation:WindowMs"] = "1000", ["Evaluation:ArrivalWindowEvents"] = "100", ["Evaluation:ReportIntervalMs"] = "200",
+        };
+        using var evaluator = ChildProcess.Start(TestCli.Command, ["evaluate", .. ChildProcess.SetArguments(evaluationSettings)], new ChildProcessOptions
+        {
+            Name = "evaluate", KeepLines = int.MaxValue, DropEnvironment = TestCli.IsSettingsVariable,
+        });
+        await evaluator.WaitAssignedAsync(ProcessorHarness.AssignTimeout);
 
         using (var registry = new AvroSchemaRegistry(new SchemaRegistryOptions { Url = services.SchemaRegistryUrl }))
         {
+            // Over about five seconds, so the evaluation's clock (event time) passes window ends plus the horizon; labels within a second.
             await SyntheticPaymentProducer.ProduceAsync(services.BootstrapServers, registry, ServicesFixture.PaymentEventSchema,
-                new ProduceOptions { Topic = input, Events = 1_200, BadRate = 0.05, Seed = 909 }, null, CancellationToken.None);
+                new ProduceOptions
+                {
+                    Topic = input, Events = 1_500, Rate = 300, BadRate = 0.05, Seed = 909,
+                    LabelsTopic = evaluationSettings["Evaluation:LabelsTopic"], LabelTimeScale = 1.0 / 86_400 / 4,
+                }, null, CancellationToken.None);
         }
 
         var port = await child.ListeningPort.WaitAsync(TimeSpan.FromSeconds(30));
@@ -280,8 +296,21 @@ public sealed partial class DeploymentTests(ServicesFixture services, ITestOutpu
             if (Sample(exposition, "streaminference_drift_windows_total") >= 2 && exposition.Contains("streaminference_consumer_lag{", StringComparison.Ordinal)) break;
             await Task.Delay(250);
         }
-        var exported = Exposition.Parse(exposition);
         Assert.True(Sample(exposition, "streaminference_drift_windows_total") >= 2, $"no drift windows closed:{System.Environment.NewLine}{child.Tail()}");
+        var evaluatorPort = await evaluator.ListeningPort.WaitAsync(TimeSpan.FromSeconds(30));
+        using var evaluatorHttp = new HttpClient { BaseAddress = new Uri($"http://127.0.0.1:{evaluatorPort}") };
+        var evaluation = "";
+        limit.Restart();
+        while (limit.Elapsed < TimeSpan.FromSeconds(60))
+        {
+            evaluation = await evaluatorHttp.GetStringAsync("/metrics");
+            if (Sample(evaluation, "streaminference_evaluation_reports_total{window=\"event_time\",result=\"delivered\"}") > 0
+                && Sample(evaluation, "streaminference_evaluation_reports_total{window=\"label_arrival\",result=\"delivered\"}") > 0) break;
+            await Task.Delay(250);
+        }
+        Assert.True(Sample(evaluation, "streaminference_evaluation_reports_total{window=\"event_time\",result=\"delivered\"}") > 0,
+            $"the evaluation reported no final window:{System.Environment.NewLine}{evaluator.Tail()}");
+        var exported = Exposition.Parse(exposition + "\n" + evaluation);
 
         var problems = new List<string>();
         var used = new HashSet<string>();

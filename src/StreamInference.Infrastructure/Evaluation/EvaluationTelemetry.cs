@@ -40,8 +40,11 @@ public sealed class EvaluationTelemetry
         _records = factory.CreateCounter("streaminference_evaluation_records_total", "Records read by the evaluation, by topic kind (predictions, shadow, labels) and result (ok, malformed).", ["topic", "result"]);
         _reports = factory.CreateCounter("streaminference_evaluation_reports_total", "Evaluation reports, by window kind and result of publishing: delivered or failed.", ["window", "result"]);
         _clock = factory.CreateGauge("streaminference_evaluation_clock_seconds", "The join's clock: the latest prediction event time read (Unix seconds).");
+        // Every series a dashboard or an alert reads exists from the start, at zero.
         foreach (var outcome in new[] { "joined", "early", "late", "duplicate" }) _labels.WithLabels(outcome);
         foreach (var outcome in new[] { "taken", "duplicate", "past_horizon" }) _predictions.WithLabels(outcome);
+        foreach (var topic in new[] { "predictions", "shadow", "labels" })
+            foreach (var result in new[] { "ok", "malformed" }) _records.WithLabels(topic, result);
         foreach (var window in new[] { "event_time", "label_arrival" })
             foreach (var result in new[] { "delivered", "failed" }) _reports.WithLabels(window, result);
     }
