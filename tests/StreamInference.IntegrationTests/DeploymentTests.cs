@@ -28,7 +28,7 @@ public sealed partial class DeploymentTests(ServicesFixture services, ITestOutpu
     {
         var compose = Map(LoadYaml("docker-compose.yml").Single());
         var svc = Map(compose["services"]);
-        foreach (var name in new[] { "kafka", "kafka-init", "schema-registry", "redis", "processor", "producer", "prometheus", "grafana" })
+        foreach (var name in new[] { "kafka", "kafka-init", "schema-registry", "redis", "processor", "evaluate", "producer", "prometheus", "grafana" })
             Assert.True(svc.ContainsKey(name), $"docker-compose.yml has no service '{name}'");
 
         // Kafka in KRaft mode (no ZooKeeper anywhere), the producer behind a profile.
@@ -62,7 +62,7 @@ public sealed partial class DeploymentTests(ServicesFixture services, ITestOutpu
         Assert.True(topics.ContainsKey(processorEnv["STREAMINFERENCE__Drift__Topic"]));
 
         // The CLI commands compose runs exist and take the options given.
-        foreach (var service in new[] { "processor", "producer" })
+        foreach (var service in new[] { "processor", "evaluate", "producer" })
             await AssertCommandAcceptsOptionsAsync(List(Map(svc[service])["command"]).Select(Text).ToList());
 
         // Kubernetes: every file of the base parses; the objects refer to each other correctly.
@@ -72,7 +72,7 @@ public sealed partial class DeploymentTests(ServicesFixture services, ITestOutpu
         var secret = Map(LoadYaml(Path.Combine(k8s, "secret.example.yaml")).Single());
         Assert.Equal(Text(kustomization["namespace"]), Text(Map(secret["metadata"])["namespace"]));
         Dictionary<string, object> Kind(string kind) => Assert.Single(objects, o => Text(o["kind"]) == kind);
-        var deployment = Kind("Deployment");
+        var deployment = Assert.Single(objects, o => Text(o["kind"]) == "Deployment" && Name(o) == "streaminference");
         var configMap = Kind("ConfigMap");
         var metricsService = Kind("Service");
         var pdb = Kind("PodDisruptionBudget");
@@ -107,6 +107,23 @@ public sealed partial class DeploymentTests(ServicesFixture services, ITestOutpu
         Assert.Equal("false", Text(scalerMeta["allowIdleConsumers"]));
         Assert.True(int.Parse(Text(Map(scaledObject["spec"])["maxReplicaCount"]), CultureInfo.InvariantCulture) <= topics[settings["STREAMINFERENCE__Kafka__InputTopic"]],
             "KEDA may start more replicas than the input topic has partitions");
+
+        // The evaluation's Deployment: `evaluate`, the same settings, probed on /healthz, its pods none of the processor's selectors pick.
+        var evaluate = Assert.Single(objects, o => Text(o["kind"]) == "Deployment" && Name(o) == "streaminference-evaluate");
+        var evaluateSpec = Map(evaluate["spec"]);
+        var evaluateLabels = Labels(Map(Map(Map(evaluateSpec["template"])["metadata"])["labels"]));
+        AssertSelects(Labels(Map(Map(evaluateSpec["selector"])["matchLabels"])), evaluateLabels, "evaluate Deployment selector");
+        Assert.False(Labels(Map(Map(metricsService["spec"])["selector"])).All(l => evaluateLabels.Contains(l)), "the processor's Service selects the evaluate pods");
+        var evaluateContainer = Map(Assert.Single(List(Map(Map(evaluateSpec["template"])["spec"])["containers"])));
+        Assert.Equal(["evaluate"], List(evaluateContainer["args"]).Select(Text));
+        Assert.Equal(envFrom.Count, List(evaluateContainer["envFrom"]).Count);
+        Assert.Equal("/healthz", Text(Map(Map(evaluateContainer["livenessProbe"])["httpGet"])["path"]));
+        var (evaluateCode, _, evaluateError) = await TestCli.RunAsync(["evaluate", "--print-config"], settings);
+        Assert.True(evaluateCode == 0, $"deploy/k8s: evaluate --print-config exited {evaluateCode}: {evaluateError}");
+        var composeEvaluate = Environment(Map(svc["evaluate"]));
+        (evaluateCode, _, evaluateError) = await TestCli.RunAsync(["evaluate", "--print-config"], composeEvaluate);
+        Assert.True(evaluateCode == 0, $"docker-compose.yml evaluate: evaluate --print-config exited {evaluateCode}: {evaluateError}");
+        Assert.True(topics.ContainsKey(composeEvaluate["STREAMINFERENCE__Evaluation__LabelsTopic"]), "kafka-init does not create the labels topic");
 
         // The variants set the image the base's container names, and are not inside the base (kustomize refuses that).
         var baseImage = Text(container["image"]);
@@ -167,9 +184,11 @@ public sealed partial class DeploymentTests(ServicesFixture services, ITestOutpu
             foreach (var o in objects.Where(o => Text(o["kind"]) != "Namespace"))
                 Assert.Equal("streaminference", Text(Map(o["metadata"])["namespace"]));
             var image = Map(Assert.Single(List(Map(LoadYaml(Path.Combine(variant, "kustomization.yaml")).Single())["images"])));
-            var pod = Map(Map(Map(objects.Single(o => Text(o["kind"]) == "Deployment")["spec"])["template"])["spec"]);
+            var pod = Map(Map(Map(objects.Single(o => Text(o["kind"]) == "Deployment" && Name(o) == "streaminference")["spec"])["template"])["spec"]);
             var container = Map(Assert.Single(List(pod["containers"])));
-            Assert.Equal($"{Text(image["newName"])}:{Text(image["newTag"])}", Text(container["image"]));
+            // Both Deployments (the processor, the evaluation) run the variant's image.
+            foreach (var d in objects.Where(o => Text(o["kind"]) == "Deployment"))
+                Assert.Equal($"{Text(image["newName"])}:{Text(image["newTag"])}", Text(Map(List(Map(Map(Map(d["spec"])["template"])["spec"])["containers"])[0])["image"]));
             Assert.Contains(List(container["envFrom"]).Select(Map), e => e.TryGetValue("configMapRef", out var r) && Text(Map(r)["name"]) == configMapName);
             if (variant.EndsWith("gpu", StringComparison.Ordinal))
             {

@@ -28,6 +28,7 @@ public static class EvaluateCommand
     private static readonly Option<string?> Labels = new("--labels-topic") { Description = "Ground-truth labels, schemas/label.avsc (Evaluation:LabelsTopic, default labels)." };
     private static readonly Option<string?> Group = new("--group-id") { Description = "Consumer group (Evaluation:GroupId; default <Kafka:GroupId>-evaluate)." };
     private static readonly Option<int?> Port = new("--metrics-port") { Description = "Port of /metrics and /healthz (Http:Port; 0 = any free port)." };
+    private static readonly Option<bool> PrintConfig = new("--print-config") { Description = "Print the effective settings (defaults included, credentials masked), check what evaluate needs and exit: 0 when valid, 2 with the problems otherwise." };
     private static readonly Option<string[]> Set = new("--set") { Description = "Any setting as Section:Key=Value (repeatable), e.g. --set Evaluation:WindowMs=600000.", AllowMultipleArgumentsPerToken = false };
 
     public static Command Create()
@@ -38,7 +39,7 @@ public static class EvaluateCommand
             "error, label coverage. Reads Kafka:OutputTopic, Kafka:ShadowTopic and Evaluation:LabelsTopic as its own consumer group; keeps the " +
             "join and the windows in Redis (a restart loses and doubles nothing); publishes an Avro EvaluationReport per window on Evaluation:Topic.")
         {
-            ConfigFile, Bootstrap, Registry, Redis, Labels, Group, Port, Set,
+            ConfigFile, Bootstrap, Registry, Redis, Labels, Group, Port, Set, PrintConfig,
         };
         command.SetAction((parse, ct) => RunAsync(parse, ct));
         return command;
@@ -71,6 +72,12 @@ public static class EvaluateCommand
             options.Evaluation.Validate(options, errors);
             if (errors.Count > 0) throw new ConfigurationException(errors);
             horizonMs = Horizon(options);
+            if (parse.GetValue(PrintConfig))
+            {
+                foreach (var line in ConfigurationPrinter.Lines(options)) Console.WriteLine(line);
+                Console.WriteLine(string.Create(CultureInfo.InvariantCulture, $"# label join horizon in use: {horizonMs} ms"));
+                return 0;
+            }
         }
         catch (Exception e) when (e is ConfigurationException or FileNotFoundException or InvalidDataException)
         {
