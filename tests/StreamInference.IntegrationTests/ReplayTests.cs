@@ -122,7 +122,7 @@ public sealed class ReplayTests(ServicesFixture services, ITestOutputHelper outp
         scorer.Score(batch);
         var expected = Enumerable.Range(0, history.Count).ToDictionary(history.Id, k => batch.ScoreRow(k)[0]);
 
-        var (ids, scores) = await ReadScoresAsync(path);
+        var (ids, scores) = await ReplayRunner.ReadScoresAsync(path);
         var n = ids.Length;
         Assert.Equal(produced.Produced, n);
         for (var i = 0; i < n; i++) Assert.Equal(expected[ids[i]!], scores[i], 9);
@@ -230,7 +230,7 @@ public sealed class ReplayTests(ServicesFixture services, ITestOutputHelper outp
         var evaluation = summary.Evaluation!;
         var metrics = Assert.Single(evaluation.ByModel).Value;
 
-        var (ids, scores) = await ReadScoresAsync(path);
+        var (ids, scores) = await ReplayRunner.ReadScoresAsync(path);
         var n = ids.Length;
         var labelled = Enumerable.Range(0, n).Where(i => labels.ContainsKey(ids[i]!)).Select(i => (Score: scores[i], Label: labels[ids[i]!] > 0.5)).ToList();
         double wins = 0;
@@ -250,17 +250,5 @@ public sealed class ReplayTests(ServicesFixture services, ITestOutputHelper outp
         Assert.Equal(labelled.Count, evaluation.Compared!.Count);
         Assert.Equal(metrics.Auc, evaluation.Compared.ChampionAuc, 1e-12);
         Assert.NotNull(evaluation.Promote);
-    }
-
-    /// <summary>The event ids and scores a replay wrote to Parquet.</summary>
-    private static async Task<(string?[] Ids, double[] Scores)> ReadScoresAsync(string path)
-    {
-        await using var stream = File.OpenRead(path);
-        await using var reader = await ParquetReader.CreateAsync(stream);
-        using var rg = reader.OpenRowGroupReader(0);
-        var fields = reader.Schema.GetDataFields();
-        var n = (int)rg.RowCount;
-        return (await ParquetHistory.ReadTextAsync(rg, fields.Single(f => f.Name == "event_id"), n, CancellationToken.None),
-            await ParquetHistory.ReadNumericAsync(rg, fields.Single(f => f.Name == "score"), n, CancellationToken.None));
     }
 }

@@ -111,6 +111,23 @@ internal sealed partial class ReplayJson : JsonSerializerContext;
 /// </summary>
 public static class ReplayRunner
 {
+    /// <summary>The event ids and primary scores a replay wrote to Parquet (<see cref="ReplayRequest.OutputParquet"/>), every row group.</summary>
+    public static async Task<(string?[] Ids, double[] Scores)> ReadScoresAsync(string path, CancellationToken ct = default)
+    {
+        await using var stream = File.OpenRead(path);
+        await using var reader = await ParquetReader.CreateAsync(stream, cancellationToken: ct).ConfigureAwait(false);
+        var fields = reader.Schema.GetDataFields();
+        var (ids, scores) = (new List<string?>(), new List<double>());
+        for (var g = 0; g < reader.RowGroupCount; g++)
+        {
+            using var rg = reader.OpenRowGroupReader(g);
+            var n = (int)rg.RowCount;
+            ids.AddRange(await ParquetHistory.ReadTextAsync(rg, fields.Single(f => f.Name == "event_id"), n, ct).ConfigureAwait(false));
+            scores.AddRange(await ParquetHistory.ReadNumericAsync(rg, fields.Single(f => f.Name == "score"), n, ct).ConfigureAwait(false));
+        }
+        return ([.. ids], [.. scores]);
+    }
+
     public static async Task<ReplaySummary> RunAsync(ReplayRequest request, FeaturePlan plan, AvroSchema readerSchema, IAvroSchemaRegistry registry,
         IProgress<ReplayProgress>? progress = null, Action<ReplayCheckpoint>? onCheckpoint = null, CancellationToken ct = default)
     {

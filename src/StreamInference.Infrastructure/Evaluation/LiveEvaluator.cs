@@ -282,17 +282,22 @@ public sealed partial class LiveEvaluator
     }
 
     /// <summary>Every labelled prediction held in the windows, per model and arm: the live figures since the retention began.</summary>
-    public async Task<IReadOnlyDictionary<(string Model, string Arm), BinaryMetrics>> CumulativeAsync()
+    public async Task<IReadOnlyDictionary<(string Model, string Arm), BinaryMetrics>> CumulativeAsync() =>
+        (await LabelledAsync().ConfigureAwait(false)).ToDictionary(x => x.Key, x => BinaryEvaluation.Compute(x.Value.Scores, x.Value.Labels, _options.Model.DecisionThreshold));
+
+    /// <summary>Every labelled prediction held in the windows, per model and arm: event ids, scores and labels.</summary>
+    public async Task<IReadOnlyDictionary<(string Model, string Arm), (string[] EventIds, double[] Scores, bool[] Labels)>> LabelledAsync()
     {
-        var all = new Dictionary<(string, string), (List<double> Scores, List<bool> Labels)>();
+        var all = new Dictionary<(string, string), (List<string> Ids, List<double> Scores, List<bool> Labels)>();
         foreach (var id in await Windows.ListAsync().ConfigureAwait(false))
         {
             var c = await Windows.ReadAsync(id).ConfigureAwait(false);
-            if (!all.TryGetValue((id.Model, id.Arm), out var acc)) all[(id.Model, id.Arm)] = acc = ([], []);
+            if (!all.TryGetValue((id.Model, id.Arm), out var acc)) all[(id.Model, id.Arm)] = acc = ([], [], []);
+            acc.Ids.AddRange(c.EventIds);
             acc.Scores.AddRange(c.Scores);
             acc.Labels.AddRange(c.Labels);
         }
-        return all.ToDictionary(x => x.Key, x => BinaryEvaluation.Compute(x.Value.Scores.ToArray(), x.Value.Labels.ToArray(), _options.Model.DecisionThreshold));
+        return all.ToDictionary(x => x.Key, x => (x.Value.Ids.ToArray(), x.Value.Scores.ToArray(), x.Value.Labels.ToArray()));
     }
 
     private static partial class Log

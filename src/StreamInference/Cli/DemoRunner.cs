@@ -2,6 +2,7 @@ using System.Diagnostics;
 using System.Globalization;
 using StreamInference.Core.Drift;
 using StreamInference.Core.Deployment;
+using StreamInference.Core.Evaluation;
 using StreamInference.Infrastructure.Onnx;
 using StreamInference.DevServices.Kafka;
 using System.Text.Json;
@@ -108,6 +109,7 @@ public static class DemoRunner
         }
         using var cleanup = new DirectoryCleanup(deploymentDir);
         using var loggers = LoggerFactory.Create(b => b
+            .AddConsole(o => o.LogToStandardErrorThreshold = LogLevel.Trace)
             .AddSimpleConsole(o => { o.SingleLine = true; o.TimestampFormat = "HH:mm:ss "; })
             .AddFilter(level => level >= (s.Quiet ? LogLevel.Error : LogLevel.Warning)));
         // Logs go to stderr like the live view; stdout carries only the final JSON line.
@@ -294,58 +296,65 @@ public static class DemoRunner
     }
 
     /// <summary>
-    /// The live evaluation's figures per model over every labelled prediction, beside a replay backtest of the same
-    /// events (same features: the warm start's history, then the topic; same labels; the replay's own scoring).
+    /// The live evaluation's figures per model and arm over every labelled prediction, beside a replay backtest of the
+    /// same events: each model replayed over the input topic (features over the warm start's history and the topic,
+    /// as live), its scores taken for exactly the events the live evaluation labelled for it, with the same labels.
     /// </summary>
     private static async Task<DemoEvaluation> EvaluationSummaryAsync(DemoSettings s, string bootstrap, AvroSchemaRegistry registry, FeaturePlan plan,
         ProcessorOptions options, LiveEvaluator evaluator, StreamInference.Batch.History.EventHistory warmHistory, string input, CancellationToken ct)
     {
-        var live = await evaluator.CumulativeAsync().ConfigureAwait(false);
+        var live = await evaluator.LabelledAsync().ConfigureAwait(false);
         var counts = evaluator.Counts;
         Status(s, $"label join: {counts}");
-        var models = new List<DemoModelEvaluation>();
         var labels = await LabelTopic.ReadAllAsync(bootstrap, registry, LabelsTopic, ct).ConfigureAwait(false);
         var repository = PathResolver.Resolve(options.Model.Repository);
-        var champion = live.Keys.FirstOrDefault(k => k.Arm == "champion").Model;
-        string? challenger = live.Keys.Where(k => k.Arm == "shadow").Select(k => k.Model).FirstOrDefault();
-        Batch.Replay.ReplaySummary? backtest = null;
-        if (champion is not null)
+        var reader = AvroSchema.Parse(await File.ReadAllTextAsync(PathResolver.Resolve(options.Features.ReaderSchema), ct).ConfigureAwait(false));
+        var replayed = new Dictionary<string, Dictionary<string, double>>(StringComparer.Ordinal);
+        foreach (var model in live.Keys.Select(k => k.Model).Distinct(StringComparer.Ordinal))
         {
-            Status(s, "backtest: replaying the same events with their labels (features over the warm start's history and the topic) ...");
+            Status(s, $"backtest: replaying the input topic with {model} (features over the warm start's history and the topic) ...");
             var parquet = Path.Combine(Path.GetTempPath(), $"streaminference-demo-backtest-{Guid.NewGuid():N}.parquet");
             try
             {
-                var reader = AvroSchema.Parse(await File.ReadAllTextAsync(PathResolver.Resolve(options.Features.ReaderSchema), ct).ConfigureAwait(false));
-                backtest = await Batch.Replay.ReplayRunner.RunAsync(new Batch.Replay.ReplayRequest
+                var at = model.LastIndexOf('@');
+                await Batch.Replay.ReplayRunner.RunAsync(new Batch.Replay.ReplayRequest
                 {
-                    BootstrapServers = bootstrap, Topic = input, From = "beginning", To = "now",
-                    ModelDirectory = Directory(repository, champion), OutputParquet = parquet, Labels = labels, PriorHistory = warmHistory,
-                    CompareModelDirectory = challenger is null ? null : Directory(repository, challenger),
+                    BootstrapServers = bootstrap, Topic = input, From = "beginning", To = "now", OutputParquet = parquet, Labels = labels, PriorHistory = warmHistory,
+                    ModelDirectory = ModelRepository.Resolve(repository, model[..at], model[(at + 1)..]),
                 }, plan, reader, registry, ct: ct).ConfigureAwait(false);
+                var (ids, scores) = await Batch.Replay.ReplayRunner.ReadScoresAsync(parquet, ct).ConfigureAwait(false);
+                var byId = new Dictionary<string, double>(StringComparer.Ordinal);
+                for (var i = 0; i < ids.Length; i++) if (ids[i] is { } id) byId[id] = scores[i];
+                replayed[model] = byId;
             }
             finally
             {
                 File.Delete(parquet);
             }
         }
-        foreach (var ((model, arm), m) in live.OrderBy(x => x.Key.Arm == "champion" ? 0 : 1).ThenBy(x => x.Key.Model, StringComparer.Ordinal))
+        var models = new List<DemoModelEvaluation>();
+        foreach (var ((model, arm), (ids, scores, ys)) in live.OrderBy(x => x.Key.Arm == "champion" ? 0 : 1).ThenBy(x => x.Key.Model, StringComparer.Ordinal).ThenBy(x => x.Key.Arm, StringComparer.Ordinal))
         {
-            double? replayAuc = backtest?.Evaluation is not { } e ? null
-                : model == champion ? e.Compared?.ChampionAuc ?? e.ByModel.GetValueOrDefault(model)?.Auc
-                : model == challenger ? e.Compared?.ChallengerAuc : null;
-            var row = new DemoModelEvaluation(model, arm, m.Count, m.Positives, Math.Round(m.Auc, 4), replayAuc is { } r ? Math.Round(r, 4) : null,
-                replayAuc is { } d ? Math.Round(m.Auc - d, 4) : null, Math.Round(m.Precision, 4), Math.Round(m.Recall, 4), Math.Round(m.LogLoss, 4), Math.Round(m.Brier, 4));
-            models.Add(row);
-            Status(s, string.Create(CultureInfo.InvariantCulture,
-                $"live AUC {model} [{arm}]: {m.Auc:0.0000} on {m.Count:N0} labelled events ({m.Positives} positive); replay backtest of the same events: {(replayAuc is { } b ? b.ToString("0.0000", CultureInfo.InvariantCulture) : "n/a")}{(replayAuc is { } c ? $", difference {m.Auc - c:+0.0000;-0.0000}" : "")}"));
+            var m = BinaryEvaluation.Compute(scores, ys, options.Model.DecisionThreshold);
+            // The same events, scored by the replay: every labelled event the live evaluation holds has a replayed prediction.
+            var backtest = new double[ids.Length];
+            var missing = 0;
+            var maxDifference = 0.0;
+            for (var i = 0; i < ids.Length; i++)
+            {
+                if (!replayed[model].TryGetValue(ids[i], out backtest[i])) { missing++; backtest[i] = double.NaN; continue; }
+                maxDifference = Math.Max(maxDifference, Math.Abs(backtest[i] - scores[i]));
+            }
+            double? replayAuc = missing == 0 ? BinaryEvaluation.Auc(backtest, ys) : null;
+            models.Add(new DemoModelEvaluation(model, arm, m.Count, m.Positives, Math.Round(m.Auc, 4), replayAuc is { } r ? Math.Round(r, 4) : null,
+                replayAuc is { } d ? Math.Round(m.Auc - d, 4) : null, Math.Round(maxDifference, 6), Math.Round(m.Precision, 4), Math.Round(m.Recall, 4),
+                Math.Round(m.LogLoss, 4), Math.Round(m.Brier, 4)));
+            var backtestText = replayAuc is { } b
+                ? FormattableString.Invariant($"{b:0.0000}, difference {m.Auc - b:+0.0000;-0.0000}, largest score difference {maxDifference:0.0E+0}")
+                : $"n/a ({missing} events not replayed)";
+            Status(s, FormattableString.Invariant($"live AUC {model} [{arm}]: {m.Auc:0.0000} on {m.Count:N0} labelled events ({m.Positives} positive); replay backtest of the same events: {backtestText}"));
         }
         return new DemoEvaluation(labels.Count, counts.Joined, counts.Early, counts.Late, counts.DuplicateLabels, [.. models]);
-
-        static string Directory(string repository, string model)
-        {
-            var at = model.LastIndexOf('@');
-            return ModelRepository.Resolve(repository, model[..at], model[(at + 1)..]);
-        }
     }
 
     /// <summary>

@@ -199,8 +199,9 @@ public sealed record DemoResult(
 /// <summary>The label join's outcomes and each model's live figures beside the replay backtest's AUC on the same events.</summary>
 public sealed record DemoEvaluation(int Labels, long Joined, long Early, long Late, long DuplicateLabels, DemoModelEvaluation[] Models);
 
+/// <param name="MaxScoreDifference">The largest |live score − replayed score| over those events: how exactly the backtest reproduces the live features.</param>
 public sealed record DemoModelEvaluation(string Model, string Arm, int Labelled, int Positives, double LiveAuc, double? BacktestAuc, double? Difference,
-    double Precision, double Recall, double LogLoss, double Brier);
+    double MaxScoreDifference, double Precision, double Recall, double LogLoss, double Brier);
 
 /// <summary>With --challenger: the live comparison's last window, and the serving tier's switches.</summary>
 public sealed record DemoDeployment(string Champion, string Challenger, int ComparisonWindows, double LastAgreement, double LastRankCorrelation,
