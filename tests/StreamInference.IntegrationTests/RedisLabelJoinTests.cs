@@ -112,4 +112,36 @@ public sealed class RedisLabelJoinTests(ServicesFixture services, ITestOutputHel
         output.WriteLine($"Redis ({services.RedisKind}): {(sizes.Count == 0 ? "MEMORY USAGE not answered" : $"{sizes.Average():0} bytes per pending prediction (median {sizes.Order().ElementAt(sizes.Count / 2)}, {sizes.Count} keys)")}");
         Assert.NotEmpty(pending);
     }
+
+    /// <summary>
+    /// The evaluation windows' bytes per prediction (issue 19, acceptance 6): one window's hash of 20,000 predictions
+    /// (the hashtable encoding a real window has), half of them labelled, as the live evaluation writes them.
+    /// </summary>
+    [Fact]
+    public async Task EvaluationWindow_BytesPerPrediction_AreMeasured()
+    {
+        using var redis = await ConnectionMultiplexer.ConnectAsync(services.Redis);
+        var db = redis.GetDatabase();
+        var run = Guid.NewGuid().ToString("N")[..8];
+        var windows = new RedisEvaluationWindows(db, windowMs: 3_600_000, horizonMs: 2 * Day, retentionMs: Day);
+        var start = DateTimeOffset.UtcNow.ToUnixTimeMilliseconds() / 3_600_000 * 3_600_000;
+        var random = new Random(19);
+        const int n = 20_000;
+        for (var i = 0; i < n; i++)
+        {
+            // Event ids as the synthetic producer makes them (a GUID's 36 characters).
+            var p = new ScoredEvent(Guid.NewGuid().ToString(), $"card-{i % 500}", $"gbm-{run}@1", "champion", random.NextDouble(), start + i * 100L, 1);
+            await windows.PredictedAsync(p);
+            if (i % 2 == 0) await windows.LabelledAsync(new LabelledPrediction(p, random.NextDouble() < 0.05, p.EventTimeMs + Day));
+        }
+        var id = windows.WindowOf($"gbm-{run}@1", "champion", start);
+        var content = await windows.ReadAsync(id);
+        Assert.Equal(n, content.Predicted);
+        Assert.Equal(n / 2, content.EventIds.Length);
+        var usage = await db.ExecuteAsync("MEMORY", "USAGE", (string)RedisEvaluationWindows.HashKey(id)!);
+        output.WriteLine($"Redis ({services.RedisKind}): evaluation window of {n:N0} predictions ({n / 2:N0} labelled): " +
+                         (usage.IsNull ? "MEMORY USAGE not answered" : $"{(long)usage:N0} bytes, {(long)usage / (double)n:0} bytes per prediction"));
+        await db.KeyDeleteAsync(RedisEvaluationWindows.HashKey(id));
+        await db.SortedSetRemoveAsync(RedisEvaluationWindows.OpenIndex, id.ToString());
+    }
 }
