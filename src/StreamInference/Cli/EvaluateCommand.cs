@@ -21,15 +21,13 @@ namespace StreamInference.Cli;
 /// </summary>
 public static class EvaluateCommand
 {
-    private static readonly Option<string?> ConfigFile = new("--config") { Description = "appsettings-style JSON file, the processor's (the Evaluation section is this command's)." };
-    private static readonly Option<string?> Bootstrap = new("--bootstrap-servers") { Description = "Kafka bootstrap servers (Kafka:BootstrapServers; env KAFKA_BOOTSTRAP_SERVERS)." };
-    private static readonly Option<string?> Registry = new("--schema-registry-url") { Description = "Schema registry URL (SchemaRegistry:Url; env SCHEMA_REGISTRY_URL)." };
-    private static readonly Option<string?> Redis = new("--redis") { Description = "Redis configuration or redis:// URL for the join's state (Redis:Configuration; env REDIS_URL)." };
+    private static readonly ServiceOptions Service = new(
+        "appsettings-style JSON file, the processor's (the Evaluation section is this command's).",
+        "Port of /metrics and /healthz (Http:Port; 0 = any free port).",
+        "Redis configuration or redis:// URL for the join's state and the windows (Redis:Configuration; env REDIS_URL).");
     private static readonly Option<string?> Labels = new("--labels-topic") { Description = "Ground-truth labels, schemas/label.avsc (Evaluation:LabelsTopic, default labels)." };
     private static readonly Option<string?> Group = new("--group-id") { Description = "Consumer group (Evaluation:GroupId; default <Kafka:GroupId>-evaluate)." };
-    private static readonly Option<int?> Port = new("--metrics-port") { Description = "Port of /metrics and /healthz (Http:Port; 0 = any free port)." };
     private static readonly Option<bool> PrintConfig = new("--print-config") { Description = "Print the effective settings (defaults included, credentials masked), check what evaluate needs and exit: 0 when valid, 2 with the problems otherwise." };
-    private static readonly Option<string[]> Set = new("--set") { Description = "Any setting as Section:Key=Value (repeatable), e.g. --set Evaluation:WindowMs=600000.", AllowMultipleArgumentsPerToken = false };
 
     public static Command Create()
     {
@@ -39,8 +37,9 @@ public static class EvaluateCommand
             "error, label coverage. Reads Kafka:OutputTopic, Kafka:ShadowTopic and Evaluation:LabelsTopic as its own consumer group; keeps the " +
             "join and the windows in Redis (a restart loses and doubles nothing); publishes an Avro EvaluationReport per window on Evaluation:Topic.")
         {
-            ConfigFile, Bootstrap, Registry, Redis, Labels, Group, Port, Set, PrintConfig,
+            Labels, Group, PrintConfig,
         };
+        foreach (var option in Service.All) command.Options.Add(option);
         command.SetAction((parse, ct) => RunAsync(parse, ct));
         return command;
     }
@@ -52,19 +51,15 @@ public static class EvaluateCommand
         {
             if (parse.GetValue(o) is { } v) flags[key] = v;
         }
-        Map(Bootstrap, "Kafka:BootstrapServers");
-        Map(Registry, "SchemaRegistry:Url");
-        if (parse.GetValue(Redis) is { } redisUrl) flags["Redis:Configuration"] = RedisUrl.ToConfiguration(redisUrl);
         Map(Labels, "Evaluation:LabelsTopic");
         Map(Group, "Evaluation:GroupId");
-        if (parse.GetValue(Port) is { } port) flags["Http:Port"] = port.ToString(CultureInfo.InvariantCulture);
-        if (!ServeCommand.TryAddSettings(parse.GetValue(Set), flags)) return 2;
+        if (!Service.Map(parse, flags)) return 2;
 
         ProcessorOptions options;
         long horizonMs;
         try
         {
-            options = ProcessorConfiguration.Bind(ProcessorConfiguration.Build(parse.GetValue(ConfigFile), flags));
+            options = ProcessorConfiguration.Bind(ProcessorConfiguration.Build(parse.GetValue(Service.ConfigFile), flags));
             var errors = new List<string>();
             if (string.IsNullOrWhiteSpace(options.Kafka.BootstrapServers)) errors.Add("Kafka:BootstrapServers (env KAFKA_BOOTSTRAP_SERVERS) is required.");
             if (string.IsNullOrWhiteSpace(options.Redis.Configuration)) errors.Add("Redis:Configuration (env REDIS_URL) is required.");

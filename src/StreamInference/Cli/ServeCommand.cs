@@ -16,15 +16,14 @@ namespace StreamInference.Cli;
 
 public static class ServeCommand
 {
-    private static readonly Option<string?> ConfigFile = new("--config") { Description = "appsettings-style JSON file (default: appsettings.json next to the binary or in the working directory)." };
-    private static readonly Option<string?> Bootstrap = new("--bootstrap-servers") { Description = "Kafka bootstrap servers (Kafka:BootstrapServers; env KAFKA_BOOTSTRAP_SERVERS)." };
-    private static readonly Option<string?> Registry = new("--schema-registry-url") { Description = "Schema registry URL (SchemaRegistry:Url; env SCHEMA_REGISTRY_URL)." };
-    private static readonly Option<string?> Redis = new("--redis") { Description = "Redis configuration or redis:// URL (Redis:Configuration; env REDIS_URL)." };
+    private static readonly ServiceOptions Service = new(
+        "appsettings-style JSON file (default: appsettings.json next to the binary or in the working directory).",
+        "Port of /metrics, /healthz, /readyz (Http:Port; 0 = any free port).",
+        "Redis configuration or redis:// URL (Redis:Configuration; env REDIS_URL).");
     private static readonly Option<string?> Group = new("--group-id") { Description = "Consumer group (Kafka:GroupId)." };
     private static readonly Option<string?> Input = new("--input-topic") { Description = "Input topic (Kafka:InputTopic)." };
     private static readonly Option<string?> Output = new("--output-topic") { Description = "Prediction topic (Kafka:OutputTopic)." };
     private static readonly Option<string?> Model = new("--model") { Description = "Model as name or name@version (Model:Name, Model:Version)." };
-    private static readonly Option<int?> Port = new("--metrics-port") { Description = "Port of /metrics, /healthz, /readyz (Http:Port; 0 = any free port)." };
     private static readonly Option<bool> PrintConfig = new("--print-config") { Description = "Print the effective settings (defaults included, credentials masked), check them and exit: 0 when they are valid, 2 with the problems otherwise." };
     private static readonly Option<bool> EmbeddedKafka = new("--embedded-kafka")
     {
@@ -32,15 +31,15 @@ public static class ServeCommand
         Description = "Dev services only: the Kafka cluster is the embedded librdkafka mock cluster, which does not store transactional offsets; " +
                       "exactly-once then also commits each transaction's offsets as group offsets.",
     };
-    private static readonly Option<string[]> Set = new("--set") { Description = "Any setting as Section:Key=Value (repeatable), e.g. --set Pipeline:MaxBatchSize=512.", AllowMultipleArgumentsPerToken = false };
 
     public static Command Create()
     {
         var command = new Command("serve", "Run the processor: consume events, score them, publish predictions. " +
                                            "Configuration: appsettings.json < KAFKA_BOOTSTRAP_SERVERS/SCHEMA_REGISTRY_URL/REDIS_URL < STREAMINFERENCE__Section__Key < flags.")
         {
-            ConfigFile, Bootstrap, Registry, Redis, Group, Input, Output, Model, Port, Set, PrintConfig, EmbeddedKafka,
+            Group, Input, Output, Model, PrintConfig, EmbeddedKafka,
         };
+        foreach (var option in Service.All) command.Options.Add(option);
         command.SetAction((parse, ct) => RunAsync(parse, ct));
         return command;
     }
@@ -52,9 +51,6 @@ public static class ServeCommand
         {
             if (parse.GetValue(o) is { } v) flags[key] = v;
         }
-        Map(Bootstrap, "Kafka:BootstrapServers");
-        Map(Registry, "SchemaRegistry:Url");
-        if (parse.GetValue(Redis) is { } redis) flags["Redis:Configuration"] = RedisUrl.ToConfiguration(redis);
         Map(Group, "Kafka:GroupId");
         Map(Input, "Kafka:InputTopic");
         Map(Output, "Kafka:OutputTopic");
@@ -64,13 +60,12 @@ public static class ServeCommand
             flags["Model:Name"] = at < 0 ? model : model[..at];
             if (at >= 0) flags["Model:Version"] = model[(at + 1)..];
         }
-        if (parse.GetValue(Port) is { } port) flags["Http:Port"] = port.ToString(System.Globalization.CultureInfo.InvariantCulture);
-        if (!TryAddSettings(parse.GetValue(Set), flags)) return 2;
+        if (!Service.Map(parse, flags)) return 2;
 
         IConfigurationRoot configuration;
         try
         {
-            configuration = ProcessorConfiguration.Build(parse.GetValue(ConfigFile), flags);
+            configuration = ProcessorConfiguration.Build(parse.GetValue(Service.ConfigFile), flags);
             if (parse.GetValue(PrintConfig)) return PrintConfiguration(configuration);
         }
         catch (Exception e) when (e is ConfigurationException or FileNotFoundException or InvalidDataException)
@@ -113,22 +108,6 @@ public static class ServeCommand
         app.MapGet("/readyz", (StreamProcessor p) => p.IsReady ? Results.Text("ready") : Results.Text("not ready", statusCode: 503));
         await app.RunAsync(ct).ConfigureAwait(false);
         return Environment.ExitCode;
-    }
-
-    /// <summary>--set Section:Key=Value items into <paramref name="flags"/>; false (after one line on stderr) for one without '='.</summary>
-    public static bool TryAddSettings(string[]? settings, Dictionary<string, string?> flags)
-    {
-        foreach (var s in settings ?? [])
-        {
-            var eq = s.IndexOf('=');
-            if (eq <= 0)
-            {
-                Console.Error.WriteLine($"--set '{s}': expected Section:Key=Value.");
-                return false;
-            }
-            flags[s[..eq]] = s[(eq + 1)..];
-        }
-        return true;
     }
 
     /// <summary>--print-config: the effective settings (credentials masked), then their check: 0 when valid, 2 with the problems.</summary>
