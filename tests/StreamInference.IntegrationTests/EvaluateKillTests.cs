@@ -7,8 +7,8 @@ using StreamInference.Infrastructure.Evaluation;
 namespace StreamInference.IntegrationTests;
 
 /// <summary>
-/// <c>streaminference evaluate</c> as a child process, killed with SIGKILL mid-stream three times and restarted
-/// (issue 19, acceptance 3). Its state (the join, the windows) is in Redis and every write is idempotent, so when
+/// <c>streaminference evaluate</c> as a child process, killed with SIGKILL mid-stream three times and restarted,
+/// the rest read by a group of two (issue 19, acceptance 3). Its state (the join, the windows) is in Redis and every write is idempotent, so when
 /// the last run has read everything, each final event-time window's report holds exactly the predictions and labels
 /// of a reference computed from the produced stream: no label lost, none counted twice.
 /// </summary>
@@ -84,19 +84,26 @@ public sealed class EvaluateKillTests(ServicesFixture services, ITestOutputHelpe
         Assert.All(committedAtKill, c => Assert.True(c < total, $"a kill came after everything was read ({string.Join(", ", committedAtKill)})"));
 
         var reports = new Dictionary<(string Model, string Arm, long Start), List<GenericRecord>>();
+        // The rest by a group of two (each takes a partition of every topic; the windows, the join and the clock are shared in Redis).
         using (var last = StartEvaluate(settings))
+        using (var peer = StartEvaluate(settings))
         {
             await last.WaitAssignedAsync(ProcessorHarness.AssignTimeout);
+            await peer.WaitAssignedAsync(ProcessorHarness.AssignTimeout);
             // Everything read and committed, then one prediction per partition three days on: every window of the stream is final.
             await WaitCommittedAsync(group, [predictionsTopic, shadowTopic, labelsTopic], last);
             output.WriteLine($"all committed after {clock.Elapsed.TotalSeconds:0.0} s");
             await ProduceClockAdvanceAsync(predictionsTopic, start + 3 * 86_400_000L);
             var expectedWindows = predictions.Select(p => (p.Model, p.Arm, EvaluationWindows.WindowStart(p.EventTimeMs, WindowMs))).ToHashSet();
             await ReadReportsAsync(reportsTopic, reports, expectedWindows.Count, last);
-            output.WriteLine($"all windows reported after {clock.Elapsed.TotalSeconds:0.0} s");
-            last.Terminate();
-            Assert.True(await last.WaitForExitAsync(TimeSpan.FromSeconds(60)), "SIGTERM did not stop evaluate");
-            Assert.True(last.ExitCode == 0, $"exit code {last.ExitCode}:{Environment.NewLine}{last.Tail()}");
+            output.WriteLine($"all windows reported after {clock.Elapsed.TotalSeconds:0.0} s; final windows reported by each member: " +
+                             $"{last.Lines.Count(l => l.Contains("(final,", StringComparison.Ordinal))}, {peer.Lines.Count(l => l.Contains("(final,", StringComparison.Ordinal))}");
+            foreach (var child in new[] { last, peer })
+            {
+                child.Terminate();
+                Assert.True(await child.WaitForExitAsync(TimeSpan.FromSeconds(60)), "SIGTERM did not stop evaluate");
+                Assert.True(child.ExitCode == 0, $"exit code {child.ExitCode}:{Environment.NewLine}{child.Tail()}");
+            }
         }
 
         // The reference: first label per event, every predicted (model, event) once.

@@ -26,7 +26,8 @@ public sealed class PromotionGateCliTests(ServicesFixture services, ITestOutputH
         // 6,000 labelled events (8 % positive) scored by all three, as the evaluation writes them: the champion at AUC
         // about 0.80, an equal challenger (same separation, its own noise), a better one (about 0.86).
         using var redis = await ConnectionMultiplexer.ConnectAsync(services.Redis);
-        var windows = new RedisEvaluationWindows(redis.GetDatabase(), windowMs: 60_000, horizonMs: 3_600_000, retentionMs: 3_600_000);
+        var group = $"gate-{run}-evaluate";
+        var windows = new RedisEvaluationWindows(redis.GetDatabase(), EvaluationNamespace.Of(group), windowMs: 60_000, horizonMs: 3_600_000, retentionMs: 3_600_000);
         var random = new Random(1901);
         var start = DateTimeOffset.UtcNow.ToUnixTimeMilliseconds();
         double Score(bool y, double separation) => 1 / (1 + Math.Exp(-(Normal(random) + (y ? separation : 0) - 2)));
@@ -42,7 +43,7 @@ public sealed class PromotionGateCliTests(ServicesFixture services, ITestOutputH
         }
 
         var environment = new Dictionary<string, string>();
-        string[] Promote(string model) => ["model", "promote", $"{model}@1", "--repository", repository, "--if-better", "--redis", services.Redis,
+        string[] Promote(string model) => ["model", "promote", $"{model}@1", "--repository", repository, "--if-better", "--redis", services.Redis, "--evaluation-group", group,
             "--features", Path.Combine(AppContext.BaseDirectory, "schemas", "features", "card_payments.yaml")];
         var refused = await TestCli.RunAsync(Promote(equal), environment);
         output.WriteLine($"equal challenger: exit {refused.Code}: {refused.Stdout.Trim()} {refused.Stderr.Trim()}");

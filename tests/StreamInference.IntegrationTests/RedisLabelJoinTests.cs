@@ -89,10 +89,12 @@ public sealed class RedisLabelJoinTests(ServicesFixture services, ITestOutputHel
         // one, from the same Redis, resumes 500 records earlier (the uncommitted tail redelivered).
         var second = Guid.NewGuid().ToString("N")[..8];
         var again = Stream(8_000, 1921, second);
-        var before = new RedisLabelJoin(db, horizon);
+        // Under an evaluation's namespace, as `evaluate` keys them (the bytes measured below include it).
+        var ns = EvaluationNamespace.Of("streaminference-evaluate");
+        var before = new RedisLabelJoin(db, horizon, ns: ns);
         var cut = again.Count * 6 / 10;
         var first = await FeedAsync(before, again.Take(cut));
-        var after = new RedisLabelJoin(db, horizon, startClockMs: before.NowMs);
+        var after = new RedisLabelJoin(db, horizon, startClockMs: before.NowMs, ns: ns);
         var rest = await FeedAsync(after, again.Skip(cut - 500));
         var together = first.Concat(rest).ToList();
         output.WriteLine($"restart: {first.Count} emitted before, {rest.Count} after; the resumed join counted {after.Counts.DuplicatePredictions} duplicate predictions and {after.Counts.DuplicateLabels} duplicate labels");
@@ -104,9 +106,9 @@ public sealed class RedisLabelJoinTests(ServicesFixture services, ITestOutputHel
         var sizes = new List<long>();
         foreach (var p in pending)
         {
-            var fields = await db.HashLengthAsync(RedisLabelJoin.Key(p.EntityKey, p.EventId));
+            var fields = await db.HashLengthAsync(after.Key(p.EntityKey, p.EventId));
             if (fields != 1) continue;   // also a shadow's prediction
-            var usage = await db.ExecuteAsync("MEMORY", "USAGE", (string)RedisLabelJoin.Key(p.EntityKey, p.EventId)!);
+            var usage = await db.ExecuteAsync("MEMORY", "USAGE", (string)after.Key(p.EntityKey, p.EventId)!);
             if (!usage.IsNull) sizes.Add((long)usage);
         }
         output.WriteLine($"Redis ({services.RedisKind}): {(sizes.Count == 0 ? "MEMORY USAGE not answered" : $"{sizes.Average():0} bytes per pending prediction (median {sizes.Order().ElementAt(sizes.Count / 2)}, {sizes.Count} keys)")}");
@@ -123,7 +125,7 @@ public sealed class RedisLabelJoinTests(ServicesFixture services, ITestOutputHel
         using var redis = await ConnectionMultiplexer.ConnectAsync(services.Redis);
         var db = redis.GetDatabase();
         var run = Guid.NewGuid().ToString("N")[..8];
-        var windows = new RedisEvaluationWindows(db, windowMs: 3_600_000, horizonMs: 2 * Day, retentionMs: Day);
+        var windows = new RedisEvaluationWindows(db, EvaluationNamespace.Of("streaminference-evaluate"), windowMs: 3_600_000, horizonMs: 2 * Day, retentionMs: Day);
         var start = DateTimeOffset.UtcNow.ToUnixTimeMilliseconds() / 3_600_000 * 3_600_000;
         var random = new Random(19);
         const int n = 20_000;
@@ -138,10 +140,10 @@ public sealed class RedisLabelJoinTests(ServicesFixture services, ITestOutputHel
         var content = await windows.ReadAsync(id);
         Assert.Equal(n, content.Predicted);
         Assert.Equal(n / 2, content.EventIds.Length);
-        var usage = await db.ExecuteAsync("MEMORY", "USAGE", (string)RedisEvaluationWindows.HashKey(id)!);
+        var usage = await db.ExecuteAsync("MEMORY", "USAGE", (string)windows.HashKey(id)!);
         output.WriteLine($"Redis ({services.RedisKind}): evaluation window of {n:N0} predictions ({n / 2:N0} labelled): " +
                          (usage.IsNull ? "MEMORY USAGE not answered" : $"{(long)usage:N0} bytes, {(long)usage / (double)n:0} bytes per prediction"));
-        await db.KeyDeleteAsync(RedisEvaluationWindows.HashKey(id));
-        await db.SortedSetRemoveAsync(RedisEvaluationWindows.OpenIndex, id.ToString());
+        await db.KeyDeleteAsync(windows.HashKey(id));
+        await db.SortedSetRemoveAsync(windows.OpenIndex, id.ToString());
     }
 }

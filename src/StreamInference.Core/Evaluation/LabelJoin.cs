@@ -22,7 +22,7 @@ public sealed class JoinCounts
     public long Late { get; set; }
     /// <summary>A second label for an event already labelled (the first one counts).</summary>
     public long DuplicateLabels { get; set; }
-    /// <summary>A prediction of a model already held for its event (an at-least-once redelivery): ignored.</summary>
+    /// <summary>A prediction of a model in an arm already held for its event (an at-least-once redelivery): ignored.</summary>
     public long DuplicatePredictions { get; set; }
     /// <summary>Predictions whose horizon passed without a label (the coverage gap).</summary>
     public long Unlabelled { get; set; }
@@ -76,7 +76,7 @@ public sealed class LabelJoin(long horizonMs)
         }
         foreach (var held in entry.Predictions)
         {
-            if (held.Model != p.Model) continue;
+            if (held.Model != p.Model || held.Arm != p.Arm) continue;   // one model may predict an event in two arms (a shadow, then the fallback)
             Counts.DuplicatePredictions++;
             return [];
         }

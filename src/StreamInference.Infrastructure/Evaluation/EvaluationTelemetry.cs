@@ -34,15 +34,15 @@ public sealed class EvaluationTelemetry
             "auc, auc_lower, auc_upper, precision, recall, log_loss, brier, calibration_error, positive_rate, label_coverage, labelled, predicted.",
             ["model", "arm", "window", "statistic"]);
         _reference = factory.CreateGauge("streaminference_model_reference_auc", "The model's test AUC from its manifest (training), for comparison with the live AUC.", ["model"]);
-        _labels = factory.CreateCounter("streaminference_labels_total", "Labels read, by outcome: joined, early (waits for its predictions), late (after the horizon), duplicate.", ["outcome"]);
-        _predictions = factory.CreateCounter("streaminference_evaluation_predictions_total", "Predictions read, by outcome: taken (waits for its label), duplicate (redelivered), past_horizon.", ["outcome"]);
+        _labels = factory.CreateCounter("streaminference_labels_total", "Labels read, by outcome: joined, early (waits for its predictions), late (after the horizon), duplicate; window_final: a labelled prediction whose window was already reported.", ["outcome"]);
+        _predictions = factory.CreateCounter("streaminference_evaluation_predictions_total", "Predictions read, by outcome: taken (waits for its label), duplicate (redelivered), past_horizon; window_final: its window was already reported.", ["outcome"]);
         _labelled = factory.CreateCounter("streaminference_labelled_predictions_total", "Predictions joined with their label, by model and arm.", ["model", "arm"]);
         _records = factory.CreateCounter("streaminference_evaluation_records_total", "Records read by the evaluation, by topic kind (predictions, shadow, labels) and result (ok, malformed).", ["topic", "result"]);
         _reports = factory.CreateCounter("streaminference_evaluation_reports_total", "Evaluation reports, by window kind and result of publishing: delivered or failed.", ["window", "result"]);
         _clock = factory.CreateGauge("streaminference_evaluation_clock_seconds", "The join's clock: the latest prediction event time read (Unix seconds).");
         // Every series a dashboard or an alert reads exists from the start, at zero.
-        foreach (var outcome in new[] { "joined", "early", "late", "duplicate" }) _labels.WithLabels(outcome);
-        foreach (var outcome in new[] { "taken", "duplicate", "past_horizon" }) _predictions.WithLabels(outcome);
+        foreach (var outcome in new[] { "joined", "early", "late", "duplicate", "window_final" }) _labels.WithLabels(outcome);
+        foreach (var outcome in new[] { "taken", "duplicate", "past_horizon", "window_final" }) _predictions.WithLabels(outcome);
         foreach (var topic in new[] { "predictions", "shadow", "labels" })
             foreach (var result in new[] { "ok", "malformed" }) _records.WithLabels(topic, result);
         foreach (var window in new[] { "event_time", "label_arrival" })

@@ -1,6 +1,6 @@
 -- The label join for one event, atomically (KEYS[1] = "{<entity>}:eval:<event id>", one hash per event).
--- Fields: "p:<model>" = "<score>|<event time ms>|<arm>|<deployment version>" per model's prediction, "l" = "<0|1>|<label time ms>".
--- ARGV[1] = "p" (a prediction) or "l" (a label); ARGV[2] = the field's value; ARGV[3] = the model (predictions);
+-- Fields: "p:<model>|<arm>" = "<score>|<event time ms>|<arm>|<deployment version>" per model's prediction in an arm, "l" = "<0|1>|<label time ms>".
+-- ARGV[1] = "p" (a prediction) or "l" (a label); ARGV[2] = the field's value; ARGV[3] = "<model>|<arm>" (predictions);
 -- ARGV[4] = when the entry expires (Unix ms: the event's time + the horizon).
 -- Returns {outcome, label or "", predictions...}:
 --   prediction: "duplicate" | "pending" | "labelled" (its label was there; the first prediction of an early label: "labelled-first")

@@ -50,8 +50,9 @@ public sealed partial class LiveEvaluator
         _referenceAuc = referenceAuc ?? (_ => null);
         _log = loggers.CreateLogger<LiveEvaluator>();
         HorizonMs = horizonMs;
-        _join = new RedisLabelJoin(redis, horizonMs, expiryGraceMs: _settings.ExpiryGraceMs);
-        Windows = new RedisEvaluationWindows(redis, _settings.WindowMs, horizonMs, _settings.RetentionMs, _settings.ExpiryGraceMs);
+        Namespace = EvaluationNamespace.Of(_settings.EffectiveGroupId(options.Kafka));
+        _join = new RedisLabelJoin(redis, horizonMs, expiryGraceMs: _settings.ExpiryGraceMs, ns: Namespace);
+        Windows = new RedisEvaluationWindows(redis, Namespace, _settings.WindowMs, horizonMs, _settings.RetentionMs, _settings.ExpiryGraceMs);
         _arrival = new EvaluationWindows(_settings.WindowMs, horizonMs, _settings.ArrivalWindowEvents, options.Model.DecisionThreshold, eventTimeWindows: false);
         _arrival.Closed += r => _pendingArrival.Add(Evaluate(r, null, null));
         _telemetry = new EvaluationTelemetry(metrics);
@@ -60,6 +61,8 @@ public sealed partial class LiveEvaluator
     }
 
     public long HorizonMs { get; }
+    /// <summary>The evaluation's namespace in Redis (from its group).</summary>
+    public string Namespace { get; }
     public RedisEvaluationWindows Windows { get; }
     /// <summary>The join's outcomes in this instance (joined, early, late, duplicates, emitted).</summary>
     public JoinCounts Counts => _join.Counts;
@@ -84,16 +87,22 @@ public sealed partial class LiveEvaluator
         config.AllowAutoCreateTopics = false;
         var producerConfig = KafkaConfigs.Producer(_options.Kafka);
         producerConfig.ClientId = "streaminference-evaluate";
+        // A report not delivered within this is retried by the next round; the reporting lock outlasts it.
+        producerConfig.MessageTimeoutMs ??= 30_000;
+        var lockFor = TimeSpan.FromMilliseconds(producerConfig.MessageTimeoutMs.Value) + TimeSpan.FromSeconds(30);
         using var producer = new ProducerBuilder<byte[], byte[]>(producerConfig).Build();
         _producer = producer;
         var reportTopic = _settings.EffectiveTopic(_options.Kafka);
-        _reportSchemaId = await _registry.RegisterAsync($"{reportTopic}-value", EvaluationTelemetry.Schema, ct).ConfigureAwait(false);
+        _reportSchemaId = await RetryAsync("registering the report schema", () => _registry.RegisterAsync($"{reportTopic}-value", EvaluationTelemetry.Schema, ct), ct).ConfigureAwait(false);
+        // A restarted evaluator's join starts from the clock its predecessors reached: predictions already past their
+        // horizon stay out of windows that were reported.
+        _join.AdvanceTo(await RetryAsync("reading the evaluation clock", () => Windows.LatestClockAsync(), ct).ConfigureAwait(false));
         using var consumer = new ConsumerBuilder<byte[], byte[]>(config)
             .SetErrorHandler((_, e) => Log.KafkaError(_log, e.Reason))
             .SetPartitionsAssignedHandler((_, list) => RuntimeLog.Assigned(_log, list.Count, string.Join(", ", list.Select(p => $"{p.Topic}[{p.Partition.Value}]"))))
             .Build();
         consumer.Subscribe(topics);
-        Log.Started(_log, string.Join(", ", topics), config.GroupId, TimeSpan.FromMilliseconds(HorizonMs).ToString(), _settings.WindowMs);
+        Log.Started(_log, string.Join(", ", topics), config.GroupId, TimeSpan.FromMilliseconds(HorizonMs).ToString(), _settings.WindowMs, Namespace);
         var nextReport = Environment.TickCount64;
         var batch = new List<ConsumeResult<byte[], byte[]>>(MaxBatch);
         try
@@ -101,20 +110,29 @@ public sealed partial class LiveEvaluator
             while (!ct.IsCancellationRequested)
             {
                 batch.Clear();
-                var first = consumer.Consume(TimeSpan.FromMilliseconds(100));
-                if (first is not null)
+                if (TryConsume(consumer, TimeSpan.FromMilliseconds(100)) is { } first)
                 {
                     batch.Add(first);
-                    while (batch.Count < MaxBatch && consumer.Consume(TimeSpan.Zero) is { } next) batch.Add(next);
-                    await ProcessWithRetryAsync(batch, ct).ConfigureAwait(false);
-                    foreach (var r in batch) consumer.StoreOffset(r);
+                    while (batch.Count < MaxBatch && TryConsume(consumer, TimeSpan.Zero) is { } next) batch.Add(next);
+                    await ProcessAsync(batch, ct).ConfigureAwait(false);
+                    foreach (var r in batch)
+                    {
+                        try
+                        {
+                            consumer.StoreOffset(r);
+                        }
+                        catch (KafkaException e) when (!e.Error.IsFatal)
+                        {
+                            // Revoked meanwhile: its next owner reads it again, and the writes are idempotent.
+                        }
+                    }
                     Interlocked.Add(ref _processed, batch.Count);
                 }
                 UpdateLag(consumer);
                 if (Environment.TickCount64 >= nextReport)
                 {
                     nextReport = Environment.TickCount64 + _settings.ReportIntervalMs;
-                    await ReportAsync(reportTopic, ct).ConfigureAwait(false);
+                    await ReportAsync(reportTopic, lockFor, ct).ConfigureAwait(false);
                 }
             }
         }
@@ -140,6 +158,26 @@ public sealed partial class LiveEvaluator
         }
     }
 
+    /// <summary>One record, or null; a consume error that is not fatal (a subscribed topic not created yet, a broker down) is logged once a minute and waited out.</summary>
+    private ConsumeResult<byte[], byte[]>? TryConsume(IConsumer<byte[], byte[]> consumer, TimeSpan timeout)
+    {
+        try
+        {
+            return consumer.Consume(timeout);
+        }
+        catch (ConsumeException e) when (!e.Error.IsFatal)
+        {
+            if (Environment.TickCount64 - _lastConsumeWarning > 60_000)
+            {
+                _lastConsumeWarning = Environment.TickCount64;
+                Log.KafkaError(_log, e.Error.Reason);
+            }
+            return null;
+        }
+    }
+
+    private long _lastConsumeWarning = -60_000;
+
     private void UpdateLag(IConsumer<byte[], byte[]> consumer)
     {
         long lag = 0;
@@ -153,24 +191,31 @@ public sealed partial class LiveEvaluator
         Interlocked.Exchange(ref _lag, consumer.Assignment.Count == 0 ? -1 : lag);
     }
 
-    /// <summary>Redis unavailable: the same batch again after a pause (every write is idempotent), until it goes through or the evaluator stops.</summary>
-    private async Task ProcessWithRetryAsync(List<ConsumeResult<byte[], byte[]>> batch, CancellationToken ct)
+    /// <summary>
+    /// Redis or the registry unavailable: the step again after a pause, until it goes through or the evaluator stops.
+    /// Every step is idempotent, so a step that went through although its answer was lost does no harm when repeated.
+    /// </summary>
+    private async Task<T> RetryAsync<T>(string what, Func<Task<T>> step, CancellationToken ct)
     {
         for (var attempt = 1; ; attempt++)
         {
             try
             {
-                await ProcessAsync(batch, ct).ConfigureAwait(false);
-                return;
+                return await step().ConfigureAwait(false);
             }
-            catch (Exception e) when (e is RedisException or TimeoutException && !ct.IsCancellationRequested)
+            catch (Exception e) when (e is RedisException or TimeoutException or HttpRequestException && !ct.IsCancellationRequested)
             {
-                Log.RedisRetry(_log, batch.Count, attempt, e.Message);
+                if (attempt == 1 || attempt % 10 == 0) Log.Retry(_log, what, attempt, e.Message);
                 await Task.Delay(TimeSpan.FromMilliseconds(Math.Min(5_000, 200 * attempt)), ct).ConfigureAwait(false);
             }
         }
     }
 
+    /// <summary>
+    /// A batch: each record through the join, then its window writes, concurrently (the join's script is atomic per
+    /// event, so order within the batch does not matter); each step retried on its own, so a retry repeats neither
+    /// another record's work nor its counting.
+    /// </summary>
     private async Task ProcessAsync(List<ConsumeResult<byte[], byte[]>> batch, CancellationToken ct)
     {
         var work = new List<Task<IReadOnlyList<LabelledPrediction>>>(batch.Count);
@@ -186,7 +231,7 @@ public sealed partial class LiveEvaluator
             {
                 try
                 {
-                    _writers[schemaId] = writer = await _registry.GetSchemaAsync(schemaId, ct).ConfigureAwait(false);
+                    _writers[schemaId] = writer = await RetryAsync("fetching a writer schema", () => _registry.GetSchemaAsync(schemaId, ct), ct).ConfigureAwait(false);
                 }
                 catch (Confluent.SchemaRegistry.SchemaRegistryException)
                 {
@@ -196,7 +241,7 @@ public sealed partial class LiveEvaluator
             }
             try
             {
-                work.Add(kind == "labels" ? OnLabelAsync(LabelRecords.Decode(value, writer)) : OnPredictionAsync(PredictionReader.Read(value, writer)));
+                work.Add(kind == "labels" ? OnLabelAsync(LabelRecords.Decode(value, writer), ct) : OnPredictionAsync(PredictionReader.Read(value, writer), ct));
                 _telemetry.Record(kind, ok: true);
             }
             catch (Exception e) when (e is InvalidDataException or global::Avro.AvroException or InvalidCastException or EndOfStreamException)
@@ -212,57 +257,65 @@ public sealed partial class LiveEvaluator
         _telemetry.Clock(_join.NowMs);
     }
 
-    private async Task<IReadOnlyList<LabelledPrediction>> OnPredictionAsync(PredictionRecord r)
+    private async Task<IReadOnlyList<LabelledPrediction>> OnPredictionAsync(PredictionRecord r, CancellationToken ct)
     {
         var p = new ScoredEvent(r.EventId, r.EntityKey, r.Model, r.Arm, r.Score, r.EventTimeMs, r.DeploymentVersion);
-        var step = new JoinStep();
-        var joined = await _join.OnPredictionAsync(p, step).ConfigureAwait(false);
+        JoinStep step = null!;
+        var joined = await RetryAsync("the label join", () => _join.OnPredictionAsync(p, step = new JoinStep()), ct).ConfigureAwait(false);
         _telemetry.Prediction(step.Outcome);
         if (step.Outcome == "past_horizon") return [];
-        await Windows.PredictedAsync(p).ConfigureAwait(false);
-        await LabelledAsync(joined, step.Repeated).ConfigureAwait(false);
+        if (!await RetryAsync("an evaluation window write", () => Windows.PredictedAsync(p), ct).ConfigureAwait(false)) _telemetry.Prediction("window_final");
+        await LabelledAsync(joined, step.Repeated, ct).ConfigureAwait(false);
         return joined;
     }
 
-    private async Task<IReadOnlyList<LabelledPrediction>> OnLabelAsync(GroundTruth l)
+    private async Task<IReadOnlyList<LabelledPrediction>> OnLabelAsync(GroundTruth l, CancellationToken ct)
     {
-        var step = new JoinStep();
-        var joined = await _join.OnLabelAsync(l, step).ConfigureAwait(false);
+        JoinStep step = null!;
+        var joined = await RetryAsync("the label join", () => _join.OnLabelAsync(l, step = new JoinStep()), ct).ConfigureAwait(false);
         _telemetry.Label(step.Outcome);
-        await LabelledAsync(joined, step.Repeated).ConfigureAwait(false);
+        await LabelledAsync(joined, step.Repeated, ct).ConfigureAwait(false);
         return joined;
     }
 
-    private async Task LabelledAsync(IReadOnlyList<LabelledPrediction> joined, List<LabelledPrediction> repeated)
+    private async Task LabelledAsync(IReadOnlyList<LabelledPrediction> joined, List<LabelledPrediction> repeated, CancellationToken ct)
     {
         foreach (var x in joined)
         {
             _telemetry.Labelled(x);
-            await Windows.LabelledAsync(x).ConfigureAwait(false);
+            if (!await RetryAsync("an evaluation window write", () => Windows.LabelledAsync(x), ct).ConfigureAwait(false)) _telemetry.Label("window_final");
         }
-        foreach (var x in repeated) await Windows.LabelledAsync(x).ConfigureAwait(false);
+        foreach (var x in repeated) await RetryAsync("an evaluation window write", () => Windows.LabelledAsync(x), ct).ConfigureAwait(false);
     }
 
-    private async Task ReportAsync(string topic, CancellationToken ct)
+    private async Task ReportAsync(string topic, TimeSpan lockFor, CancellationToken ct)
     {
-        foreach (var w in _pendingArrival) await PublishAsync(topic, w, ct).ConfigureAwait(false);
+        foreach (var w in _pendingArrival) await PublishAsync(topic, w).ConfigureAwait(false);
         _pendingArrival.Clear();
-        await Windows.ReportFinalAsync(_join.NowMs, async content =>
+        try
         {
-            var metrics = BinaryEvaluation.Compute(content.Scores, content.Labels, _options.Model.DecisionThreshold);
-            var report = new EvaluationReport(content.Id.Model, content.Id.Arm, EvaluationWindowKind.EventTime, 0, content.Id.StartMs,
-                content.Id.StartMs + Windows.WindowMs, content.Predicted, metrics);
-            await PublishAsync(topic, Evaluate(report, content.Scores, content.Labels), ct).ConfigureAwait(false);
-        }).ConfigureAwait(false);
+            var clock = await Windows.SharedClockAsync(_join.NowMs, Math.Max(10_000, 10L * _settings.ReportIntervalMs)).ConfigureAwait(false);
+            await Windows.ReportFinalAsync(clock, async content =>
+            {
+                var metrics = BinaryEvaluation.Compute(content.Scores, content.Labels, _options.Model.DecisionThreshold);
+                var report = new EvaluationReport(content.Id.Model, content.Id.Arm, EvaluationWindowKind.EventTime, 0, content.Id.StartMs,
+                    content.Id.StartMs + Windows.WindowMs, content.Predicted, metrics);
+                return await PublishAsync(topic, Evaluate(report, content.Scores, content.Labels)).ConfigureAwait(false);
+            }, lockFor).ConfigureAwait(false);
+        }
+        catch (Exception e) when (e is RedisException or TimeoutException && !ct.IsCancellationRequested)
+        {
+            Log.Retry(_log, "reporting final windows", 1, e.Message);   // the next round tries again
+        }
     }
 
     private EvaluatedWindow Evaluate(EvaluationReport report, double[]? scores, bool[]? labels) =>
         new(report, scores is null ? new AucInterval(report.Metrics.Auc, double.NaN, double.NaN, double.NaN) : DeLong.Single(scores, labels!, _settings.Alpha),
             _referenceAuc(report.Model), DateTimeOffset.UtcNow);
 
-    private async Task PublishAsync(string topic, EvaluatedWindow w, CancellationToken ct)
+    /// <summary>Publishes a report (not cancelled by shutdown: a report in flight is delivered or fails by the producer's timeout); true once delivered.</summary>
+    private async Task<bool> PublishAsync(string topic, EvaluatedWindow w)
     {
-        _telemetry.Window(w);
         var delivered = false;
         try
         {
@@ -270,7 +323,7 @@ public sealed partial class LiveEvaluator
             {
                 Key = System.Text.Encoding.UTF8.GetBytes(w.Report.Model),
                 Value = _telemetry.Encode(w, _reportSchemaId),
-            }, ct).ConfigureAwait(false);
+            }, CancellationToken.None).ConfigureAwait(false);
             delivered = result.Status == PersistenceStatus.Persisted;
         }
         catch (ProduceException<byte[], byte[]> e)
@@ -278,7 +331,10 @@ public sealed partial class LiveEvaluator
             Log.ReportFailed(_log, w.Report.Model, e.Error.Reason);
         }
         _telemetry.Published(w.Report.Kind, delivered);
+        if (!delivered) return false;
+        _telemetry.Window(w);
         Reported?.Invoke(w);
+        return true;
     }
 
     /// <summary>Every labelled prediction held in the windows, per model and arm: the live figures since the retention began.</summary>
@@ -302,14 +358,14 @@ public sealed partial class LiveEvaluator
 
     private static partial class Log
     {
-        [LoggerMessage(Level = LogLevel.Information, Message = "Evaluating {Topics} as group {Group}: horizon {Horizon}, event-time windows of {WindowMs} ms")]
-        public static partial void Started(ILogger logger, string topics, string group, string horizon, long windowMs);
+        [LoggerMessage(Level = LogLevel.Information, Message = "Evaluating {Topics} as group {Group}: horizon {Horizon}, event-time windows of {WindowMs} ms, state in Redis under namespace {Namespace}")]
+        public static partial void Started(ILogger logger, string topics, string group, string horizon, long windowMs, string @namespace);
 
         [LoggerMessage(Level = LogLevel.Warning, Message = "Kafka: {Reason}")]
         public static partial void KafkaError(ILogger logger, string reason);
 
-        [LoggerMessage(Level = LogLevel.Warning, Message = "Redis unavailable ({Reason}); retrying a batch of {Count} records (attempt {Attempt}), nothing is lost")]
-        public static partial void RedisRetry(ILogger logger, int count, int attempt, string reason);
+        [LoggerMessage(Level = LogLevel.Warning, Message = "{What} failed ({Reason}); retrying (attempt {Attempt}), nothing is committed meanwhile")]
+        public static partial void Retry(ILogger logger, string what, int attempt, string reason);
 
         [LoggerMessage(Level = LogLevel.Warning, Message = "Evaluation report of {Model} not delivered: {Reason}")]
         public static partial void ReportFailed(ILogger logger, string model, string reason);

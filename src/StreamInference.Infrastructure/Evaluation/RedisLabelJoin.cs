@@ -24,7 +24,8 @@ public sealed class JoinStep
 
 /// <param name="expiryGraceMs">How much longer than the horizon an entry stays in Redis, whose expiry runs on wall-clock time:
 /// the join decides by event time, and an evaluator running behind (a backlog, a restart) must still find its entries.</param>
-public sealed class RedisLabelJoin(IDatabase redis, long horizonMs, long startClockMs = long.MinValue, long expiryGraceMs = 0)
+/// <param name="ns">The evaluation's namespace (<see cref="EvaluationNamespace.Of"/>), in every key: evaluations sharing a Redis keep apart.</param>
+public sealed class RedisLabelJoin(IDatabase redis, long horizonMs, long startClockMs = long.MinValue, long expiryGraceMs = 0, string ns = "")
 {
     private static readonly string Script = EmbeddedResources.Text("LabelJoin.lua");
 
@@ -34,7 +35,15 @@ public sealed class RedisLabelJoin(IDatabase redis, long horizonMs, long startCl
     /// <summary>The latest event time predicted (a restarted join may start from the last one its predecessor saw).</summary>
     public long NowMs { get; private set; } = startClockMs;
 
-    public static RedisKey Key(string entityKey, string eventId) => $"{{{entityKey}}}:eval:{eventId}";
+    /// <summary>The event's hash: the entity's hash tag (as the feature store's keys), the namespace, the event id.</summary>
+    public RedisKey Key(string entityKey, string eventId) => ns.Length == 0 ? $"{{{entityKey}}}:eval:{eventId}" : $"{{{entityKey}}}:eval:{ns}:{eventId}";
+
+    /// <summary>Moves the clock forward to <paramref name="clockMs"/> (a restarted join continues from where its predecessors were).</summary>
+    public void AdvanceTo(long clockMs)
+    {
+        lock (Counts)
+            if (clockMs > NowMs) NowMs = clockMs;
+    }
 
     /// <param name="step">Receives the outcome (taken, duplicate, past_horizon) and, for a duplicate of a prediction already labelled, that labelled prediction.</param>
     public async Task<IReadOnlyList<LabelledPrediction>> OnPredictionAsync(ScoredEvent p, JoinStep? step = null)
@@ -49,7 +58,7 @@ public sealed class RedisLabelJoin(IDatabase redis, long horizonMs, long startCl
             return [];
         }
         var value = string.Create(CultureInfo.InvariantCulture, $"{p.Score:R}|{p.EventTimeMs}|{p.Arm}|{p.DeploymentVersion}");
-        var result = (RedisResult[])(await redis.ScriptEvaluateAsync(Script, [Key(p.EntityKey, p.EventId)], ["p", value, p.Model, expires + expiryGraceMs]).ConfigureAwait(false))!;
+        var result = (RedisResult[])(await redis.ScriptEvaluateAsync(Script, [Key(p.EntityKey, p.EventId)], ["p", value, $"{p.Model}|{p.Arm}", expires + expiryGraceMs]).ConfigureAwait(false))!;
         switch ((string)result[0]!)
         {
             case "duplicate":
@@ -78,7 +87,8 @@ public sealed class RedisLabelJoin(IDatabase redis, long horizonMs, long startCl
             step?.Set("late");
             return [];
         }
-        var expires = (l.EventTimeMs ?? Math.Max(NowMs, 0)) + HorizonMs;
+        // Without the event's time, the label waits a horizon from when it became known (later than its event).
+        var expires = (l.EventTimeMs ?? l.LabelTimeMs) + HorizonMs;
         var value = string.Create(CultureInfo.InvariantCulture, $"{(l.Label ? 1 : 0)}|{l.LabelTimeMs}");
         var result = (RedisResult[])(await redis.ScriptEvaluateAsync(Script, [Key(l.EntityKey, l.EventId)], ["l", value, "", expires + expiryGraceMs]).ConfigureAwait(false))!;
         switch ((string)result[0]!)
@@ -109,7 +119,9 @@ public sealed class RedisLabelJoin(IDatabase redis, long horizonMs, long startCl
         for (var i = from; i + 1 < result.Length; i += 2)
         {
             var parts = ((string)result[i + 1]!).Split('|');
-            var prediction = new ScoredEvent(eventId, entityKey, (string)result[i]!, parts[2],
+            // The field is the model and its arm ("p:<model>|<arm>"): one model may predict an event in two arms (a shadow, then the fallback).
+            var field = (string)result[i]!;
+            var prediction = new ScoredEvent(eventId, entityKey, field[..field.LastIndexOf('|')], parts[2],
                 double.Parse(parts[0], CultureInfo.InvariantCulture), long.Parse(parts[1], CultureInfo.InvariantCulture),
                 parts[3].Length == 0 ? null : long.Parse(parts[3], CultureInfo.InvariantCulture));
             joined.Add(new LabelledPrediction(prediction, label, labelTime));

@@ -104,7 +104,7 @@ public static class EvaluateCommand
             await app.StartAsync(ct).ConfigureAwait(false);
             await evaluator.RunAsync(ct).ConfigureAwait(false);
         }
-        catch (Exception e) when (e is RedisConnectionException or Confluent.Kafka.KafkaException or Confluent.SchemaRegistry.SchemaRegistryException or HttpRequestException)
+        catch (Exception e) when (e is RedisException or RedisTimeoutException or Confluent.Kafka.KafkaException or Confluent.SchemaRegistry.SchemaRegistryException or HttpRequestException)
         {
             log.LogCritical("Evaluation stopped: {Reason}", Secrets.RedactText(e.Message));
             return 1;

@@ -55,6 +55,11 @@ public static class ModelCommands
                           "must exceed --min-gain, with at least 100 labelled events of each class. Refused: exit code 3, nothing written.",
         };
         var redis = new Option<string?>("--redis") { Description = "With --if-better: the evaluation's Redis, configuration or redis:// URL (default: env REDIS_URL, else localhost:6379)." };
+        var evaluationGroup = new Option<string>("--evaluation-group")
+        {
+            Description = "With --if-better: the consumer group of the 'streaminference evaluate' whose labelled events decide (Evaluation:GroupId).",
+            DefaultValueFactory = _ => new EvaluationOptions().EffectiveGroupId(new KafkaOptions()),
+        };
         var alpha = new Option<double>("--alpha") { Description = "With --if-better: significance of the gate.", DefaultValueFactory = _ => 0.05 };
         var minGain = new Option<double>("--min-gain") { Description = "With --if-better: the AUC gain the interval's lower end must exceed.", DefaultValueFactory = _ => 0 };
         var command = new Command("promote",
@@ -62,7 +67,7 @@ public static class ModelCommands
             "'model rollback'), every processor serving it loads the new version and swaps it in between two batches within Model:WatchIntervalMs " +
             "plus the load time. The model is loaded and checked against the feature set first; nothing is written when it would not serve.")
         {
-            model, deployment, repository, features, ifBetter, redis, alpha, minGain,
+            model, deployment, repository, features, ifBetter, redis, evaluationGroup, alpha, minGain,
         };
         command.SetAction(parse => Guard(() =>
         {
@@ -75,7 +80,8 @@ public static class ModelCommands
                 var current = DeploymentSpec.LoadFile(Path.IsPathRooted(file) ? file : Path.Combine(parse.GetValue(repository)!, file));
                 var configuration = parse.GetValue(redis) is { } url ? RedisUrl.ToConfiguration(url)
                     : Environment.GetEnvironmentVariable("REDIS_URL") is { Length: > 0 } env ? RedisUrl.ToConfiguration(env) : "localhost:6379";
-                var decision = GateAsync(configuration, current.Champion.ToString(), candidate.ToString(), a, parse.GetValue(minGain)).GetAwaiter().GetResult();
+                var decision = GateAsync(configuration, EvaluationNamespace.Of(parse.GetValue(evaluationGroup)!), current.Champion.ToString(), candidate.ToString(), a,
+                    parse.GetValue(minGain)).GetAwaiter().GetResult();
                 Console.Out.WriteLine($"gate: {candidate} vs champion {current.Champion}: {decision.Reason}");
                 if (!decision.Promote)
                 {
@@ -89,10 +95,10 @@ public static class ModelCommands
     }
 
     /// <summary>The promotion gate on the labelled events both models predicted, from the live evaluation's windows in Redis.</summary>
-    private static async Task<GateDecision> GateAsync(string redisConfiguration, string champion, string challenger, double alpha, double minimumGain)
+    private static async Task<GateDecision> GateAsync(string redisConfiguration, string ns, string champion, string challenger, double alpha, double minimumGain)
     {
         using var redis = await ConnectionMultiplexer.ConnectAsync(redisConfiguration).ConfigureAwait(false);
-        var (a, b, y) = await RedisEvaluationWindows.Reader(redis.GetDatabase()).PairedAsync(champion, challenger).ConfigureAwait(false);
+        var (a, b, y) = await RedisEvaluationWindows.Reader(redis.GetDatabase(), ns).PairedAsync(champion, challenger).ConfigureAwait(false);
         return PromotionGate.Decide(DeLong.Compare(a, b, y), alpha, minimumGain);
     }
 
