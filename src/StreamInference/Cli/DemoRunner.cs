@@ -55,7 +55,8 @@ public static class DemoRunner
         var clockOffset = s.StartTime is { } startAt ? startAt - DateTimeOffset.UtcNow : TimeSpan.Zero;
         // Ground truth: each event's label after a delay drawn from label.knownAfter, a day of it passing in a second.
         var knownAfter = plan.LabelKnownAfterMs > 0 ? plan.LabelKnownAfterMs : 86_400_000;
-        var produceOptions = new ProduceOptions { Topic = input, Rate = s.Rate, BadRate = s.BadRate, ClockOffset = clockOffset, LabelsTopic = LabelsTopic, LabelKnownAfterMs = knownAfter };
+        var labelsTopic = s.Labels ? LabelsTopic : null;
+        var produceOptions = new ProduceOptions { Topic = input, Rate = s.Rate, BadRate = s.BadRate, ClockOffset = clockOffset, LabelsTopic = labelsTopic, LabelKnownAfterMs = knownAfter };
         if (s.StartTime is { } simulated) Status(s, $"simulated clock: event times start at {simulated:yyyy-MM-dd HH:mm} UTC");
         var warmAt = DateTimeOffset.UtcNow + clockOffset;
         var warmHistory = WarmStart.History(plan, warmAt, produceOptions.WorldSeed);
@@ -153,12 +154,12 @@ public static class DemoRunner
         using var stopAudit = new CancellationTokenSource();
         var auditing = audit.RunAsync(stopAudit.Token);
         // The live evaluation (what `streaminference evaluate` runs): labels joined to the champion's and the shadow's predictions.
-        using var evaluationRedis = await ConnectionMultiplexer.ConnectAsync(env.Endpoints.Redis).ConfigureAwait(false);
-        var evaluator = new LiveEvaluator(options, options.Evaluation.HorizonMs, evaluationRedis.GetDatabase(), registry,
+        using var evaluationRedis = s.Labels ? await ConnectionMultiplexer.ConnectAsync(env.Endpoints.Redis).ConfigureAwait(false) : null;
+        var evaluator = evaluationRedis is null ? null : new LiveEvaluator(options, options.Evaluation.HorizonMs, evaluationRedis.GetDatabase(), registry,
             Metrics.WithCustomRegistry(Metrics.NewCustomRegistry()), loggers, EvaluateCommand.ReferenceAucs(options.Model.Repository));
-        evaluator.Reported += w => DeploymentLines.Enqueue(EvaluateCommand.Describe(w));
+        if (evaluator is not null) evaluator.Reported += w => DeploymentLines.Enqueue(EvaluateCommand.Describe(w));
         using var stopEvaluator = new CancellationTokenSource();
-        var evaluating = evaluator.RunAsync(stopEvaluator.Token);
+        var evaluating = evaluator?.RunAsync(stopEvaluator.Token) ?? Task.CompletedTask;
 
         var writer = (Avro.RecordSchema)AvroSchema.Parse(await File.ReadAllTextAsync(PathResolver.Resolve("schemas/payment-event.avsc"), ct).ConfigureAwait(false));
         var produced = new List<ProducedRecord>();
@@ -173,7 +174,7 @@ public static class DemoRunner
                 var o = new ProduceOptions
                 {
                     Topic = input, Events = n, Rate = s.Rate, BadRate = s.BadRate, Seed = produceOptions.Seed + chunk, ClockOffset = clockOffset,
-                    LabelsTopic = LabelsTopic, LabelKnownAfterMs = knownAfter,
+                    LabelsTopic = labelsTopic, LabelKnownAfterMs = knownAfter,
                     DriftAt = s.DriftAt is { } at ? Math.Max(0, at - chunk * n) : null,   // index within this chunk
                 };
                 var baseCount = producedCount;
@@ -191,7 +192,7 @@ public static class DemoRunner
                             new ProduceOptions
                             {
                                 Topic = input, Events = events, Rate = rate, BadRate = s.BadRate, Seed = o.Seed * 10 + seed, ClockOffset = clockOffset,
-                                LabelsTopic = LabelsTopic, LabelKnownAfterMs = knownAfter,
+                                LabelsTopic = labelsTopic, LabelKnownAfterMs = knownAfter,
                             },
                             i => Volatile.Write(ref producedCount, before + i), ct).ConfigureAwait(false));
                         Volatile.Write(ref producedCount, before + events);
@@ -237,7 +238,7 @@ public static class DemoRunner
         var elapsed = clock.Elapsed;
         // Every label produced (the producer waited for the last one's delay) read by the evaluation, then its figures.
         var evaluationDeadline = Stopwatch.StartNew();
-        while (s.Events is not null && !ct.IsCancellationRequested && !evaluating.IsCompleted && evaluationDeadline.Elapsed < TimeSpan.FromSeconds(30)
+        while (evaluator is not null && s.Events is not null && !ct.IsCancellationRequested && !evaluating.IsCompleted && evaluationDeadline.Elapsed < TimeSpan.FromSeconds(30)
                && !(evaluator.Lag == 0 && evaluator.Processed > 0))
             await Task.Delay(200, ct).ConfigureAwait(false);
         await stopEvaluator.CancelAsync().ConfigureAwait(false);
@@ -272,7 +273,8 @@ public static class DemoRunner
             }
             else if (!audit.DeadLetters.ContainsKey((r.Partition, r.Offset))) lost++;
         }
-        var evaluation = await EvaluationSummaryAsync(s, env.Endpoints.BootstrapServers, registry, plan, options, evaluator, warmHistory, input, ct).ConfigureAwait(false);
+        var evaluation = evaluator is null ? null
+            : await EvaluationSummaryAsync(s, env.Endpoints.BootstrapServers, registry, plan, options, evaluator, warmHistory, input, ct).ConfigureAwait(false);
         var metrics = processor.Metrics!;
         var result = new DemoResult(
             final.Produced, audit.Predicted, audit.DeadLettered, lost, audit.Duplicates, mismatched,

@@ -155,11 +155,16 @@ public static class DevCommands
             Description = "Serve a deployment: the model above as champion and this one (name@version) as a shadow compared live " +
                           "(agreement, score differences, rank correlation per 2,000 events) and as the fallback tier under load.",
         };
+        var noLabels = new Option<bool>("--no-labels")
+        {
+            Description = "Leave out ground truth: no labels topic, no live evaluation and no backtest (by default each event's label follows " +
+                          "after a delay from label.knownAfter, a day of it passing in a second, and the live AUC is shown and compared with a replay).",
+        };
         var spike = new Option<bool>("--spike") { Description = "With a bounded --events and a --rate: the middle third comes at 5× the rate, to show the fallback tier take over and hand back." };
         var command = new Command("demo", "Dev services + synthetic upstream producer + processor + prediction reader, with a live view. " +
                                           "Uses KAFKA_BOOTSTRAP_SERVERS / SCHEMA_REGISTRY_URL / REDIS_URL when set, embedded services otherwise.")
         {
-            events, rate, badRate, batch, partitions, quiet, driftAt, driftWindow, startTime, model, challenger, spike,
+            events, rate, badRate, batch, partitions, quiet, driftAt, driftWindow, startTime, model, challenger, spike, noLabels,
         };
         command.SetAction(async (parse, ct) =>
         {
@@ -178,14 +183,14 @@ public static class DevCommands
             }
             return await DemoRunner.RunAsync(new DemoSettings(parse.GetValue(events), parse.GetValue(rate), parse.GetValue(badRate),
                 parse.GetValue(batch), parse.GetValue(partitions), parse.GetValue(quiet), parse.GetValue(driftAt), parse.GetValue(driftWindow), start,
-                parse.GetValue(model), parse.GetValue(challenger), parse.GetValue(spike)), ct).ConfigureAwait(false);
+                parse.GetValue(model), parse.GetValue(challenger), parse.GetValue(spike), !parse.GetValue(noLabels)), ct).ConfigureAwait(false);
         });
         return command;
     }
 }
 
 public sealed record DemoSettings(int? Events, double Rate, double BadRate, int MaxBatch, int Partitions, bool Quiet, int? DriftAt = null, int DriftWindow = 2000,
-    DateTimeOffset? StartTime = null, string? Model = null, string? Challenger = null, bool Spike = false);
+    DateTimeOffset? StartTime = null, string? Model = null, string? Challenger = null, bool Spike = false, bool Labels = true);
 
 public sealed record ProduceResult(int Produced, int Malformed, int Failed, double ElapsedSeconds, int Labels = 0);
 
