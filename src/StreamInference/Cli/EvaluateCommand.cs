@@ -47,13 +47,7 @@ public static class EvaluateCommand
     private static async Task<int> RunAsync(ParseResult parse, CancellationToken ct)
     {
         var flags = new Dictionary<string, string?>();
-        void Map(Option<string?> o, string key)
-        {
-            if (parse.GetValue(o) is { } v) flags[key] = v;
-        }
-        Map(Labels, "Evaluation:LabelsTopic");
-        Map(Group, "Evaluation:GroupId");
-        if (!Service.Map(parse, flags)) return 2;
+        if (!Service.Map(parse, flags, (Labels, "Evaluation:LabelsTopic"), (Group, "Evaluation:GroupId"))) return 2;
 
         ProcessorOptions options;
         long horizonMs;

@@ -47,20 +47,13 @@ public static class ServeCommand
     private static async Task<int> RunAsync(ParseResult parse, CancellationToken ct)
     {
         var flags = new Dictionary<string, string?>();
-        void Map(Option<string?> o, string key)
-        {
-            if (parse.GetValue(o) is { } v) flags[key] = v;
-        }
-        Map(Group, "Kafka:GroupId");
-        Map(Input, "Kafka:InputTopic");
-        Map(Output, "Kafka:OutputTopic");
         if (parse.GetValue(Model) is { } model)
         {
             var at = model.IndexOf('@');
             flags["Model:Name"] = at < 0 ? model : model[..at];
             if (at >= 0) flags["Model:Version"] = model[(at + 1)..];
         }
-        if (!Service.Map(parse, flags)) return 2;
+        if (!Service.Map(parse, flags, (Group, "Kafka:GroupId"), (Input, "Kafka:InputTopic"), (Output, "Kafka:OutputTopic"))) return 2;
 
         IConfigurationRoot configuration;
         try

@@ -19,9 +19,14 @@ public sealed class ServiceOptions(string configDescription, string portDescript
 
     public IEnumerable<Option> All => [ConfigFile, Bootstrap, Registry, Redis, Port, Set];
 
-    /// <summary>The given options as configuration keys into <paramref name="flags"/>; false (after one line on stderr) for a --set without '='.</summary>
-    public bool Map(ParseResult parse, Dictionary<string, string?> flags)
+    /// <summary>
+    /// The given options, and the command's own string options in <paramref name="more"/> (option, configuration key), as
+    /// configuration keys into <paramref name="flags"/>; false (after one line on stderr) for a --set without '='.
+    /// </summary>
+    public bool Map(ParseResult parse, Dictionary<string, string?> flags, params (Option<string?> Option, string Key)[] more)
     {
+        foreach (var (option, key) in more)
+            if (parse.GetValue(option) is { } value) flags[key] = value;
         if (parse.GetValue(Bootstrap) is { } bootstrap) flags["Kafka:BootstrapServers"] = bootstrap;
         if (parse.GetValue(Registry) is { } registry) flags["SchemaRegistry:Url"] = registry;
         if (parse.GetValue(Redis) is { } redis) flags["Redis:Configuration"] = RedisUrl.ToConfiguration(redis);
