@@ -18,7 +18,7 @@ namespace StreamInference.IntegrationTests;
 [Collection(ServicesCollection.Name)]
 public sealed partial class DeploymentTests(ServicesFixture services, ITestOutputHelper output)
 {
-    private static readonly string Root = FindRoot();
+    private static readonly string Root = TestCli.Root;
     private static readonly string[] WellKnownVariables = TestCli.WellKnownVariables;
 
     // ---- 1. compose + Kubernetes: they parse, and every setting they set is a processor setting
@@ -171,7 +171,7 @@ public sealed partial class DeploymentTests(ServicesFixture services, ITestOutpu
     /// </summary>
     private async Task AssertKustomizeRendersAsync(string configMapName)
     {
-        if (!ToolOnPath("kubectl"))
+        if (!TestCli.OnPath("kubectl"))
         {
             output.WriteLine("kubectl is not installed: the kustomizations were parsed, not rendered");
             return;
@@ -199,9 +199,6 @@ public sealed partial class DeploymentTests(ServicesFixture services, ITestOutpu
             output.WriteLine($"kubectl kustomize {variant}: {objects.Count} objects, image {Text(container["image"])}");
         }
     }
-
-    private static bool ToolOnPath(string tool) =>
-        (System.Environment.GetEnvironmentVariable("PATH") ?? "").Split(Path.PathSeparator).Any(d => d.Length > 0 && File.Exists(Path.Combine(d, tool)));
 
     /// <summary>
     /// Runs <c>serve --print-config</c> with exactly these environment variables: it binds and validates
@@ -573,13 +570,6 @@ public sealed partial class DeploymentTests(ServicesFixture services, ITestOutpu
     }
 
     // ---- helpers
-
-    private static string FindRoot()
-    {
-        var dir = new DirectoryInfo(AppContext.BaseDirectory);
-        while (dir is not null && !File.Exists(Path.Combine(dir.FullName, "StreamInference.sln"))) dir = dir.Parent;
-        return dir?.FullName ?? throw new InvalidOperationException("repository root (StreamInference.sln) not found above " + AppContext.BaseDirectory);
-    }
 
     /// <summary>Every document of a YAML file, anchors and merge keys resolved.</summary>
     private static List<object> LoadYaml(string relative)

@@ -48,15 +48,26 @@ public static class TestCli
         return (process.ExitCode, await stdout, await stderr);
     }
 
+    /// <summary>The repository root (where StreamInference.sln is), above this test assembly.</summary>
+    public static string Root { get; } = FindRoot();
+
+    /// <summary>Whether <paramref name="tool"/> is an executable on PATH (tests of optional tools say so and check nothing without it).</summary>
+    public static bool OnPath(string tool) =>
+        (Environment.GetEnvironmentVariable("PATH") ?? "").Split(System.IO.Path.PathSeparator).Any(d => d.Length > 0 && File.Exists(System.IO.Path.Combine(d, tool)));
+
+    private static string FindRoot()
+    {
+        var dir = new DirectoryInfo(AppContext.BaseDirectory);
+        while (dir is not null && !File.Exists(System.IO.Path.Combine(dir.FullName, "StreamInference.sln"))) dir = dir.Parent;
+        return dir?.FullName ?? throw new InvalidOperationException("repository root (StreamInference.sln) not found above " + AppContext.BaseDirectory);
+    }
+
     private static string Find()
     {
         var testDir = new DirectoryInfo(AppContext.BaseDirectory);
         var tfm = testDir.Name;                       // net10.0
         var configuration = testDir.Parent!.Name;     // Release / Debug
-        var dir = testDir;
-        while (dir is not null && !File.Exists(System.IO.Path.Combine(dir.FullName, "StreamInference.sln"))) dir = dir.Parent;
-        if (dir is null) throw new InvalidOperationException("repository root (StreamInference.sln) not found above " + AppContext.BaseDirectory);
-        var path = System.IO.Path.Combine(dir.FullName, "src", "StreamInference", "bin", configuration, tfm, "streaminference.dll");
+        var path = System.IO.Path.Combine(FindRoot(), "src", "StreamInference", "bin", configuration, tfm, "streaminference.dll");
         return File.Exists(path) ? path : throw new FileNotFoundException("build the CLI first", path);
     }
 }
