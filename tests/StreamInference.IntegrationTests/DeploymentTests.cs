@@ -290,19 +290,27 @@ public sealed partial class DeploymentTests(ServicesFixture services, ITestOutpu
             Name = "evaluate", KeepLines = int.MaxValue, DropEnvironment = TestCli.IsSettingsVariable,
         });
         await evaluator.WaitAssignedAsync(ProcessorHarness.AssignTimeout);
+        var port = await child.ListeningPort.WaitAsync(TimeSpan.FromSeconds(30));
+        var evaluatorPort = await evaluator.ListeningPort.WaitAsync(TimeSpan.FromSeconds(30));
+        // A real Prometheus (where installed) scrapes both from before the first event, every second, with the alert rules loaded.
+        using var prometheus = PrometheusServer.StartIfInstalled([port, evaluatorPort], Path.Combine(Root, "deploy", "prometheus", "alerts.yml"), output);
 
+        // A warm feature store, as production has: a cold one is real drift (every window feature at its default), and the
+        // drift alert would rightly fire on it.
+        using (var redis = await ConnectionMultiplexer.ConnectAsync(services.Redis))
+            await WarmStart.MaterializeAsync(redis.GetDatabase(), ServicesFixture.CardPaymentsPlan);
         using (var registry = new AvroSchemaRegistry(new SchemaRegistryOptions { Url = services.SchemaRegistryUrl }))
         {
             // Over about five seconds, so the evaluation's clock (event time) passes window ends plus the horizon; labels within a second.
             await SyntheticPaymentProducer.ProduceAsync(services.BootstrapServers, registry, ServicesFixture.PaymentEventSchema,
                 new ProduceOptions
                 {
-                    Topic = input, Events = 1_500, Rate = 300, BadRate = 0.05, Seed = 909,
+                    // 0.2 % malformed: a few dead letters, well below the 1 % the dead-letter alert allows (a healthy run).
+                    Topic = input, Events = 1_500, Rate = 300, BadRate = 0.002, Seed = 909,
                     LabelsTopic = evaluationSettings["Evaluation:LabelsTopic"], LabelTimeScale = 1.0 / 86_400 / 4,
                 }, null, CancellationToken.None);
         }
 
-        var port = await child.ListeningPort.WaitAsync(TimeSpan.FromSeconds(30));
         using var http = new HttpClient { BaseAddress = new Uri($"http://127.0.0.1:{port}") };
         var exposition = "";
         var limit = Stopwatch.StartNew();
@@ -313,7 +321,6 @@ public sealed partial class DeploymentTests(ServicesFixture services, ITestOutpu
             await Task.Delay(250);
         }
         Assert.True(Sample(exposition, "streaminference_drift_windows_total") >= 2, $"no drift windows closed:{System.Environment.NewLine}{child.Tail()}");
-        var evaluatorPort = await evaluator.ListeningPort.WaitAsync(TimeSpan.FromSeconds(30));
         using var evaluatorHttp = new HttpClient { BaseAddress = new Uri($"http://127.0.0.1:{evaluatorPort}") };
         var evaluation = "";
         limit.Restart();
@@ -365,6 +372,9 @@ public sealed partial class DeploymentTests(ServicesFixture services, ITestOutpu
                      "streaminference_batch_size_bucket", "streaminference_dead_letters_total", "streaminference_drift", "streaminference_model_info" })
             Assert.Contains(needed, used);   // the dashboard shows what the issue asks for
 
+        // The real Prometheus: every dashboard query parses and returns data, every alert rule evaluates and is inactive.
+        if (prometheus is not null) await AssertPrometheusEvaluatesAsync(prometheus);
+
         // The probes and the scrape path the manifests name answer; so does the image's health check.
         foreach (var path in ProbePaths().Append(PrometheusMetricsPath()).Distinct())
         {
@@ -379,6 +389,47 @@ public sealed partial class DeploymentTests(ServicesFixture services, ITestOutpu
         Assert.True(await child.WaitForExitAsync(TimeSpan.FromSeconds(60)), "the processor did not stop on SIGTERM");
         Assert.Equal(1, (await TestCli.RunAsync(HealthCheckArguments(), portEnv)).Code);   // and it reports a dead processor
     }
+
+    /// <summary>
+    /// Through <paramref name="prometheus"/>'s HTTP API: each dashboard query, with the dashboard's variables at "All",
+    /// must parse and return at least one series, and each alert rule must evaluate without error and be inactive —
+    /// the run is healthy.
+    /// </summary>
+    private async Task AssertPrometheusEvaluatesAsync(PrometheusServer prometheus)
+    {
+        // Both targets up and scraped for a while (the rate windows need two samples; the alert rules a few evaluations).
+        await prometheus.WaitAsync("count_over_time(up[1m]) >= 8 and up == 1", 2, TimeSpan.FromSeconds(60));
+        var empty = new List<string>();
+        var queries = DashboardQueries().Select(q => q.Replace("$__rate_interval", "1m", StringComparison.Ordinal).Replace("$instance", ".*", StringComparison.Ordinal)).Distinct().ToList();
+        foreach (var query in queries)
+        {
+            try
+            {
+                // A variable's label_values(metric, label) is Grafana's, answered by the label-values API.
+                var count = LabelValues().Match(query) is { Success: true } lv
+                    ? (await prometheus.GetAsync($"/api/v1/label/{lv.Groups[2].Value}/values?match[]={Uri.EscapeDataString(lv.Groups[1].Value)}")).GetArrayLength()
+                    : await prometheus.CountAsync(query);
+                if (count == 0) empty.Add(query);
+            }
+            catch (HttpRequestException e)
+            {
+                empty.Add($"{query} — refused: {e.Message}");
+            }
+        }
+        Assert.True(empty.Count == 0, $"{empty.Count} of {queries.Count} dashboard queries returned no series:{System.Environment.NewLine}{string.Join(System.Environment.NewLine, empty)}");
+
+        var rules = (await prometheus.GetAsync("/api/v1/rules")).GetProperty("groups").EnumerateArray().SelectMany(g => g.GetProperty("rules").EnumerateArray())
+            .Where(r => r.GetProperty("type").GetString() == "alerting").ToList();
+        var active = rules.Where(r => r.GetProperty("health").GetString() != "ok" || r.GetProperty("state").GetString() != "inactive")
+            .Select(r => $"{r.GetProperty("name").GetString()}: {r.GetProperty("health").GetString()} {r.GetProperty("state").GetString()} {(r.TryGetProperty("lastError", out var e) ? e.GetString() : "")} " +
+                         string.Join("; ", r.GetProperty("alerts").EnumerateArray().Select(x => x.GetProperty("labels").ToString() + " = " + x.GetProperty("value").GetString()))).ToList();
+        Assert.True(rules.Count > 10, $"only {rules.Count} alert rules loaded");
+        Assert.True(active.Count == 0, $"alert rules not inactive on a healthy run:{System.Environment.NewLine}{string.Join(System.Environment.NewLine, active)}");
+        output.WriteLine($"Prometheus: {queries.Count} dashboard queries each returned data; {rules.Count} alert rules evaluated, all inactive");
+    }
+
+    [GeneratedRegex(@"^label_values\((\w+),\s*(\w+)\)$")]
+    private static partial Regex LabelValues();
 
     private static IEnumerable<string> DashboardQueries()
     {

@@ -70,6 +70,7 @@ public sealed partial class ProcessorMetrics : IPipelineObserver
             "Records scored with degraded features (reason feature-store-unavailable: Redis:OnUnavailable=Defaults).", ["reason"]);
         _degraded.WithLabels("feature-store-unavailable");   // exported at 0 from the start
         _retries = factory.CreateCounter("streaminference_stage_retries_total", "Retriable failures inside a stage (e.g. Redis unavailable).", ["stage"]);
+        foreach (var stage in new[] { "decode", "enrich", "score" }) _retries.WithLabels(stage);   // the stages that retry, exported at 0 from the start
         AssignedPartitions = factory.CreateGauge("streaminference_consumer_assigned_partitions", "Input partitions currently assigned to this instance.");
         Lag = factory.CreateGauge("streaminference_consumer_lag", "High watermark minus consumer position, per assigned partition.", ["topic", "partition"]);
         RefetchedSkipped = factory.CreateCounter("streaminference_consumer_refetched_skipped_total",
