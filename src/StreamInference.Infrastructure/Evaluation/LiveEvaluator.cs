@@ -337,10 +337,6 @@ public sealed partial class LiveEvaluator
         return true;
     }
 
-    /// <summary>Every labelled prediction held in the windows, per model and arm: the live figures since the retention began.</summary>
-    public async Task<IReadOnlyDictionary<(string Model, string Arm), BinaryMetrics>> CumulativeAsync() =>
-        (await LabelledAsync().ConfigureAwait(false)).ToDictionary(x => x.Key, x => BinaryEvaluation.Compute(x.Value.Scores, x.Value.Labels, _options.Model.DecisionThreshold));
-
     /// <summary>Every labelled prediction held in the windows, per model and arm: event ids, scores and labels.</summary>
     public async Task<IReadOnlyDictionary<(string Model, string Arm), (string[] EventIds, double[] Scores, bool[] Labels)>> LabelledAsync()
     {
