@@ -263,47 +263,34 @@ public sealed class FeatureParityTests(ServicesFixture services, ITestOutputHelp
     /// <summary>
     /// The feature store keeps each entity's window state between batches and Redis skips returning it
     /// while it is current. Two stores (two instances after a rebalance) take turns on the same cards, so
-    /// each one's cached state is regularly outdated by the other: every window value must still equal
-    /// what a store without a cache computes from the state in Redis, and the cache must be used. Batches
+    /// each one's cached state is regularly outdated by the other. Without write-behind every window value
+    /// must equal what a store without a cache computes from the state in Redis. With write-behind a batch is
+    /// scored on the cached state before Redis says it is outdated: only the rows of cards the other store
+    /// wrote since this one last did may differ, every such card is counted as a conflict, and the state left
+    /// in Redis must equal the reference's bucket for bucket (every event applied exactly once). Batches
     /// delivered twice and events from two partitions exercise the redelivery marker.
     /// </summary>
-    [Fact]
-    public async Task WindowStateCache_GivesTheSameWindows_WhenAnotherInstanceWritesTheSameEntities()
+    [Theory]
+    [InlineData(false)]
+    [InlineData(true)]
+    public async Task WindowStateCache_GivesTheSameWindows_WhenAnotherInstanceWritesTheSameEntities(bool writeBehind)
     {
         var cachedPlan = FeatureSetLoader.Parse(Definition("cache-" + Guid.NewGuid().ToString("N")[..8]));
         var referencePlan = FeatureSetLoader.Parse(Definition("nocache-" + Guid.NewGuid().ToString("N")[..8]));
         var events = History(2400, seed: 29);
         using var redis = await ConnectionMultiplexer.ConnectAsync(services.Redis);
-        var a = new StreamInference.Infrastructure.Redis.RedisFeatureStore(redis, cachedPlan);
-        var b = new StreamInference.Infrastructure.Redis.RedisFeatureStore(redis, cachedPlan);
+        var a = new StreamInference.Infrastructure.Redis.RedisFeatureStore(redis, cachedPlan, writeBehind: writeBehind);
+        var b = new StreamInference.Infrastructure.Redis.RedisFeatureStore(redis, cachedPlan, writeBehind: writeBehind);
         var reference = new StreamInference.Infrastructure.Redis.RedisFeatureStore(redis, referencePlan, cachedEntities: 0);
-        // Two input partitions, alternating: an entity's events can come from both (its key in the event
-        // need not be the Kafka key), so a batch can end on the same (source, offset) it started from.
-        StreamInference.Core.Offsets.PartitionOffsets[] sources = [new("cache-test", 0), new("cache-test", 1)];
-
-        EventBatch Batch(FeaturePlan plan, int from, int count)
-        {
-            var batch = new EventBatch(plan, count, 1);
-            for (var r = 0; r < count; r++)
-            {
-                var i = from + r;
-                var e = events[i];
-                batch.Records[r] = new InputRecord(sources[i % 2], i, i, null, null, e.EventTime.ToUnixTimeMilliseconds(), null);
-                batch.EventIds[r] = e.EventId;
-                batch.EntityKeys[r] = e.CardId;
-                batch.EventTimesMs[r] = e.EventTime.ToUnixTimeMilliseconds();
-                foreach (var f in plan.NumericFields) batch.NumericRow(r)[f.Slot] = f.Name == "amount" ? e.Amount : double.NaN;
-                foreach (var f in plan.TextFields)
-                    batch.TextRow(r)[f.Slot] = f.Name switch { "card_id" => e.CardId, "merchant_id" => e.MerchantId, "channel" => e.Channel.ToString().ToUpperInvariant(), _ => null };
-            }
-            batch.Count = count;
-            batch.CollectCleanRows();
-            return batch;
-        }
+        EventBatch Batch(FeaturePlan plan, int from, int count) => DecodedBatch(plan, events, from, count);
 
         const int size = 40;
         var compared = 0;
         var maxDiff = 0.0;
+        var differing = 0;
+        var mayDiffer = 0;
+        // Which store last wrote each card: a store's cached state of a card is outdated when the other one did.
+        var lastWriter = new Dictionary<string, object>(StringComparer.Ordinal);
         for (int from = 0, n = 0; from < events.Count; from += size, n++)
         {
             var count = Math.Min(size, events.Count - from);
@@ -315,30 +302,170 @@ public sealed class FeatureParityTests(ServicesFixture services, ITestOutputHelp
                 var cached = Batch(cachedPlan, from, count);
                 var plain = Batch(referencePlan, from, count);
                 await store.FetchAsync(cached, CancellationToken.None);
+                await store.PersistAsync(cached, CancellationToken.None);
                 await reference.FetchAsync(plain, CancellationToken.None);
-                Assert.Equal(plain.RedeliveredEvents, cached.RedeliveredEvents);
-                Assert.Equal(plain.LateEvents, cached.LateEvents);
+                await reference.PersistAsync(plain, CancellationToken.None);
+                var outdated = new HashSet<string>(StringComparer.Ordinal);
+                for (var r = 0; r < count; r++)
+                {
+                    var card = cached.EntityKeys[r]!;
+                    if (writeBehind && lastWriter.TryGetValue(card, out var writer) && writer != store) outdated.Add(card);
+                }
+                if (outdated.Count == 0)
+                {
+                    Assert.Equal(plain.RedeliveredEvents, cached.RedeliveredEvents);
+                    Assert.Equal(plain.LateEvents, cached.LateEvents);
+                }
                 for (var r = 0; r < count; r++)
                 {
                     var x = cached.WindowRow(r);
                     var y = plain.WindowRow(r);
+                    var exact = !outdated.Contains(cached.EntityKeys[r]!);
+                    if (!exact) mayDiffer++;
+                    var rowDiffers = false;
                     for (var w = 0; w < x.Length; w++)
                     {
-                        Assert.Equal(double.IsNaN(y[w]), double.IsNaN(x[w]));
-                        if (!double.IsNaN(y[w])) maxDiff = Math.Max(maxDiff, Math.Abs(x[w] - y[w]));
+                        var diff = double.IsNaN(x[w]) != double.IsNaN(y[w]) ? double.PositiveInfinity
+                            : double.IsNaN(y[w]) ? 0 : Math.Abs(x[w] - y[w]);
+                        rowDiffers |= diff > 1e-6;
+                        if (exact) maxDiff = Math.Max(maxDiff, diff);
                         compared++;
                     }
+                    if (rowDiffers) differing++;
                 }
+                for (var r = 0; r < count; r++) lastWriter[cached.EntityKeys[r]!] = store;
             }
         }
-        var cards = events.Select(e => e.CardId).Distinct().Count();
-        output.WriteLine($"compared {compared} window values, max |cached - uncached| = {maxDiff}; a: {a.CacheHits} hits, {a.CacheMisses} misses; " +
-                         $"b: {b.CacheHits} hits, {b.CacheMisses} misses; reference: {reference.CacheHits} hits, {reference.CacheMisses} misses ({cards} cards)");
+        var cards = events.Select(e => e.CardId).Distinct().ToArray();
+        output.WriteLine($"write-behind {writeBehind}: compared {compared} window values, max |cached - uncached| = {maxDiff} where the cache was current; " +
+                         $"{differing} rows differ, {mayDiffer} rows of cards the other store wrote since; a: {a.CacheHits} hits, {a.CacheMisses} misses, " +
+                         $"{a.Conflicts} conflicts; b: {b.CacheHits} hits, {b.CacheMisses} misses, {b.Conflicts} conflicts; " +
+                         $"reference: {reference.CacheHits} hits, {reference.CacheMisses} misses ({cards.Length} cards)");
         Assert.True(maxDiff <= 1e-6, $"cached and uncached windows differ by {maxDiff}"); // summation order only
         Assert.True(compared > 10_000);
         Assert.Equal(0, reference.CacheHits);
         Assert.True(a.CacheHits > 300, "instance a must mostly find its cached state current");
         // Each instance misses more often than once per card: the other one's writes outdated its cache.
-        Assert.True(a.CacheMisses > cards && b.CacheMisses > cards, "the other instance's writes must make cached state miss");
+        Assert.True(a.CacheMisses + a.Conflicts > cards.Length && b.CacheMisses + b.Conflicts > cards.Length,
+            "the other instance's writes must make cached state miss");
+        if (writeBehind)
+        {
+            Assert.True(a.Conflicts > 0 && b.Conflicts > 0, "write-behind finds the outdated state when its write is refused");
+            Assert.True(differing > 0 && differing <= mayDiffer, $"{differing} rows differ, {mayDiffer} could");
+        }
+        else
+        {
+            Assert.Equal(0, differing);
+        }
+
+        // Every event is in Redis's aggregates exactly once, whichever path applied it.
+        var db = redis.GetDatabase();
+        var buckets = 0;
+        foreach (var card in cards)
+        {
+            for (var s = 0; s < cachedPlan.Series.Count; s++)
+            {
+                var mine = await db.HashGetAllAsync(FeatureKeys.Series(cachedPlan, cachedPlan.Series[s], card));
+                var theirs = await db.HashGetAllAsync(FeatureKeys.Series(referencePlan, referencePlan.Series[s], card));
+                Assert.Equal(theirs.Length, mine.Length);
+                var expected = theirs.ToDictionary(e => (string)e.Name!, e => StreamInference.Infrastructure.Redis.RedisFeatureStore.ParseStats((string)e.Value!));
+                foreach (var entry in mine)
+                {
+                    var got = StreamInference.Infrastructure.Redis.RedisFeatureStore.ParseStats((string)entry.Value!);
+                    var want = expected[(string)entry.Name!];
+                    Assert.Equal(want.Count, got.Count);
+                    Assert.Equal(want.Sum, got.Sum, 6);
+                    buckets++;
+                }
+            }
+        }
+        Assert.True(buckets > cards.Length, $"{buckets} buckets compared");
+    }
+
+    // Two input partitions, alternating: an entity's events can come from both (its key in the event
+    // need not be the Kafka key), so a batch can end on the same (source, offset) it started from.
+    private static readonly StreamInference.Core.Offsets.PartitionOffsets[] Sources = [new("cache-test", 0), new("cache-test", 1)];
+
+    /// <summary>Events [from, from + count) as the decoder leaves them in a batch; offset = index.</summary>
+    private static EventBatch DecodedBatch(FeaturePlan plan, List<PaymentEvent> events, int from, int count)
+    {
+        var batch = new EventBatch(plan, count, 1);
+        for (var r = 0; r < count; r++)
+        {
+            var i = from + r;
+            var e = events[i];
+            batch.Records[r] = new InputRecord(Sources[i % 2], i, i, null, null, e.EventTime.ToUnixTimeMilliseconds(), null);
+            batch.EventIds[r] = e.EventId;
+            batch.EntityKeys[r] = e.CardId;
+            batch.EventTimesMs[r] = e.EventTime.ToUnixTimeMilliseconds();
+            foreach (var f in plan.NumericFields) batch.NumericRow(r)[f.Slot] = f.Name == "amount" ? e.Amount : double.NaN;
+            foreach (var f in plan.TextFields)
+                batch.TextRow(r)[f.Slot] = f.Name switch { "card_id" => e.CardId, "merchant_id" => e.MerchantId, "channel" => e.Channel.ToString().ToUpperInvariant(), _ => null };
+        }
+        batch.Count = count;
+        batch.CollectCleanRows();
+        return batch;
+    }
+
+    /// <summary>Every series bucket of every card: what the windows of the next event would be computed from.</summary>
+    private static async Task<SortedDictionary<string, (long Count, double Sum)>> SeriesStateAsync(IDatabase db, FeaturePlan plan, IEnumerable<string> cards)
+    {
+        var state = new SortedDictionary<string, (long, double)>(StringComparer.Ordinal);
+        foreach (var card in cards)
+            foreach (var series in plan.Series)
+                foreach (var entry in await db.HashGetAllAsync(FeatureKeys.Series(plan, series, card)))
+                {
+                    var stats = StreamInference.Infrastructure.Redis.RedisFeatureStore.ParseStats((string)entry.Value!);
+                    state[$"{card} {series.Name} {entry.Name}"] = (stats.Count, Math.Round(stats.Sum, 6));
+                }
+        return state;
+    }
+
+    /// <summary>
+    /// Write-behind lets the batch stage run ahead of the persist stage: here instance a fetches two batches before
+    /// the first one's writes are settled, and instance b wrote the same cards before, so Redis refuses a's writes
+    /// and they are re-applied from Redis's state — each batch with its own events. Redis must end equal, bucket for
+    /// bucket, to a store without a cache that applied the same batches in order.
+    /// </summary>
+    [Fact]
+    public async Task WriteBehind_BatchStageAhead_RefusedWritesAreReappliedWithTheirOwnEvents()
+    {
+        var plan = FeatureSetLoader.Parse(Definition("ahead-" + Guid.NewGuid().ToString("N")[..8]));
+        var referencePlan = FeatureSetLoader.Parse(Definition("ahead-ref-" + Guid.NewGuid().ToString("N")[..8]));
+        var events = History(450, seed: 31);
+        using var redis = await ConnectionMultiplexer.ConnectAsync(services.Redis);
+        var a = new StreamInference.Infrastructure.Redis.RedisFeatureStore(redis, plan);
+        var b = new StreamInference.Infrastructure.Redis.RedisFeatureStore(redis, plan);
+        var reference = new StreamInference.Infrastructure.Redis.RedisFeatureStore(redis, referencePlan, cachedEntities: 0);
+        const int size = 50;
+        var batches = Enumerable.Range(0, events.Count / size).Select(n => DecodedBatch(plan, events, n * size, size)).ToList();
+
+        async Task Both(StreamInference.Infrastructure.Redis.RedisFeatureStore store, EventBatch batch)
+        {
+            await store.FetchAsync(batch, CancellationToken.None);
+            await store.PersistAsync(batch, CancellationToken.None);
+        }
+        await Both(a, batches[0]);    // a reads every card and caches it
+        await Both(a, batches[1]);    // a's writes from its cache
+        await Both(b, batches[2]);    // b writes the same cards: a's cache is outdated
+        for (var n = 3; n < batches.Count - 1; n += 2)
+        {
+            // a runs one batch ahead: the next batch regroups its rows before the previous one's refused writes are re-applied.
+            await a.FetchAsync(batches[n], CancellationToken.None);
+            await a.FetchAsync(batches[n + 1], CancellationToken.None);
+            await a.PersistAsync(batches[n], CancellationToken.None);
+            await a.PersistAsync(batches[n + 1], CancellationToken.None);
+        }
+        for (var n = 0; n < batches.Count; n++)
+            await Both(reference, DecodedBatch(referencePlan, events, n * size, size));
+
+        var cards = events.Select(e => e.CardId).Distinct().ToList();
+        var db = redis.GetDatabase();
+        var mine = await SeriesStateAsync(db, plan, cards);
+        var theirs = await SeriesStateAsync(db, referencePlan, cards);
+        output.WriteLine($"{cards.Count} cards, {mine.Count} buckets; a: {a.CacheHits} accepted, {a.CacheMisses} read, {a.Conflicts} re-applied; b: {b.CacheMisses} read");
+        Assert.True(a.Conflicts > 0, "b's writes must outdate a's cache");
+        Assert.True(mine.Count > cards.Count);
+        Assert.Equal(theirs, mine);
     }
 }

@@ -128,8 +128,15 @@ public sealed class EventBatch
     /// <summary>Invoked once when every acknowledgement arrived (or one failed); set by the pipeline that owns the batch.</summary>
     internal Action<EventBatch>? DeliveryCompleted { get; set; }
 
+    /// <summary>How many times the batch was reset: tells one fill of this (pooled) batch from the next.</summary>
+    public long Generation { get; private set; }
+
+    /// <summary>Marks the batch as a new fill without clearing it (for callers that re-send the same rows at new offsets).</summary>
+    public void MarkRefilled() => Generation++;
+
     public void Reset()
     {
+        Generation++;
         Array.Clear(DeadLetterReasons, 0, Count);
         Array.Clear(DeadLetterDetails, 0, Count);
         Array.Clear(Records, 0, Count);

@@ -11,12 +11,14 @@ namespace StreamInference.Core.Pipeline;
 /// <summary>
 /// The one place where the stages and the channels between them are wired:
 /// <code>
-///  consume thread ─[input: InputRecord]─▶ batch stage ─[ready: EventBatch]─▶ score stage ─▶ sink ─▶ (delivery) ─▶ offsets
-///                                         batch + decode + enrich + assemble    score + encode + publish
+///  consume thread ─[input: InputRecord]─▶ batch stage ─[ready: EventBatch]─▶ score stage ─▶ sink ─▶ (delivery) ──┐
+///                                         batch + decode + enrich + assemble    score + encode + publish               ├─▶ offsets
+///                                              └──────────[persist: EventBatch]─▶ persist stage (state write acked) ──┘
 /// </code>
 /// Queues exist only where concurrency or batching changes: the consumer blocks in Consume on its own
-/// thread, the batch stage awaits Redis, the score stage runs the model. Stages within one box call
-/// each other directly.
+/// thread, the batch stage awaits Redis's reads, the score stage runs the model, the persist stage awaits the
+/// feature-state writes the batch stage sent (write-behind). A batch's records complete when both its
+/// deliveries and its state write are acknowledged. Stages within one box call each other directly.
 /// </summary>
 public sealed class PipelineTopology
 {
@@ -31,6 +33,8 @@ public sealed class PipelineTopology
     // Redis: Wait policy = retry until it answers; Defaults policy = retry within the fallback budget, then
     // defaults, and a breaker that skips the store while it keeps failing (Backoffs, Policies).
     private readonly ResiliencePipeline _storeCalls;
+    // The same policy for the wait on a batch's state write (its own breaker; retries counted as stage "persist").
+    private readonly ResiliencePipeline _persistCalls;
     // The model: one immediate retry, then the model-error policy.
     private readonly ResiliencePipeline _scoreCalls;
 
@@ -41,6 +45,8 @@ public sealed class PipelineTopology
     // Ready: written by the batch stage, read by the score stage. Small: it only overlaps the next
     // batch's Redis round trip with the current batch's scoring.
     private readonly Channel<EventBatch> _ready;
+    // Persist: written by the batch stage in fetch order, read by the persist stage (the store settles writes in that order).
+    private readonly Channel<EventBatch> _persist;
     // Free batches. A batch returns here only when the producer acknowledged all its messages, so
     // the pool size bounds the records in flight between consume and acknowledgement.
     private readonly Channel<EventBatch> _free;
@@ -73,6 +79,9 @@ public sealed class PipelineTopology
         _storeCalls = options.FeatureStoreFallbackAfter is { } budget
             ? Policies.RetryThenBreak(budget, options.FeatureStoreProbeInterval, storeBackoff, IsRetriable, _time, OnStoreRetry)
             : Policies.Retry(storeBackoff, IsRetriable, _time, OnStoreRetry);
+        _persistCalls = options.FeatureStoreFallbackAfter is { } persistBudget
+            ? Policies.RetryThenBreak(persistBudget, options.FeatureStoreProbeInterval, storeBackoff, IsRetriable, _time, OnPersistRetry)
+            : Policies.Retry(storeBackoff, IsRetriable, _time, OnPersistRetry);
         _scoreCalls = Policies.Retry(Backoffs.ModelScore, static _ => true, _time, (e, _, _) => _observer.OnRetry("score", e));
 
         _input = Channel.CreateBounded<InputRecord>(new BoundedChannelOptions(options.InputQueueCapacity)
@@ -87,6 +96,11 @@ public sealed class PipelineTopology
             SingleReader = true,
         });
         _batchCount = options.MaxInFlightBatches;
+        _persist = Channel.CreateBounded<EventBatch>(new BoundedChannelOptions(_batchCount)
+        {
+            SingleWriter = true,
+            SingleReader = true,
+        });
         _free = Channel.CreateBounded<EventBatch>(_batchCount);
         for (var i = 0; i < _batchCount; i++)
         {
@@ -113,11 +127,12 @@ public sealed class PipelineTopology
         using var linked = CancellationTokenSource.CreateLinkedTokenSource(cancellationToken);
         var batchStage = Task.Run(() => BatchStageAsync(linked.Token), CancellationToken.None);
         var scoreStage = Task.Run(() => ScoreStageAsync(linked.Token), CancellationToken.None);
+        var persistStage = Task.Run(() => PersistStageAsync(linked.Token), CancellationToken.None);
         try
         {
-            var first = await Task.WhenAny(batchStage, scoreStage).ConfigureAwait(false);
+            var first = await Task.WhenAny(batchStage, scoreStage, persistStage).ConfigureAwait(false);
             if (first.IsFaulted) await linked.CancelAsync().ConfigureAwait(false);
-            await Task.WhenAll(batchStage, scoreStage).ConfigureAwait(false);
+            await Task.WhenAll(batchStage, scoreStage, persistStage).ConfigureAwait(false);
         }
         catch (OperationCanceledException) when (cancellationToken.IsCancellationRequested)
         {
@@ -173,14 +188,40 @@ public sealed class PipelineTopology
                 _observer.OnBatchAssembled(batch,
                     Stopwatch.GetElapsedTime(batch.FlushedAt, decoded),
                     Stopwatch.GetElapsedTime(decoded, enriched));
+                if (batch.OkCount > 0)
+                {
+                    // Never blocks: the channel holds as many batches as the pool.
+                    batch.Completion.Expect(1);
+                    _persist.Writer.TryWrite(batch);
+                }
                 await _ready.Writer.WriteAsync(batch, ct).ConfigureAwait(false);
             }
             _ready.Writer.TryComplete();
+            _persist.Writer.TryComplete();
         }
         catch (Exception e)
         {
             _ready.Writer.TryComplete(e);
+            _persist.Writer.TryComplete(e);
             throw;
+        }
+    }
+
+    private async Task PersistStageAsync(CancellationToken ct)
+    {
+        await foreach (var batch in _persist.Reader.ReadAllAsync(ct).ConfigureAwait(false))
+        {
+            try
+            {
+                await _persistCalls.ExecuteAsync(static (s, token) => s.Store.PersistAsync(s.Batch, token), (Store: _featureStore, Batch: batch), ct).ConfigureAwait(false);
+            }
+            catch (Exception e) when (Policies.IsDegraded(e) && !ct.IsCancellationRequested)
+            {
+                // Defaults policy: Redis did not take the write in time. As with a fetch that falls back to
+                // defaults, the events may be missing from their windows; the records are not held back.
+                _featureStore.Abandon(batch);
+            }
+            batch.Completion.Acknowledge(true);
         }
     }
 
@@ -280,6 +321,8 @@ public sealed class PipelineTopology
     private static bool IsRetriable(Exception e) => e is not PipelineFatalException;
 
     private void OnStoreRetry(Exception e, int attempt, TimeSpan delay) => _observer.OnRetry("enrich", e);
+
+    private void OnPersistRetry(Exception e, int attempt, TimeSpan delay) => _observer.OnRetry("persist", e);
 
     private static void Validate(PipelineOptions o)
     {

@@ -9,10 +9,22 @@ public interface IEventDecoder
     ValueTask DecodeAsync(EventBatch batch, CancellationToken cancellationToken);
 }
 
-/// <summary>Fills <c>LookupValues</c> of the clean rows (NaN for missing or stale) in one round trip.</summary>
+/// <summary>
+/// Fills the clean rows' window and lookup values (NaN for missing or stale) in one round trip, and applies the
+/// batch's events to the stored state. A store may let the batch go on before that state write is acknowledged
+/// (write-behind): the pipeline then calls <see cref="PersistAsync"/> for every batch, in the order fetched, and
+/// completes the batch's offsets only after it returned.
+/// </summary>
 public interface IFeatureStore
 {
+    /// <summary>Retried as a whole for the same batch after a failure.</summary>
     ValueTask FetchAsync(EventBatch batch, CancellationToken cancellationToken);
+
+    /// <summary>Returns when the batch's state write is acknowledged. Retried after a failure.</summary>
+    ValueTask PersistAsync(EventBatch batch, CancellationToken cancellationToken) => ValueTask.CompletedTask;
+
+    /// <summary>The state write could not be acknowledged in time (Defaults policy): give it up.</summary>
+    void Abandon(EventBatch batch) { }
 }
 
 /// <summary>The model version that scored a batch; a hot swap changes it between batches.</summary>

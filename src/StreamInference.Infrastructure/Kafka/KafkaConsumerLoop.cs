@@ -53,6 +53,9 @@ public sealed class KafkaConsumerLoop : IDisposable
         commit.Bind(_consumer);
     }
 
+    /// <summary>Called on the consume thread when partitions are assigned, before any of their records is handed over.</summary>
+    public Action? PartitionsAssigned { get; init; }
+
     /// <summary>Partitions currently assigned to this process.</summary>
     public int AssignedPartitions => Volatile.Read(ref _assignedCount);
     private int _assignedCount;
@@ -260,6 +263,7 @@ public sealed class KafkaConsumerLoop : IDisposable
             added.Add(p);
         }
         _commit.Assigned(added);
+        if (added.Count > 0) PartitionsAssigned?.Invoke();
         _pauseNewlyAssigned = _paused;
         PartitionsChanged();
         RuntimeLog.Assigned(_log, list.Count, string.Join(", ", list.Select(p => $"{p.Topic}[{p.Partition.Value}]")));

@@ -70,7 +70,7 @@ public sealed partial class ProcessorMetrics : IPipelineObserver
             "Records scored with degraded features (reason feature-store-unavailable: Redis:OnUnavailable=Defaults).", ["reason"]);
         _degraded.WithLabels("feature-store-unavailable");   // exported at 0 from the start
         _retries = factory.CreateCounter("streaminference_stage_retries_total", "Retriable failures inside a stage (e.g. Redis unavailable).", ["stage"]);
-        foreach (var stage in new[] { "decode", "enrich", "score" }) _retries.WithLabels(stage);   // the stages that retry, exported at 0 from the start
+        foreach (var stage in new[] { "decode", "enrich", "persist", "score" }) _retries.WithLabels(stage);   // the stages that retry, exported at 0 from the start
         AssignedPartitions = factory.CreateGauge("streaminference_consumer_assigned_partitions", "Input partitions currently assigned to this instance.");
         Lag = factory.CreateGauge("streaminference_consumer_lag", "High watermark minus consumer position, per assigned partition.", ["topic", "partition"]);
         RefetchedSkipped = factory.CreateCounter("streaminference_consumer_refetched_skipped_total",
@@ -80,9 +80,12 @@ public sealed partial class ProcessorMetrics : IPipelineObserver
         Pauses = factory.CreateCounter("streaminference_consumer_pauses_total", "Times the consumer paused its partitions because the pipeline stayed full (Kafka:PauseAfterMs).");
         var windowUpdates = factory.CreateCounter("streaminference_window_state_updates_total",
             "Entity window-state updates per path: cached = computed from the state kept since the entity's last batch and written conditionally; " +
-            "read = the state was read from Redis (first sight of the entity, cache full, or another writer changed it).", ["path"]);
+            "read = the state was read from Redis (first sight of the entity, cache full, partitions assigned, or another writer changed it); " +
+            "conflict = a cached update Redis refused (another writer changed the entity) or whose reply was lost, re-applied from Redis's state " +
+            "(with write-behind those events were scored on the cached state).", ["path"]);
         _windowCached = windowUpdates.WithLabels("cached");
         _windowRead = windowUpdates.WithLabels("read");
+        _windowConflict = windowUpdates.WithLabels("conflict");
         Backpressured = factory.CreateCounter("streaminference_consumer_backpressure_total", "Times the consumer stopped reading because the pipeline's input queue was full.");
         Paused = factory.CreateGauge("streaminference_consumer_paused", "1 while the consumer is paused by backpressure.");
         ModelInfo = factory.CreateGauge("streaminference_model_info", "The model being served (value 1).", ["model", "version"]);
@@ -96,11 +99,13 @@ public sealed partial class ProcessorMetrics : IPipelineObserver
     public Gauge AssignedPartitions { get; }
     private readonly Counter.Child _windowCached;
     private readonly Counter.Child _windowRead;
+    private readonly Counter.Child _windowConflict;
 
-    public void OnWindowStateUpdate(long cached, long read)
+    public void OnWindowStateUpdate(long cached, long read, long conflicts)
     {
         if (cached > 0) _windowCached.Inc(cached);
         if (read > 0) _windowRead.Inc(read);
+        if (conflicts > 0) _windowConflict.Inc(conflicts);
     }
     public Counter Pauses { get; }
     public Gauge Paused { get; }

@@ -157,6 +157,13 @@ public sealed class RedisOptions
     /// got no answer in time, batches skip Redis (circuit breaker open) and probe it again after this long.
     /// </summary>
     public int ProbeIntervalMs { get; set; } = 1000;
+    /// <summary>
+    /// True (default): a batch is scored on the window state this instance holds while its state write runs;
+    /// its offsets complete when the write is acknowledged too. False: the batch waits for the write, and an
+    /// entity another writer changed meanwhile is re-read before scoring (exact windows even when two instances
+    /// write one entity at once, at the cost of a Redis round trip of script time per batch).
+    /// </summary>
+    public bool WriteBehind { get; set; } = true;
 }
 
 public enum FeatureStorePolicy

@@ -110,7 +110,7 @@ public sealed class ProcessorRuntime : IDisposable
         var redisConfig = ConfigurationOptions.Parse(_options.Redis.Configuration);
         redisConfig.AbortOnConnectFail = false;
         var redis = Own(await ConnectionMultiplexer.ConnectAsync(redisConfig).ConfigureAwait(false));
-        var store = new RedisFeatureStore(redis, plan) { OnUpdated = Metrics.OnWindowStateUpdate };
+        var store = new RedisFeatureStore(redis, plan, writeBehind: _options.Redis.WriteBehind) { OnUpdated = Metrics.OnWindowStateUpdate };
 
         _delivery = Own(DeliveryMode.Create(k, _context.Loggers, _context.OnWedged ?? EndProcess, _context.DecorateCommit));
         IScorer served;
@@ -133,7 +133,11 @@ public sealed class ProcessorRuntime : IDisposable
         var observer = await ObserversAsync(plan, initial.Identity, registry, ct).ConfigureAwait(false);
         _topology = new PipelineTopology(_options.Pipeline.ToPipelineOptions(_options.Redis, _options.Model, batchLimit), plan, decoder, store, served, sink, observer);
         _consumer = Own(new KafkaConsumerLoop(KafkaConfigs.Consumer(k), [k.InputTopic], _topology.Input, _delivery.Commit, Metrics,
-            _context.Loggers.CreateLogger<KafkaConsumerLoop>(), TimeSpan.FromMilliseconds(k.RevokeDrainTimeoutMs), TimeSpan.FromMilliseconds(k.PauseAfterMs)));
+            _context.Loggers.CreateLogger<KafkaConsumerLoop>(), TimeSpan.FromMilliseconds(k.RevokeDrainTimeoutMs), TimeSpan.FromMilliseconds(k.PauseAfterMs))
+        {
+            // Another instance may have written these partitions' entities since this one cached them.
+            PartitionsAssigned = store.InvalidateCache,
+        });
     }
 
     /// <summary>Disposes a model unless it was handed over to its owner.</summary>

@@ -1,3 +1,4 @@
+using System.Collections.Concurrent;
 using System.Globalization;
 using StackExchange.Redis;
 using StreamInference.Core.Features;
@@ -20,10 +21,21 @@ namespace StreamInference.Infrastructure.Redis;
 /// <see cref="CachedEntities"/> entities) with the version token the call stored beside it. For an entity
 /// whose state is cached, the next batch is replayed here first and only the result goes to Redis
 /// (<c>WindowWrite.lua</c>: the changed buckets, the deleted ones and the meta fields), written only if
-/// the token is still the stored one. Otherwise — another instance wrote the entity after a rebalance,
-/// or the batch path materialized it — nothing is written, and a second round trip falls back to
-/// <c>WindowUpdate.lua</c> for those entities. Input partitions are keyed by entity, so in steady state
-/// an instance is the only writer of its entities and almost every entity takes the short path.
+/// the token is still the stored one. Input partitions are keyed by entity, so in steady state an
+/// instance is the only writer of its entities and almost every entity takes this path.
+/// <para>
+/// Write-behind (the default): the batch waits only for what it reads — the lookups and the state of
+/// entities not cached — and is scored on the cached state while its writes run; the writes are sent
+/// after the reads in the same pipeline, so they never delay them. <see cref="PersistAsync"/> (the
+/// pipeline's persist stage, batch by batch in order) waits for the writes, and the batch's offsets
+/// complete only after it returns. A write Redis refused (another writer changed the entity since it was
+/// cached: another instance after a rebalance, or the batch path) or whose outcome is unknown (a timeout)
+/// is re-applied with <c>WindowUpdate.lua</c>, which skips what was already applied, so Redis ends with
+/// every event exactly once; the events of that batch were scored on the cached state (counted as
+/// conflicts), and the entity is read afresh from the next batch on, once every write sent before has
+/// settled (so no re-application can overtake an earlier one). Without write-behind the batch waits
+/// for its writes and a refused entity is re-read before scoring, as before.
+/// </para>
 /// All keys of an entity carry its hash tag (<see cref="FeatureKeys"/>), so Redis Cluster works.
 /// </summary>
 public sealed class RedisFeatureStore : IFeatureStore
@@ -35,22 +47,40 @@ public sealed class RedisFeatureStore : IFeatureStore
     private readonly FeaturePlan _plan;
     private readonly WindowEngine _engine;
     private readonly RedisValue[][] _fields;
-    private readonly Dictionary<string, List<int>> _groups = new(StringComparer.Ordinal);
-    private readonly Stack<List<int>> _spareLists = new();
-    private readonly Dictionary<string, Task<RedisValue[]>> _lookupReads = new(StringComparer.Ordinal);
-    private readonly List<(string Entity, List<int> Rows, Task<RedisResult> State)> _windowCalls = [];
-    private readonly List<(string Entity, List<int> Rows, Task<RedisResult> Written, Pending Update)> _writeCalls = [];
-    private readonly List<(string Entity, List<int> Rows)> _refused = [];
-    private readonly HashSet<(int Series, long Bucket)> _touched = [];
-    // The buckets each cached entity's replay changed, one range per entity (one list for the batch).
-    private readonly List<(int Series, long Bucket)> _touchedBuckets = [];
+    private readonly bool _cluster;
+    private readonly bool _writeBehind;
     private readonly long _expiryMs;
-    private readonly Dictionary<string, CachedState> _cache = new(StringComparer.Ordinal);
     private readonly string _tokenPrefix = Convert.ToHexString(System.Security.Cryptography.RandomNumberGenerator.GetBytes(8)) + "-";
     private long _tokens;
 
+    // The batch stage's side (FetchAsync): one batch at a time.
+    private readonly Dictionary<string, List<int>> _groups = new(StringComparer.Ordinal);
+    private readonly Stack<List<int>> _spareLists = new();
+    private readonly Dictionary<string, Task<RedisValue[]>> _lookupReads = new(StringComparer.Ordinal);
+    private readonly List<(string Entity, List<int> Rows, RedisKey[] Keys, Task<RedisResult> State)> _windowCalls = [];
+    private readonly List<(string Entity, List<int> Rows, RedisKey[] Keys)> _cold = [];
+    private readonly HashSet<(int Series, long Bucket)> _touched = [];
+    // The buckets each cached entity's replay changed, one range per entity (one list for the batch).
+    private readonly List<(int Series, long Bucket)> _touchedBuckets = [];
+    private readonly Dictionary<string, CachedState> _cache = new(StringComparer.Ordinal);
+    private readonly Dictionary<string, string>[] _lookupKeys;
+    // The batch (and its fill) whose cached entities were advanced: a retry of FetchAsync for it must not advance them again.
+    private EventBatch? _advanced;
+    private long _advancedGeneration;
+    private WriteRound? _round;        // that batch's writes, until sent
+    private WriteRound? _lastSent;     // the latest round sent: waiting for it waits for every write before it
+    private int _warmRedelivered;
+    private int _warmLate;
+
+    // Between the two sides: rounds sent and not yet settled, in the order sent; entities whose cached state is
+    // outdated; a request to drop the whole cache (partitions were assigned).
+    private readonly ConcurrentQueue<WriteRound> _unsettled = new();
+    private readonly ConcurrentQueue<string> _outdated = new();
+    private int _invalidateAll;
+
     /// <summary>An entity's state as in Redis after this store's last call, and what identifies it there.</summary>
-    private sealed record CachedState(string Token, EntityWindowState State, string? Source, long? Offset, long ExpirySetAtMs);
+    /// <summary><see cref="Keys"/>: the entity's meta and series keys, built once (key strings were a fifth of the bytes allocated per event).</summary>
+    private sealed record CachedState(string Token, EntityWindowState State, string? Source, long? Offset, long ExpirySetAtMs, RedisKey[] Keys);
 
     /// <summary>
     /// How often a cached entity's keys get their expiry pushed back (PEXPIRE), besides when a series key is
@@ -64,16 +94,41 @@ public sealed class RedisFeatureStore : IFeatureStore
     private sealed record Pending(CachedState Next, string Expected, bool Applied, int TouchedFrom, int TouchedCount, int Redelivered, int Late,
         bool RefreshExpiry, long EmptySeriesBefore);
 
+    /// <summary>One cached entity's conditional write: its rows in the batch, the reply, and whether it is settled.</summary>
+    private sealed class EntityWrite(string entity, List<int> rows, Pending update)
+    {
+        public string Entity => entity;
+        public List<int> Rows => rows;
+        public Pending Update => update;
+        public Task<RedisResult>? Written { get; set; }
+        public bool Settled { get; set; }
+    }
+
+    /// <summary>The conditional writes of one batch's cached entities: prepared script calls, then their replies.</summary>
+    private sealed class WriteRound(EventBatch batch, long generation)
+    {
+        public EventBatch Batch => batch;
+        public long Generation => generation;
+        public List<EntityWrite> Writes { get; } = [];
+        public List<(RedisKey[] Keys, RedisValue[] Args, int First, int Count)> Calls { get; } = [];
+        public TaskCompletionSource Settled { get; } = new(TaskCreationOptions.RunContinuationsAsynchronously);
+        public bool Belongs(EventBatch b) => ReferenceEquals(b, batch) && b.Generation == generation;
+    }
+
     /// <param name="cachedEntities">Entities whose window state is kept between batches (0 = none; every
     /// call then reads the whole state from Redis).</param>
-    public RedisFeatureStore(IConnectionMultiplexer redis, FeaturePlan plan, int cachedEntities = DefaultCachedEntities)
+    /// <param name="writeBehind">Score on the cached state while its writes run (see the class remarks); false:
+    /// wait for the writes before the batch goes on.</param>
+    public RedisFeatureStore(IConnectionMultiplexer redis, FeaturePlan plan, int cachedEntities = DefaultCachedEntities, bool writeBehind = true)
     {
         ArgumentOutOfRangeException.ThrowIfNegative(cachedEntities);
         CachedEntities = cachedEntities;
         _redis = redis;
         _plan = plan;
+        _writeBehind = writeBehind;
         _engine = new WindowEngine(plan);
         _fields = new RedisValue[plan.Lookups.Count][];
+        _lookupKeys = [.. plan.Lookups.Select(_ => new Dictionary<string, string>(StringComparer.Ordinal))];
         for (var i = 0; i < plan.Lookups.Count; i++)
         {
             var fields = plan.Lookups[i].Fields;
@@ -85,23 +140,30 @@ public sealed class RedisFeatureStore : IFeatureStore
         _cluster = redis.GetServers().Any(server => server.ServerType == ServerType.Cluster);
     }
 
-    private readonly bool _cluster;
-
     /// <summary>Default bound of the window-state cache (entities; the cache is emptied when it is reached).</summary>
     public const int DefaultCachedEntities = 100_000;
 
     public int CachedEntities { get; }
 
-    /// <summary>Called after each batch with its entity updates: computed here from the cached state, and read from Redis.</summary>
-    public Action<long, long>? OnUpdated { get; init; }
+    /// <summary>
+    /// Called with entity updates as they settle: computed here from the cached state and accepted by Redis
+    /// (cached), read from Redis (read), refused or of unknown outcome and re-applied from Redis's state (conflicts).
+    /// From the batch stage and the persist stage.
+    /// </summary>
+    public Action<long, long, long>? OnUpdated { get; init; }
 
-    private long _reads;
+    private long _cacheHits;
+    private long _cacheMisses;
+    private long _conflicts;
 
     /// <summary>Entity updates computed here from the cached state and accepted by Redis.</summary>
-    public long CacheHits { get; private set; }
+    public long CacheHits => Interlocked.Read(ref _cacheHits);
 
     /// <summary>Entity updates that read the whole state from Redis (nothing cached, or the cache was outdated).</summary>
-    public long CacheMisses { get; private set; }
+    public long CacheMisses => Interlocked.Read(ref _cacheMisses);
+
+    /// <summary>Cached updates Redis refused (another writer changed the entity) or whose outcome was unknown, re-applied from Redis's state.</summary>
+    public long Conflicts => Interlocked.Read(ref _conflicts);
 
     /// <summary>How long an idle entity's window keys live: the longest retention plus a day.</summary>
     public static long ExpiryMs(FeaturePlan plan)
@@ -113,22 +175,34 @@ public sealed class RedisFeatureStore : IFeatureStore
 
     private static string LoadScript(string name) => EmbeddedResources.Text(name);
 
+    /// <summary>
+    /// Drops every cached entity before the next batch (after the writes in flight settle): call when partitions
+    /// are assigned, since another instance may have written their entities since this one last did. Any thread.
+    /// </summary>
+    public void InvalidateCache() => Volatile.Write(ref _invalidateAll, 1);
+
     public async ValueTask FetchAsync(EventBatch batch, CancellationToken cancellationToken)
     {
         var lookups = _plan.Lookups;
         var hasWindows = _plan.Series.Count > 0;
         if (lookups.Count == 0 && !hasWindows) return;
 
-        // Counted afresh on every attempt: the caller retries a whole batch after a failure.
-        batch.RedeliveredEvents = 0;
-        batch.LateEvents = 0;
+        var first = !ReferenceEquals(_advanced, batch) || _advancedGeneration != batch.Generation;
+        if (first && hasWindows)
+        {
+            await DropOutdatedAsync(batch.OkCount, cancellationToken).ConfigureAwait(false);
+            Advance(batch);
+        }
+        // Counted afresh on every attempt (the caller retries a whole batch after a failure); the cached
+        // entities' counts come from their replay, which runs once.
+        batch.RedeliveredEvents = _warmRedelivered;
+        batch.LateEvents = _warmLate;
         batch.StaleLookups = 0;
-        _reads = 0;
-        long cached = 0;
+        long reads = 0;
         try
         {
             var round = _redis.GetDatabase().CreateBatch();
-            if (hasWindows) QueueWindowCalls(batch, round);
+            QueueUpdateCalls(_cold, batch, round, _windowCalls);
             for (var k = 0; k < batch.OkCount; k++)
             {
                 var texts = batch.TextRow(batch.Rows[k]);
@@ -136,70 +210,174 @@ public sealed class RedisFeatureStore : IFeatureStore
                 {
                     var entity = texts[lookups[l].EntityTextSlot];
                     if (entity is null) continue;
-                    var key = FeatureKeys.Lookup(lookups[l], entity);
+                    var key = LookupKey(l, entity);
                     if (!_lookupReads.ContainsKey(key)) _lookupReads[key] = round.HashGetAsync(key, _fields[l]);
                 }
             }
+            // The writes go after the reads: Redis answers the reads first, and the batch goes on while it runs the writes.
+            var sent = Send(round);
             round.Execute();
 
-            foreach (var (_, _, task, _) in _writeCalls) await task.WaitAsync(cancellationToken).ConfigureAwait(false);
-            foreach (var (_, _, task) in _windowCalls) await task.WaitAsync(cancellationToken).ConfigureAwait(false);
+            foreach (var (_, _, _, task) in _windowCalls) await task.WaitAsync(cancellationToken).ConfigureAwait(false);
             foreach (var task in _lookupReads.Values) await task.WaitAsync(cancellationToken).ConfigureAwait(false);
-
-            foreach (var (entity, rows, task, update) in _writeCalls)
-            {
-                if ((int)task.Result == 1)
-                {
-                    batch.RedeliveredEvents += update.Redelivered;
-                    batch.LateEvents += update.Late;
-                    Keep(entity, update.Next);
-                    cached++;
-                }
-                else
-                {
-                    _refused.Add((entity, rows));
-                }
-            }
-            foreach (var (entity, rows, task) in _windowCalls) Replay(batch, entity, rows, task.Result);
-
-            if (_refused.Count > 0)
-            {
-                // Someone else changed these entities: read their state as the script applies the events.
-                _windowCalls.Clear();
-                var again = _redis.GetDatabase().CreateBatch();
-                QueueUpdateCalls(_refused, batch, again);
-                again.Execute();
-                foreach (var (_, _, task) in _windowCalls) await task.WaitAsync(cancellationToken).ConfigureAwait(false);
-                foreach (var (entity, rows, task) in _windowCalls) Replay(batch, entity, rows, task.Result);
-            }
+            foreach (var (entity, rows, keys, task) in _windowCalls) Replay(batch, entity, rows, keys, task.Result);
+            reads = _windowCalls.Count;
             FillLookups(batch);
-            CacheHits += cached;
-            CacheMisses += _reads;
-            OnUpdated?.Invoke(cached, _reads);
+            // The cold entities are read and kept: a retry must not read them again (they would count as redelivered).
+            _cold.Clear();
+            (_warmRedelivered, _warmLate) = (batch.RedeliveredEvents, batch.LateEvents);
+            Count(0, reads, 0);
+            if (!_writeBehind && (sent ?? _lastSent) is { } own && own.Belongs(batch))
+                await SettleAsync(own, batch, cancellationToken).ConfigureAwait(false);
         }
         finally
         {
-            foreach (var rows in _groups.Values) { rows.Clear(); _spareLists.Push(rows); }
             _windowCalls.Clear();
-            _writeCalls.Clear();
-            _refused.Clear();
-            _touchedBuckets.Clear();
-            _groups.Clear();
             _lookupReads.Clear();
         }
     }
 
-    private void Keep(string entity, CachedState state)
+    /// <summary>
+    /// Waits until the batch's window-state writes are settled in Redis (accepted, or re-applied from Redis's
+    /// state); the batch's offsets must not complete before. Batches in the order they were fetched; the caller
+    /// retries a failure (what settled stays settled).
+    /// </summary>
+    public async ValueTask PersistAsync(EventBatch batch, CancellationToken cancellationToken)
     {
-        if (CachedEntities == 0 || string.IsNullOrEmpty(state.Token)) return;
-        _engine.Trim(state.State);
-        if (_cache.Count >= CachedEntities) _cache.Clear();
-        _cache[entity] = state;
+        if (_unsettled.TryPeek(out var round) && round.Belongs(batch)) await SettleAsync(round, null, cancellationToken).ConfigureAwait(false);
     }
 
-    private void QueueWindowCalls(EventBatch batch, IBatch round)
+    /// <summary>
+    /// The batch's writes could not be settled in time (Defaults policy): its events stay missing from their
+    /// entities' aggregates where Redis did not take them, and those entities are read afresh.
+    /// </summary>
+    public void Abandon(EventBatch batch)
     {
-        // Group the batch's clean rows by entity, keeping arrival order within each entity.
+        if (!_unsettled.TryPeek(out var round) || !round.Belongs(batch)) return;
+        foreach (var write in round.Writes)
+            if (!write.Settled) _outdated.Enqueue(write.Entity);
+        Finish(round);
+    }
+
+    private WriteRound? Send(IBatch redis)
+    {
+        if (_round is not { } round) return null;
+        _round = null;
+        foreach (var (keys, args, firstWrite, count) in round.Calls)
+        {
+            var call = redis.ScriptEvaluateAsync(WriteScript, keys, args);
+            for (var e = 0; e < count; e++) round.Writes[firstWrite + e].Written = Pick(call, e);
+        }
+        round.Calls.Clear();
+        _unsettled.Enqueue(round);
+        _lastSent = round;
+        return round;
+    }
+
+    /// <summary>
+    /// Settles one round: each write Redis accepted is done; one it refused, or whose reply was an error, is
+    /// re-applied with WindowUpdate.lua (idempotent). <paramref name="replayInto"/> (no write-behind): the batch
+    /// is not scored yet, so the re-read entities' windows are recomputed into it and their state is kept.
+    /// </summary>
+    private async Task SettleAsync(WriteRound round, EventBatch? replayInto, CancellationToken ct)
+    {
+        long accepted = 0;
+        var retry = new List<EntityWrite>();
+        foreach (var write in round.Writes)
+        {
+            if (write.Settled) continue;
+            try
+            {
+                if ((int)await write.Written!.WaitAsync(ct).ConfigureAwait(false) == 1)
+                {
+                    write.Settled = true;
+                    accepted++;
+                    continue;
+                }
+            }
+            catch (Exception) when (!ct.IsCancellationRequested)
+            {
+                // Timed out or the connection dropped: it may or may not have been applied; re-applying is safe.
+            }
+            retry.Add(write);
+        }
+        Count(accepted, 0, 0);
+        if (retry.Count > 0)
+        {
+            var calls = new List<(string Entity, List<int> Rows, RedisKey[] Keys, Task<RedisResult> State)>();
+            var redis = _redis.GetDatabase().CreateBatch();
+            QueueUpdateCalls([.. retry.Select(w => (w.Entity, w.Rows, w.Update.Next.Keys))], round.Batch, redis, calls);
+            redis.Execute();
+            foreach (var (_, _, _, task) in calls) await task.WaitAsync(ct).ConfigureAwait(false);
+            for (var i = 0; i < retry.Count; i++)
+            {
+                var write = retry[i];
+                if (replayInto is not null)
+                {
+                    // Its windows were computed from an outdated state: recompute them from Redis's.
+                    replayInto.RedeliveredEvents -= write.Update.Redelivered;
+                    replayInto.LateEvents -= write.Update.Late;
+                    _cache.Remove(write.Entity);
+                    Replay(replayInto, write.Entity, write.Rows, write.Update.Next.Keys, calls[i].State.Result);
+                    (_warmRedelivered, _warmLate) = (replayInto.RedeliveredEvents, replayInto.LateEvents);
+                }
+                else
+                {
+                    _outdated.Enqueue(write.Entity);
+                }
+                write.Settled = true;
+            }
+            Count(0, 0, retry.Count);
+        }
+        Finish(round);
+    }
+
+    private void Finish(WriteRound round)
+    {
+        if (_unsettled.TryPeek(out var head) && ReferenceEquals(head, round)) _unsettled.TryDequeue(out _);
+        round.Settled.TrySetResult();
+    }
+
+    private void Count(long cached, long read, long conflicts)
+    {
+        if (cached > 0) Interlocked.Add(ref _cacheHits, cached);
+        if (read > 0) Interlocked.Add(ref _cacheMisses, read);
+        if (conflicts > 0) Interlocked.Add(ref _conflicts, conflicts);
+        if (cached > 0 || read > 0 || conflicts > 0) OnUpdated?.Invoke(cached, read, conflicts);
+    }
+
+    /// <summary>
+    /// Before a batch is advanced: drops the cached entities known to be outdated, everything when asked to or
+    /// when the batch could overflow the cache — each only once every write sent before has settled, so that a
+    /// re-read (which applies the batch's events) cannot overtake the re-application of an earlier one.
+    /// </summary>
+    private async ValueTask DropOutdatedAsync(int incoming, CancellationToken ct)
+    {
+        var all = Volatile.Read(ref _invalidateAll) == 1 || (_cache.Count > 0 && _cache.Count + incoming > CachedEntities);
+        if (!all && _outdated.IsEmpty) return;
+        if (_lastSent is { } last) await last.Settled.Task.WaitAsync(ct).ConfigureAwait(false);
+        if (all)
+        {
+            Interlocked.Exchange(ref _invalidateAll, 0);
+            _cache.Clear();
+        }
+        while (_outdated.TryDequeue(out var entity)) _cache.Remove(entity);
+    }
+
+    /// <summary>
+    /// Once per batch: groups its clean rows by entity (arrival order within each), replays those of cached
+    /// entities over their cached state here — their windows go into the batch, the new state back into the
+    /// cache — and prepares the conditional writes; the others are read from Redis by the fetch.
+    /// </summary>
+    private void Advance(EventBatch batch)
+    {
+        foreach (var rows in _groups.Values) { rows.Clear(); _spareLists.Push(rows); }
+        _groups.Clear();
+        _cold.Clear();
+        _touchedBuckets.Clear();
+        _round = null;
+        _warmRedelivered = 0;
+        _warmLate = 0;
         for (var k = 0; k < batch.OkCount; k++)
         {
             var row = batch.Rows[k];
@@ -211,24 +389,44 @@ public sealed class RedisFeatureStore : IFeatureStore
             }
             rows.Add(row);
         }
-
-        var cold = new List<(string Entity, List<int> Rows)>();
-        var warm = new List<(string Entity, List<int> Rows, Pending Update)>();
+        WriteRound? round = null;
         foreach (var (entity, rows) in _groups)
         {
-            // Out of the cache while it changes: whatever happens next, no stale entry stays behind.
-            if (_cache.Remove(entity, out var cached)) warm.Add((entity, rows, Advance(batch, cached, rows)));
-            else cold.Add((entity, rows));
+            if (!_cache.TryGetValue(entity, out var cached))
+            {
+                _cold.Add((entity, rows, EntityKeys(entity)));
+                continue;
+            }
+            var update = AdvanceEntity(batch, cached, rows);
+            _warmRedelivered += update.Redelivered;
+            _warmLate += update.Late;
+            round ??= new WriteRound(batch, batch.Generation);
+            // Its own copy of the rows: the grouping lists are reused by the next batch, maybe before this write settles.
+            round.Writes.Add(new EntityWrite(entity, [.. rows], update));
         }
-        QueueWriteCalls(warm, round);
-        QueueUpdateCalls(cold, batch, round);
+        if (round is not null)
+        {
+            PrepareWriteCalls(round);
+            // Kept only now: keeping trims the state, and the write must delete the buckets the trim drops.
+            foreach (var write in round.Writes) Keep(write.Entity, write.Update.Next);
+        }
+        _round = round;
+        _advanced = batch;
+        _advancedGeneration = batch.Generation;
+    }
+
+    private void Keep(string entity, CachedState state)
+    {
+        if (CachedEntities == 0 || string.IsNullOrEmpty(state.Token)) return;
+        _engine.Trim(state.State);
+        _cache[entity] = state;
     }
 
     /// <summary>
     /// Replays the entity's events over its cached state, writing each event's window values into the batch,
     /// and returns the state Redis should hold afterwards (not yet written).
     /// </summary>
-    private Pending Advance(EventBatch batch, CachedState cached, List<int> rows)
+    private Pending AdvanceEntity(EventBatch batch, CachedState cached, List<int> rows)
     {
         var state = cached.State;
         // A series without buckets has no key in Redis: a write that creates it must also set its expiry.
@@ -239,31 +437,32 @@ public sealed class RedisFeatureStore : IFeatureStore
         var (src, off, applied, redelivered, late) = ReplayRows(batch, state, cached.Source, cached.Offset, rows, _touchedBuckets);
         var now = Environment.TickCount64;
         var refresh = applied && (now - cached.ExpirySetAtMs >= ExpiryRefreshMs || state.Series.Length > 64);
-        return new Pending(new CachedState(applied ? NewToken() : cached.Token, state, src, off, refresh ? now : cached.ExpirySetAtMs),
+        return new Pending(new CachedState(applied ? NewToken() : cached.Token, state, src, off, refresh ? now : cached.ExpirySetAtMs, cached.Keys),
             cached.Token, applied, touchedFrom, _touchedBuckets.Count - touchedFrom, redelivered, late, refresh, empty);
     }
 
-    private string NewToken() => _tokenPrefix + (++_tokens).ToString("x", CultureInfo.InvariantCulture);
+    private string NewToken() => _tokenPrefix + Interlocked.Increment(ref _tokens).ToString("x", CultureInfo.InvariantCulture);
 
-    private void QueueWriteCalls(List<(string Entity, List<int> Rows, Pending Update)> entities, IBatch round)
+    private void PrepareWriteCalls(WriteRound round)
     {
+        var entities = round.Writes;
         var perCall = _cluster ? 1 : EntitiesPerCall;
         var series = _plan.Series;
         var keys = new List<RedisKey>(perCall * (1 + series.Count));
         var args = new List<RedisValue>(256);
-        var pending = new List<(string Entity, List<int> Rows, Pending Update)>(perCall);
+        var firstInCall = 0;
         for (var i = 0; i < entities.Count; i++)
         {
-            if (pending.Count == 0)
+            if (i == firstInCall)
             {
                 args.Add(series.Count);
                 args.Add(_expiryMs);
                 args.Add(Math.Min(perCall, entities.Count - i));
             }
-            var (entity, rows, update) = entities[i];
+            var entity = entities[i].Entity;
+            var update = entities[i].Update;
             var state = update.Next.State;
-            keys.Add(FeatureKeys.WindowMeta(_plan, entity));
-            foreach (var spec in series) keys.Add(FeatureKeys.Series(_plan, spec, entity));
+            keys.AddRange(update.Next.Keys);
             args.Add(update.Expected);
             args.Add(update.Next.Token);
             args.Add(update.Applied ? "1" : "0");
@@ -300,34 +499,33 @@ public sealed class RedisFeatureStore : IFeatureStore
                 args[countAt] = m;
                 args.Add(update.RefreshExpiry || (n > 0 && (update.EmptySeriesBefore & (1L << s)) != 0) ? "1" : "0");
             }
-            pending.Add((entity, rows, update));
-            if (pending.Count < perCall && i < entities.Count - 1) continue;
-            var call = round.ScriptEvaluateAsync(WriteScript, [.. keys], [.. args]);
-            for (var e = 0; e < pending.Count; e++) _writeCalls.Add((pending[e].Entity, pending[e].Rows, Pick(call, e), pending[e].Update));
-            pending.Clear();
+            if (i - firstInCall + 1 < perCall && i < entities.Count - 1) continue;
+            round.Calls.Add(([.. keys], [.. args], firstInCall, i - firstInCall + 1));
+            firstInCall = i + 1;
             keys.Clear();
             args.Clear();
         }
     }
 
-    private void QueueUpdateCalls(List<(string Entity, List<int> Rows)> entities, EventBatch batch, IBatch round)
+    private void QueueUpdateCalls(List<(string Entity, List<int> Rows, RedisKey[] Keys)> entities, EventBatch batch, IBatch round,
+        List<(string Entity, List<int> Rows, RedisKey[] Keys, Task<RedisResult> State)> calls)
     {
         // Up to EntitiesPerCall entities per script call on a standalone server: fewer calls, while one
         // call stays short (a script blocks the server; other clients must not wait long). In a cluster
         // a script may only touch one slot's keys, so one entity (one hash tag) per call.
         var perCall = _cluster ? 1 : EntitiesPerCall;
-        var pending = new List<(string Entity, List<int> Rows)>(perCall);
+        var pending = new List<(string Entity, List<int> Rows, RedisKey[] Keys)>(perCall);
         var keys = new List<RedisKey>(perCall * (1 + _plan.Series.Count));
         var args = new List<RedisValue>(256);
         for (var i = 0; i < entities.Count; i++)
         {
-            var (entity, rows) = entities[i];
+            var (entity, rows, entityKeys) = entities[i];
             if (pending.Count == 0) Header(args, Math.Min(perCall, entities.Count - i));
-            AddEntity(entity, rows, batch, keys, args);
-            pending.Add((entity, rows));
+            AddEntity(entityKeys, rows, batch, keys, args);
+            pending.Add((entity, rows, entityKeys));
             if (pending.Count < perCall && i < entities.Count - 1) continue;
             var call = round.ScriptEvaluateAsync(Script, [.. keys], [.. args]);
-            for (var e = 0; e < pending.Count; e++) _windowCalls.Add((pending[e].Entity, pending[e].Rows, Pick(call, e)));
+            for (var e = 0; e < pending.Count; e++) calls.Add((pending[e].Entity, pending[e].Rows, pending[e].Keys, Pick(call, e)));
             pending.Clear();
             keys.Clear();
             args.Clear();
@@ -348,11 +546,28 @@ public sealed class RedisFeatureStore : IFeatureStore
         foreach (var spec in _plan.Series) { args.Add(spec.BucketMs); args.Add(spec.RetainBuckets); }
     }
 
-    private void AddEntity(string entity, List<int> rows, EventBatch batch, List<RedisKey> keys, List<RedisValue> args)
+    /// <summary>The entity's window keys: its meta hash, then one hash per series.</summary>
+    private RedisKey[] EntityKeys(string entity)
+    {
+        var keys = new RedisKey[1 + _plan.Series.Count];
+        keys[0] = FeatureKeys.WindowMeta(_plan, entity);
+        for (var s = 0; s < _plan.Series.Count; s++) keys[1 + s] = FeatureKeys.Series(_plan, _plan.Series[s], entity);
+        return keys;
+    }
+
+    /// <summary>Lookup <paramref name="lookup"/>'s key for an entity, built once per entity while the map stays under its bound.</summary>
+    private string LookupKey(int lookup, string entity)
+    {
+        var keys = _lookupKeys[lookup];
+        if (keys.TryGetValue(entity, out var key)) return key;
+        if (keys.Count >= DefaultCachedEntities) keys.Clear();
+        return keys[entity] = FeatureKeys.Lookup(_plan.Lookups[lookup], entity);
+    }
+
+    private void AddEntity(RedisKey[] entityKeys, List<int> rows, EventBatch batch, List<RedisKey> keys, List<RedisValue> args)
     {
         var series = _plan.Series;
-        keys.Add(FeatureKeys.WindowMeta(_plan, entity));
-        foreach (var spec in series) keys.Add(FeatureKeys.Series(_plan, spec, entity));
+        keys.AddRange(entityKeys);
         args.Add(NewToken());
         args.Add(rows.Count);
         foreach (var row in rows)
@@ -375,7 +590,7 @@ public sealed class RedisFeatureStore : IFeatureStore
     /// each event's windows are read first, then the event is added (unless late or already applied).
     /// The same rules as the script, so the state here ends equal to the state in Redis.
     /// </summary>
-    private void Replay(EventBatch batch, string entity, List<int> rows, RedisResult result)
+    private void Replay(EventBatch batch, string entity, List<int> rows, RedisKey[] keys, RedisResult result)
     {
         var parts = (RedisResult[])result!;
         var state = _engine.NewState();
@@ -387,7 +602,6 @@ public sealed class RedisFeatureStore : IFeatureStore
         long? off = string.IsNullOrEmpty(offText) ? null : (long)double.Parse(offText, CultureInfo.InvariantCulture);
         for (var i = 0; i < _plan.Series.Count; i++)
             ParseBuckets((RedisResult[])parts[4 + i]!, state.Series[i]);
-        _reads++;
 
         var (newSrc, newOff, _, redelivered, late) = ReplayRows(batch, state, src, off, rows, touched: null);
         batch.RedeliveredEvents += redelivered;
@@ -395,7 +609,7 @@ public sealed class RedisFeatureStore : IFeatureStore
         // The state now equals the one in Redis, under the token the script left in the meta hash.
         // WindowUpdate.lua set the expiry of every key when it applied events; when it did not, an earlier
         // write did, recently enough for the refresh interval.
-        Keep(entity, new CachedState((string?)parts[3] ?? "", state, newSrc, newOff, Environment.TickCount64));
+        Keep(entity, new CachedState((string?)parts[3] ?? "", state, newSrc, newOff, Environment.TickCount64, keys));
     }
 
     /// <summary>
@@ -485,7 +699,7 @@ public sealed class RedisFeatureStore : IFeatureStore
                 values.Slice(first, n).Fill(double.NaN);
                 var entity = texts[spec.EntityTextSlot];
                 if (entity is null) continue;
-                var got = _lookupReads[FeatureKeys.Lookup(spec, entity)].Result;
+                var got = _lookupReads[LookupKey(l, entity)].Result;
                 if (got.Length <= n || got[n].IsNull) continue;
                 var asOf = Parse(got[n]);
                 if (!double.IsFinite(asOf) || !FeatureKeys.IsUsable((long)asOf, t, spec.TtlMs))

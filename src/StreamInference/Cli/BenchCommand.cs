@@ -35,6 +35,7 @@ public static class BenchCommand
             parse.GetValue(kafka), parse.GetValue(registry), parse.GetValue(redis) ?? Environment.GetEnvironmentVariable("REDIS_URL"),
             parse.GetValue(output)!, parse.GetValue(skipMicro), parse.GetValue(quick), parse.GetValue(set) ?? []), ct));
         command.Subcommands.Add(Passthrough());
+        command.Subcommands.Add(BenchGenerate.Create());
         command.Subcommands.Add(ModelBenchCommand.Create());
         return command;
     }
@@ -70,7 +71,7 @@ public static class BenchCommand
         {
             BootstrapServers = bootstrap, GroupId = group, AutoOffsetReset = AutoOffsetReset.Earliest,
             EnableAutoCommit = true, EnableAutoOffsetStore = false, ClientId = "streaminference-bench-passthrough",
-        }).Build();
+        }).SetPartitionsAssignedHandler((_, list) => Console.Error.WriteLine($"Assigned {list.Count} partition(s)")).Build();
         consumer.Subscribe(input);
         Console.Error.WriteLine($"passthrough {input} → {output}");
         var failed = 0;

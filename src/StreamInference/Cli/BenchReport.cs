@@ -16,8 +16,12 @@ public sealed class ThroughputRun
     public double CpuCoresBusy { get; set; }
 }
 
+/// <summary>One open-loop step (<see cref="OpenLoop"/>): a probe of the sustainable-rate search, or a latency step at a fraction of that rate.</summary>
 public sealed class LatencyStep
 {
+    /// <summary>processor or passthrough.</summary>
+    public string Consumer { get; set; } = "processor";
+    /// <summary>Of the sustainable rate (latency steps); 0 for a probe of the search.</summary>
     public double Fraction { get; set; }
     public double TargetRate { get; set; }
     public double AchievedRate { get; set; }
@@ -27,6 +31,15 @@ public sealed class LatencyStep
     public double P95Ms { get; set; }
     public double P99Ms { get; set; }
     public double MaxMs { get; set; }
+    public long Produced { get; set; }
+    /// <summary>How far the generator fell behind its schedule at worst.</summary>
+    public double GeneratorMaxBehindMs { get; set; }
+    /// <summary>Input high watermarks minus output high watermarks when the generator stopped.</summary>
+    public long BacklogAtEnd { get; set; }
+    public bool Sustained { get; set; }
+    /// <summary>The consumer's CPU time over the step ÷ events produced.</summary>
+    public double CpuMicrosPerEvent { get; set; }
+    public double CpuCoresBusy { get; set; }
 }
 
 public sealed record BenchGoal(string Name, string Target, string Measured, bool Met);
@@ -53,6 +66,12 @@ public sealed class BenchResult
     public double ShadowRatio => WithShadow is { EventsPerSecond: > 0 } w && ChampionAlone is { EventsPerSecond: > 0 } a ? Math.Round(w.EventsPerSecond / a.EventsPerSecond, 3) : double.NaN;
     /// <summary>The processor's own /metrics after the throughput run: batches and time per stage.</summary>
     public List<BenchFigure> Stages { get; set; } = [];
+    /// <summary>Highest sustained rate of each (open loop, the generator running as its own process); 0 when not measured.</summary>
+    public double ProcessorSustainable { get; set; }
+    public double PassthroughSustainable { get; set; }
+    public double SustainableRatio => PassthroughSustainable > 0 ? Math.Round(ProcessorSustainable / PassthroughSustainable, 3) : double.NaN;
+    /// <summary>The probes of the sustainable-rate searches.</summary>
+    public List<LatencyStep> Search { get; set; } = [];
     public List<LatencyStep> Latency { get; set; } = [];
     public List<MicroResult> Micro { get; set; } = [];
     public List<BenchGoal> Goals { get; set; } = [];
@@ -61,6 +80,7 @@ public sealed class BenchResult
 [JsonSourceGenerationOptions(PropertyNamingPolicy = JsonKnownNamingPolicy.CamelCase, WriteIndented = true,
     NumberHandling = JsonNumberHandling.AllowNamedFloatingPointLiterals)]
 [JsonSerializable(typeof(BenchResult))]
+[JsonSerializable(typeof(BenchGenerate.Summary), TypeInfoPropertyName = "GeneratorSummary")]
 public sealed partial class BenchJson : JsonSerializerContext;
 
 /// <summary>Goals of the performance work, and the results file in Markdown and JSON.</summary>
@@ -68,12 +88,14 @@ public static class BenchReport
 {
     public static IEnumerable<BenchGoal> Goals(BenchResult r)
     {
-        yield return new BenchGoal("processor ÷ passthrough throughput", "≥ 0.6", F(r.ThroughputRatio, "0.000"), r.ThroughputRatio >= 0.6);
+        if (r.PassthroughSustainable > 0)
+            yield return new BenchGoal("processor ÷ passthrough, sustainable rates (open loop, generator running)", "≥ 0.6", F(r.SustainableRatio, "0.000"), r.SustainableRatio >= 0.6);
+        yield return new BenchGoal("processor ÷ passthrough, backlog throughput (nothing else running)", "≥ 0.6", F(r.ThroughputRatio, "0.000"), r.ThroughputRatio >= 0.6);
         if (r.WithShadow is not null)
             yield return new BenchGoal("throughput with a shadow of the champion's cost ÷ without", "≥ 0.8", F(r.ShadowRatio, "0.000"), r.ShadowRatio >= 0.8);
         yield return new BenchGoal("CPU per event, full pipeline", "≤ 12 µs", F(r.Processor.CpuMicrosPerEvent, "0.0") + " µs", r.Processor.CpuMicrosPerEvent <= 12);
         if (r.Latency.FirstOrDefault(l => Math.Abs(l.Fraction - 0.5) < 1e-9) is { } half)
-            yield return new BenchGoal("p99 event-to-prediction at 50 % of max rate", "≤ 25 ms", F(half.P99Ms, "0.0") + " ms", half.P99Ms <= 25);
+            yield return new BenchGoal($"p99 event-to-prediction at 50 % of the {(r.ProcessorSustainable > 0 ? "sustainable" : "backlog")} rate", "≤ 25 ms", F(half.P99Ms, "0.0") + " ms", half.P99Ms <= 25);
         foreach (var group in new[] { "batcher", "offsets", "assembly" })
         {
             var rows = r.Micro.Where(m => m.Group == group && !m.Baseline && m.AllocatedBytesPerEvent is not null).ToList();
@@ -139,14 +161,35 @@ public static class BenchReport
             foreach (var f in r.Stages) b.AppendLine($"| {f.Name} | {f.Value} |");
         }
         b.AppendLine();
+        if (r.Search.Count > 0)
+        {
+            b.AppendLine("## Sustainable throughput (open loop)");
+            b.AppendLine();
+            b.AppendLine("The highest rate each consumer keeps up with while the load generator runs (Karimov et al., ICDE 2018). The generator is its own process " +
+                         "(`bench generate`), producing on a fixed schedule; every probe gets fresh topics and a freshly started consumer. A probe is sustained when the " +
+                         $"generator kept its schedule (≥ {OpenLoop.MinAchieved:P0} of the rate) and the backlog it leaves (input minus output high watermarks) is under " +
+                         $"{OpenLoop.MaxBacklogSeconds} s of input. Bisection between 20 % and 105 % of the backlog throughput.");
+            b.AppendLine();
+            b.AppendLine($"| | sustainable events/s |");
+            b.AppendLine("|---|---:|");
+            b.AppendLine($"| processor | {r.ProcessorSustainable:N0} |");
+            b.AppendLine($"| passthrough | {r.PassthroughSustainable:N0} |");
+            b.AppendLine($"| **ratio** | **{r.SustainableRatio:0.000}** |");
+            b.AppendLine();
+            b.AppendLine("| consumer | target events/s | generator achieved | backlog at the end | sustained | CPU-µs/event | cores busy | p99 ms |");
+            b.AppendLine("|---|---:|---:|---:|---|---:|---:|---:|");
+            foreach (var l in r.Search)
+                b.AppendLine($"| {l.Consumer} | {l.TargetRate:N0} | {l.AchievedRate:N0} | {l.BacklogAtEnd:N0} ({F(l.BacklogAtEnd / l.TargetRate, "0.00")} s) | {(l.Sustained ? "yes" : "no")} | {F(l.CpuMicrosPerEvent, "0.00")} | {F(l.CpuCoresBusy, "0.00")} | {F(l.P99Ms, "0.0")} |");
+            b.AppendLine();
+        }
         b.AppendLine("## Event-to-prediction latency (open loop)");
         b.AppendLine();
-        b.AppendLine("Events are produced on a fixed schedule at a fraction of the processor's measured maximum; latency is the time a reader receives the prediction minus the event time, which the producer sets to the moment it produces the event (millisecond resolution). Each step runs on fresh topics with a freshly started processor (same settings, same Redis); its first two seconds are warm-up.");
+        b.AppendLine($"Events are produced on a fixed schedule at a fraction of the processor's {(r.ProcessorSustainable > 0 ? "sustainable rate" : "backlog throughput")} by the generator process; latency is the time a reader in the bench process receives the prediction minus the event time, which the generator sets to the moment it produces the event (millisecond resolution, same clock). Each step runs on fresh topics with a freshly started processor (same settings, same Redis); the first two seconds of event time are warm-up.");
         b.AppendLine();
-        b.AppendLine("| load | target events/s | achieved | samples | missing | p50 ms | p95 ms | p99 ms | max ms |");
-        b.AppendLine("|---|---:|---:|---:|---:|---:|---:|---:|---:|");
+        b.AppendLine("| load | target events/s | achieved | samples | missing | backlog at the end | p50 ms | p95 ms | p99 ms | max ms | CPU-µs/event |");
+        b.AppendLine("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|");
         foreach (var l in r.Latency)
-            b.AppendLine($"| {l.Fraction:P0} | {l.TargetRate:N0} | {l.AchievedRate:N0} | {l.Samples:N0} | {l.Missing:N0} | {l.P50Ms:0.0} | {l.P95Ms:0.0} | {l.P99Ms:0.0} | {l.MaxMs:0.0} |");
+            b.AppendLine($"| {l.Fraction:P0} | {l.TargetRate:N0} | {l.AchievedRate:N0} | {l.Samples:N0} | {l.Missing:N0} | {l.BacklogAtEnd:N0} | {l.P50Ms:0.0} | {l.P95Ms:0.0} | {l.P99Ms:0.0} | {l.MaxMs:0.0} | {F(l.CpuMicrosPerEvent, "0.00")} |");
         if (r.Micro.Count > 0)
         {
             b.AppendLine();

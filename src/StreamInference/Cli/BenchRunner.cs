@@ -66,14 +66,18 @@ public static class BenchRunner
         var dlq = Topic("dlq");
         var drift = Topic("drift");
 
-        Log($"bench: {events:N0} events, {s.Partitions} partitions; Kafka {(s.BootstrapServers ?? "embedded")}, registry {(s.SchemaRegistryUrl ?? "embedded")}, Redis {(s.Redis is null ? "embedded Garnet" : Secrets.RedactText(s.Redis))}");
         using var mock = s.BootstrapServers is null ? new MockKafkaCluster(3) : null;
         var bootstrap = s.BootstrapServers ?? mock!.BootstrapServers;
         await using var devRegistry = s.SchemaRegistryUrl is null ? await DevSchemaRegistry.StartAsync(0, cancellationToken: ct).ConfigureAwait(false) : null;
         var registryUrl = s.SchemaRegistryUrl ?? devRegistry!.Url;
-        using var garnet = s.Redis is null ? new EmbeddedGarnet() : null;
-        var redisConfig = s.Redis is null ? garnet!.Configuration : RedisUrl.ToConfiguration(s.Redis);
+        // The Redis users run: a local redis-server process when installed, Garnet in this process otherwise.
+        using var redisServer = s.Redis is null ? await LocalRedisServer.TryStartAsync(cancellationToken: ct).ConfigureAwait(false) : null;
+        using var garnet = s.Redis is null && redisServer is null ? new EmbeddedGarnet() : null;
+        var redisConfig = redisServer?.Configuration ?? garnet?.Configuration ?? RedisUrl.ToConfiguration(s.Redis!);
+        var redisKind = redisServer is not null ? $"redis-server {await ServerVersionAsync(redisConfig).ConfigureAwait(false)} (a local process, no persistence)"
+            : garnet is not null ? "embedded Garnet (in the bench process; redis-server is not installed)" : "external Redis";
 
+        Log($"bench: {events:N0} events, {s.Partitions} partitions; Kafka {(s.BootstrapServers ?? "embedded")}, registry {(s.SchemaRegistryUrl ?? "embedded")}, Redis {(s.Redis is null ? redisKind : Secrets.RedactText(s.Redis))}");
         var result = new BenchResult
         {
             Command = "dotnet run --project src/StreamInference -c Release -- bench" + (s.Quick ? " --quick" : "") +
@@ -82,7 +86,7 @@ public static class BenchRunner
             Date = DateTimeOffset.UtcNow.ToString("yyyy-MM-dd HH:mm 'UTC'", CultureInfo.InvariantCulture),
             Machine = MachineDescription(),
             Kafka = s.BootstrapServers is null ? "embedded librdkafka mock cluster (3 brokers, in the bench process)" : "external brokers",
-            Redis = s.Redis is null ? "embedded Garnet (in the bench process)" : "external Redis",
+            Redis = redisKind,
             Events = events,
             Partitions = s.Partitions,
         };
@@ -122,9 +126,9 @@ public static class BenchRunner
 
             // 2. The processor on the same input, then 3. open-loop latency steps against it.
             Log("processor (serve): full pipeline with the example model ...");
-            ChildProcess Processor(string from, string to, string group, int port) => Child("processor", ["serve", .. ChildProcess.SetArguments([
+            ChildProcess Processor(string from, string to, string group, int port, string? deadLetters = null) => Child("processor", ["serve", .. ChildProcess.SetArguments([
                 $"Kafka:BootstrapServers={bootstrap}", $"Kafka:GroupId={group}",
-                $"Kafka:InputTopic={from}", $"Kafka:OutputTopic={to}", $"Kafka:DeadLetterTopic={dlq}",
+                $"Kafka:InputTopic={from}", $"Kafka:OutputTopic={to}", $"Kafka:DeadLetterTopic={deadLetters ?? dlq}",
                 $"SchemaRegistry:Url={registryUrl}", $"Redis:Configuration={redisConfig}", $"Drift:Topic={drift}",
                 $"Http:Port={port}", "Http:Host=127.0.0.1", "Logging:LogLevel:Default=Warning",
                 .. FetchWait(mock), .. s.ProcessorSettings])]);
@@ -181,29 +185,42 @@ public static class BenchRunner
                 }
             }
 
-            // 3. Each latency step on fresh topics with a fresh processor (same settings, the same warm
-            // Redis): the embedded cluster looks a fetch offset up by walking a partition's message sets
-            // from the first, so topics written in small open-loop batches make it, not the processor, the
-            // slow part as a step goes on. Short steps, and the upstream producer lingers 5 ms (librdkafka's
-            // default) so that its batches are not needlessly small.
-            var generator = new PaymentGenerator(streamSeed: Seed + 1);
-            for (var i = 0; i < LatencyFractions.Length; i++)
+            // 3. Sustainable throughput of the processor and of the passthrough under the same conditions (the generator
+            // as its own process, fresh topics and a fresh consumer per step), then latency at 25/50/80 % of the
+            // processor's. Fresh topics because the embedded cluster looks a fetch offset up by walking a partition's
+            // message sets from the first: topics written in small open-loop batches make it, not the consumer, the
+            // slow part as a step goes on.
+            var loop = new OpenLoop(bootstrap, registryUrl, mock, s.Partitions, stepSeconds, Topic, stepTopics, Log);
+            var ports = new Dictionary<ChildProcess, int>();
+            var processorTarget = new LoadTarget("processor",
+                (from, to, dead, n) =>
+                {
+                    var port = EmbeddedGarnet.FreePort();
+                    var child = Processor(from, to, $"bench-step{n}-{runId}", port, dead);
+                    ports[child] = port;
+                    return child;
+                },
+                (child, token) => WaitAssignedAsync(child, ports[child], token), Predictions: true);
+            var passthroughTarget = new LoadTarget("passthrough",
+                (from, to, _, n) => Child("passthrough", ["bench", "passthrough", "--bootstrap-servers", bootstrap, "--input-topic", from, "--output-topic", to, "--group-id", $"bench-passthrough-step{n}-{runId}"]),
+                (child, token) => child.WaitAssignedAsync(TimeSpan.FromSeconds(90), token), Predictions: false);
+            var probes = s.Quick ? 2 : 4;
+            Log($"sustainable rate, processor: {probes} open-loop probes of {stepSeconds:N0} s (the generator in its own process) ...");
+            (result.ProcessorSustainable, var processorProbes) = await loop.SustainableRateAsync(processorTarget, proc.EventsPerSecond, probes, ct).ConfigureAwait(false);
+            Log($"sustainable rate, passthrough: {probes} probes ...");
+            (result.PassthroughSustainable, var passthroughProbes) = await loop.SustainableRateAsync(passthroughTarget, result.Passthrough.EventsPerSecond, probes, ct).ConfigureAwait(false);
+            result.Search.AddRange([.. processorProbes, .. passthroughProbes]);
+            Log($"  sustainable: processor {result.ProcessorSustainable:N0}/s, passthrough {result.PassthroughSustainable:N0}/s, ratio {result.SustainableRatio:0.000}");
+
+            var reference = result.ProcessorSustainable > 0 ? result.ProcessorSustainable : proc.EventsPerSecond;
+            foreach (var fraction in LatencyFractions)
             {
-                var fraction = LatencyFractions[i];
-                var rate = fraction * proc.EventsPerSecond;
-                var (stepIn, stepOut) = (Topic($"in{i + 1}"), Topic($"predictions{i + 1}"));
-                stepTopics.AddRange([stepIn, stepOut]);
-                await CreateTopicsAsync(mock, bootstrap, s.Partitions, [stepIn, stepOut], []).ConfigureAwait(false);
-                var schemaId = await registry.RegisterAsync($"{stepIn}-value", writer, ct).ConfigureAwait(false);
-                Log($"latency at {fraction:P0} of max: open loop at {rate:N0} events/s for {stepSeconds:N0} s ...");
-                var port = EmbeddedGarnet.FreePort();
-                using var processor = Processor(stepIn, stepOut, $"bench-latency-{i + 1}-{runId}", port);
-                await WaitAssignedAsync(processor, port, ct).ConfigureAwait(false);
-                var step = await LatencyStepAsync(processor, bootstrap, stepIn, stepOut, writer, schemaId, generator, rate, stepSeconds, ct).ConfigureAwait(false);
-                await processor.StopAsync(StopTimeout).ConfigureAwait(false);
+                var rate = Math.Round(fraction * reference);
+                Log($"latency at {fraction:P0} of the {(result.ProcessorSustainable > 0 ? "sustainable" : "backlog")} rate: open loop at {rate:N0} events/s for {stepSeconds:N0} s ...");
+                var step = await loop.StepAsync(processorTarget, rate, ct).ConfigureAwait(false);
                 step.Fraction = fraction;
                 result.Latency.Add(step);
-                Log($"  p50 {step.P50Ms:N1} ms, p95 {step.P95Ms:N1} ms, p99 {step.P99Ms:N1} ms (achieved {step.AchievedRate:N0}/s, {step.Samples:N0} samples, {step.Missing} missing)");
+                Log($"  p50 {step.P50Ms:N1} ms, p95 {step.P95Ms:N1} ms, p99 {step.P99Ms:N1} ms (achieved {step.AchievedRate:N0}/s, {step.Samples:N0} samples, {step.Missing} missing, backlog at the end {step.BacklogAtEnd:N0})");
             }
             await DeleteTopicsOnceAsync().ConfigureAwait(false);
 
@@ -232,6 +249,12 @@ public static class BenchRunner
     }
 
     private static void Log(string line) => Console.Error.WriteLine(line);
+
+    private static async Task<string> ServerVersionAsync(string configuration)
+    {
+        using var redis = await ConnectionMultiplexer.ConnectAsync(configuration).ConfigureAwait(false);
+        return redis.GetServers().FirstOrDefault()?.Version.ToString() ?? "?";
+    }
 
     /// <summary>
     /// A temporary model repository holding the champion the settings name (Model:Repository, Model:Name, Model:Version)
@@ -374,102 +397,7 @@ public static class BenchRunner
         }
     }
 
-    /// <summary>
-    /// One open-loop step: events are produced on a fixed schedule at <paramref name="rate"/> whatever the
-    /// processor does; a reader records, per prediction, receive time minus the input record's timestamp.
-    /// The first second is warm-up and not counted.
-    /// </summary>
-    private static async Task<LatencyStep> LatencyStepAsync(ChildProcess processor, string bootstrap, string input, string predictions,
-        Avro.RecordSchema writer, int schemaId, PaymentGenerator generator, double rate, double seconds, CancellationToken ct)
-    {
-        using var reader = new ConsumerBuilder<byte[], byte[]>(new ConsumerConfig
-        {
-            BootstrapServers = bootstrap, GroupId = "bench-latency-reader", EnableAutoCommit = false, FetchWaitMaxMs = 5,
-            IsolationLevel = IsolationLevel.ReadUncommitted, ClientId = "streaminference-bench-reader",
-        }).Build();
-        using (var offsets = new TopicOffsets(bootstrap, predictions))
-            reader.Assign(offsets.Resolve("end").Select(p => new TopicPartitionOffset(predictions, p.Partition, p.Offset)));
-        var latencies = new List<double>((int)(rate * seconds) + 16);
-        var received = 0;
-        var warmUpEndMs = DateTimeOffset.UtcNow.ToUnixTimeMilliseconds() + 2000;
-        var stop = new CancellationTokenSource();
-        var produced = 0;
-        var reading = Task.Factory.StartNew(() =>
-        {
-            while (!stop.IsCancellationRequested)
-            {
-                var r = reader.Consume(50);
-                if (r?.Message is null) continue;
-                var at = DateTimeOffset.UtcNow.ToUnixTimeMilliseconds();
-                var source = PredictionReader.ReadEventTimeMs(r.Message.Value);
-                if (at - source is < -1000 or > 86_400_000)
-                    throw new InvalidDataException($"prediction event_time {source} is not a time near now ({at}): the prediction layout changed?");
-                if (source < warmUpEndMs) continue;
-                latencies.Add(at - source);
-                Interlocked.Increment(ref received);
-            }
-        }, TaskCreationOptions.LongRunning);
-
-        var failed = 0;
-        var counted = 0;
-        double achieved;
-        try
-        {
-            using var producer = new ProducerBuilder<byte[], byte[]>(new ProducerConfig
-            {
-                BootstrapServers = bootstrap, EnableIdempotence = true, LingerMs = 5, ClientId = "streaminference-bench-open-loop",
-            }).Build();
-            var encode = SyntheticPaymentProducer.Encoder(writer, schemaId);
-            var total = (int)(rate * seconds);
-            var clock = Stopwatch.StartNew();
-            for (var i = 0; i < total; i++)
-            {
-                var ahead = TimeSpan.FromSeconds(i / rate) - clock.Elapsed;
-                if (ahead > TimeSpan.FromMilliseconds(1)) await Task.Delay(ahead, ct).ConfigureAwait(false);
-                var now = DateTimeOffset.UtcNow;
-                if (now.ToUnixTimeMilliseconds() > warmUpEndMs) counted++;
-                var e = generator.Next(now);
-                var message = new Message<byte[], byte[]> { Key = Encoding.UTF8.GetBytes(e.CardId), Value = encode(e) };
-                await ProducerQueue.ProduceAsync(producer, input, message, report => { if (report.Error.IsError) Interlocked.Increment(ref failed); }, ct)
-                    .ConfigureAwait(false);
-                produced++;
-            }
-            achieved = produced / clock.Elapsed.TotalSeconds;
-            producer.Flush(ct);
-            // Wait for the tail (bounded), then stop the reader.
-            var tail = Stopwatch.StartNew();
-            while (Volatile.Read(ref received) < counted && tail.Elapsed < TimeSpan.FromSeconds(15) && !processor.HasExited)
-                await Task.Delay(50, ct).ConfigureAwait(false);
-        }
-        finally
-        {
-            // The reader thread must be done before the consumer it reads from is disposed.
-            await stop.CancelAsync().ConfigureAwait(false);
-            try
-            {
-                await reading.ConfigureAwait(false);
-            }
-            finally
-            {
-                reader.Close();
-            }
-        }
-        var expected = counted;
-        if (failed > 0) throw new InvalidOperationException($"{failed} open-loop events were not delivered.");
-
-        latencies.Sort();
-        double P(double q) => latencies.Count == 0 ? double.NaN : latencies[Math.Min(latencies.Count - 1, (int)Math.Ceiling(q * latencies.Count) - 1)];
-        return new LatencyStep
-        {
-            TargetRate = Math.Round(rate, 1),
-            AchievedRate = Math.Round(achieved, 1),
-            Samples = latencies.Count,
-            Missing = Math.Max(0, expected - latencies.Count),
-            P50Ms = P(0.50), P95Ms = P(0.95), P99Ms = P(0.99), MaxMs = latencies.Count == 0 ? double.NaN : latencies[^1],
-        };
-    }
-
-    private static async Task CreateTopicsAsync(MockKafkaCluster? mock, string bootstrap, int partitions, string[] wide, string[] narrow)
+    internal static async Task CreateTopicsAsync(MockKafkaCluster? mock, string bootstrap, int partitions, string[] wide, string[] narrow)
     {
         if (mock is not null)
         {
