@@ -75,41 +75,33 @@ public sealed class RedisOutageTests(ServicesFixture services, ITestOutputHelper
     private sealed class RestartableRedis : IDisposable
     {
         private readonly int _port = EmbeddedGarnet.FreePort();
-        private Process? _process;
+        private LocalRedisServer? _server;
         private EmbeddedGarnet? _garnet;
 
         public string Configuration => $"127.0.0.1:{_port}";
 
         public async Task StartAsync()
         {
-            if (ServicesFixture.FindOnPath("redis-server") is { } exe)
-            {
-                _process = Process.Start(new ProcessStartInfo(exe, $"--port {_port} --bind 127.0.0.1 --save \"\" --appendonly no")
-                {
-                    RedirectStandardOutput = true,
-                    UseShellExecute = false,
-                });
-            }
+            if (_server is not null) await _server.StartAsync();
+            else if (await LocalRedisServer.TryStartAsync(_port) is { } server) _server = server;
             else
             {
                 _garnet = new EmbeddedGarnet(_port);
+                await LocalRedisServer.WaitReadyAsync(Configuration, TimeSpan.FromSeconds(20));
             }
-            await ServicesFixture.WaitForRedisAsync(Configuration);
         }
 
         public void Stop()
         {
-            if (_process is { } p)
-            {
-                p.Kill();
-                p.WaitForExit();
-                p.Dispose();
-                _process = null;
-            }
+            _server?.Stop();
             _garnet?.Dispose();
             _garnet = null;
         }
 
-        public void Dispose() => Stop();
+        public void Dispose()
+        {
+            _server?.Dispose();
+            _garnet?.Dispose();
+        }
     }
 }

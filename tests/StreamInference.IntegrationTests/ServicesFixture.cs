@@ -18,7 +18,7 @@ public sealed class ServicesFixture : IAsyncLifetime
     private MockKafkaCluster? _mock;
     private KafkaContainer? _container;
     private DevSchemaRegistry? _registry;
-    private Process? _redisServer;
+    private LocalRedisServer? _redisServer;
     private EmbeddedGarnet? _garnet;
 
     public string BootstrapServers { get; private set; } = "";
@@ -62,17 +62,11 @@ public sealed class ServicesFixture : IAsyncLifetime
             Redis = StreamInference.Infrastructure.Processing.RedisUrl.ToConfiguration(redisUrl);
             RedisKind = "external Redis";
         }
-        else if (FindOnPath("redis-server") is { } redisServer)
+        else if (await LocalRedisServer.TryStartAsync() is { } redisServer)
         {
-            var port = EmbeddedGarnet.FreePort();
-            _redisServer = Process.Start(new ProcessStartInfo(redisServer, $"--port {port} --bind 127.0.0.1 --save \"\" --appendonly no")
-            {
-                RedirectStandardOutput = true,
-                UseShellExecute = false,
-            })!;
-            Redis = $"127.0.0.1:{port}";
+            _redisServer = redisServer;
+            Redis = redisServer.Configuration;
             RedisKind = "redis-server";
-            await WaitForRedisAsync(Redis);
         }
         else
         {
@@ -202,43 +196,8 @@ public sealed class ServicesFixture : IAsyncLifetime
         }
     }
 
-    internal static string? FindOnPath(string exe)
-    {
-        foreach (var dir in (Environment.GetEnvironmentVariable("PATH") ?? "").Split(Path.PathSeparator))
-        {
-            var full = Path.Combine(dir, exe);
-            if (File.Exists(full)) return full;
-        }
-        foreach (var dir in new[] { "/usr/bin", "/usr/local/bin", "/usr/sbin" })
-            if (File.Exists(Path.Combine(dir, exe))) return Path.Combine(dir, exe);
-        return null;
-    }
-
-    internal static async Task WaitForRedisAsync(string config)
-    {
-        var deadline = DateTime.UtcNow.AddSeconds(20);
-        while (true)
-        {
-            try
-            {
-                using var mux = await ConnectionMultiplexer.ConnectAsync(config + ",connectTimeout=500");
-                await mux.GetDatabase().PingAsync();
-                return;
-            }
-            catch (RedisConnectionException) when (DateTime.UtcNow < deadline)
-            {
-                await Task.Delay(100);
-            }
-        }
-    }
-
     public async Task DisposeAsync()
     {
-        if (_redisServer is { HasExited: false })
-        {
-            _redisServer.Kill();
-            await _redisServer.WaitForExitAsync();
-        }
         _redisServer?.Dispose();
         _garnet?.Dispose();
         if (_registry is not null) await _registry.DisposeAsync();

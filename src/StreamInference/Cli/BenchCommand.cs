@@ -6,13 +6,14 @@ namespace StreamInference.Cli;
 
 /// <summary>
 /// <c>bench</c>: the processor measured against the raw components on the same machine in the same
-/// run (see <see cref="BenchRunner"/>); <c>bench passthrough</c> is the baseline it launches.
+/// run (see <see cref="BenchRunner"/>); <c>bench passthrough</c> and <c>bench baseline</c> (<see cref="BenchBaseline"/>)
+/// are the baselines it launches.
 /// </summary>
 public static class BenchCommand
 {
     public static Command Create()
     {
-        var events = new Option<int>("--events") { Description = "Input events for the throughput runs (processor and passthrough read the same topic).", DefaultValueFactory = _ => 300_000 };
+        var events = new Option<int>("--events") { Description = "Input events for the throughput runs (processor, passthrough and hand-written baseline read the same topic).", DefaultValueFactory = _ => 300_000 };
         var partitions = new Option<int>("--partitions") { Description = "Partitions of the benchmark topics (the embedded cluster keeps a few megabytes per partition).", DefaultValueFactory = _ => 12 };
         var step = new Option<double>("--latency-seconds") { Description = "Length of each open-loop latency step (25 %, 50 %, 80 % of the measured maximum rate; the first 2 s are warm-up).", DefaultValueFactory = _ => 10 };
         var kafka = new Option<string?>("--bootstrap-servers") { Description = "Measure against this Kafka instead of the embedded Kafka-protocol cluster (topics bench-*-<run id> are created and deleted)." };
@@ -23,8 +24,9 @@ public static class BenchCommand
         var set = new Option<string[]>("--set") { Description = "A processor setting as Section:Key=Value for the measured `serve` (repeatable), e.g. --set Pipeline:MaxBatchSize=512.", AllowMultipleArgumentsPerToken = false };
         var quick = new Option<bool>("--quick") { Description = "Shorter runs everywhere (a smoke test of the suite, not figures to publish)." };
         var command = new Command("bench",
-            "Benchmark suite: processor vs a raw Confluent.Kafka passthrough (throughput ratio, CPU-µs per event), open-loop " +
-            "event-to-prediction latency at 25/50/80 % of the maximum rate, and BenchmarkDotNet stage micro-benchmarks " +
+            "Benchmark suite: processor vs a raw Confluent.Kafka passthrough (throughput ratio, CPU-µs per event) and vs a hand-written " +
+            "per-event consumer of the same features and model, open-loop " +
+            "sustainable rates (open loop, the generator as its own process), event-to-prediction latency at 25/50/80 % of the processor's, and BenchmarkDotNet stage micro-benchmarks " +
             "(batcher, offsets, assembly, wire format, drift, Redis pipelined vs per-key, ONNX Runtime pooled vs allocating). " +
             "Writes <output>.md and <output>.json.")
         {
@@ -36,6 +38,7 @@ public static class BenchCommand
             parse.GetValue(output)!, parse.GetValue(skipMicro), parse.GetValue(quick), parse.GetValue(set) ?? []), ct));
         command.Subcommands.Add(Passthrough());
         command.Subcommands.Add(BenchGenerate.Create());
+        command.Subcommands.Add(BenchBaseline.Create());
         command.Subcommands.Add(ModelBenchCommand.Create());
         return command;
     }

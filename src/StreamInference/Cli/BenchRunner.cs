@@ -27,8 +27,8 @@ public sealed record BenchSettings(int Events, int Partitions, double LatencySec
 
 /// <summary>
 /// The benchmark suite. Kafka (embedded Kafka-protocol cluster or the given brokers), the registry and
-/// Redis stay in this process or outside it; the processor (<c>serve</c>) and the passthrough baseline
-/// (<c>bench passthrough</c>) run as child processes of this same binary, one after the other, so each
+/// Redis stay in this process or outside it; the processor (<c>serve</c>), the passthrough baseline
+/// (<c>bench passthrough</c>) and the hand-written baseline (<c>bench baseline</c>) run as child processes of this same binary, one after the other, so each
 /// one's CPU time is its own. Throughput is taken from the output topics' high watermarks between a
 /// quarter of the output (after warm-up) and the last record; latency from the prediction's event time (the open-loop producer
 /// stamps each event with the moment it produces it) to the moment a reader in this process receives
@@ -62,6 +62,7 @@ public static class BenchRunner
         string Topic(string role) => $"bench-{role}-{runId}";
         var input = Topic("in");
         var passOut = Topic("passthrough");
+        var baselineOut = Topic("baseline");
         var predictions = Topic("predictions");
         var dlq = Topic("dlq");
         var drift = Topic("drift");
@@ -96,11 +97,11 @@ public static class BenchRunner
         {
             if (topicsDeleted || s.BootstrapServers is null) return;
             topicsDeleted = true;
-            await DeleteTopicsAsync(bootstrap, [input, passOut, predictions, dlq, drift, .. stepTopics]).ConfigureAwait(false);
+            await DeleteTopicsAsync(bootstrap, [input, passOut, baselineOut, predictions, dlq, drift, .. stepTopics]).ConfigureAwait(false);
         }
         try
         {
-            await CreateTopicsAsync(mock, bootstrap, s.Partitions, [input, passOut, predictions], [dlq, drift]).ConfigureAwait(false);
+            await CreateTopicsAsync(mock, bootstrap, s.Partitions, [input, passOut, baselineOut, predictions], [dlq, drift]).ConfigureAwait(false);
             var plan = FeatureSetLoader.LoadFile(PathResolver.Resolve("schemas/features/card_payments.yaml"));
             using (var redis = await ConnectionMultiplexer.ConnectAsync(redisConfig).ConfigureAwait(false))
             {
@@ -143,6 +144,23 @@ public static class BenchRunner
             result.Processor = proc;
             foreach (var st in result.Stages) Log($"  {st.Name}: {st.Value}");
             Log($"  {proc.EventsPerSecond:N0} events/s, {proc.CpuMicrosPerEvent:N2} CPU-µs/event, ratio {proc.EventsPerSecond / result.Passthrough.EventsPerSecond:N3}");
+
+            // 2a. The consumer a team would write by hand (bench baseline) on the same input and the same model. It is
+            // far slower, so it is measured over a fixed span after a warm-up instead of to the last event. It adds the
+            // input's events to the Redis windows a second time (the processor applied them already; the baseline has no
+            // redelivery check): bucket counts change, the work per event does not. Later runs read fresh topics with
+            // freshly started processors, which read each entity's state from Redis anew (the baseline's writes also
+            // replace the version token that a cached state would be checked against).
+            Log("baseline: hand-written consumer (Confluent Avro deserializer, per-event Redis reads and writes, one ONNX Runtime run per event) ...");
+            using (var baseline = Child("baseline", ["bench", "baseline", "--bootstrap-servers", bootstrap, "--input-topic", input, "--output-topic", baselineOut,
+                       "--group-id", $"bench-baseline-{runId}", "--schema-registry-url", registryUrl, "--redis", redisConfig, "--model-dir", ServedModel(s.ProcessorSettings)]))
+            {
+                var span = s.Quick ? (WarmUp: TimeSpan.FromSeconds(3), Span: TimeSpan.FromSeconds(10)) : (WarmUp: TimeSpan.FromSeconds(5), Span: TimeSpan.FromSeconds(20));
+                var run = await MeasureAsync(baseline, bootstrap, [baselineOut], events, ct, span).ConfigureAwait(false);
+                result.Baseline = run;
+                Log($"  {run.EventsPerSecond:N0} events/s, {run.CpuMicrosPerEvent:N2} CPU-µs/event over {run.Seconds:N1} s, processor ÷ baseline {proc.EventsPerSecond / run.EventsPerSecond:N1}×");
+                await baseline.StopAsync(StopTimeout).ConfigureAwait(false);
+            }
 
             // 2b. A deployment whose shadow costs what the champion costs (a copy of it under another name) against the
             // same deployment without the shadow. Each run reads its own input of new events (same world, another
@@ -262,10 +280,7 @@ public static class BenchRunner
     /// </summary>
     private static (string Directory, string ChampionOnly, string WithShadow) ShadowRepository(string[] settings, string runId)
     {
-        string Setting(string key, string fallback) =>
-            settings.LastOrDefault(x => x.StartsWith(key + "=", StringComparison.OrdinalIgnoreCase)) is { } x ? x[(key.Length + 1)..] : fallback;
-        var options = new ModelOptions();
-        var source = ModelRepository.Resolve(PathResolver.Resolve(Setting("Model:Repository", options.Repository)), Setting("Model:Name", options.Name), Setting("Model:Version", options.Version));
+        var source = ServedModel(settings);
         var manifest = ModelManifest.Load(Path.Combine(source, "manifest.json"));
         var root = Path.Combine(Path.GetTempPath(), $"streaminference-bench-models-{runId}");
         void Copy(string name) => ModelRepository.CopyVersion(source, root, name);   // the shadow copy has no profile: its drift is not what is measured
@@ -276,6 +291,15 @@ public static class BenchRunner
         new DeploymentSpec(1, champion, [], null, null).Save(alone);
         new DeploymentSpec(1, champion, [new ShadowSpec(new ModelRef(manifest.Name + "-shadow", manifest.Version), 1)], null, null).Save(shadowed);
         return (root, alone, shadowed);
+    }
+
+    /// <summary>The version directory of the model the settings name (Model:Repository, Model:Name, Model:Version; else the defaults).</summary>
+    private static string ServedModel(string[] settings)
+    {
+        string Setting(string key, string fallback) =>
+            settings.LastOrDefault(x => x.StartsWith(key + "=", StringComparison.OrdinalIgnoreCase)) is { } x ? x[(key.Length + 1)..] : fallback;
+        var options = new ModelOptions();
+        return ModelRepository.Resolve(PathResolver.Resolve(Setting("Model:Repository", options.Repository)), Setting("Model:Name", options.Name), Setting("Model:Version", options.Version));
     }
 
     /// <summary>How long a child has to drain and commit after SIGTERM before it is killed.</summary>
@@ -350,12 +374,17 @@ public static class BenchRunner
     /// <summary>
     /// Waits until <paramref name="events"/> records are in <paramref name="outputs"/>; throughput over the
     /// span from the first quarter of the output to the last record, and the child's CPU time over the same span.
+    /// With <paramref name="timed"/> (a child too slow to wait for all of it): the warm-up ends at the quarter or
+    /// <c>WarmUp</c> after the first output record, whichever comes first, and the span at the last record or
+    /// <c>Span</c> after the warm-up.
     /// </summary>
-    private static async Task<ThroughputRun> MeasureAsync(ChildProcess child, string bootstrap, string[] outputs, int events, CancellationToken ct)
+    private static async Task<ThroughputRun> MeasureAsync(ChildProcess child, string bootstrap, string[] outputs, int events, CancellationToken ct,
+        (TimeSpan WarmUp, TimeSpan Span)? timed = null)
     {
         using var watermarks = new WatermarkCounter(bootstrap, outputs);
         var start = watermarks.Count();
         var clock = Stopwatch.StartNew();
+        TimeSpan? firstOutputAt = null;
         TimeSpan? firstAt = null;
         TimeSpan firstCpu = default;
         long firstCount = 0;
@@ -367,15 +396,17 @@ public static class BenchRunner
             var count = watermarks.Count() - start;
             var cpu = child.CpuTime();
             var now = clock.Elapsed;
+            if (count > 0) firstOutputAt ??= now;
             // The first quarter of the output is warm-up (JIT tiering, connections, the first fetches):
             // what a long-running process does is measured from there to the last record.
-            if (firstAt is null && count >= events / 4)
+            if (firstAt is null && (count >= events / 4 || (timed is { } t && now - firstOutputAt >= t.WarmUp)))
             {
                 firstAt = now;
                 firstCpu = cpu;
                 firstCount = count;
             }
-            if (count >= events && firstAt is { } from && now > from && count > firstCount)
+            var spanOver = timed is { } timing && now - firstAt >= timing.Span;
+            if ((count >= events || spanOver) && firstAt is { } from && now > from && count > firstCount)
             {
                 var seconds = (now - from).TotalSeconds;
                 var n = count - firstCount;
