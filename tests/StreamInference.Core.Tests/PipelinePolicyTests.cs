@@ -95,6 +95,30 @@ public sealed class PipelinePolicyTests
     }
 
     [Fact]
+    public async Task RecordsComplete_OnlyWhenTheStateWriteIsPersisted_TooAfterAPersistFailureIsRetried()
+    {
+        // Write-behind: the batch is scored and published before its state write is acknowledged; its records
+        // complete only once the persist stage got that acknowledgement (here after one failed attempt).
+        var store = new PersistGateStore();
+        var sink = new ExtraConditionSink();
+        var topology = new PipelineTopology(new PipelineOptions { MaxBatchSize = 4, MaxBatchDelay = TimeSpan.Zero, MaxRetryBackoff = TimeSpan.FromMilliseconds(50) },
+            Plan, new FakeDecoder(), store, new FlakyScorer(failures: 0), sink);
+        var offsets = new PartitionOffsets("events", 0);
+        var run = topology.RunAsync(CancellationToken.None);
+        for (var i = 0; i < 4; i++) await topology.Input.WriteAsync(new InputRecord(offsets, offsets.Track(i), i, null, [1], 0, null));
+        await sink.Published.Task.WaitAsync(TimeSpan.FromSeconds(30));
+        sink.DeliverMessages();
+        sink.AcknowledgeExtra(success: true);
+        await store.FirstAttempt.Task.WaitAsync(TimeSpan.FromSeconds(30));
+        Assert.Equal(-1, offsets.Committable);   // delivered, but the state write is not acknowledged
+        store.Release.TrySetResult();            // the failed attempt is retried; the next one succeeds
+        topology.Input.Complete();
+        await run.WaitAsync(TimeSpan.FromSeconds(30));
+        Assert.Equal(2, store.Attempts);
+        Assert.Equal(4, offsets.Committable);
+    }
+
+    [Fact]
     public async Task AFailedAcknowledgement_LeavesTheOffsetsIncomplete_AndFailsThePipelineRestartably()
     {
         var (sink, offsets, topology, run) = await StartAsync(records: 4);
@@ -230,5 +254,23 @@ public sealed class PipelinePolicyTests
         }
 
         public void AcknowledgeExtra(bool success, string? error = null) => _batch!.Completion.Acknowledge(success, error);
+    }
+
+    /// <summary>A store whose first state-write wait fails once released; every later one succeeds.</summary>
+    private sealed class PersistGateStore : IFeatureStore
+    {
+        public TaskCompletionSource FirstAttempt { get; } = new(TaskCreationOptions.RunContinuationsAsynchronously);
+        public TaskCompletionSource Release { get; } = new(TaskCreationOptions.RunContinuationsAsynchronously);
+        public int Attempts { get; private set; }
+
+        public ValueTask FetchAsync(EventBatch batch, CancellationToken cancellationToken) => ValueTask.CompletedTask;
+
+        public async ValueTask PersistAsync(EventBatch batch, CancellationToken cancellationToken)
+        {
+            if (++Attempts > 1) return;
+            FirstAttempt.TrySetResult();
+            await Release.Task.WaitAsync(cancellationToken);
+            throw new TimeoutException("state write timed out");
+        }
     }
 }

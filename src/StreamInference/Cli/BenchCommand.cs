@@ -15,12 +15,13 @@ public static class BenchCommand
     {
         var events = new Option<int>("--events") { Description = "Input events for the throughput runs (processor, passthrough and hand-written baseline read the same topic).", DefaultValueFactory = _ => 300_000 };
         var partitions = new Option<int>("--partitions") { Description = "Partitions of the benchmark topics (the embedded cluster keeps a few megabytes per partition).", DefaultValueFactory = _ => 12 };
-        var step = new Option<double>("--latency-seconds") { Description = "Length of each open-loop latency step (25 %, 50 %, 80 % of the measured maximum rate; the first 2 s are warm-up).", DefaultValueFactory = _ => 10 };
+        var step = new Option<double>("--latency-seconds") { Description = "Length of each open-loop step: the probes of the sustainable-rate searches and the latency steps at 25/50/80 % of the processor's sustainable rate (the first 2 s are warm-up).", DefaultValueFactory = _ => 10 };
         var kafka = new Option<string?>("--bootstrap-servers") { Description = "Measure against this Kafka instead of the embedded Kafka-protocol cluster (topics bench-*-<run id> are created and deleted)." };
         var registry = new Option<string?>("--schema-registry-url") { Description = "Schema registry to use (default: the embedded dev registry)." };
-        var redis = new Option<string?>("--redis") { Description = "Redis configuration or redis:// URL (default: REDIS_URL, else embedded Garnet). Its feature keys are overwritten with the synthetic warm start." };
+        var redis = new Option<string?>("--redis") { Description = "Redis configuration or redis:// URL (default: REDIS_URL, else a local redis-server process when installed, else embedded Garnet). Its feature keys are overwritten with the synthetic warm start." };
         var output = new Option<string>("--output") { Description = "Results without extension: <output>.md and <output>.json.", DefaultValueFactory = _ => "docs/benchmarks" };
         var skipMicro = new Option<bool>("--skip-micro") { Description = "Only the end-to-end measurements (no BenchmarkDotNet stage suite)." };
+        var throughputOnly = new Option<bool>("--throughput-only") { Description = "Only the backlog runs (passthrough, processor, hand-written consumer): no shadow, open-loop or stage measurements; for comparing settings (--set) in a few minutes." };
         var set = new Option<string[]>("--set") { Description = "A processor setting as Section:Key=Value for the measured `serve` (repeatable), e.g. --set Pipeline:MaxBatchSize=512.", AllowMultipleArgumentsPerToken = false };
         var quick = new Option<bool>("--quick") { Description = "Shorter runs everywhere (a smoke test of the suite, not figures to publish)." };
         var command = new Command("bench",
@@ -30,12 +31,12 @@ public static class BenchCommand
             "(batcher, offsets, assembly, wire format, drift, Redis pipelined vs per-key, ONNX Runtime pooled vs allocating). " +
             "Writes <output>.md and <output>.json.")
         {
-            events, partitions, step, kafka, registry, redis, output, skipMicro, quick, set,
+            events, partitions, step, kafka, registry, redis, output, skipMicro, throughputOnly, quick, set,
         };
         command.SetAction((parse, ct) => BenchRunner.RunAsync(new BenchSettings(
             parse.GetValue(events), parse.GetValue(partitions), parse.GetValue(step),
             parse.GetValue(kafka), parse.GetValue(registry), parse.GetValue(redis) ?? Environment.GetEnvironmentVariable("REDIS_URL"),
-            parse.GetValue(output)!, parse.GetValue(skipMicro), parse.GetValue(quick), parse.GetValue(set) ?? []), ct));
+            parse.GetValue(output)!, parse.GetValue(skipMicro), parse.GetValue(quick), parse.GetValue(set) ?? [], ThroughputOnly: parse.GetValue(throughputOnly)), ct));
         command.Subcommands.Add(Passthrough());
         command.Subcommands.Add(BenchGenerate.Create());
         command.Subcommands.Add(BenchBaseline.Create());

@@ -36,6 +36,8 @@ public sealed class LatencyStep
     public double GeneratorMaxBehindMs { get; set; }
     /// <summary>Input high watermarks minus output high watermarks when the generator stopped.</summary>
     public long BacklogAtEnd { get; set; }
+    /// <summary>How much the backlog grew over the measured part (after the warm-up).</summary>
+    public long BacklogGrowth { get; set; }
     public bool Sustained { get; set; }
     /// <summary>The consumer's CPU time over the step ÷ events produced.</summary>
     public double CpuMicrosPerEvent { get; set; }
@@ -176,9 +178,10 @@ public static class BenchReport
             b.AppendLine("## Sustainable throughput (open loop)");
             b.AppendLine();
             b.AppendLine("The highest rate each consumer keeps up with while the load generator runs (Karimov et al., ICDE 2018). The generator is its own process " +
-                         "(`bench generate`), producing on a fixed schedule; every probe gets fresh topics and a freshly started consumer. A probe is sustained when the " +
-                         $"generator kept its schedule (≥ {OpenLoop.MinAchieved:P0} of the rate) and the backlog it leaves (input minus output high watermarks) is under " +
-                         $"{OpenLoop.MaxBacklogSeconds} s of input. Bisection between 20 % and 105 % of the backlog throughput.");
+                         $"(`bench generate`), producing on a fixed schedule; every probe gets fresh topics and a freshly started consumer, warmed up by the first {OpenLoop.WarmUpSeconds} s of load. " +
+                         $"A probe is sustained when the generator kept its schedule (≥ {OpenLoop.MinAchieved:P0} of the rate) and the backlog (input minus output high watermarks) " +
+                         $"grew by at most {OpenLoop.MaxBacklogGrowthSeconds} s of input over the measured part and ends under {OpenLoop.MaxBacklogSeconds} s of input. " +
+                         "Bisection between 20 % and 105 % of the backlog throughput. CPU: the consumer's over the measured part ÷ events produced in it.");
             b.AppendLine();
             b.AppendLine($"| | sustainable events/s |");
             b.AppendLine("|---|---:|");
@@ -186,15 +189,15 @@ public static class BenchReport
             b.AppendLine($"| passthrough | {r.PassthroughSustainable:N0} |");
             b.AppendLine($"| **ratio** | **{r.SustainableRatio:0.000}** |");
             b.AppendLine();
-            b.AppendLine("| consumer | target events/s | generator achieved | backlog at the end | sustained | CPU-µs/event | cores busy | p99 ms |");
-            b.AppendLine("|---|---:|---:|---:|---|---:|---:|---:|");
+            b.AppendLine("| consumer | target events/s | generator achieved | backlog growth | backlog at the end | sustained | CPU-µs/event | cores busy | p99 ms |");
+            b.AppendLine("|---|---:|---:|---:|---:|---|---:|---:|---:|");
             foreach (var l in r.Search)
-                b.AppendLine($"| {l.Consumer} | {l.TargetRate:N0} | {l.AchievedRate:N0} | {l.BacklogAtEnd:N0} ({F(l.BacklogAtEnd / l.TargetRate, "0.00")} s) | {(l.Sustained ? "yes" : "no")} | {F(l.CpuMicrosPerEvent, "0.00")} | {F(l.CpuCoresBusy, "0.00")} | {F(l.P99Ms, "0.0")} |");
+                b.AppendLine($"| {l.Consumer} | {l.TargetRate:N0} | {l.AchievedRate:N0} | {l.BacklogGrowth:N0} ({F(l.BacklogGrowth / l.TargetRate, "0.00")} s) | {l.BacklogAtEnd:N0} ({F(l.BacklogAtEnd / l.TargetRate, "0.00")} s) | {(l.Sustained ? "yes" : "no")} | {F(l.CpuMicrosPerEvent, "0.00")} | {F(l.CpuCoresBusy, "0.00")} | {F(l.P99Ms, "0.0")} |");
             b.AppendLine();
         }
         b.AppendLine("## Event-to-prediction latency (open loop)");
         b.AppendLine();
-        b.AppendLine($"Events are produced on a fixed schedule at a fraction of the processor's {(r.ProcessorSustainable > 0 ? "sustainable rate" : "backlog throughput")} by the generator process; latency is the time a reader in the bench process receives the prediction minus the event time, which the generator sets to the moment it produces the event (millisecond resolution, same clock). Each step runs on fresh topics with a freshly started processor (same settings, same Redis); the first two seconds of event time are warm-up.");
+        b.AppendLine($"Events are produced on a fixed schedule at a fraction of the processor's {(r.ProcessorSustainable > 0 ? "sustainable rate" : "backlog throughput")} by the generator process; latency is the time a reader in the bench process receives the prediction minus the event time, which the generator sets to the moment it produces the event (millisecond resolution, same clock). Each step runs on fresh topics with a freshly started processor (same settings, same Redis); the first {OpenLoop.WarmUpSeconds} s of event time are warm-up.");
         b.AppendLine();
         b.AppendLine("| load | target events/s | achieved | samples | missing | backlog at the end | p50 ms | p95 ms | p99 ms | max ms | CPU-µs/event |");
         b.AppendLine("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|");

@@ -23,7 +23,7 @@ using AvroSchema = Avro.Schema;
 namespace StreamInference.Cli;
 
 public sealed record BenchSettings(int Events, int Partitions, double LatencySeconds, string? BootstrapServers, string? SchemaRegistryUrl,
-    string? Redis, string Output, bool SkipMicro, bool Quick, string[] ProcessorSettings, bool SkipShadow = false);
+    string? Redis, string Output, bool SkipMicro, bool Quick, string[] ProcessorSettings, bool SkipShadow = false, bool ThroughputOnly = false);
 
 /// <summary>
 /// The benchmark suite. Kafka (embedded Kafka-protocol cluster or the given brokers), the registry and
@@ -81,7 +81,7 @@ public static class BenchRunner
         Log($"bench: {events:N0} events, {s.Partitions} partitions; Kafka {(s.BootstrapServers ?? "embedded")}, registry {(s.SchemaRegistryUrl ?? "embedded")}, Redis {(s.Redis is null ? redisKind : Secrets.RedactText(s.Redis))}");
         var result = new BenchResult
         {
-            Command = "dotnet run --project src/StreamInference -c Release -- bench" + (s.Quick ? " --quick" : "") +
+            Command = "dotnet run --project src/StreamInference -c Release -- bench" + (s.Quick ? " --quick" : "") + (s.ThroughputOnly ? " --throughput-only" : "") +
                       (events != 300_000 ? $" --events {events}" : "") + (s.Partitions != 12 ? $" --partitions {s.Partitions}" : "") +
                       string.Concat(s.ProcessorSettings.Select(x => " --set " + x)),
             Date = DateTimeOffset.UtcNow.ToString("yyyy-MM-dd HH:mm 'UTC'", CultureInfo.InvariantCulture),
@@ -165,7 +165,7 @@ public static class BenchRunner
             // 2b. A deployment whose shadow costs what the champion costs (a copy of it under another name) against the
             // same deployment without the shadow. Each run reads its own input of new events (same world, another
             // seed): a second pass over the first input would find its window updates already applied and skip them.
-            if (!s.SkipShadow)
+            if (!s.SkipShadow && !s.ThroughputOnly)
             {
                 var repository = ShadowRepository(s.ProcessorSettings, runId);
                 try
@@ -203,47 +203,50 @@ public static class BenchRunner
                 }
             }
 
-            // 3. Sustainable throughput of the processor and of the passthrough under the same conditions (the generator
-            // as its own process, fresh topics and a fresh consumer per step), then latency at 25/50/80 % of the
-            // processor's. Fresh topics because the embedded cluster looks a fetch offset up by walking a partition's
-            // message sets from the first: topics written in small open-loop batches make it, not the consumer, the
-            // slow part as a step goes on.
-            var loop = new OpenLoop(bootstrap, registryUrl, mock, s.Partitions, stepSeconds, Topic, stepTopics, Log);
-            var ports = new Dictionary<ChildProcess, int>();
-            var processorTarget = new LoadTarget("processor",
-                (from, to, dead, n) =>
-                {
-                    var port = EmbeddedGarnet.FreePort();
-                    var child = Processor(from, to, $"bench-step{n}-{runId}", port, dead);
-                    ports[child] = port;
-                    return child;
-                },
-                (child, token) => WaitAssignedAsync(child, ports[child], token), Predictions: true);
-            var passthroughTarget = new LoadTarget("passthrough",
-                (from, to, _, n) => Child("passthrough", ["bench", "passthrough", "--bootstrap-servers", bootstrap, "--input-topic", from, "--output-topic", to, "--group-id", $"bench-passthrough-step{n}-{runId}"]),
-                (child, token) => child.WaitAssignedAsync(TimeSpan.FromSeconds(90), token), Predictions: false);
-            var probes = s.Quick ? 2 : 4;
-            Log($"sustainable rate, processor: {probes} open-loop probes of {stepSeconds:N0} s (the generator in its own process) ...");
-            (result.ProcessorSustainable, var processorProbes) = await loop.SustainableRateAsync(processorTarget, proc.EventsPerSecond, probes, ct).ConfigureAwait(false);
-            Log($"sustainable rate, passthrough: {probes} probes ...");
-            (result.PassthroughSustainable, var passthroughProbes) = await loop.SustainableRateAsync(passthroughTarget, result.Passthrough.EventsPerSecond, probes, ct).ConfigureAwait(false);
-            result.Search.AddRange([.. processorProbes, .. passthroughProbes]);
-            Log($"  sustainable: processor {result.ProcessorSustainable:N0}/s, passthrough {result.PassthroughSustainable:N0}/s, ratio {result.SustainableRatio:0.000}");
-
-            var reference = result.ProcessorSustainable > 0 ? result.ProcessorSustainable : proc.EventsPerSecond;
-            foreach (var fraction in LatencyFractions)
+            if (!s.ThroughputOnly)
             {
-                var rate = Math.Round(fraction * reference);
-                Log($"latency at {fraction:P0} of the {(result.ProcessorSustainable > 0 ? "sustainable" : "backlog")} rate: open loop at {rate:N0} events/s for {stepSeconds:N0} s ...");
-                var step = await loop.StepAsync(processorTarget, rate, ct).ConfigureAwait(false);
-                step.Fraction = fraction;
-                result.Latency.Add(step);
-                Log($"  p50 {step.P50Ms:N1} ms, p95 {step.P95Ms:N1} ms, p99 {step.P99Ms:N1} ms (achieved {step.AchievedRate:N0}/s, {step.Samples:N0} samples, {step.Missing} missing, backlog at the end {step.BacklogAtEnd:N0})");
+                // 3. Sustainable throughput of the processor and of the passthrough under the same conditions (the generator
+                // as its own process, fresh topics and a fresh consumer per step), then latency at 25/50/80 % of the
+                // processor's. Fresh topics because the embedded cluster looks a fetch offset up by walking a partition's
+                // message sets from the first: topics written in small open-loop batches make it, not the consumer, the
+                // slow part as a step goes on.
+                var loop = new OpenLoop(bootstrap, registryUrl, mock, s.Partitions, stepSeconds, Topic, stepTopics, Log);
+                var ports = new Dictionary<ChildProcess, int>();
+                var processorTarget = new LoadTarget("processor",
+                    (from, to, dead, n) =>
+                    {
+                        var port = EmbeddedGarnet.FreePort();
+                        var child = Processor(from, to, $"bench-step{n}-{runId}", port, dead);
+                        ports[child] = port;
+                        return child;
+                    },
+                    (child, token) => WaitAssignedAsync(child, ports[child], token), Predictions: true);
+                var passthroughTarget = new LoadTarget("passthrough",
+                    (from, to, _, n) => Child("passthrough", ["bench", "passthrough", "--bootstrap-servers", bootstrap, "--input-topic", from, "--output-topic", to, "--group-id", $"bench-passthrough-step{n}-{runId}"]),
+                    (child, token) => child.WaitAssignedAsync(TimeSpan.FromSeconds(90), token), Predictions: false);
+                var probes = s.Quick ? 2 : 4;
+                Log($"sustainable rate, processor: {probes} open-loop probes of {stepSeconds:N0} s (the generator in its own process) ...");
+                (result.ProcessorSustainable, var processorProbes) = await loop.SustainableRateAsync(processorTarget, proc.EventsPerSecond, probes, ct).ConfigureAwait(false);
+                Log($"sustainable rate, passthrough: {probes} probes ...");
+                (result.PassthroughSustainable, var passthroughProbes) = await loop.SustainableRateAsync(passthroughTarget, result.Passthrough.EventsPerSecond, probes, ct).ConfigureAwait(false);
+                result.Search.AddRange([.. processorProbes, .. passthroughProbes]);
+                Log($"  sustainable: processor {result.ProcessorSustainable:N0}/s, passthrough {result.PassthroughSustainable:N0}/s, ratio {result.SustainableRatio:0.000}");
+
+                var reference = result.ProcessorSustainable > 0 ? result.ProcessorSustainable : proc.EventsPerSecond;
+                foreach (var fraction in LatencyFractions)
+                {
+                    var rate = Math.Round(fraction * reference);
+                    Log($"latency at {fraction:P0} of the {(result.ProcessorSustainable > 0 ? "sustainable" : "backlog")} rate: open loop at {rate:N0} events/s for {stepSeconds:N0} s ...");
+                    var step = await loop.StepAsync(processorTarget, rate, ct).ConfigureAwait(false);
+                    step.Fraction = fraction;
+                    result.Latency.Add(step);
+                    Log($"  p50 {step.P50Ms:N1} ms, p95 {step.P95Ms:N1} ms, p99 {step.P99Ms:N1} ms (achieved {step.AchievedRate:N0}/s, {step.Samples:N0} samples, {step.Missing} missing, backlog at the end {step.BacklogAtEnd:N0})");
+                }
             }
             await DeleteTopicsOnceAsync().ConfigureAwait(false);
 
             // 4–6. Stage micro-benchmarks (BenchmarkDotNet, in process).
-            if (!s.SkipMicro)
+            if (!s.SkipMicro && !s.ThroughputOnly)
             {
                 Log("stage micro-benchmarks (BenchmarkDotNet) ...");
                 var artifacts = Path.Combine(Path.GetTempPath(), "streaminference-bench-" + runId);
