@@ -119,6 +119,34 @@ public sealed class PipelinePolicyTests
     }
 
     [Fact]
+    public async Task PersistBeforePublish_PublishesABatchOnlyAfterItsStateWrite()
+    {
+        // A transactional commit takes the watermarks standing when it commits its outputs: there the batch's state
+        // write is settled before the batch is published, so once delivered its records are complete.
+        var store = new PersistGateStore();
+        var sink = new ExtraConditionSink();
+        var topology = new PipelineTopology(new PipelineOptions
+            {
+                MaxBatchSize = 4, MaxBatchDelay = TimeSpan.Zero, MaxRetryBackoff = TimeSpan.FromMilliseconds(50), PersistBeforePublish = true,
+            },
+            Plan, new FakeDecoder(), store, new FlakyScorer(failures: 0), sink);
+        var offsets = new PartitionOffsets("events", 0);
+        var run = topology.RunAsync(CancellationToken.None);
+        for (var i = 0; i < 4; i++) await topology.Input.WriteAsync(new InputRecord(offsets, offsets.Track(i), i, null, [1], 0, null));
+        await store.FirstAttempt.Task.WaitAsync(TimeSpan.FromSeconds(30));
+        await Task.Delay(200);
+        Assert.False(sink.Published.Task.IsCompleted, "published before its state write was acknowledged");
+        store.Release.TrySetResult();            // the failed attempt is retried; the next one succeeds, then it is published
+        await sink.Published.Task.WaitAsync(TimeSpan.FromSeconds(30));
+        Assert.Equal(2, store.Attempts);
+        sink.DeliverMessages();
+        sink.AcknowledgeExtra(success: true);
+        Assert.Equal(4, offsets.Committable);    // nothing else to wait for
+        topology.Input.Complete();
+        await run.WaitAsync(TimeSpan.FromSeconds(30));
+    }
+
+    [Fact]
     public async Task AFailedAcknowledgement_LeavesTheOffsetsIncomplete_AndFailsThePipelineRestartably()
     {
         var (sink, offsets, topology, run) = await StartAsync(records: 4);

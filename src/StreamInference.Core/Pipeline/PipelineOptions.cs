@@ -29,4 +29,11 @@ public sealed class PipelineOptions
     public bool DeadLetterOnModelError { get; set; } = true;
     /// <summary>Defaults policy: how long batches skip an unavailable store before the next probe.</summary>
     public TimeSpan FeatureStoreProbeInterval { get; set; } = TimeSpan.FromSeconds(1);
+    /// <summary>
+    /// Wait for a batch's feature-state write before publishing it, instead of in the persist stage beside the
+    /// publish: for a commit strategy that commits the watermarks standing when it commits its outputs (a Kafka
+    /// transaction), where a batch published before its state write completes would have its outputs committed
+    /// without its offsets.
+    /// </summary>
+    public bool PersistBeforePublish { get; set; }
 }

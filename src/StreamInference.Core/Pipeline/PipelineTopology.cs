@@ -188,7 +188,11 @@ public sealed class PipelineTopology
                 _observer.OnBatchAssembled(batch,
                     Stopwatch.GetElapsedTime(batch.FlushedAt, decoded),
                     Stopwatch.GetElapsedTime(decoded, enriched));
-                if (batch.OkCount > 0)
+                if (batch.OkCount > 0 && _options.PersistBeforePublish)
+                {
+                    await PersistAsync(batch, ct).ConfigureAwait(false);
+                }
+                else if (batch.OkCount > 0)
                 {
                     // Never blocks: the channel holds as many batches as the pool.
                     batch.Completion.Expect(1);
@@ -211,17 +215,23 @@ public sealed class PipelineTopology
     {
         await foreach (var batch in _persist.Reader.ReadAllAsync(ct).ConfigureAwait(false))
         {
-            try
-            {
-                await _persistCalls.ExecuteAsync(static (s, token) => s.Store.PersistAsync(s.Batch, token), (Store: _featureStore, Batch: batch), ct).ConfigureAwait(false);
-            }
-            catch (Exception e) when (Policies.IsDegraded(e) && !ct.IsCancellationRequested)
-            {
-                // Defaults policy: Redis did not take the write in time. As with a fetch that falls back to
-                // defaults, the events may be missing from their windows; the records are not held back.
-                _featureStore.Abandon(batch);
-            }
+            await PersistAsync(batch, ct).ConfigureAwait(false);
             batch.Completion.Acknowledge(true);
+        }
+    }
+
+    /// <summary>Waits for the batch's feature-state write (retried; given up under the Defaults policy).</summary>
+    private async Task PersistAsync(EventBatch batch, CancellationToken ct)
+    {
+        try
+        {
+            await _persistCalls.ExecuteAsync(static (s, token) => s.Store.PersistAsync(s.Batch, token), (Store: _featureStore, Batch: batch), ct).ConfigureAwait(false);
+        }
+        catch (Exception e) when (Policies.IsDegraded(e) && !ct.IsCancellationRequested)
+        {
+            // Defaults policy: Redis did not take the write in time. As with a fetch that falls back to
+            // defaults, the events may be missing from their windows; the records are not held back.
+            _featureStore.Abandon(batch);
         }
     }
 
@@ -283,7 +293,7 @@ public sealed class PipelineTopology
         }
     }
 
-    // Runs on the producer's delivery thread.
+    // Runs on the producer's delivery thread, or the persist stage's when the state write is acknowledged last.
     private void OnDeliveryCompleted(EventBatch batch)
     {
         if (batch.Completion.Failed)

@@ -65,7 +65,7 @@ public interface IPipelineObserver
     void OnBatchAssembled(EventBatch batch, TimeSpan decode, TimeSpan enrich);
     void OnBatchScored(EventBatch batch, TimeSpan score);
     void OnBatchPublished(EventBatch batch, TimeSpan publish);
-    /// <summary>Called on the delivery thread when every message of the batch was acknowledged.</summary>
+    /// <summary>Called when every acknowledgement of the batch arrived (its messages and its state write): on the producer's delivery thread or the persist stage's.</summary>
     void OnBatchDelivered(EventBatch batch, long nowMs);
     void OnRetry(string stage, Exception error);
 }

@@ -40,6 +40,7 @@ public sealed class MirroredTransactionalOffsets : ICommitStrategy
         commit => commit is TransactionalCommit transactional ? new MirroredTransactionalOffsets(transactional, log) : commit;
 
     public PipelineFatalException? Failure => _inner.Failure;
+    public bool CommitsWithPublishedOutputs => _inner.CommitsWithPublishedOutputs;
 
     public ConsumerConfig ConsumerConfig(ConsumerConfig processorConfig)
     {

@@ -131,7 +131,9 @@ public sealed class ProcessorRuntime : IDisposable
             new PredictionWriter(predictionSchema.Id, initial.ModelName, initial.ModelVersion, initial.PrimaryScoreIndex) { Transcoder = predictionSchema.CreateTranscoder() },
             _delivery.Commit, keys, shadows);
         var observer = await ObserversAsync(plan, initial.Identity, registry, ct).ConfigureAwait(false);
-        _topology = new PipelineTopology(_options.Pipeline.ToPipelineOptions(_options.Redis, _options.Model, batchLimit), plan, decoder, store, served, sink, observer);
+        var pipelineOptions = _options.Pipeline.ToPipelineOptions(_options.Redis, _options.Model, batchLimit);
+        pipelineOptions.PersistBeforePublish = _delivery.Commit.CommitsWithPublishedOutputs;
+        _topology = new PipelineTopology(pipelineOptions, plan, decoder, store, served, sink, observer);
         _consumer = Own(new KafkaConsumerLoop(KafkaConfigs.Consumer(k), [k.InputTopic], _topology.Input, _delivery.Commit, Metrics,
             _context.Loggers.CreateLogger<KafkaConsumerLoop>(), TimeSpan.FromMilliseconds(k.RevokeDrainTimeoutMs), TimeSpan.FromMilliseconds(k.PauseAfterMs))
         {

@@ -190,6 +190,9 @@ public sealed class RedisFeatureStore : IFeatureStore
         var first = !ReferenceEquals(_advanced, batch) || _advancedGeneration != batch.Generation;
         if (first && hasWindows)
         {
+            // Without write-behind this batch settles its own writes inline, so every earlier round must be settled
+            // first (one a degraded fetch left to the persist stage): re-applications must not overtake each other.
+            if (!_writeBehind && _lastSent is { } earlier) await earlier.Settled.Task.WaitAsync(cancellationToken).ConfigureAwait(false);
             await DropOutdatedAsync(batch.OkCount, cancellationToken).ConfigureAwait(false);
             Advance(batch);
         }

@@ -16,6 +16,7 @@ public sealed class AtLeastOnceCommit(IProducer<byte[], byte[]> producer, ILogge
     private IConsumer<byte[], byte[]>? _consumer;
 
     public PipelineFatalException? Failure => null;
+    public bool CommitsWithPublishedOutputs => false;
 
     public ConsumerConfig ConsumerConfig(ConsumerConfig processorConfig)
     {

@@ -52,6 +52,13 @@ public interface ICommitStrategy : IDisposable
 
     /// <summary>Set when the run must end (e.g. an aborted transaction); <see cref="PipelineFatalException.Restartable"/> says whether a restart helps.</summary>
     PipelineFatalException? Failure { get; }
+
+    /// <summary>
+    /// True when the strategy commits, with the outputs published so far, the watermarks as they stand at that
+    /// moment (a transaction): a batch's records must then complete as soon as its outputs are delivered, so the
+    /// pipeline settles the batch's feature-state write before it publishes (no write-behind past the publish).
+    /// </summary>
+    bool CommitsWithPublishedOutputs { get; }
 }
 
 /// <summary>Held by the sink while it produces one batch; disposing it ends the scope. The default scope holds nothing.</summary>

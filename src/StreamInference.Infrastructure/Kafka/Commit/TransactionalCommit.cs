@@ -60,6 +60,7 @@ public sealed class TransactionalCommit : ICommitStrategy
 
     /// <summary>Set when a transaction had to be aborted; the pipeline must restart from the committed offsets.</summary>
     public PipelineFatalException? Failure => _failure;
+    public bool CommitsWithPublishedOutputs => true;
 
     public ConsumerConfig ConsumerConfig(ConsumerConfig processorConfig)
     {
