@@ -177,14 +177,14 @@ public sealed class PipelinePolicyTests
         var sink = new FakeSink();
         var topology = new PipelineTopology(options, Plan, new FakeDecoder(), store, scorer, sink);
         var offsets = new PartitionOffsets("events", 0);
-        var run = topology.RunAsync(CancellationToken.None);
+        // Queued before the stages start, so batches are full-size whatever the timing (MaxBatchDelay may be zero).
         for (var i = 0; i < records; i++)
         {
             var record = new InputRecord(offsets, offsets.Track(i), i, null, [1], 1_700_000_000_000 + i, null);
             await topology.Input.WriteAsync(record);
         }
         topology.Input.Complete();
-        await run.WaitAsync(TimeSpan.FromSeconds(30));
+        await topology.RunAsync(CancellationToken.None).WaitAsync(TimeSpan.FromSeconds(30));
         return (sink, offsets);
     }
 

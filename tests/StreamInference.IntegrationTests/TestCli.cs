@@ -52,8 +52,7 @@ public static class TestCli
     public static string Root { get; } = FindRoot();
 
     /// <summary>Whether <paramref name="tool"/> is an executable on PATH (tests of optional tools say so and check nothing without it).</summary>
-    public static bool OnPath(string tool) =>
-        (Environment.GetEnvironmentVariable("PATH") ?? "").Split(System.IO.Path.PathSeparator).Any(d => d.Length > 0 && File.Exists(System.IO.Path.Combine(d, tool)));
+    public static bool OnPath(string tool) => Executables.Find(tool) is not null;
 
     private static string FindRoot()
     {

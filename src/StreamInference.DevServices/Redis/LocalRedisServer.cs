@@ -1,5 +1,6 @@
 using System.Diagnostics;
 using StackExchange.Redis;
+using StreamInference.DevServices.Processes;
 
 namespace StreamInference.DevServices.Redis;
 
@@ -19,20 +20,8 @@ public sealed class LocalRedisServer : IDisposable
     /// <summary>StackExchange.Redis configuration string.</summary>
     public string Configuration => $"127.0.0.1:{Port}";
 
-    /// <summary>The installed redis-server, or null when there is none (PATH, then the usual directories).</summary>
-    public static string? FindExecutable() => FindOnPath("redis-server");
-
-    /// <summary>An executable on PATH or in /usr/bin, /usr/local/bin, /usr/sbin; null when not found.</summary>
-    public static string? FindOnPath(string exe)
-    {
-        foreach (var dir in (Environment.GetEnvironmentVariable("PATH") ?? "").Split(Path.PathSeparator).Concat(["/usr/bin", "/usr/local/bin", "/usr/sbin"]))
-        {
-            if (dir.Length == 0) continue;
-            var full = Path.Combine(dir, exe);
-            if (File.Exists(full)) return full;
-        }
-        return null;
-    }
+    /// <summary>The installed redis-server, or null when there is none.</summary>
+    public static string? FindExecutable() => Executables.Find("redis-server");
 
     /// <summary>Starts redis-server and waits until it answers PING; null when it is not installed.</summary>
     public static async Task<LocalRedisServer?> TryStartAsync(int port = 0, CancellationToken cancellationToken = default)

@@ -285,7 +285,7 @@ public sealed class RedisFeatureStore : IFeatureStore
     private async Task SettleAsync(WriteRound round, EventBatch? replayInto, CancellationToken ct)
     {
         long accepted = 0;
-        var retry = new List<EntityWrite>();
+        List<EntityWrite>? retry = null;   // almost always none
         foreach (var write in round.Writes)
         {
             if (write.Settled) continue;
@@ -302,10 +302,10 @@ public sealed class RedisFeatureStore : IFeatureStore
             {
                 // Timed out or the connection dropped: it may or may not have been applied; re-applying is safe.
             }
-            retry.Add(write);
+            (retry ??= []).Add(write);
         }
         Count(accepted, 0, 0);
-        if (retry.Count > 0)
+        if (retry is not null)
         {
             var calls = new List<(string Entity, List<int> Rows, RedisKey[] Keys, Task<RedisResult> State)>();
             var redis = _redis.GetDatabase().CreateBatch();
