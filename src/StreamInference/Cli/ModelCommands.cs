@@ -6,6 +6,7 @@ using System.CommandLine;
 using System.Globalization;
 using System.Text.Json;
 using System.Text.Json.Serialization;
+using StreamInference.Batch.Onnx;
 using StreamInference.Batch.Profiling;
 using StreamInference.Batch.Training;
 using StreamInference.Core.Drift;
@@ -29,6 +30,7 @@ public static class ModelCommands
         var command = new Command("model", "Bring your own model: inspect an ONNX file, validate a model repository (or one version), list what it holds.");
         command.Subcommands.Add(Inspect());
         command.Subcommands.Add(Import());
+        command.Subcommands.Add(Quantize());
         command.Subcommands.Add(Validate());
         command.Subcommands.Add(List());
         command.Subcommands.Add(Promote());
@@ -246,6 +248,65 @@ public static class ModelCommands
                     Console.Out.WriteLine(string.Create(CultureInfo.InvariantCulture,
                         $"  AUC on the training set's {labelled.Length:N0} labelled rows: {auc:0.0000} (manifest metrics.training_set_auc)"));
                 }
+            }
+            return 0;
+        }));
+        return command;
+    }
+
+    private static Command Quantize()
+    {
+        var source = new Argument<string>("model") { Description = "The model version directory to quantize (<repository>/<name>/<version>)." };
+        var type = new Option<string>("--type")
+        {
+            Description = "int8: dynamic INT8 (int8 weights per output column, uint8 activations quantized per tensor at run time; MatMulInteger, fused by ONNX Runtime), " +
+                          "for the CPU. fp16: float16 MatMul/Gemm weights and products between casts, for CUDA; on a CPU ONNX Runtime has no float16 kernels for most " +
+                          "operators and computes it through inserted casts, slower than float.",
+            DefaultValueFactory = _ => "int8",
+        };
+        type.AcceptOnlyFromAmong("int8", "fp16");
+        var name = new Option<string?>("--name") { Description = "Name of the quantized model [default: the source's name with -int8 or -fp16]." };
+        var version = new Option<string?>("--version") { Description = "Its version [default: the source's version]." };
+        var repository = new Option<string?>("--repository") { Description = "Repository for it [default: the source's repository]." };
+        var features = new Option<string>("--features") { Description = "Feature-set definition the model was trained on.", DefaultValueFactory = _ => DefaultFeatures };
+        var trainingSet = new Option<string?>("--training-set")
+        {
+            Description = "A training set of this feature set (backfill's Parquet): build the quantized model's reference profile, and measure its AUC and the source's " +
+                          "on the same held-out rows (after the source's time split, from its manifest; else the latest --test-fraction).",
+        };
+        var testFraction = new Option<double>("--test-fraction") { Description = "Held-out share when the source's manifest has no time split.", DefaultValueFactory = _ => 0.2 };
+        var minDimension = new Option<int>("--min-dimension") { Description = "Convert a weight only when both its dimensions are at least this.", DefaultValueFactory = _ => 16 };
+        var reduceRange = new Option<bool>("--reduce-range") { Description = "int8: 7-bit weights, for processors without VNNI (AVX2 only), whose u8×s8 multiply-add saturates." };
+        var command = new Command("quantize",
+            "Write a cheaper variant of a model as a new model version: its MatMul/Gemm weights quantized, every other operator as it was, imported and validated " +
+            "like any model (same input, outputs and columns as the source). Models with nothing to convert are refused with the reason.")
+        {
+            source, type, name, version, repository, features, trainingSet, testFraction, minDimension, reduceRange,
+        };
+        command.SetAction(parse => Guard(() =>
+        {
+            var plan = FeatureSetLoader.LoadFile(PathResolver.Resolve(parse.GetValue(features)!));
+            var options = new QuantizationOptions(parse.GetValue(type) == "fp16" ? QuantizationType.Fp16 : QuantizationType.Int8, parse.GetValue(minDimension), parse.GetValue(reduceRange));
+            options.Validate();
+            TrainingSet? data = null;
+            if (parse.GetValue(trainingSet) is { } setPath)
+            {
+                if (!File.Exists(setPath)) throw new FileNotFoundException($"--training-set '{setPath}' does not exist.");
+                data = TrainingSet.ReadAsync(setPath, CancellationToken.None).GetAwaiter().GetResult();
+            }
+            var result = ModelQuantization.Run(new QuantizeRequest(parse.GetValue(source)!, options, parse.GetValue(repository), parse.GetValue(name), parse.GetValue(version)),
+                plan, data, parse.GetValue(testFraction), new Progress<string>(line => Console.Error.WriteLine($"quantize: {line}")));
+            var o = Console.Out;
+            var inv = CultureInfo.InvariantCulture;
+            o.WriteLine($"wrote {result.Manifest.Name}@{result.Manifest.Version} into {Path.GetRelativePath(Directory.GetCurrentDirectory(), result.Directory)}");
+            foreach (var n in result.Report.Nodes)
+                o.WriteLine(string.Create(inv, $"  {(n.Reason is null ? "converted" : "kept"),-9} {n.OpType} {n.Node} ({n.Weight}{(n.Rows > 0 ? $", {n.Rows}×{n.Columns}" : "")}){(n.Reason is null ? "" : $": {n.Reason}")}"));
+            o.WriteLine(string.Create(inv, $"  size: model.onnx {result.FileBytes / 1e6:0.00} MB (source {result.SourceFileBytes / 1e6:0.00} MB); weights {result.Report.WeightBytesAfter / 1e6:0.00} MB (were {result.Report.WeightBytesBefore / 1e6:0.00} MB)"));
+            if (result.HeldOut is { } held)
+            {
+                o.WriteLine(string.Create(inv, $"  held-out AUC on {held.Rows.Length:N0} rows ({held.Rule}): {result.Auc:0.00000}, source {result.SourceAuc:0.00000} (difference {result.Auc - result.SourceAuc:+0.00000;-0.00000;0.00000})"));
+                o.WriteLine(string.Create(inv, $"  score difference to the source on those rows: max {result.MaxAbsScoreDiff:G3}, mean {result.MeanAbsScoreDiff:G3}"));
+                o.WriteLine($"  reference profile: {ReferenceProfile.FileName}");
             }
             return 0;
         }));
