@@ -56,11 +56,19 @@ public static class MlNetModels
     /// <summary>Column names of the training view (ML.NET's defaults, so the export's input is <c>Features</c>).</summary>
     public const string FeaturesColumn = "Features";
     public const string LabelColumn = "Label";
+    public const string WeightColumn = "Weight";
 
     private sealed class Example
     {
         public float[] Features { get; set; } = [];
         public bool Label { get; set; }
+    }
+
+    private sealed class Weighted
+    {
+        public float[] Features { get; set; } = [];
+        public bool Label { get; set; }
+        public float Weight { get; set; }
     }
 
     private sealed class Unlabelled
@@ -83,6 +91,23 @@ public static class MlNetModels
         return ml.Data.LoadFromEnumerable(rows.Select((r, i) => new Example { Features = r, Label = labels[i] }), schema);
     }
 
+    /// <summary>
+    /// Soft targets as a weighted binary view: each row twice, labelled true with weight p and false with weight 1 − p.
+    /// A binary classifier's weighted log loss on it is the cross-entropy against p, so a standard ML.NET trainer fits
+    /// the soft targets exactly (how a student is fitted to a teacher's probabilities).
+    /// </summary>
+    public static IDataView SoftTargetView(MLContext ml, IReadOnlyList<float[]> rows, IReadOnlyList<double> targets)
+    {
+        var width = rows.Count > 0 ? rows[0].Length : 0;
+        var schema = SchemaDefinition.Create(typeof(Weighted));
+        schema[FeaturesColumn].ColumnType = new VectorDataViewType(NumberDataViewType.Single, width);
+        return ml.Data.LoadFromEnumerable(rows.SelectMany((r, i) => new[]
+        {
+            new Weighted { Features = r, Label = true, Weight = (float)Math.Clamp(targets[i], 0, 1) },
+            new Weighted { Features = r, Label = false, Weight = (float)(1 - Math.Clamp(targets[i], 0, 1)) },
+        }).Where(w => w.Weight > 0), schema);
+    }
+
     /// <summary>A view with only the feature column: what the ONNX export is built from, so the model has one input.</summary>
     private static IDataView FeaturesOnly(MLContext ml, int width)
     {
@@ -91,7 +116,8 @@ public static class MlNetModels
         return ml.Data.LoadFromEnumerable([new Unlabelled { Features = new float[width] }], schema);
     }
 
-    public static ITransformer Fit(MLContext ml, IDataView train, TrainerSettings settings)
+    /// <param name="weightColumn">The example-weight column (<see cref="WeightColumn"/> for a <see cref="SoftTargetView"/>), or null.</param>
+    public static ITransformer Fit(MLContext ml, IDataView train, TrainerSettings settings, string? weightColumn = null)
     {
         settings.Validate();
         IEstimator<ITransformer> trainer = settings.Kind switch
@@ -100,6 +126,7 @@ public static class MlNetModels
             {
                 LabelColumnName = LabelColumn,
                 FeatureColumnName = FeaturesColumn,
+                ExampleWeightColumnName = weightColumn,
                 NumberOfIterations = settings.Trees,
                 NumberOfLeaves = settings.Leaves,
                 LearningRate = settings.LearningRate,
@@ -114,6 +141,7 @@ public static class MlNetModels
             {
                 LabelColumnName = LabelColumn,
                 FeatureColumnName = FeaturesColumn,
+                ExampleWeightColumnName = weightColumn,
                 L2Regularization = 1e-3f,
                 L1Regularization = 0,
                 OptimizationTolerance = 1e-8f,

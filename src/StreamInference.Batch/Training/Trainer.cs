@@ -29,13 +29,22 @@ public static class Trainer
     public const string LightGbmName = "fraud-gbm";
     public const string LogisticRegressionName = "fraud-logreg";
 
+    /// <param name="teacher">
+    /// Distillation: a model version directory whose scores the new model (the student) is fitted to, instead of the
+    /// labels. Every row of the training period is a training row then, labelled or not (the teacher scores them all);
+    /// the held-out rows are the same, and the teacher's AUC on them is recorded beside the student's.
+    /// </param>
     public static TrainingReport Train(TrainingSet set, FeaturePlan plan, TrainingTarget target, TrainerSettings? settings = null,
-        double testFraction = 0.2, WideMlpShape? wideMlp = null, int evalRows = 5_000, IProgress<string>? stage = null)
+        double testFraction = 0.2, WideMlpShape? wideMlp = null, int evalRows = 5_000, IProgress<string>? stage = null, string? teacher = null)
     {
         settings ??= new TrainerSettings();
         settings.Validate();
         if (wideMlp is not null && settings.Kind != TrainerKind.LogisticRegression)
             throw new ArgumentException("--architecture wide-mlp builds on the logistic regression: use it with --trainer logreg.");
+        if (wideMlp is not null && teacher is not null)
+            throw new ArgumentException("--distill-from trains a small student; --architecture wide-mlp is not one.");
+        if (teacher is not null && !File.Exists(Path.Combine(teacher, "model.onnx")))
+            throw new FileNotFoundException($"--distill-from '{teacher}' is not a model version directory (model.onnx and manifest.json).");
         if (set.FeatureSet != plan.Name || set.FeatureSetVersion != plan.Version)
             throw new InvalidDataException($"The training set was built with feature set '{set.FeatureSet}' v{set.FeatureSetVersion}, " +
                                            $"the loaded definitions are '{plan.Name}' v{plan.Version}: run backfill again.");
@@ -63,14 +72,35 @@ public static class Trainer
             throw new InvalidDataException("Both periods need positive and negative labels.");
         var fraudRate = labelled.Count(i => set.Labels[i] > 0.5) / (double)labelled.Length;
 
-        stage?.Report($"fitting {settings.Describe()} on {trainX.Length:N0} rows");
         var ml = new MLContext(seed: settings.Seed);
-        var model = MlNetModels.Fit(ml, MlNetModels.View(ml, trainX, trainY), settings);
+        ITransformer model;
+        Distillation? distillation = null;
+        if (teacher is null)
+        {
+            stage?.Report($"fitting {settings.Describe()} on {trainX.Length:N0} rows");
+            model = MlNetModels.Fit(ml, MlNetModels.View(ml, trainX, trainY), settings);
+        }
+        else
+        {
+            using var teacherScorer = new OnnxScorer(teacher, plan);
+            // Every row before the split: the teacher's score needs no label.
+            var studentRows = Enumerable.Range(0, set.Count).Where(i => set.TimesMs[i] < splitAt).ToArray();
+            stage?.Report($"scoring {studentRows.Length:N0} training-period rows and {testX.Length:N0} held-out rows with the teacher {teacherScorer.ModelName}@{teacherScorer.ModelVersion}");
+            var studentX = studentRows.Select(Row).ToArray();
+            var targets = Score(teacherScorer, plan, studentX, [.. Enumerable.Range(0, studentX.Length)]);
+            var teacherTest = Score(teacherScorer, plan, testX, [.. Enumerable.Range(0, testX.Length)]);
+            distillation = new Distillation($"{teacherScorer.ModelName}@{teacherScorer.ModelVersion}", studentRows.Length, teacherTest,
+                teacherScorer.Manifest.Metrics?.GetValueOrDefault("parameters"));
+            stage?.Report($"fitting {settings.Describe()} to the teacher's scores on {studentRows.Length:N0} rows");
+            model = MlNetModels.Fit(ml, MlNetModels.SoftTargetView(ml, studentX, targets), settings, MlNetModels.WeightColumn);
+        }
         var mlTest = MlNetProbabilities(ml, model, testX, testY);
 
         var f = plan.FeatureCount;
         var split = DateTimeOffset.FromUnixTimeMilliseconds(splitAt);
-        var description = wideMlp is null
+        var description = distillation is { } d
+            ? $"Card-payment fraud probability: {settings.Describe()}, distilled from {d.Teacher} (fitted to its scores on {d.Rows:N0} training-period rows) on feature set {plan.Name} v{plan.Version}."
+            : wideMlp is null
             ? $"Card-payment fraud probability: {settings.Describe()}, time-split training on feature set {plan.Name} v{plan.Version}."
             : string.Create(CultureInfo.InvariantCulture,
                 $"Card-payment fraud probability: logistic regression plus a residual ReLU MLP ({wideMlp.Layers} x {wideMlp.Hidden}, seed {wideMlp.Seed}, {wideMlp.Parameters(f):N0} parameters) on feature set {plan.Name} v{plan.Version}.");
@@ -137,8 +167,17 @@ public static class Trainer
                 manifest.Metrics["parameters"] = wideMlp.Parameters(f);
                 manifest.Metrics["multiply_adds_per_row"] = wideMlp.MultiplyAddsPerRow(f);
             }
+            if (distillation is { } distilled)
+            {
+                // Teacher and student on the same held-out rows: the accuracy the cheaper model costs, and how closely it follows.
+                manifest.Metrics["teacher_test_auc_same_rows"] = Math.Round(MlNetModels.Auc(distilled.TeacherTestScores, testY), 4);
+                manifest.Metrics["teacher_mean_abs_score_diff"] = Math.Round(testScores.Zip(distilled.TeacherTestScores, (a, b) => Math.Abs(a - b)).Average(), 6);
+                manifest.Metrics["distill_rows"] = distilled.Rows;
+                if (distilled.TeacherParameters is > 0 and var p) manifest.Metrics["teacher_parameters"] = p;
+            }
             manifest.GeneratedBy = string.Create(CultureInfo.InvariantCulture,
-                $"streaminference train {(wideMlp is null ? settings.Flags() : $"--trainer logreg --architecture wide-mlp --hidden {wideMlp.Hidden} --layers {wideMlp.Layers} --seed {wideMlp.Seed}")} " +
+                $"streaminference train {(wideMlp is null ? settings.Flags() : $"--trainer logreg --architecture wide-mlp --hidden {wideMlp.Hidden} --layers {wideMlp.Layers} --seed {wideMlp.Seed}")}" +
+                $"{(distillation is null ? "" : $" --distill-from {distillation.Teacher}")} " +
                 $"(ML.NET, time split at {split:yyyy-MM-ddTHH:mm:ssZ}, test fraction {testFraction})");
             File.WriteAllText(Path.Combine(imported.Directory, "manifest.json"), manifest.ToJson() + "\n");
             if (staging is not null)
@@ -154,6 +193,9 @@ public static class Trainer
             if (staging is not null && System.IO.Directory.Exists(staging)) System.IO.Directory.Delete(staging, recursive: true);
         }
     }
+
+    /// <param name="TeacherTestScores">The teacher's scores of the held-out rows, in their order.</param>
+    private sealed record Distillation(string Teacher, int Rows, double[] TeacherTestScores, double? TeacherParameters);
 
     private static int[] Spaced(int count, int limit)
     {

@@ -251,10 +251,17 @@ public static class BatchCommands
         var hidden = new Option<int>("--hidden") { Description = "wide-mlp: units per hidden layer.", DefaultValueFactory = _ => 4096 };
         var layers = new Option<int>("--layers") { Description = "wide-mlp: hidden layers.", DefaultValueFactory = _ => 3 };
         var evalRows = new Option<int>("--eval-rows") { Description = "wide-mlp: rows (evenly spaced) scored with ONNX Runtime for each AUC.", DefaultValueFactory = _ => 5_000 };
+        var distillFrom = new Option<string?>("--distill-from")
+        {
+            Description = "Distillation: a model version directory (the teacher, e.g. the costly champion) whose scores the new model is fitted to instead of the labels " +
+                          "(soft targets, every row of the training period). A small student by default: lightgbm with 30 trees of at most 8 leaves unless --trees/--leaves " +
+                          "say otherwise, or --trainer logreg. Teacher and student AUCs on the same held-out rows go into the manifest " +
+                          "[default --out: <teacher's repository>/<teacher>-student/<next version>].",
+        };
         var command = new Command("train", "Train a fraud model with ML.NET on a time-based split (train on the earlier period, evaluate on the later one), export it to ONNX " +
                                            "and import it like any other model, with its held-out AUC (measured with ONNX Runtime on the imported graph) in the manifest.")
         {
-            features, set, output, replace, trainer, trees, leaves, learningRate, minLeafRows, seed, testFraction, architecture, hidden, layers, evalRows,
+            features, set, output, replace, trainer, trees, leaves, learningRate, minLeafRows, seed, testFraction, architecture, hidden, layers, evalRows, distillFrom,
         };
         command.SetAction((parse, ct) => Guard(async () =>
         {
@@ -263,18 +270,36 @@ public static class BatchCommands
             // wide-mlp builds on the logistic regression: it is the trainer unless another is asked for by name.
             var kind = parse.GetValue(trainer) == "logreg" || (shape is not null && parse.GetResult(trainer) is null or { Implicit: true })
                 ? TrainerKind.LogisticRegression : TrainerKind.LightGbm;
-            var settings = new TrainerSettings(kind, parse.GetValue(trees), parse.GetValue(leaves), parse.GetValue(learningRate), parse.GetValue(minLeafRows), parse.GetValue(seed));
+            var teacher = parse.GetValue(distillFrom);
+            // A student is small unless its size is asked for.
+            static bool Given(ParseResult parse, Option<int> option) => parse.GetResult(option) is { Implicit: false };
+            var settings = new TrainerSettings(kind, teacher is not null && !Given(parse, trees) ? StudentTrees : parse.GetValue(trees),
+                teacher is not null && !Given(parse, leaves) ? StudentLeaves : parse.GetValue(leaves), parse.GetValue(learningRate), parse.GetValue(minLeafRows), parse.GetValue(seed));
             settings.Validate();
             shape?.Validate();
-            var target = TrainTarget(parse.GetValue(output), kind, parse.GetValue(replace));
+            var target = teacher is not null && parse.GetValue(output) is null ? StudentTarget(teacher, parse.GetValue(replace)) : TrainTarget(parse.GetValue(output), kind, parse.GetValue(replace));
             var data = await TrainingSet.ReadAsync(parse.GetValue(set)!, ct).ConfigureAwait(false);
             var report = Trainer.Train(data, plan, target, settings, parse.GetValue(testFraction), shape, parse.GetValue(evalRows),
-                new Progress<string>(line => Console.Error.WriteLine($"train: {line}")));
+                new Progress<string>(line => Console.Error.WriteLine($"train: {line}")), teacher);
             Console.Out.WriteLine(JsonSerializer.Serialize(new TrainResult(Path.GetRelativePath(Directory.GetCurrentDirectory(), report.ModelDirectory), target.Name, target.Version, report.TrainRows, report.TestRows,
                 Math.Round(report.TrainAuc, 4), Math.Round(report.TestAuc, 4), Math.Round(report.FraudRate, 4), report.SplitAt.UtcDateTime.ToString("yyyy-MM-ddTHH:mm:ssZ", CultureInfo.InvariantCulture)), BatchJson.Default.TrainResult));
             return 0;
         }));
         return command;
+    }
+
+    private const int StudentTrees = 30;
+    private const int StudentLeaves = 8;
+
+    /// <summary>A student's default place: beside its teacher, named after it.</summary>
+    private static TrainingTarget StudentTarget(string teacher, bool replace)
+    {
+        var dir = Path.GetFullPath(Path.TrimEndingDirectorySeparator(teacher));
+        var manifest = Path.Combine(dir, "manifest.json");
+        if (!File.Exists(manifest)) throw new FileNotFoundException($"--distill-from '{teacher}' is not a model version directory (model.onnx and manifest.json).");
+        var name = $"{ModelManifest.Load(manifest).Name}-student";
+        var repository = Path.GetDirectoryName(Path.GetDirectoryName(dir)!)!;
+        return new TrainingTarget(repository, name, ModelImporter.NextVersion(Path.Combine(repository, name)), replace);
     }
 
     private static TrainingTarget TrainTarget(string? output, TrainerKind kind, bool replace)
