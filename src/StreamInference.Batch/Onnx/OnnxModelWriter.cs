@@ -146,6 +146,13 @@ public sealed class OnnxAttribute
         w.Int(20, 7);
     });
 
+    public static OnnxAttribute Float(string name, float value) => new(w =>
+    {
+        w.String(1, name);
+        w.Float(2, value);
+        w.Int(20, 1);
+    });
+
     public static OnnxAttribute Int(string name, long value) => new(w =>
     {
         w.String(1, name);

@@ -41,6 +41,7 @@ public static class BenchCommand
         command.Subcommands.Add(BenchGenerate.Create());
         command.Subcommands.Add(BenchBaseline.Create());
         command.Subcommands.Add(ModelBenchCommand.Create());
+        command.Subcommands.Add(BenchVariants.Create());
         return command;
     }
 

@@ -121,24 +121,84 @@ public static class ModelBenchCommand
         var runs = file["runs"]!.AsArray();
         foreach (var old in runs.Where(r => (string?)r!["label"] == (string?)run["label"] && (string?)r!["model"] == (string?)run["model"]).ToList()) runs.Remove(old);
         runs.Add(run);
-        Directory.CreateDirectory(Path.GetDirectoryName(Path.GetFullPath(jsonPath))!);
-        File.WriteAllText(jsonPath, file.ToJsonString(new JsonSerializerOptions { WriteIndented = true }) + "\n");
-        File.WriteAllText(output + ".md", Markdown(runs));
+        Write(output, file);
         return file;
     }
 
-    private static string Markdown(JsonArray runs)
+    /// <summary>Merges a <c>bench variants</c> comparison into the results, replacing one with the same label and models.</summary>
+    public static void SaveComparison(string output, JsonObject comparison)
+    {
+        var jsonPath = output + ".json";
+        var file = File.Exists(jsonPath) ? JsonNode.Parse(File.ReadAllText(jsonPath))!.AsObject() : new JsonObject { ["runs"] = new JsonArray() };
+        if (file["comparisons"] is not JsonArray comparisons) file["comparisons"] = comparisons = [];
+        static string Models(JsonNode c) => string.Join(",", c["variants"]!.AsArray().Select(v => (string)v!["model"]!));
+        foreach (var old in comparisons.Where(c => (string?)c!["label"] == (string?)comparison["label"] && Models(c!) == Models(comparison)).ToList()) comparisons.Remove(old);
+        comparisons.Add(comparison);
+        Write(output, file);
+    }
+
+    private static void Write(string output, JsonObject file)
+    {
+        var jsonPath = output + ".json";
+        Directory.CreateDirectory(Path.GetDirectoryName(Path.GetFullPath(jsonPath))!);
+        File.WriteAllText(jsonPath, file.ToJsonString(new JsonSerializerOptions { WriteIndented = true }) + "\n");
+        File.WriteAllText(output + ".md", Markdown(file));
+    }
+
+    /// <summary>The vector and matrix instruction sets of this processor that ONNX Runtime's float and int8 kernels use (Linux: /proc/cpuinfo).</summary>
+    public static string? VectorInstructionSets()
+    {
+        const string cpuinfo = "/proc/cpuinfo";
+        if (!File.Exists(cpuinfo)) return null;
+        var flags = File.ReadLines(cpuinfo).FirstOrDefault(l => l.StartsWith("flags", StringComparison.Ordinal))?.Split(':', 2)[1]
+            .Split(' ', StringSplitOptions.RemoveEmptyEntries).ToHashSet(StringComparer.Ordinal);
+        if (flags is null) return null;
+        string[] known = ["avx2", "fma", "avx512f", "avx512bw", "avx512_vnni", "avx_vnni", "avx512_bf16", "avx512_fp16", "amx_int8", "amx_bf16", "amx_fp16"];
+        return string.Join(" ", known.Where(flags.Contains));
+    }
+
+    private static string Markdown(JsonObject file)
     {
         var inv = CultureInfo.InvariantCulture;
         var md = new StringBuilder();
-        md.AppendLine("# Model scoring throughput vs batch size");
+        md.AppendLine("# Model scoring throughput");
+        if (file["comparisons"] is JsonArray { Count: > 0 } comparisons)
+        {
+            md.AppendLine();
+            md.AppendLine("## Cheaper variants, side by side");
+            md.AppendLine();
+            md.AppendLine("Written by `streaminference bench variants`: each model scores the same held-out rows (AUC) and is timed through the serving scorer " +
+                          "(pooled batches, pseudo-random feature values, 3 warm-up runs then at least 5 runs per size), one model after the other in one process. " +
+                          "Speed-ups and AUC differences are against the first model of the table.");
+            foreach (var c in comparisons.Select(x => x!.AsObject()))
+            {
+                md.AppendLine();
+                md.AppendLine(inv, $"### {c["label"]}: {c["reference"]} and variants");
+                md.AppendLine();
+                md.AppendLine(inv, $"`{c["command"]}` ({c["date"]}, {c["processors"]} processors{(c["instructionSets"] is { } isa ? $" with {isa}" : "")}, ONNX Runtime {c["onnxRuntimePackage"]} package, " +
+                                   $"{c["executionProvider"]}); held-out rows: {(int)c["heldOutRows"]!:N0}, {c["heldOutRule"]}.");
+                md.AppendLine();
+                md.AppendLine("| model | held-out AUC | Δ AUC | size on disk | batch 1 events/s | batch 256 events/s | best events/s (batch) | speed-up @256 | speed-up best | mean \\|Δ score\\| |");
+                md.AppendLine("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|");
+                foreach (var v in c["variants"]!.AsArray().Select(x => x!.AsObject()))
+                    md.AppendLine(inv, $"| {v["model"]} | {(double)v["heldOutAuc"]!:0.0000} | {(double)v["aucDifference"]!:+0.0000;-0.0000;0.0000} | {Size((double)v["fileBytes"]!)} | " +
+                                       $"{(double)v["batch1EventsPerSecond"]!:N0} | {(double)v["batch256EventsPerSecond"]!:N0} | {(double)v["bestEventsPerSecond"]!:N0} ({v["bestBatchSize"]}) | " +
+                                       $"{(double)v["speedupBatch256"]!:0.00}× | {(double)v["speedupBest"]!:0.00}× | {(double)v["meanAbsScoreDiff"]!:G3} |");
+                md.AppendLine();
+                foreach (var v in c["variants"]!.AsArray().Select(x => x!.AsObject()))
+                    md.AppendLine(inv, $"- {v["model"]}: {v["description"]}");
+            }
+        }
+        md.AppendLine();
+        md.AppendLine("## Throughput vs batch size");
         md.AppendLine();
         md.AppendLine("Written by `streaminference bench model` (serving scorer: ONNX Runtime on pooled batches, pseudo-random feature values, " +
                       "3 warm-up runs then at least 5 runs per size). One table per model; a column per device.");
+        var runs = file["runs"]!.AsArray();
         foreach (var byModel in runs.Select(r => r!.AsObject()).GroupBy(r => (string)r["model"]!))
         {
             var list = byModel.ToList();
-            md.AppendLine().AppendLine(CultureInfo.InvariantCulture, $"## {byModel.Key}").AppendLine();
+            md.AppendLine().AppendLine(CultureInfo.InvariantCulture, $"### {byModel.Key}").AppendLine();
             foreach (var r in list)
             {
                 md.AppendLine(inv, $"- **{r["label"]}**: `{r["command"]}` ({r["date"]}, {r["processors"]} processors, ONNX Runtime {r["onnxRuntimePackage"]} package" +
@@ -168,6 +228,10 @@ public static class ModelBenchCommand
         }
         return md.ToString();
     }
+
+    private static string Size(double bytes) => bytes >= 1_000_000
+        ? string.Create(CultureInfo.InvariantCulture, $"{bytes / 1e6:0.0} MB")
+        : string.Create(CultureInfo.InvariantCulture, $"{bytes / 1e3:0.0} kB");
 
     /// <summary>nvidia-smi, where installed: the GPU's name, and its utilization sampled every 100 ms.</summary>
     private sealed class NvidiaSmi : IDisposable
