@@ -14,13 +14,21 @@ namespace StreamInference.IntegrationTests;
 [Collection(ServicesCollection.Name)]
 public sealed class DeploymentFallbackTests(ServicesFixture services, ITestOutputHelper output) : TempDirectoryTest("si-fallback-")
 {
-    [Fact]
-    public async Task ASpike_SwitchesToTheFallbackTier_AndBackAfterIt_EveryPredictionTagged()
+    /// <param name="tier">
+    /// The cheaper model: <c>logreg</c>, the repository's logistic regression; <c>int8</c>, the champion quantized by
+    /// <c>model quantize</c>; <c>student</c>, a small tree ensemble distilled from the champion by <c>train --distill-from</c>.
+    /// </param>
+    [Theory]
+    [InlineData("logreg")]
+    [InlineData("int8")]
+    [InlineData("student")]
+    public async Task ASpike_SwitchesToTheFallbackTier_AndBackAfterIt_EveryPredictionTagged(string tier)
     {
         var plan = ServicesFixture.CardPaymentsPlan;
         var repository = Path.Combine(TempDir, "models");
         ModelRepository.CopyVersion(Path.Combine(AppContext.BaseDirectory, "models", "fraud-logreg", "3"), repository);
         var champion = SlowChampion(repository, plan);
+        var fallbackModel = await CheaperModelAsync(tier, repository, plan);
 
         // The champion's capacity on this machine (scoring alone, on one thread, as the processor runs it): the rates are set from it.
         var capacity = Capacity(champion, plan);
@@ -33,7 +41,7 @@ public sealed class DeploymentFallbackTests(ServicesFixture services, ITestOutpu
             version: 1
             champion: fraud-mlp@1
             fallback:
-              model: fraud-logreg@3
+              model: {fallbackModel}
               enterLagEvents: {enter}
               minDwellMs: 1000
             """));
@@ -90,7 +98,7 @@ public sealed class DeploymentFallbackTests(ServicesFixture services, ITestOutpu
 
         Assert.Equal(total, predictions.Select(r => (string)r["event_id"]).Distinct().Count());   // nothing lost
         // Every output says which tier served it, and was served by that tier's model.
-        Assert.All(predictions, r => Assert.Equal((string)r["arm"] == "fallback" ? "fraud-logreg" : "fraud-mlp", (string)r["model_name"]));
+        Assert.All(predictions, r => Assert.Equal((string)r["arm"] == "fallback" ? fallbackModel.Split('@')[0] : "fraud-mlp", (string)r["model_name"]));
         Assert.All(predictions, r => Assert.Contains((string)r["arm"], new[] { "champion", "fallback" }));
         Assert.True(byArm.GetValueOrDefault("fallback") > 0, "the fallback tier never served");
         // The switch comes within 3 s of the spike's start (lag measured every 0.5 s, over a budget of half a second of champion work).
@@ -104,6 +112,51 @@ public sealed class DeploymentFallbackTests(ServicesFixture services, ITestOutpu
         // The tail after the spike is served by the champion again.
         var last = predictions.OrderBy(r => (DateTime)r["event_time"]).TakeLast(50).ToList();
         Assert.All(last, r => Assert.Equal("champion", (string)r["arm"]));
+    }
+
+    /// <summary>
+    /// The fallback tier's model, made by the model commands as a team would make it, and checked by <c>model validate</c>
+    /// with the rest of the repository: name@version.
+    /// </summary>
+    private async Task<string> CheaperModelAsync(string tier, string repository, Core.Features.FeaturePlan plan)
+    {
+        var features = Path.Combine(AppContext.BaseDirectory, "schemas", "features", "card_payments.yaml");
+        var champion = Path.Combine(repository, "fraud-mlp", "1");
+        var none = new Dictionary<string, string>();
+        string model;
+        switch (tier)
+        {
+            case "logreg":
+                return "fraud-logreg@3";
+            case "int8":
+            {
+                var (code, stdout, stderr) = await TestCli.RunAsync(["model", "quantize", champion, "--features", features], none);
+                output.WriteLine(stdout + stderr);
+                Assert.True(code == 0, stderr);
+                model = "fraud-mlp-int8@1";
+                break;
+            }
+            default:
+            {
+                // A training set of the example world, scored by the champion: the student's soft targets.
+                var history = SyntheticHistory.Generate(plan, new HistoryOptions { Events = 12_000, Span = TimeSpan.FromDays(10), Seed = 31 });
+                var order = history.EventTimeOrder();
+                var rows = PointInTimeFeatures.Compute(history, LookupTimeline.Compute(history, history.MaxTimeMs + 1, order), eventTimeOrder: order);
+                var set = Path.Combine(TempDir, "training.parquet");
+                await Batch.Training.TrainingSet.WriteAsync(set, history, rows);
+                var (code, stdout, stderr) = await TestCli.RunAsync(
+                    ["train", "--training-set", set, "--distill-from", champion, "--trees", "20", "--leaves", "8", "--features", features], none);
+                output.WriteLine(stdout + stderr);
+                Assert.True(code == 0, stderr);
+                model = "fraud-mlp-student@1";
+                break;
+            }
+        }
+        var validate = await TestCli.RunAsync(["model", "validate", repository, "--features", features], none);
+        output.WriteLine(validate.Stdout);
+        Assert.Equal(0, validate.Code);
+        Assert.Contains($"ok       {Path.Combine(repository, model.Replace('@', Path.DirectorySeparatorChar))}", validate.Stdout);
+        return model;
     }
 
     /// <summary>A wide MLP (2048 units, three layers) imported into the repository as fraud-mlp@1: the slow champion.</summary>
