@@ -173,12 +173,7 @@ public sealed class CheaperModelTests(ITestOutputHelper output) : TempDirectoryT
     [Fact]
     public async Task Distill_RecordsTeacherAndStudentAuc_OnTheSameHeldOutRows()
     {
-        var history = SyntheticHistory.Generate(Plan, new HistoryOptions { Events = 30_000, Span = TimeSpan.FromDays(20), Seed = 23 });
-        var order = history.EventTimeOrder();
-        var rows = PointInTimeFeatures.Compute(history, LookupTimeline.Compute(history, history.MaxTimeMs + 1, order), eventTimeOrder: order);
-        var setPath = Path.Combine(TempDir, "training.parquet");
-        await TrainingSet.WriteAsync(setPath, history, rows);
-        var set = await TrainingSet.ReadAsync(setPath);
+        var (_, set) = await TrainingSetAsync(30_000, 23);
         var teacher = Trainer.Train(set, Plan, new TrainingTarget(Repository, "teacher", "1"));
 
         var report = Trainer.Train(set, Plan, new TrainingTarget(Repository, "teacher-student", "1"), new TrainerSettings(Trees: 20, Leaves: 8), teacher: teacher.ModelDirectory);
@@ -196,6 +191,43 @@ public sealed class CheaperModelTests(ITestOutputHelper output) : TempDirectoryT
         Assert.Equal(metrics["test_auc"], heldOut.Auc(heldOut.Score(report.ModelDirectory, set, Plan)), 4);
         Assert.True(metrics["test_auc"] > 0.8, $"student AUC {metrics["test_auc"]}");
         Assert.True(metrics["teacher_test_auc_same_rows"] - metrics["test_auc"] < 0.05, "the student lost more than 0.05 of AUC");
+    }
+
+    [Fact]
+    public async Task BenchVariants_ComparesTheModels_OnTheSameHeldOutRows()
+    {
+        var set = await TrainingSetAsync(8_000, 41);
+        var source = WideMlpModel(hidden: 64);
+        var int8 = ModelQuantization.Run(new QuantizeRequest(source, new QuantizationOptions()), Plan).Directory;
+        var results = Path.Combine(TempDir, "model-benchmarks");
+        var (code, stdout, stderr) = await TestCli.RunAsync(
+            ["bench", "variants", "--model", source, "--model", int8, "--training-set", set.Path, "--batch-sizes", "1,4", "--seconds", "0.2",
+             "--features", Path.Combine(AppContext.BaseDirectory, "schemas", "features", "card_payments.yaml"), "--output", results], new Dictionary<string, string>());
+        output.WriteLine(stderr);
+        Assert.True(code == 0, stderr);
+
+        var comparison = System.Text.Json.Nodes.JsonNode.Parse(File.ReadAllText(results + ".json"))!["comparisons"]!.AsArray().Single()!;
+        var variants = comparison["variants"]!.AsArray().Select(v => v!).ToList();
+        Assert.Equal(["wide@1", "wide-int8@1"], variants.Select(v => (string)v["model"]!));
+        // No time split in these manifests: the latest 20 % of the labelled rows, for both models.
+        var heldOut = HeldOutRows.Select(set.Data, null);
+        Assert.Equal(heldOut.Rows.Length, (int)comparison["heldOutRows"]!);
+        Assert.Equal(heldOut.Auc(heldOut.Score(source, set.Data, Plan)), (double)variants[0]["heldOutAuc"]!, 5);
+        Assert.Equal(heldOut.Auc(heldOut.Score(int8, set.Data, Plan)), (double)variants[1]["heldOutAuc"]!, 5);
+        Assert.Equal(1.0, (double)variants[0]["speedupBatch256"]!);
+        Assert.All(variants, v => Assert.True((double)v["batch1EventsPerSecond"]! > 0 && (double)v["batch256EventsPerSecond"]! > 0));
+        Assert.True((double)variants[1]["fileBytes"]! < (double)variants[0]["fileBytes"]!);
+        Assert.Contains("| wide-int8@1 |", File.ReadAllText(results + ".md"));
+    }
+
+    private async Task<(string Path, TrainingSet Data)> TrainingSetAsync(int events, int seed)
+    {
+        var history = SyntheticHistory.Generate(Plan, new HistoryOptions { Events = events, Span = TimeSpan.FromDays(20), Seed = seed });
+        var order = history.EventTimeOrder();
+        var rows = PointInTimeFeatures.Compute(history, LookupTimeline.Compute(history, history.MaxTimeMs + 1, order), eventTimeOrder: order);
+        var path = Path.Combine(TempDir, $"training-{seed}.parquet");
+        await TrainingSet.WriteAsync(path, history, rows);
+        return (path, await TrainingSet.ReadAsync(path));
     }
 
     private static double Spearman(double[] a, double[] b)
