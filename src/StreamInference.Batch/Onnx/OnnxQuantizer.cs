@@ -138,13 +138,35 @@ public static class OnnxQuantizer
 
         graph.Node.Clear();
         graph.Node.AddRange(rewritten);
-        // Float weights no node reads any more go; so do their stale shape annotations.
-        var read = graph.Node.SelectMany(x => x.Input).Concat(graph.Output.Select(o => o.Name)).ToHashSet(StringComparer.Ordinal);
+        // The float weights that were converted go, unless something still reads them (another node, a subgraph, an output).
+        var read = ReadNames(graph);
         var before = graph.Initializer.Sum(Bytes);
-        foreach (var unused in graph.Initializer.Where(t => !read.Contains(t.Name)).ToList()) graph.Initializer.Remove(unused);
+        var converted = nodes.Where(x => x.Reason is null).Select(x => x.Weight).ToHashSet(StringComparer.Ordinal);
+        foreach (var unused in graph.Initializer.Where(t => converted.Contains(t.Name) && !read.Contains(t.Name)).ToList()) graph.Initializer.Remove(unused);
         graph.Initializer.AddRange(rewriter.NewInitializers);
         model.MetadataProps.Add(new StringStringEntryProto { Key = "streaminference.quantization", Value = options.Describe() });
         return new QuantizationReport(nodes, before, graph.Initializer.Sum(Bytes));
+    }
+
+    /// <summary>Every tensor name read by a node of the graph or of its subgraphs (If, Loop, Scan bodies read outer names), and the graph's outputs.</summary>
+    private static HashSet<string> ReadNames(GraphProto graph)
+    {
+        var names = new HashSet<string>(StringComparer.Ordinal);
+        void Visit(GraphProto g)
+        {
+            foreach (var node in g.Node)
+            {
+                names.UnionWith(node.Input);
+                foreach (var a in node.Attribute)
+                {
+                    if (a.G is { } body) Visit(body);
+                    foreach (var b in a.Graphs) Visit(b);
+                }
+            }
+            names.UnionWith(g.Output.Select(o => o.Name));
+        }
+        Visit(graph);
+        return names;
     }
 
     private static long Bytes(TensorProto t) => t.RawData.Length + t.FloatData.Count * 4L + t.Int32Data.Count * 4L + t.Int64Data.Count * 8L + t.DoubleData.Count * 8L;

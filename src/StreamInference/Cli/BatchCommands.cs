@@ -254,8 +254,8 @@ public static class BatchCommands
         var distillFrom = new Option<string?>("--distill-from")
         {
             Description = "Distillation: a model version directory (the teacher, e.g. the costly champion) whose scores the new model is fitted to instead of the labels " +
-                          "(soft targets, every row of the training period). A small student by default: lightgbm with 30 trees of at most 8 leaves unless --trees/--leaves " +
-                          "say otherwise, or --trainer logreg. Teacher and student AUCs on the same held-out rows go into the manifest " +
+                          "(soft targets, every row of the training period). A small student by default: lightgbm with 30 trees of at most 8 leaves, learning rate 0.2, unless " +
+                          "--trees/--leaves/--learning-rate say otherwise, or --trainer logreg. Teacher and student AUCs on the same held-out rows go into the manifest " +
                           "[default --out: <teacher's repository>/<teacher>-student/<next version>].",
         };
         var command = new Command("train", "Train a fraud model with ML.NET on a time-based split (train on the earlier period, evaluate on the later one), export it to ONNX " +
@@ -274,7 +274,9 @@ public static class BatchCommands
             // A student is small unless its size is asked for.
             static bool Given(ParseResult parse, Option<int> option) => parse.GetResult(option) is { Implicit: false };
             var settings = new TrainerSettings(kind, teacher is not null && !Given(parse, trees) ? StudentTrees : parse.GetValue(trees),
-                teacher is not null && !Given(parse, leaves) ? StudentLeaves : parse.GetValue(leaves), parse.GetValue(learningRate), parse.GetValue(minLeafRows), parse.GetValue(seed));
+                teacher is not null && !Given(parse, leaves) ? StudentLeaves : parse.GetValue(leaves),
+                teacher is not null && parse.GetResult(learningRate) is null or { Implicit: true } ? StudentLearningRate : parse.GetValue(learningRate),
+                parse.GetValue(minLeafRows), parse.GetValue(seed));
             settings.Validate();
             shape?.Validate();
             var target = teacher is not null && parse.GetValue(output) is null ? StudentTarget(teacher, parse.GetValue(replace)) : TrainTarget(parse.GetValue(output), kind, parse.GetValue(replace));
@@ -290,6 +292,8 @@ public static class BatchCommands
 
     private const int StudentTrees = 30;
     private const int StudentLeaves = 8;
+    // 30 rounds at 0.05 stop short of the fit (AUC 0.9848 against 0.9923 at 0.2, distilled from fraud-gbm@1).
+    private const double StudentLearningRate = 0.2;
 
     /// <summary>A student's default place: beside its teacher, named after it.</summary>
     private static TrainingTarget StudentTarget(string teacher, bool replace)

@@ -302,6 +302,9 @@ public static class ModelCommands
             foreach (var n in result.Report.Nodes)
                 o.WriteLine(string.Create(inv, $"  {(n.Reason is null ? "converted" : "kept"),-9} {n.OpType} {n.Node} ({n.Weight}{(n.Rows > 0 ? $", {n.Rows}×{n.Columns}" : "")}){(n.Reason is null ? "" : $": {n.Reason}")}"));
             o.WriteLine(string.Create(inv, $"  size: model.onnx {result.FileBytes / 1e6:0.00} MB (source {result.SourceFileBytes / 1e6:0.00} MB); weights {result.Report.WeightBytesAfter / 1e6:0.00} MB (were {result.Report.WeightBytesBefore / 1e6:0.00} MB)"));
+            if (options.Type == QuantizationType.Fp16)
+                o.WriteLine("  note: FP16 is for CUDA (Model:Device=cuda). On a CPU, ONNX Runtime has no float16 MatMul kernel for most processors and computes it in float " +
+                            "through inserted casts: no faster than the source (docs/cheaper-models.md).");
             if (result.HeldOut is { } held)
             {
                 o.WriteLine(string.Create(inv, $"  held-out AUC on {held.Rows.Length:N0} rows ({held.Rule}): {result.Auc:0.00000}, source {result.SourceAuc:0.00000} (difference {result.Auc - result.SourceAuc:+0.00000;-0.00000;0.00000})"));
