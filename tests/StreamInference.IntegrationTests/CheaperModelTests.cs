@@ -141,7 +141,6 @@ public sealed class CheaperModelTests(ITestOutputHelper output) : TempDirectoryT
         var logreg = ModelRepository.CopyVersion(Path.Combine(AppContext.BaseDirectory, "models", "fraud-logreg", "3"), Repository);
         var e = Assert.Throws<InvalidDataException>(() => ModelQuantization.Run(new QuantizeRequest(logreg, new QuantizationOptions()), Plan));
         Assert.Contains("no MatMul or Gemm node", e.Message);
-        Assert.False(Directory.Exists(Path.Combine(Repository, "fraud-logreg-int8")));
 
         var wide = WideMlpModel(hidden: 32);
         e = Assert.Throws<InvalidDataException>(() => ModelQuantization.Run(new QuantizeRequest(wide, new QuantizationOptions(MinDimension: 64)), Plan));
@@ -191,6 +190,13 @@ public sealed class CheaperModelTests(ITestOutputHelper output) : TempDirectoryT
         Assert.Equal(metrics["test_auc"], heldOut.Auc(heldOut.Score(report.ModelDirectory, set, Plan)), 4);
         Assert.True(metrics["test_auc"] > 0.8, $"student AUC {metrics["test_auc"]}");
         Assert.True(metrics["teacher_test_auc_same_rows"] - metrics["test_auc"] < 0.05, "the student lost more than 0.05 of AUC");
+
+        // A teacher trained up to a later split has seen labels of this held-out period: refused, nothing written.
+        var late = Trainer.Train(set, Plan, new TrainingTarget(Repository, "late-teacher", "1"), testFraction: 0.1);
+        var e = Assert.Throws<InvalidDataException>(() =>
+            Trainer.Train(set, Plan, new TrainingTarget(Repository, "late-teacher-student", "1"), new TrainerSettings(Trees: 20, Leaves: 8), teacher: late.ModelDirectory));
+        Assert.Contains("it has seen the held-out period", e.Message);
+        Assert.False(Directory.Exists(Path.Combine(Repository, "late-teacher-student")));
     }
 
     [Fact]
@@ -214,7 +220,7 @@ public sealed class CheaperModelTests(ITestOutputHelper output) : TempDirectoryT
         Assert.Equal(heldOut.Rows.Length, (int)comparison["heldOutRows"]!);
         Assert.Equal(heldOut.Auc(heldOut.Score(source, set.Data, Plan)), (double)variants[0]["heldOutAuc"]!, 5);
         Assert.Equal(heldOut.Auc(heldOut.Score(int8, set.Data, Plan)), (double)variants[1]["heldOutAuc"]!, 5);
-        Assert.Equal(1.0, (double)variants[0]["speedupBatch256"]!);
+        Assert.Equal((double)variants[1]["batch256EventsPerSecond"]! / (double)variants[0]["batch256EventsPerSecond"]!, (double)variants[1]["speedupBatch256"]!, 2);
         Assert.All(variants, v => Assert.True((double)v["batch1EventsPerSecond"]! > 0 && (double)v["batch256EventsPerSecond"]! > 0));
         Assert.True((double)variants[1]["fileBytes"]! < (double)variants[0]["fileBytes"]!);
         Assert.Contains("| wide-int8@1 |", File.ReadAllText(results + ".md"));

@@ -26,9 +26,11 @@ public sealed class DriftTests(ServicesFixture services, ITestOutputHelper outpu
         await using var processor = await ProcessorHarness.StartAsync(options, output);
         Assert.NotNull(processor.Drift);
 
+        var clock = ServicesFixture.DaytimeClockOffset();
         async Task Produce(int seed, int? driftAt)
         {
-            var produced = await services.ProduceAsync(new ProduceOptions { Topic = topics.Input, Events = window, Seed = seed, DriftAt = driftAt });
+            // At a daytime hour: at night the usual world is mostly fraud, whose amounts the shift moves less.
+            var produced = await services.ProduceAsync(new ProduceOptions { Topic = topics.Input, Events = window, Seed = seed, DriftAt = driftAt, ClockOffset = clock });
             Assert.Equal(0, produced.Failed);
         }
         // One window of the usual world, then one of the shifted world (amounts ×2.2, more online payments).

@@ -20,6 +20,7 @@ public sealed class LabelStreamTests(ServicesFixture services, ITestOutputHelper
         {
             Topic = input, Events = events, Seed = 1919, LabelsTopic = labelsTopic, LabelKnownAfterMs = knownAfter,
             LabelTimeScale = 1.0 / 86_400 / 4,   // a day of delay in a quarter of a second
+            ClockOffset = ServicesFixture.DaytimeClockOffset(),   // the share of positives below is a daytime share
         });
         using var registry = services.RegistryClient();
         var labels = new List<(GroundTruth Label, string Key)>();

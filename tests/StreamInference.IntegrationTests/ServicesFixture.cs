@@ -159,6 +159,19 @@ public sealed class ServicesFixture : IAsyncLifetime
     public AvroSchemaRegistry RegistryClient() => new(new SchemaRegistryOptions { Url = SchemaRegistryUrl });
 
     /// <summary>Synthetic payment events, written with <see cref="PaymentEventSchema"/> through the registry.</summary>
+    /// <summary>
+    /// The live synthetic world follows the hour of the day: at night most payments are fraud. Tests whose expectations
+    /// hold for daytime traffic produce at a simulated daytime (ProduceOptions.ClockOffset): now between 09:00 and 19:00
+    /// UTC, else the next 13:00. Never in the past, where lookup snapshots written now would not be known yet.
+    /// </summary>
+    public static TimeSpan DaytimeClockOffset()
+    {
+        var now = DateTimeOffset.UtcNow;
+        if (now.Hour is >= 9 and < 19) return TimeSpan.Zero;
+        var target = new DateTimeOffset(now.UtcDateTime.Date.AddHours(13), TimeSpan.Zero);
+        return (target < now ? target.AddDays(1) : target) - now;
+    }
+
     public async Task<ProduceSummary> ProduceAsync(ProduceOptions options)
     {
         using var registry = RegistryClient();

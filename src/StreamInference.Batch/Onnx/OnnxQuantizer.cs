@@ -94,9 +94,10 @@ public static class OnnxQuantizer
             throw new InvalidDataException($"{source} keeps weights in external data files; quantize works on self-contained models (save it with all tensors in the .onnx file).");
 
         var initializers = graph.Initializer.ToDictionary(t => t.Name, StringComparer.Ordinal);
-        // A graph input of the same name overrides an initializer at run time: not a constant.
-        var overridable = graph.Input.Select(i => i.Name).ToHashSet(StringComparer.Ordinal);
-        var rewriter = new Rewriter(graph, options);
+        // From IR version 4 on, a graph input of the same name overrides an initializer at run time: not a constant.
+        // Before it, every initializer had to be listed as an input too, and runtimes treat them as constants.
+        var overridable = model.IrVersion >= 4 ? graph.Input.Select(i => i.Name).ToHashSet(StringComparer.Ordinal) : [];
+        var rewriter = new Rewriter(graph, options, overridable);
         var nodes = new List<QuantizedNode>();
         var rewritten = new List<NodeProto>(graph.Node.Count);
         foreach (var node in graph.Node)
@@ -122,6 +123,8 @@ public static class OnnxQuantizer
                 : dims.Length != 2 ? $"its weight has {dims.Length} dimensions, not 2"
                 : gemm is { TransA: true } ? "Gemm with transA"
                 : rows < options.MinDimension || columns < options.MinDimension ? $"{rows}×{columns} is under --min-dimension {options.MinDimension}"
+                : options.Type == QuantizationType.Fp16 && FloatData(weight, source).Max(v => Math.Abs(v * (gemm?.Alpha ?? 1f))) is var max && max > (float)Half.MaxValue
+                    ? string.Create(CultureInfo.InvariantCulture, $"a weight of {max:G4} is beyond float16's range (±65504)")
                 : null;
             nodes.Add(new QuantizedNode(name, node.OpType, weightName, rows, columns, reason));
             if (reason is not null)
@@ -142,7 +145,12 @@ public static class OnnxQuantizer
         var read = ReadNames(graph);
         var before = graph.Initializer.Sum(Bytes);
         var converted = nodes.Where(x => x.Reason is null).Select(x => x.Weight).ToHashSet(StringComparer.Ordinal);
-        foreach (var unused in graph.Initializer.Where(t => converted.Contains(t.Name) && !read.Contains(t.Name)).ToList()) graph.Initializer.Remove(unused);
+        foreach (var unused in graph.Initializer.Where(t => converted.Contains(t.Name) && !read.Contains(t.Name)).ToList())
+        {
+            graph.Initializer.Remove(unused);
+            // Listed as an input too (IR version 3): without its initializer it would become a required input.
+            foreach (var input in graph.Input.Where(i => i.Name == unused.Name).ToList()) graph.Input.Remove(input);
+        }
         graph.Initializer.AddRange(rewriter.NewInitializers);
         model.MetadataProps.Add(new StringStringEntryProto { Key = "streaminference.quantization", Value = options.Describe() });
         return new QuantizationReport(nodes, before, graph.Initializer.Sum(Bytes));
@@ -167,6 +175,20 @@ public static class OnnxQuantizer
         }
         Visit(graph);
         return names;
+    }
+
+    /// <summary>Every tensor name defined in the graph or its subgraphs: node outputs, initializers, inputs.</summary>
+    private static IEnumerable<string> DefinedNames(GraphProto graph)
+    {
+        foreach (var name in graph.Initializer.Select(i => i.Name).Concat(graph.Input.Select(i => i.Name))) yield return name;
+        foreach (var node in graph.Node)
+        {
+            foreach (var output in node.Output) yield return output;
+            foreach (var a in node.Attribute)
+            foreach (var body in a.Graphs.Prepend(a.G).OfType<GraphProto>())
+            foreach (var name in DefinedNames(body))
+                yield return name;
+        }
     }
 
     private static long Bytes(TensorProto t) => t.RawData.Length + t.FloatData.Count * 4L + t.Int32Data.Count * 4L + t.Int64Data.Count * 8L + t.DoubleData.Count * 8L;
@@ -194,11 +216,12 @@ public static class OnnxQuantizer
     }
 
     /// <summary>Builds the replacement nodes and their initializers; quantized activations are shared between nodes reading the same tensor.</summary>
-    private sealed class Rewriter(GraphProto graph, QuantizationOptions options)
+    private sealed class Rewriter(GraphProto graph, QuantizationOptions options, HashSet<string> overridable)
     {
         private readonly Dictionary<string, (string Q, string Scale, string Zero)> _quantizedInputs = new(StringComparer.Ordinal);
         private readonly Dictionary<string, string> _halfInputs = new(StringComparer.Ordinal);
-        private readonly HashSet<string> _names = [.. graph.Node.SelectMany(n => n.Output), .. graph.Initializer.Select(i => i.Name), .. graph.Input.Select(i => i.Name)];
+        // Every name in use, subgraphs included: a new tensor must not shadow a name an If/Loop body reads or defines.
+        private readonly HashSet<string> _names = [.. ReadNames(graph), .. DefinedNames(graph)];
 
         public List<TensorProto> NewInitializers { get; } = [];
 
@@ -219,7 +242,7 @@ public static class OnnxQuantizer
             var bias = node.Input[2];
             if (gemm!.Beta != 1f)
             {
-                if (initializers.TryGetValue(bias, out var c) && c.DataType == (int)TensorProto.Types.DataType.Float)
+                if (initializers.TryGetValue(bias, out var c) && c.DataType == (int)TensorProto.Types.DataType.Float && !overridable.Contains(bias))
                 {
                     var scaled = FloatData(c, name).Select(v => v * gemm.Beta).ToArray();
                     bias = Fresh($"{name}_bias");

@@ -78,6 +78,10 @@ public static class ModelQuantization
                     heldOut = HeldOutRows.Select(data, source, testFraction);
                     stage?.Report($"scoring {data.Count:N0} training rows for the reference profile and the {heldOut.Rows.Length:N0} held-out rows ({heldOut.Rule}) with both models");
                     var (_, all) = ProfileBuilder.BuildAndSave(imported.Directory, data, plan);
+                    var broken = all.Count(v => !double.IsFinite(v));
+                    if (broken > 0)
+                        throw new InvalidDataException($"{name}@{version} scored {broken:N0} of {all.Length:N0} training rows as NaN or infinity (float16 overflows beyond ±65504 on " +
+                                                       "large activations): quantize fewer layers (--min-dimension) or use int8.");
                     var scores = heldOut.Of(all);
                     var reference = heldOut.Score(sourceDir, data, plan);
                     (sourceAuc, auc) = (heldOut.Auc(reference), heldOut.Auc(scores));

@@ -63,11 +63,13 @@ public static class Trainer
         float[] Row(int i) => set.Row(i).ToArray();
         // Train only on rows whose label was known at the split (label.knownAfter), so the model is
         // fitted on what a training job run at the split time could have seen.
-        var train = labelled[..cut].Where(i => set.TimesMs[i] + plan.LabelKnownAfterMs <= splitAt).ToArray();
+        var train = labelled[..cut].Where(i => set.TimesMs[i] < splitAt && set.TimesMs[i] + plan.LabelKnownAfterMs <= splitAt).ToArray();
+        // The held-out period is every labelled row at or after the split, as HeldOutRows selects it from the manifest's split_at_ms.
+        var test = labelled.Where(i => set.TimesMs[i] >= splitAt).ToArray();
         var trainX = train.Select(Row).ToArray();
         var trainY = train.Select(i => set.Labels[i] > 0.5).ToArray();
-        var testX = labelled[cut..].Select(Row).ToArray();
-        var testY = labelled[cut..].Select(i => set.Labels[i] > 0.5).ToArray();
+        var testX = test.Select(Row).ToArray();
+        var testY = test.Select(i => set.Labels[i] > 0.5).ToArray();
         if (trainY.All(v => v) || !trainY.Any(v => v) || testY.All(v => v) || !testY.Any(v => v))
             throw new InvalidDataException("Both periods need positive and negative labels.");
         var fraudRate = labelled.Count(i => set.Labels[i] > 0.5) / (double)labelled.Length;
@@ -83,11 +85,21 @@ public static class Trainer
         else
         {
             using var teacherScorer = new OnnxScorer(teacher, plan);
+            // A teacher fitted on labels of this held-out period would carry them into the student and flatter its own AUC.
+            if (teacherScorer.Manifest.Metrics?.GetValueOrDefault("split_at_ms") is > 0 and var teacherSplit && (long)teacherSplit > splitAt)
+                throw new InvalidDataException(string.Create(CultureInfo.InvariantCulture,
+                    $"The teacher {teacherScorer.ModelName}@{teacherScorer.ModelVersion} was trained on labels up to {DateTimeOffset.FromUnixTimeMilliseconds((long)teacherSplit):yyyy-MM-ddTHH:mm:ssZ}, ") +
+                    string.Create(CultureInfo.InvariantCulture, $"after this split at {DateTimeOffset.FromUnixTimeMilliseconds(splitAt):yyyy-MM-ddTHH:mm:ssZ}: it has seen the held-out period. ") +
+                    "Use a --test-fraction whose split is at or after the teacher's (its manifest's split_at_ms), or the teacher's own training set.");
             // Every row before the split: the teacher's score needs no label.
             var studentRows = Enumerable.Range(0, set.Count).Where(i => set.TimesMs[i] < splitAt).ToArray();
             stage?.Report($"scoring {studentRows.Length:N0} training-period rows and {testX.Length:N0} held-out rows with the teacher {teacherScorer.ModelName}@{teacherScorer.ModelVersion}");
             var studentX = studentRows.Select(Row).ToArray();
             var targets = Score(teacherScorer, plan, studentX, [.. Enumerable.Range(0, studentX.Length)]);
+            var outside = targets.Where(t => !(t is >= 0 and <= 1)).Take(1).ToArray();
+            if (outside.Length > 0)
+                throw new InvalidDataException(string.Create(CultureInfo.InvariantCulture,
+                    $"The teacher {teacherScorer.ModelName}@{teacherScorer.ModelVersion} scored a row {outside[0]}: a student is fitted to probabilities in [0, 1] (a classifier's positive-class probability), not to raw scores."));
             var teacherTest = Score(teacherScorer, plan, testX, [.. Enumerable.Range(0, testX.Length)]);
             distillation = new Distillation($"{teacherScorer.ModelName}@{teacherScorer.ModelVersion}", studentRows.Length, teacherTest,
                 teacherScorer.Manifest.Metrics?.GetValueOrDefault("parameters"));
