@@ -44,6 +44,10 @@ public static class ModelQuantization
         if (source.FeatureSet != plan.Name || source.FeatureSetVersion != plan.Version)
             throw new InvalidDataException($"{source.Name}@{source.Version} was trained on feature set '{source.FeatureSet}' v{source.FeatureSetVersion}, not '{plan.Name}' v{plan.Version}.");
 
+        var target = Path.Combine(repository, name, version);
+        if (Directory.Exists(target) && Directory.EnumerateFileSystemEntries(target).Any())
+            throw new InvalidOperationException($"'{target}' already exists: choose another --name or --version (versions are immutable once served).");
+
         var quantized = Path.Combine(Path.GetTempPath(), $"si-quantize-{Guid.NewGuid():N}.onnx");
         try
         {

@@ -239,7 +239,11 @@ public sealed class DeploymentScorer : IScorer, IDisposable
         d.Fallback?.Model.Invalidate();
 
         var (lag, rate) = d.Fallback is null ? (null, null) : _signals();
-        if (d.Fallback is { } fallback && fallback.Controller.Observe(LastLag = lag, LastEventAgeMs = EventAgeMs(batch), rate, _championRate) == ServingTier.Fallback)
+        // The champion's measured throughput decides when the fallback hands back. Entered before a full champion batch
+        // was ever measured (a spike right after a start or a deployment change), the fallback would hand back on no figure
+        // at all and the tier would flap; so the champion serves that one full batch first, which measures it.
+        if (d.Fallback is { } fallback && fallback.Controller.Observe(LastLag = lag, LastEventAgeMs = EventAgeMs(batch), rate, _championRate) == ServingTier.Fallback
+            && !(_championRate is null && batch.OkCount >= batch.Capacity / 2))
         {
             // Behind: the cheaper tier serves every row; the challengers wait (they would only add load).
             ServeAll(batch, fallback.Model, ServingArm.Fallback);
