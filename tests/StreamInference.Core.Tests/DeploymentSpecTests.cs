@@ -156,7 +156,12 @@ public sealed class DeploymentSpecTests
         Assert.Equal(ServingTier.Fallback, c.Observe(60_000, null, inputRate: 20_000, championRate: 10_000));
         time.Advance(TimeSpan.FromSeconds(40));
         Assert.Equal(ServingTier.Fallback, c.Observe(1_000, 100, inputRate: 20_000, championRate: 10_000));   // drained, still spiking
+        // One quiet measurement within the input-rate window of a spiking one: the spike's rate is judged.
+        time.Advance(FallbackController.InputRateWindow / 2);
+        Assert.Equal(ServingTier.Fallback, c.Observe(1_000, 100, inputRate: 500, championRate: 10_000));
+        time.Advance(FallbackController.InputRateWindow);
         Assert.Equal(ServingTier.Fallback, c.Observe(1_000, 100, inputRate: 8_500, championRate: 10_000));    // within capacity, not within headroom
+        time.Advance(FallbackController.InputRateWindow + TimeSpan.FromMilliseconds(1));
         Assert.Equal(ServingTier.Champion, c.Observe(1_000, 100, inputRate: 4_000, championRate: 10_000));
         Assert.Equal(2, switches.Count);
         Assert.Contains("input 4000/s within the champion's 10000/s", switches[^1].Reason);

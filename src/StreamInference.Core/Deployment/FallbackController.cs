@@ -19,6 +19,13 @@ public sealed record TierSwitch(DateTimeOffset At, ServingTier From, ServingTier
 public sealed class FallbackController(FallbackSpec spec, TimeProvider time)
 {
     private DateTimeOffset _since = DateTimeOffset.MinValue;
+    private readonly Queue<(DateTimeOffset At, double Rate)> _inputRates = new();
+
+    /// <summary>
+    /// The input rate judged for the hand-back is the highest measured over this window: one quiet measurement in the
+    /// middle of a spike (the producers paused for a moment, a collection) does not hand back to a champion that cannot keep up.
+    /// </summary>
+    public static readonly TimeSpan InputRateWindow = TimeSpan.FromSeconds(2);
 
     public ServingTier Tier { get; private set; } = ServingTier.Champion;
 
@@ -33,6 +40,7 @@ public sealed class FallbackController(FallbackSpec spec, TimeProvider time)
         Tier = previous.Tier;
         _since = previous._since;
         Switches = previous.Switches;
+        foreach (var rate in previous._inputRates) _inputRates.Enqueue(rate);
     }
 
     /// <summary>Switches so far, in both directions.</summary>
@@ -55,6 +63,9 @@ public sealed class FallbackController(FallbackSpec spec, TimeProvider time)
     public ServingTier Observe(long? lagEvents, long? eventAgeMs, double? inputRate = null, double? championRate = null)
     {
         var now = time.GetUtcNow();
+        if (inputRate is { } measured) _inputRates.Enqueue((now, measured));
+        while (_inputRates.Count > 0 && now - _inputRates.Peek().At > InputRateWindow) _inputRates.Dequeue();
+        inputRate = _inputRates.Count > 0 ? _inputRates.Max(r => r.Rate) : inputRate;
         if (_since != DateTimeOffset.MinValue && now - _since < TimeSpan.FromMilliseconds(spec.MinDwellMs)) return Tier;
         if (Tier == ServingTier.Champion)
         {
