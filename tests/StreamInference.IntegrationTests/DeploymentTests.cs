@@ -292,13 +292,16 @@ public sealed partial class DeploymentTests(ServicesFixture services, ITestOutpu
         await evaluator.WaitAssignedAsync(ProcessorHarness.AssignTimeout);
         var port = await child.ListeningPort.WaitAsync(TimeSpan.FromSeconds(30));
         var evaluatorPort = await evaluator.ListeningPort.WaitAsync(TimeSpan.FromSeconds(30));
+        // A healthy run is a daytime one: at night the synthetic live world is mostly fraud, which is neither healthy traffic
+        // nor what the reference profiles describe.
+        var daytime = ServicesFixture.DaytimeClockOffset();
         // Warmed up first (JIT, the first ONNX runs of three models): in production a 5-minute latency window makes the
         // cold start negligible; in a 5-second run on two loaded cores its first batches alone could set the p99.
         using (var warmUp = new HttpClient { BaseAddress = new Uri($"http://127.0.0.1:{port}") })
         using (var registry = new AvroSchemaRegistry(new SchemaRegistryOptions { Url = services.SchemaRegistryUrl }))
         {
             await SyntheticPaymentProducer.ProduceAsync(services.BootstrapServers, registry, ServicesFixture.PaymentEventSchema,
-                new ProduceOptions { Topic = input, Events = 200, Seed = 908 }, null, CancellationToken.None);
+                new ProduceOptions { Topic = input, Events = 200, Seed = 908, ClockOffset = daytime }, null, CancellationToken.None);
             var warm = Stopwatch.StartNew();
             static double Published(string text) => text.Split('\n').Where(l => l.StartsWith("streaminference_predictions_published_total{", StringComparison.Ordinal))
                 .Sum(l => double.Parse(l[(l.LastIndexOf(' ') + 1)..], CultureInfo.InvariantCulture));
@@ -310,7 +313,7 @@ public sealed partial class DeploymentTests(ServicesFixture services, ITestOutpu
         // A warm feature store, as production has: a cold one is real drift (every window feature at its default), and the
         // drift alert would rightly fire on it.
         using (var redis = await ConnectionMultiplexer.ConnectAsync(services.Redis))
-            await WarmStart.MaterializeAsync(redis.GetDatabase(), ServicesFixture.CardPaymentsPlan);
+            await WarmStart.MaterializeAsync(redis.GetDatabase(), ServicesFixture.CardPaymentsPlan, now: DateTimeOffset.UtcNow + daytime);
         using (var registry = new AvroSchemaRegistry(new SchemaRegistryOptions { Url = services.SchemaRegistryUrl }))
         {
             // Over about five seconds, so the evaluation's clock (event time) passes window ends plus the horizon; labels within a second.
@@ -318,7 +321,7 @@ public sealed partial class DeploymentTests(ServicesFixture services, ITestOutpu
                 new ProduceOptions
                 {
                     // 0.2 % malformed: a few dead letters, well below the 1 % the dead-letter alert allows (a healthy run).
-                    Topic = input, Events = 1_500, Rate = 300, BadRate = 0.002, Seed = 909,
+                    Topic = input, Events = 1_500, Rate = 300, BadRate = 0.002, Seed = 909, ClockOffset = daytime,
                     LabelsTopic = evaluationSettings["Evaluation:LabelsTopic"], LabelTimeScale = 1.0 / 86_400 / 4,
                 }, null, CancellationToken.None);
         }

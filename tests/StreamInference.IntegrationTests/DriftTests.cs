@@ -17,8 +17,10 @@ public sealed class DriftTests(ServicesFixture services, ITestOutputHelper outpu
         const int window = 1500;
         var topics = await services.CreateTopicsAsync(4);
         var driftTopic = await services.CreateTopicAsync("drift", 1);
+        // At a daytime hour (events and the warm start's "now" alike): at night the usual world is mostly fraud, whose amounts the shift moves less.
+        var clock = ServicesFixture.DaytimeClockOffset();
         using (var redis = await ConnectionMultiplexer.ConnectAsync(services.Redis))
-            await WarmStart.MaterializeAsync(redis.GetDatabase(), Plan);
+            await WarmStart.MaterializeAsync(redis.GetDatabase(), Plan, now: DateTimeOffset.UtcNow + clock);
 
         var options = services.ProcessorOptions(topics, ServicesFixture.NewGroup("drift"));
         options.Drift = new DriftOptions { Topic = driftTopic, WindowEvents = window };
@@ -26,10 +28,8 @@ public sealed class DriftTests(ServicesFixture services, ITestOutputHelper outpu
         await using var processor = await ProcessorHarness.StartAsync(options, output);
         Assert.NotNull(processor.Drift);
 
-        var clock = ServicesFixture.DaytimeClockOffset();
         async Task Produce(int seed, int? driftAt)
         {
-            // At a daytime hour: at night the usual world is mostly fraud, whose amounts the shift moves less.
             var produced = await services.ProduceAsync(new ProduceOptions { Topic = topics.Input, Events = window, Seed = seed, DriftAt = driftAt, ClockOffset = clock });
             Assert.Equal(0, produced.Failed);
         }

@@ -260,8 +260,8 @@ public static class ModelCommands
         var type = new Option<string>("--type")
         {
             Description = "int8: dynamic INT8 (int8 weights per output column, uint8 activations quantized per tensor at run time; MatMulInteger, fused by ONNX Runtime), " +
-                          "for the CPU. fp16: float16 MatMul/Gemm weights and products between casts, for CUDA; on a CPU ONNX Runtime has no float16 kernels for most " +
-                          "operators and computes it through inserted casts, slower than float.",
+                          "for the CPU. fp16: float16 MatMul/Gemm weights and products between casts, for CUDA; on a CPU without float16 MatMul kernels ONNX Runtime " +
+                          "casts the weights back to float when it loads the model and runs the float graph: half the file, no faster.",
             DefaultValueFactory = _ => "int8",
         };
         type.AcceptOnlyFromAmong("int8", "fp16");
@@ -303,8 +303,8 @@ public static class ModelCommands
                 o.WriteLine(string.Create(inv, $"  {(n.Reason is null ? "converted" : "kept"),-9} {n.OpType} {n.Node} ({n.Weight}{(n.Rows > 0 ? $", {n.Rows}×{n.Columns}" : "")}){(n.Reason is null ? "" : $": {n.Reason}")}"));
             o.WriteLine(string.Create(inv, $"  size: model.onnx {result.FileBytes / 1e6:0.00} MB (source {result.SourceFileBytes / 1e6:0.00} MB); weights {result.Report.WeightBytesAfter / 1e6:0.00} MB (were {result.Report.WeightBytesBefore / 1e6:0.00} MB)"));
             if (options.Type == QuantizationType.Fp16)
-                o.WriteLine("  note: FP16 is for CUDA (Model:Device=cuda). On a CPU, ONNX Runtime has no float16 MatMul kernel for most processors and computes it in float " +
-                            "through inserted casts: no faster than the source (docs/cheaper-models.md).");
+                o.WriteLine("  note: FP16 is for CUDA (Model:Device=cuda). On a CPU without float16 MatMul kernels, ONNX Runtime casts the weights back to float " +
+                            "when it loads the model: no faster than the source (docs/cheaper-models.md).");
             if (result.HeldOut is { } held)
             {
                 o.WriteLine(string.Create(inv, $"  held-out AUC on {held.Rows.Length:N0} rows ({held.Rule}): {result.Auc:0.00000}, source {result.SourceAuc:0.00000} (difference {result.Auc - result.SourceAuc:+0.00000;-0.00000;0.00000})"));
