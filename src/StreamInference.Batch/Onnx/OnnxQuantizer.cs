@@ -123,16 +123,18 @@ public static class OnnxQuantizer
                 : dims.Length != 2 ? $"its weight has {dims.Length} dimensions, not 2"
                 : gemm is { TransA: true } ? "Gemm with transA"
                 : rows < options.MinDimension || columns < options.MinDimension ? $"{rows}×{columns} is under --min-dimension {options.MinDimension}"
-                : options.Type == QuantizationType.Fp16 && FloatData(weight, source).Max(v => Math.Abs(v * (gemm?.Alpha ?? 1f))) is var max && max > (float)Half.MaxValue
-                    ? string.Create(CultureInfo.InvariantCulture, $"a weight of {max:G4} is beyond float16's range (±65504)")
                 : null;
+            // The weights are read once, for the range check and the rewrite.
+            var data = reason is null ? FloatData(weight, source) : null;
+            if (data is not null && options.Type == QuantizationType.Fp16 && data.Max(v => Math.Abs(v * (gemm?.Alpha ?? 1f))) is var max && max > (float)Half.MaxValue)
+                reason = string.Create(CultureInfo.InvariantCulture, $"a weight of {max:G4} is beyond float16's range (±65504)");
             nodes.Add(new QuantizedNode(name, node.OpType, weightName, rows, columns, reason));
             if (reason is not null)
             {
                 rewritten.Add(node);
                 continue;
             }
-            rewritten.AddRange(rewriter.Replace(node, name, FloatData(weight, source), rows, columns, gemm, initializers));
+            rewritten.AddRange(rewriter.Replace(node, name, data!, rows, columns, gemm, initializers));
         }
         if (nodes.All(n => n.Reason is not null))
             throw new InvalidDataException(nodes.Count == 0

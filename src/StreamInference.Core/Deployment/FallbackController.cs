@@ -65,7 +65,8 @@ public sealed class FallbackController(FallbackSpec spec, TimeProvider time)
         var now = time.GetUtcNow();
         if (inputRate is { } measured) _inputRates.Enqueue((now, measured));
         while (_inputRates.Count > 0 && now - _inputRates.Peek().At > InputRateWindow) _inputRates.Dequeue();
-        inputRate = _inputRates.Count > 0 ? _inputRates.Max(r => r.Rate) : inputRate;
+        // Called per batch: a plain loop over the queue's struct enumerator allocates nothing.
+        foreach (var (_, recent) in _inputRates) inputRate = Math.Max(inputRate ?? recent, recent);
         if (_since != DateTimeOffset.MinValue && now - _since < TimeSpan.FromMilliseconds(spec.MinDwellMs)) return Tier;
         if (Tier == ServingTier.Champion)
         {

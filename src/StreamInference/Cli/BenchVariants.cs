@@ -60,9 +60,7 @@ public static class BenchVariants
     {
         if (dirs.Length < 2) throw new ArgumentException("--model: give the reference model and at least one variant.");
         if (!ExecutionDevice.TryParse(deviceText, out var device, out var deviceError)) throw new ArgumentException(deviceError.Replace("Model:Device", "--device", StringComparison.Ordinal));
-        var sizes = sizesText.Split(',', StringSplitOptions.TrimEntries | StringSplitOptions.RemoveEmptyEntries)
-            .Select(s => int.TryParse(s, NumberStyles.Integer, CultureInfo.InvariantCulture, out var n) && n is >= 1 and <= 65_536 ? n
-                : throw new ArgumentException($"--batch-sizes: '{s}' is not a batch size between 1 and 65536.")).Append(1).Append(256).Distinct().Order().ToArray();
+        var sizes = ModelBenchCommand.ParseBatchSizes(sizesText).Append(1).Append(256).Distinct().Order().ToArray();
         if (seconds is <= 0 or > 600) throw new ArgumentException("--seconds must be between 0 and 600.");
         foreach (var dir in dirs)
             if (!File.Exists(Path.Combine(dir, "model.onnx"))) throw new FileNotFoundException($"--model '{dir}' is not a model version directory (model.onnx and manifest.json).");

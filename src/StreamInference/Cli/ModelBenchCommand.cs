@@ -53,9 +53,7 @@ public static class ModelBenchCommand
     private static int Run(string modelDir, string featuresFile, string deviceText, string sizesText, double seconds, int threads, string? label, string output)
     {
         if (!ExecutionDevice.TryParse(deviceText, out var device, out var deviceError)) throw new ArgumentException(deviceError.Replace("Model:Device", "--device", StringComparison.Ordinal));
-        var sizes = sizesText.Split(',', StringSplitOptions.TrimEntries | StringSplitOptions.RemoveEmptyEntries)
-            .Select(s => int.TryParse(s, NumberStyles.Integer, CultureInfo.InvariantCulture, out var n) && n is >= 1 and <= 65_536 ? n
-                : throw new ArgumentException($"--batch-sizes: '{s}' is not a batch size between 1 and 65536.")).Distinct().Order().ToArray();
+        var sizes = ParseBatchSizes(sizesText);
         if (sizes.Length == 0) throw new ArgumentException("--batch-sizes is empty.");
         if (seconds is <= 0 or > 600) throw new ArgumentException("--seconds must be between 0 and 600.");
 
@@ -113,6 +111,11 @@ public static class ModelBenchCommand
         Console.WriteLine(run.ToJsonString());
         return 0;
     }
+
+    /// <summary>--batch-sizes: comma-separated sizes between 1 and 65536, distinct and in order.</summary>
+    public static int[] ParseBatchSizes(string text) => [.. text.Split(',', StringSplitOptions.TrimEntries | StringSplitOptions.RemoveEmptyEntries)
+        .Select(s => int.TryParse(s, NumberStyles.Integer, CultureInfo.InvariantCulture, out var n) && n is >= 1 and <= 65_536 ? n
+            : throw new ArgumentException($"--batch-sizes: '{s}' is not a batch size between 1 and 65536.")).Distinct().Order()];
 
     private static JsonObject Save(string output, JsonObject run)
     {
