@@ -44,12 +44,8 @@ public sealed record HeldOutRows(int[] Rows, bool[] Labels, long SplitAtMs, stri
         return Score(scorer, set, plan);
     }
 
-    public double[] Score(OnnxScorer scorer, TrainingSet set, FeaturePlan plan)
-    {
-        var features = new float[Rows.Length * set.Width];
-        for (var k = 0; k < Rows.Length; k++) set.Row(Rows[k]).CopyTo(features.AsSpan(k * set.Width));
-        return RowScoring.PrimaryScores(scorer, plan, features, Rows.Length);
-    }
+    public double[] Score(OnnxScorer scorer, TrainingSet set, FeaturePlan plan) =>
+        RowScoring.PrimaryScores(scorer, plan, Rows.Length, k => set.Row(Rows[k]));
 
     /// <summary>The AUC of scores of these rows (in <see cref="Rows"/> order).</summary>
     public double Auc(double[] scores) => MlNetModels.Auc(scores, Labels);

@@ -216,12 +216,8 @@ public static class Trainer
     }
 
     /// <summary>The primary scores of the rows <paramref name="rows"/> of <paramref name="x"/>, in that order.</summary>
-    private static double[] Score(OnnxScorer scorer, FeaturePlan plan, float[][] x, int[] rows)
-    {
-        var features = new float[rows.Length * plan.FeatureCount];
-        for (var k = 0; k < rows.Length; k++) x[rows[k]].CopyTo(features, k * plan.FeatureCount);
-        return RowScoring.PrimaryScores(scorer, plan, features, rows.Length);
-    }
+    private static double[] Score(OnnxScorer scorer, FeaturePlan plan, float[][] x, int[] rows) =>
+        RowScoring.PrimaryScores(scorer, plan, rows.Length, k => x[rows[k]]);
 
     /// <summary>The fitted model's probabilities as ML.NET computes them.</summary>
     private static double[] MlNetProbabilities(MLContext ml, ITransformer model, float[][] x, bool[] y)
