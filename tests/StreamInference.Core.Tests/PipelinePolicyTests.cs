@@ -85,10 +85,12 @@ public sealed class PipelinePolicyTests
     {
         // A batch's records complete after every acknowledgement it waits for: the messages the sink produced
         // and, here, one more condition (as a feature-state write would add) — and not before.
-        var (sink, offsets, topology, run) = await StartAsync(records: 4);
+        var (sink, offsets, topology, run, observer) = await StartAsync(records: 4);
         sink.DeliverMessages();                  // every message acknowledged ...
         Assert.Equal(-1, offsets.Committable);   // ... but the extra condition is still open
+        Assert.False(observer.Delivered.Task.IsCompleted);
         sink.AcknowledgeExtra(success: true);
+        await observer.Delivered.Task.WaitAsync(TimeSpan.FromSeconds(30));
         Assert.Equal(4, offsets.Committable);
         topology.Input.Complete();
         await run.WaitAsync(TimeSpan.FromSeconds(30));
@@ -125,11 +127,12 @@ public sealed class PipelinePolicyTests
         // write is settled before the batch is published, so once delivered its records are complete.
         var store = new PersistGateStore();
         var sink = new ExtraConditionSink();
+        var observer = new BatchSignals();
         var topology = new PipelineTopology(new PipelineOptions
             {
                 MaxBatchSize = 4, MaxBatchDelay = TimeSpan.Zero, MaxRetryBackoff = TimeSpan.FromMilliseconds(50), PersistBeforePublish = true,
             },
-            Plan, new FakeDecoder(), store, new FlakyScorer(failures: 0), sink);
+            Plan, new FakeDecoder(), store, new FlakyScorer(failures: 0), sink, observer);
         var offsets = new PartitionOffsets("events", 0);
         var run = topology.RunAsync(CancellationToken.None);
         for (var i = 0; i < 4; i++) await topology.Input.WriteAsync(new InputRecord(offsets, offsets.Track(i), i, null, [1], 0, null));
@@ -137,11 +140,13 @@ public sealed class PipelinePolicyTests
         await Task.Delay(200);
         Assert.False(sink.Published.Task.IsCompleted, "published before its state write was acknowledged");
         store.Release.TrySetResult();            // the failed attempt is retried; the next one succeeds, then it is published
-        await sink.Published.Task.WaitAsync(TimeSpan.FromSeconds(30));
+        await observer.Published.Task.WaitAsync(TimeSpan.FromSeconds(30));
         Assert.Equal(2, store.Attempts);
         sink.DeliverMessages();
         sink.AcknowledgeExtra(success: true);
-        Assert.Equal(4, offsets.Committable);    // nothing else to wait for
+        // Nothing else to wait for: the acknowledgements alone complete the batch, on this thread.
+        Assert.True(observer.Delivered.Task.IsCompleted);
+        Assert.Equal(4, offsets.Committable);
         topology.Input.Complete();
         await run.WaitAsync(TimeSpan.FromSeconds(30));
     }
@@ -149,7 +154,7 @@ public sealed class PipelinePolicyTests
     [Fact]
     public async Task AFailedAcknowledgement_LeavesTheOffsetsIncomplete_AndFailsThePipelineRestartably()
     {
-        var (sink, offsets, topology, run) = await StartAsync(records: 4);
+        var (sink, offsets, topology, run, _) = await StartAsync(records: 4);
         sink.DeliverMessages();
         sink.AcknowledgeExtra(success: false, "state write rejected");
         topology.Input.Complete();
@@ -159,17 +164,37 @@ public sealed class PipelinePolicyTests
         Assert.Equal(-1, offsets.Committable);
     }
 
-    /// <summary>One batch of <paramref name="records"/> published to a sink that holds its acknowledgements.</summary>
-    private static async Task<(ExtraConditionSink Sink, PartitionOffsets Offsets, PipelineTopology Topology, Task Run)> StartAsync(int records)
+    /// <summary>
+    /// One batch of <paramref name="records"/> published to a sink that holds its acknowledgements. Returns once the
+    /// pipeline has released its own count; the state write is settled before publishing, so from then on the batch
+    /// waits for the sink's acknowledgements alone.
+    /// </summary>
+    private static async Task<(ExtraConditionSink Sink, PartitionOffsets Offsets, PipelineTopology Topology, Task Run, BatchSignals Observer)> StartAsync(int records)
     {
         var sink = new ExtraConditionSink();
-        var topology = new PipelineTopology(new PipelineOptions { MaxBatchSize = records, MaxBatchDelay = TimeSpan.Zero },
-            Plan, new FakeDecoder(), new FakeStore(), new FlakyScorer(failures: 0), sink);
+        var observer = new BatchSignals();
+        var topology = new PipelineTopology(new PipelineOptions { MaxBatchSize = records, MaxBatchDelay = TimeSpan.Zero, PersistBeforePublish = true },
+            Plan, new FakeDecoder(), new FakeStore(), new FlakyScorer(failures: 0), sink, observer);
         var offsets = new PartitionOffsets("events", 0);
         var run = topology.RunAsync(CancellationToken.None);
         for (var i = 0; i < records; i++) await topology.Input.WriteAsync(new InputRecord(offsets, offsets.Track(i), i, null, [1], 0, null));
-        await sink.Published.Task.WaitAsync(TimeSpan.FromSeconds(30));
-        return (sink, offsets, topology, run);
+        await observer.Published.Task.WaitAsync(TimeSpan.FromSeconds(30));
+        return (sink, offsets, topology, run, observer);
+    }
+
+    /// <summary>
+    /// Signals the first batch's publication (after the pipeline released its own count, which follows the sink's
+    /// Publish) and its completion (every acknowledgement in, its offsets completed).
+    /// </summary>
+    private sealed class BatchSignals : IPipelineObserver
+    {
+        public TaskCompletionSource Published { get; } = new(TaskCreationOptions.RunContinuationsAsynchronously);
+        public TaskCompletionSource Delivered { get; } = new(TaskCreationOptions.RunContinuationsAsynchronously);
+        public void OnBatchAssembled(EventBatch batch, TimeSpan decode, TimeSpan enrich) { }
+        public void OnBatchScored(EventBatch batch, TimeSpan score) { }
+        public void OnBatchPublished(EventBatch batch, TimeSpan publish) => Published.TrySetResult();
+        public void OnBatchDelivered(EventBatch batch, long nowMs) => Delivered.TrySetResult();
+        public void OnRetry(string stage, Exception error) { }
     }
 
     private static async Task<(FakeSink Sink, PartitionOffsets Offsets)> RunAsync(PipelineOptions options, IScorer scorer, IFeatureStore store, int records)
