@@ -40,8 +40,8 @@ public sealed class DeploymentFallbackTests(ServicesFixture services, ITestOutpu
         var fallbackCapacity = Capacity(new OnnxScorer(Path.Combine(repository, fallbackModel.Replace('@', Path.DirectorySeparatorChar)), plan,
             new OnnxScorerOptions { IntraOpThreads = 1 }), plan);
         var baseRate = Math.Max(50, capacity * 0.4);
-        var spikeRate = Math.Min(5 * baseRate, 0.6 * fallbackCapacity);
-        Assert.True(spikeRate >= 1.4 * capacity, FormattableString.Invariant(
+        var spikeRate = Math.Min(5 * baseRate, 0.7 * fallbackCapacity);
+        Assert.True(spikeRate >= 1.25 * capacity, FormattableString.Invariant(
             $"the fallback scores {fallbackCapacity:0} rows/s against the champion's {capacity:0} on this machine: too little headroom to test a spike"));
         const double spikeSeconds = 5;
         var enter = Math.Max(200, (long)(capacity * 0.5));
@@ -186,14 +186,21 @@ public sealed class DeploymentFallbackTests(ServicesFixture services, ITestOutpu
         {
             var batch = new EventBatch(plan, 256, model.OutputWidth) { Count = 256, OkCount = 256 };
             model.Score(batch);
-            var clock = Stopwatch.StartNew();
-            var rows = 0;
-            while (clock.Elapsed < TimeSpan.FromSeconds(1.5))
+            // The median of three half-second measurements: one stall (a collection, another test's thread) does not set the rates.
+            var runs = new double[3];
+            for (var run = 0; run < runs.Length; run++)
             {
-                model.Score(batch);
-                rows += 256;
+                var clock = Stopwatch.StartNew();
+                var rows = 0;
+                while (clock.Elapsed < TimeSpan.FromSeconds(0.5))
+                {
+                    model.Score(batch);
+                    rows += 256;
+                }
+                runs[run] = rows / clock.Elapsed.TotalSeconds;
             }
-            return rows / clock.Elapsed.TotalSeconds;
+            Array.Sort(runs);
+            return runs[1];
         }
     }
 

@@ -31,11 +31,14 @@ public sealed class RedisOutageTests(ServicesFixture services, ITestOutputHelper
         // 400 events/s for 30 s; Redis is down from 6 s to 16 s.
         var producing = Task.Run(() => services.ProduceAsync(new ProduceOptions { Topic = topics.Input, Events = 12_000, Rate = 400, Seed = 1010 }));
         await Task.Delay(TimeSpan.FromSeconds(6));
-        var accountedBeforeOutage = audit.Predicted + audit.DeadLettered;
+        // Counted by the processor as Kafka acknowledges its outputs, not by the audit: the audit reads the output topics
+        // a little behind, and at 400/s one second of its lag would count as records scored during the outage.
+        long Accounted() => processor.Metrics.PublishedCount + processor.Metrics.DeadLetteredCount;
+        var accountedBeforeOutage = Accounted();
         redis.Stop();
         var stoppedAt = Stopwatch.StartNew();
         await Task.Delay(TimeSpan.FromSeconds(10));
-        var accountedDuringOutage = audit.Predicted + audit.DeadLettered - accountedBeforeOutage;
+        var accountedDuringOutage = Accounted() - accountedBeforeOutage;
         processor.AssertRunning("the processor stopped while Redis was down");
         await redis.StartAsync();
         output.WriteLine($"Redis down for {stoppedAt.Elapsed.TotalSeconds:N1} s");
