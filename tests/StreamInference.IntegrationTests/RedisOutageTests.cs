@@ -1,3 +1,4 @@
+using System.Globalization;
 using StreamInference.DevServices.Redis;
 
 namespace StreamInference.IntegrationTests;
@@ -72,6 +73,44 @@ public sealed class RedisOutageTests(ServicesFixture services, ITestOutputHelper
             Assert.All(audit.Degraded.Values, v => Assert.Equal(PredictionWriter.DegradedFeatureStore, v));
             Assert.True(accountedDuringOutage >= 2000, $"only {accountedDuringOutage} records scored during the outage");
         }
+    }
+
+    /// <summary>
+    /// A stalled pipeline (the store down, Wait policy) pauses the consumer; the backlog produced after that shows in the
+    /// consumer-lag gauges, though librdkafka fetches nothing for paused partitions (its cached high watermarks stop).
+    /// </summary>
+    [Fact]
+    public async Task WhilePausedByBackpressure_TheLagGaugesFollowTheBacklog()
+    {
+        using var redis = new RestartableRedis();
+        await redis.StartAsync();
+        var topics = await services.CreateTopicsAsync(2);
+        var options = services.ProcessorOptions(topics);
+        options.Redis.Configuration = redis.Configuration;
+        options.Redis.OnUnavailable = FeatureStorePolicy.Wait;
+        options.Pipeline.InputQueueCapacity = 100;
+        options.Kafka.PauseAfterMs = 200;
+        await using var processor = await ProcessorHarness.StartAsync(options, output);
+        var metrics = processor.Metrics;
+        double Lag() => Enumerable.Range(0, 2).Sum(p => metrics.Lag.WithLabels(topics.Input, p.ToString(CultureInfo.InvariantCulture)).Value);
+
+        redis.Stop();
+        var before = await services.ProduceAsync(new ProduceOptions { Topic = topics.Input, Events = 500, Seed = 1011 });
+        Assert.True(await processor.WaitUntilAsync(() => metrics.Paused.Value == 1, TimeSpan.FromSeconds(30)), "the consumer never paused");
+        var lagAtPause = Lag();
+        const int after = 3000;
+        var produced = await services.ProduceAsync(new ProduceOptions { Topic = topics.Input, Events = after, Seed = 1012 });
+        // Every record produced after the pause is unconsumed: the gauges grow by all of them (read every half second).
+        var followed = await processor.WaitUntilAsync(() => Lag() >= lagAtPause + after, TimeSpan.FromSeconds(10));
+        output.WriteLine($"lag at the pause {lagAtPause}, {after} produced after it, lag now {Lag()}; paused {metrics.Paused.Value}");
+        Assert.True(followed, $"the lag gauges read {Lag()} with {after} records produced after the pause (at the pause: {lagAtPause})");
+        Assert.Equal(1, metrics.Paused.Value);
+
+        await redis.StartAsync();
+        var total = before.Produced + produced.Produced;
+        Assert.True(await processor.WaitUntilAsync(() => metrics.PublishedCount + metrics.DeadLetteredCount >= total, TimeSpan.FromSeconds(60)),
+            $"{metrics.PublishedCount + metrics.DeadLetteredCount} of {total} accounted after Redis came back");
+        Assert.True(await processor.WaitUntilAsync(() => Lag() == 0, TimeSpan.FromSeconds(10)), $"lag {Lag()} after the backlog was served");
     }
 
     /// <summary>A redis-server process (Garnet when redis-server is not installed) that can be stopped and started on the same port.</summary>

@@ -216,9 +216,13 @@ public sealed class KafkaConsumerLoop : IDisposable
         _lastLagUpdate = now;
         long total = 0, highs = 0;
         var known = false;
+        // While paused librdkafka fetches nothing, so the high watermarks it caches from fetch responses stop where
+        // they were (librdkafka#4996): the lag would stop growing and the input rate read zero exactly while the backlog
+        // grows. Then each is asked of the partition leader, within a budget per round; past it, the cached value serves.
+        var queryUntil = _paused ? now + WatermarkQueryBudgetMs : 0;
         foreach (var tp in _partitions.Keys)
         {
-            var watermarks = _consumer.GetWatermarkOffsets(tp);
+            var watermarks = Environment.TickCount64 < queryUntil ? QueryWatermarks(tp) : _consumer.GetWatermarkOffsets(tp);
             if (watermarks.High.Value >= 0) highs += watermarks.High.Value;
             var position = _consumer.Position(tp);
             if (watermarks.High.Value < 0 || position.Value < 0) continue;
@@ -237,6 +241,20 @@ public sealed class KafkaConsumerLoop : IDisposable
         (_lastHighs, _lastRateAt, _rateCount) = (highs, now, count);
     }
 
+    private const int WatermarkQueryBudgetMs = 100;
+
+    private WatermarkOffsets QueryWatermarks(TopicPartition tp)
+    {
+        try
+        {
+            return _consumer.QueryWatermarkOffsets(tp, TimeSpan.FromMilliseconds(WatermarkQueryBudgetMs));
+        }
+        catch (KafkaException)
+        {
+            return _consumer.GetWatermarkOffsets(tp);   // the leader did not answer in time: the cached value
+        }
+    }
+
     private long _lastHighs, _lastRateAt;
     private int _rateCount;
     private double _inputRate = -1;
@@ -247,8 +265,9 @@ public sealed class KafkaConsumerLoop : IDisposable
     private long _totalLag = -1;
 
     /// <summary>
-    /// Consumer lag over the assigned partitions (high watermarks minus positions, from the client's cached fetch
-    /// state, plus records held back while the pipeline is full), updated every half second; null before it is known.
+    /// Consumer lag over the assigned partitions (high watermarks minus positions: the client's cached fetch state, or
+    /// the leaders' answers while paused; plus records held back while the pipeline is full), updated every half second;
+    /// null before it is known.
     /// </summary>
     public long? TotalLag => Volatile.Read(ref _totalLag) is var v and >= 0 ? v : null;
 
