@@ -144,6 +144,10 @@ public sealed class PipelineTopology
             throw;
         }
         _inputDone = true;
+        // A full fence: a volatile store followed by a load may still be reordered, and the last batch returning on
+        // another thread (decrement, then read _inputDone) would then miss this flag while this read misses its
+        // decrement, and the run would wait for ever (seen once: a unit test's run did not end in 30 s).
+        Interlocked.MemoryBarrier();
         if (Volatile.Read(ref _outstanding) == 0) _allReturned.TrySetResult();
         await _allReturned.Task.WaitAsync(cancellationToken).ConfigureAwait(false);
         if (_deliveryFailure is not null) throw _deliveryFailure;
